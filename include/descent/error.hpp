@@ -1,0 +1,46 @@
+#pragma once
+// Typed errors of the library. The library throws, never exits; the CLI catches
+// descent::Error in main, prints what() on one line and exits non-zero.
+// Messages name the file, the field and what was expected, e.g.
+//   "train-images.idx: header claims 60000x28x28 ubyte = 47040000 bytes, file holds 1024".
+#include <stdexcept>
+#include <string>
+
+namespace descent {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A tensor shape or dtype does not fit the operation.
+class ShapeError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A data file (IDX, CSV, NPY) is malformed or holds values out of range.
+class DataError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A config value is missing, unknown, of the wrong type or out of range.
+class ConfigError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Reading or writing a file failed (missing, unwritable, truncated, bad checksum).
+class IoError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A numerical failure detected at run time (NaN/Inf where finite values are required).
+class NumericError : public Error {
+ public:
+  using Error::Error;
+};
+
+}  // namespace descent

@@ -1,0 +1,40 @@
+#pragma once
+// The numerical kernels under autodiff, nn and optim: matrix products through BLAS and
+// the few reductions that must be deterministic.
+//
+// All matrices are 2-D row-major tensors of one floating dtype. Throws ShapeError when
+// shapes or dtypes do not fit.
+#include <cstdint>
+
+#include "descent/tensor/tensor.hpp"
+
+namespace descent::kernels {
+
+// C <- alpha * op(A) op(B) + beta * C, op(X) = X or X^T. cblas_sgemm / cblas_dgemm.
+// Cost: 2 m n k flops.
+void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, const Tensor& c, double alpha = 1.0,
+          double beta = 0.0);
+
+// Raw-pointer form for kernels that already checked their shapes (row-major, leading
+// dimensions lda, ldb, ldc in elements).
+template <class T>
+void gemm_raw(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a,
+              std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc);
+
+// Sum of all elements, accumulated in double over fixed blocks (thread-count independent).
+double sum(const Tensor& x);
+// Sum of squares of all elements (same blocking). ||x||^2.
+double sum_squares(const Tensor& x);
+// Dot product of two tensors with the same numel (same blocking).
+double dot(const Tensor& a, const Tensor& b);
+
+// out[j] (+)= sum_i x[i, j] over the rows of a 2-D tensor; beta 0 overwrites, 1 adds.
+void sum_rows(const Tensor& x, const Tensor& out, double beta);
+
+// y (+)= alpha * x elementwise (same numel); beta 0 overwrites y, 1 accumulates.
+void axpby(double alpha, const Tensor& x, double beta, const Tensor& y);
+
+// True when every element is finite.
+bool all_finite(const Tensor& x);
+
+}  // namespace descent::kernels

@@ -1,0 +1,185 @@
+#include "descent/autodiff/tape.hpp"
+
+#include <cstring>
+
+namespace descent::autodiff {
+namespace {
+
+class Leaf final : public Node {
+ public:
+  const char* name() const override { return "leaf"; }
+  Tensor tangent_seed;  // set_tangent() of a variable
+};
+
+Leaf& as_leaf(Node& n, const char* what) {
+  auto* leaf = dynamic_cast<Leaf*>(&n);
+  if (leaf == nullptr) throw ShapeError(std::string(what) + ": the Var is not a leaf of this tape");
+  return *leaf;
+}
+
+}  // namespace
+
+const Tensor& Var::value() const {
+  if (!valid()) throw ShapeError("autodiff: use of an empty Var");
+  return tape->node(id).value;
+}
+
+Var Tape::record(std::unique_ptr<Node> node) {
+  if (!node->value.defined()) throw ShapeError(std::string("autodiff: node '") + node->name() + "' has no value");
+  for (int i = 0; i < node->num_inputs; ++i) {
+    if (nodes_[static_cast<std::size_t>(node->input[i])]->requires_grad) node->requires_grad = true;
+  }
+  nodes_.push_back(std::move(node));
+  return Var{this, static_cast<std::int32_t>(nodes_.size() - 1)};
+}
+
+Var Tape::constant(const Tensor& value) {
+  auto leaf = std::make_unique<Leaf>();
+  leaf->value = value;
+  return record(std::move(leaf));
+}
+
+Var Tape::variable(const Tensor& value) {
+  auto leaf = std::make_unique<Leaf>();
+  leaf->value = value;
+  leaf->requires_grad = true;
+  return record(std::move(leaf));
+}
+
+Var Tape::param(ParameterArena& arena, ParamId id) {
+  if (arena_ != nullptr && arena_ != &arena) {
+    throw ShapeError("autodiff: a tape records the parameters of one arena only");
+  }
+  arena_ = &arena;
+  for (std::int32_t node_id : params_) {
+    if (node(node_id).param == id) return Var{this, node_id};
+  }
+  auto leaf = std::make_unique<Leaf>();
+  leaf->value = arena.value(id);
+  leaf->requires_grad = true;
+  leaf->param = id;
+  Var v = record(std::move(leaf));
+  params_.push_back(v.id);
+  return v;
+}
+
+Tensor Tape::grad_sink(std::int32_t id, double& beta) {
+  Node& n = node(id);
+  if (n.grad.defined()) {
+    beta = 1.0;
+  } else {
+    n.grad = Tensor::empty(n.value.shape(), n.value.dtype());
+    beta = 0.0;
+  }
+  return n.grad;
+}
+
+Tensor Tape::grad_tangent_sink(std::int32_t id, double& beta) {
+  Node& n = node(id);
+  if (n.grad_tangent.defined()) {
+    beta = 1.0;
+  } else {
+    n.grad_tangent = Tensor::empty(n.value.shape(), n.value.dtype());
+    beta = 0.0;
+  }
+  return n.grad_tangent;
+}
+
+void Tape::reset_derivatives() {
+  for (auto& n : nodes_) {
+    n->grad = Tensor();
+    n->grad_tangent = Tensor();
+    n->external_grad = false;
+    if (auto* leaf = dynamic_cast<Leaf*>(n.get())) {
+      n->tangent = leaf->tangent_seed;
+    } else {
+      n->tangent = Tensor();
+    }
+  }
+}
+
+void Tape::bind_param_sinks(const Tensor& grads, const Tensor* tangents, const Tensor* hv) {
+  for (std::int32_t id : params_) {
+    Node& n = node(id);
+    n.grad = arena_->slice(grads, n.param);
+    n.external_grad = true;
+    if (tangents != nullptr) n.tangent = arena_->slice(*tangents, n.param);
+    if (hv != nullptr) n.grad_tangent = arena_->slice(*hv, n.param);
+  }
+}
+
+void Tape::sweep(Var loss, bool with_tangents) {
+  Node& out = node(loss);
+  if (out.value.numel() != 1) {
+    throw ShapeError("backward: the loss must have one element, got shape " + out.value.shape().str());
+  }
+  // The loss node is never a parameter leaf, so its grad slot is free here.
+  out.grad = Tensor::full(out.value.shape(), out.value.dtype(), 1.0);
+  for (std::int32_t i = loss.id; i >= 0; --i) {
+    Node& n = node(i);
+    if (!n.requires_grad || !n.grad.defined() || n.num_inputs == 0) continue;
+    n.backward(*this);
+    if (with_tangents) n.tangent_backward(*this);
+  }
+}
+
+void Tape::backward(Var loss) {
+  if (arena_ != nullptr) {
+    backward(loss, arena_->grads());
+  } else {
+    backward(loss, Tensor());
+  }
+}
+
+void Tape::backward(Var loss, const Tensor& param_grads) {
+  if (loss.tape != this) throw ShapeError("backward: the loss belongs to another tape");
+  reset_derivatives();
+  if (arena_ != nullptr) bind_param_sinks(param_grads, nullptr, nullptr);
+  sweep(loss, false);
+}
+
+void Tape::hvp(Var loss, const Tensor& v, const Tensor& hv, const Tensor& param_grads) {
+  if (loss.tape != this) throw ShapeError("hvp: the loss belongs to another tape");
+  reset_derivatives();
+  if (arena_ != nullptr) {
+    Tensor grads = param_grads.defined() ? param_grads : Tensor::empty(Shape{arena_->size()}, arena_->dtype());
+    std::memset(hv.raw(), 0, hv.nbytes());
+    std::memset(grads.raw(), 0, grads.nbytes());
+    bind_param_sinks(grads, &v, &hv);
+  }
+  for (auto& n : nodes_) {
+    if (n->num_inputs == 0) continue;
+    bool any = false;
+    for (int i = 0; i < n->num_inputs; ++i) any = any || has_tangent(n->input[i]);
+    if (any) n->tangent_forward(*this);
+  }
+  sweep(loss, true);
+}
+
+void Tape::set_tangent(Var v, const Tensor& tangent) {
+  Leaf& leaf = as_leaf(node(v), "set_tangent");
+  check_same_shape(leaf.value, tangent, "set_tangent");
+  check_same_dtype(leaf.value, tangent, "set_tangent");
+  leaf.tangent_seed = tangent;
+  leaf.tangent = tangent;
+}
+
+const Tensor& Tape::grad(Var v) {
+  Node& n = node(v);
+  if (!n.grad.defined()) n.grad = Tensor::zeros(n.value.shape(), n.value.dtype());
+  return n.grad;
+}
+
+const Tensor& Tape::grad_tangent(Var v) {
+  Node& n = node(v);
+  if (!n.grad_tangent.defined()) n.grad_tangent = Tensor::zeros(n.value.shape(), n.value.dtype());
+  return n.grad_tangent;
+}
+
+void Tape::clear() {
+  nodes_.clear();
+  params_.clear();
+  arena_ = nullptr;
+}
+
+}  // namespace descent::autodiff

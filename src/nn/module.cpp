@@ -1,0 +1,95 @@
+#include "descent/nn/module.hpp"
+
+#include <sstream>
+
+namespace descent::nn {
+
+Linear::Linear(std::int64_t in_features, std::int64_t out_features, bool bias)
+    : in_(in_features), out_(out_features), has_bias_(bias) {
+  if (in_ <= 0 || out_ <= 0) {
+    throw ConfigError("Linear: sizes must be positive, got " + std::to_string(in_) + " -> " + std::to_string(out_));
+  }
+}
+
+void Linear::declare(ParameterArena& arena, const std::string& prefix) {
+  arena_ = &arena;
+  weight_ = arena.add(prefix + ".weight", Shape{out_, in_}, {.role = ParamRole::weight, .fan_in = in_, .fan_out = out_});
+  if (has_bias_) bias_ = arena.add(prefix + ".bias", Shape{out_}, {.role = ParamRole::bias, .fan_in = in_, .fan_out = out_});
+}
+
+Var Linear::forward(Tape& tape, Var x) {
+  if (arena_ == nullptr) throw ShapeError("Linear: parameters were never declared (add the module to a Sequential)");
+  Var w = tape.param(*arena_, weight_);
+  Var b = has_bias_ ? tape.param(*arena_, bias_) : Var{};
+  return autodiff::linear(x, w, b);
+}
+
+std::string Linear::describe() const {
+  return "Linear(" + std::to_string(in_) + " -> " + std::to_string(out_) + (has_bias_ ? ", bias)" : ")");
+}
+
+Activation parse_activation(const std::string& name) {
+  if (name == "relu") return Activation::relu;
+  if (name == "tanh") return Activation::tanh;
+  if (name == "sigmoid") return Activation::sigmoid;
+  if (name == "softmax") return Activation::softmax;
+  if (name == "log_softmax") return Activation::log_softmax;
+  if (name == "identity" || name == "linear" || name == "none") return Activation::identity;
+  throw ConfigError("unknown activation '" + name + "' (expected relu, tanh, sigmoid, softmax, log_softmax or identity)");
+}
+
+const char* activation_name(Activation a) {
+  switch (a) {
+    case Activation::relu: return "relu";
+    case Activation::tanh: return "tanh";
+    case Activation::sigmoid: return "sigmoid";
+    case Activation::softmax: return "softmax";
+    case Activation::log_softmax: return "log_softmax";
+    case Activation::identity: return "identity";
+  }
+  return "?";
+}
+
+Var apply(Activation a, Var x) {
+  switch (a) {
+    case Activation::relu: return autodiff::relu(x);
+    case Activation::tanh: return autodiff::tanh(x);
+    case Activation::sigmoid: return autodiff::sigmoid(x);
+    case Activation::softmax: return autodiff::softmax(x);
+    case Activation::log_softmax: return autodiff::log_softmax(x);
+    case Activation::identity: return x;
+  }
+  return x;
+}
+
+Sequential::Sequential(ParameterArena& arena, std::string prefix) : arena_(&arena), prefix_(std::move(prefix)) {}
+
+void Sequential::append(std::unique_ptr<Module> module) {
+  module->declare(*arena_, prefix_ + "." + std::to_string(modules_.size()));
+  modules_.push_back(std::move(module));
+}
+
+Var Sequential::forward(Tape& tape, Var x) {
+  for (auto& m : modules_) x = m->forward(tape, x);
+  return x;
+}
+
+std::string Sequential::describe() const {
+  std::ostringstream out;
+  out << "Sequential(";
+  for (std::size_t i = 0; i < modules_.size(); ++i) out << (i ? ", " : "") << modules_[i]->describe();
+  out << ")";
+  return out.str();
+}
+
+Sequential mlp(ParameterArena& arena, const std::vector<std::int64_t>& sizes, Activation hidden) {
+  if (sizes.size() < 2) throw ConfigError("mlp: needs at least an input and an output size");
+  Sequential net(arena);
+  for (std::size_t i = 0; i + 1 < sizes.size(); ++i) {
+    net.add(Linear(sizes[i], sizes[i + 1]));
+    if (i + 2 < sizes.size() && hidden != Activation::identity) net.add(ActivationModule(hidden));
+  }
+  return net;
+}
+
+}  // namespace descent::nn

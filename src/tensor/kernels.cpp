@@ -1,0 +1,165 @@
+#include "descent/tensor/kernels.hpp"
+
+#include <cblas.h>
+
+#include <cmath>
+#include <vector>
+
+#include "descent/tensor/parallel.hpp"
+
+namespace descent::kernels {
+namespace {
+
+constexpr std::int64_t reduce_block = 4096;
+
+void check_matrix(const Tensor& t, const char* name) {
+  if (t.ndim() != 2) throw ShapeError(std::string("gemm: ") + name + " must be 2-D, got " + t.shape().str());
+}
+
+// Sum of f(i) over [0, n) with partials per fixed block, added in block order.
+template <class F>
+double blocked_sum(std::int64_t n, F&& f) {
+  const std::int64_t blocks = (n + reduce_block - 1) / reduce_block;
+  if (blocks <= 1) {
+    double s = 0.0;
+    for (std::int64_t i = 0; i < n; ++i) s += f(i);
+    return s;
+  }
+  std::vector<double> partial(static_cast<std::size_t>(blocks), 0.0);
+  parallel_for(blocks, 8, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t b = b0; b < b1; ++b) {
+      const std::int64_t end = std::min(n, (b + 1) * reduce_block);
+      double s = 0.0;
+      for (std::int64_t i = b * reduce_block; i < end; ++i) s += f(i);
+      partial[static_cast<std::size_t>(b)] = s;
+    }
+  });
+  double s = 0.0;
+  for (double p : partial) s += p;
+  return s;
+}
+
+}  // namespace
+
+template <>
+void gemm_raw<float>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
+                     std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(m),
+              static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
+              static_cast<int>(ldc));
+}
+
+template <>
+void gemm_raw<double>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* a,
+                      std::int64_t lda, const double* b, std::int64_t ldb, double beta, double* c, std::int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(m),
+              static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
+              static_cast<int>(ldc));
+}
+
+void gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor& c, double alpha, double beta) {
+  check_matrix(a, "A");
+  check_matrix(b, "B");
+  check_matrix(c, "C");
+  check_same_dtype(a, b, "gemm");
+  check_same_dtype(a, c, "gemm");
+  const std::int64_t m = ta ? a.dim(1) : a.dim(0);
+  const std::int64_t k = ta ? a.dim(0) : a.dim(1);
+  const std::int64_t kb = tb ? b.dim(1) : b.dim(0);
+  const std::int64_t n = tb ? b.dim(0) : b.dim(1);
+  if (k != kb || c.dim(0) != m || c.dim(1) != n) {
+    throw ShapeError("gemm: op(A) " + std::to_string(m) + "x" + std::to_string(k) + " times op(B) " + std::to_string(kb) +
+                     "x" + std::to_string(n) + " into C " + c.shape().str());
+  }
+  dispatch_float(a.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    gemm_raw<T>(ta, tb, m, n, k, static_cast<T>(alpha), a.data<T>(), a.dim(1), b.data<T>(), b.dim(1),
+                static_cast<T>(beta), c.data<T>(), c.dim(1));
+  });
+}
+
+double sum(const Tensor& x) {
+  return dispatch_float(x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* p = x.data<T>();
+    return blocked_sum(x.numel(), [p](std::int64_t i) { return static_cast<double>(p[i]); });
+  });
+}
+
+double sum_squares(const Tensor& x) {
+  return dispatch_float(x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* p = x.data<T>();
+    return blocked_sum(x.numel(), [p](std::int64_t i) { return static_cast<double>(p[i]) * static_cast<double>(p[i]); });
+  });
+}
+
+double dot(const Tensor& a, const Tensor& b) {
+  if (a.numel() != b.numel()) throw ShapeError("dot: " + a.shape().str() + " and " + b.shape().str());
+  check_same_dtype(a, b, "dot");
+  return dispatch_float(a.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* p = a.data<T>();
+    const T* q = b.data<T>();
+    return blocked_sum(a.numel(), [p, q](std::int64_t i) { return static_cast<double>(p[i]) * static_cast<double>(q[i]); });
+  });
+}
+
+void sum_rows(const Tensor& x, const Tensor& out, double beta) {
+  if (x.ndim() != 2 || out.numel() != x.dim(1)) {
+    throw ShapeError("sum_rows: " + x.shape().str() + " into " + out.shape().str());
+  }
+  check_same_dtype(x, out, "sum_rows");
+  dispatch_float(x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const std::int64_t rows = x.dim(0);
+    const std::int64_t cols = x.dim(1);
+    const T* p = x.data<T>();
+    T* o = out.data<T>();
+    // Columns are split across threads; each column is summed over rows in order.
+    parallel_for(cols, std::max<std::int64_t>(64, parallel_grain / std::max<std::int64_t>(rows, 1)),
+                 [&](std::int64_t c0, std::int64_t c1) {
+                   for (std::int64_t c = c0; c < c1; ++c) o[c] = beta == 0.0 ? T(0) : o[c];
+                   for (std::int64_t r = 0; r < rows; ++r) {
+                     const T* row = p + r * cols;
+#pragma omp simd
+                     for (std::int64_t c = c0; c < c1; ++c) o[c] += row[c];
+                   }
+                 });
+  });
+}
+
+void axpby(double alpha, const Tensor& x, double beta, const Tensor& y) {
+  if (x.numel() != y.numel()) throw ShapeError("axpby: " + x.shape().str() + " and " + y.shape().str());
+  check_same_dtype(x, y, "axpby");
+  dispatch_float(x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* xp = x.data<T>();
+    T* yp = y.data<T>();
+    const T a = static_cast<T>(alpha);
+    const T b = static_cast<T>(beta);
+    parallel_for(x.numel(), parallel_grain, [&](std::int64_t i0, std::int64_t i1) {
+      if (beta == 0.0) {
+#pragma omp simd
+        for (std::int64_t i = i0; i < i1; ++i) yp[i] = a * xp[i];
+      } else {
+#pragma omp simd
+        for (std::int64_t i = i0; i < i1; ++i) yp[i] = a * xp[i] + b * yp[i];
+      }
+    });
+  });
+}
+
+bool all_finite(const Tensor& x) {
+  return dispatch_float(x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* p = x.data<T>();
+    // Summing x*0 turns any Inf/NaN into NaN and keeps finite values at 0.
+    double s = blocked_sum(x.numel(), [p](std::int64_t i) { return static_cast<double>(p[i]) * 0.0; });
+    return !std::isnan(s);
+  });
+}
+
+}  // namespace descent::kernels
