@@ -49,6 +49,7 @@ class Rng {
   // Uniform integer in [0, n) without modulo bias (Lemire's method would do too; this
   // rejection loop is simple and exact). Requires n > 0.
   std::uint64_t below(std::uint64_t n) {
+    if (n == 0) throw_empty_range();
     const std::uint64_t limit = UINT64_MAX - UINT64_MAX % n;
     std::uint64_t x = 0;
     do {
@@ -62,6 +63,7 @@ class Rng {
   void load_state(const std::string& state);
 
  private:
+  [[noreturn]] static void throw_empty_range();
   std::mt19937_64 engine_;
   bool has_spare_ = false;
   double spare_ = 0.0;

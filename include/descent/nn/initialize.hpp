@@ -1,0 +1,22 @@
+#pragma once
+// Initializes every parameter of an arena: weights by a scheme of the chapter (section
+// 8.4) using each parameter's fan-in and fan-out, biases to a constant. Seeded: the same
+// seed gives the same bits. Parameters are visited in declaration order, so adding a
+// layer at the end does not change the draws of the layers before it.
+#include <cstdint>
+
+#include "descent/init/init.hpp"
+#include "descent/tensor/arena.hpp"
+
+namespace descent::nn {
+
+struct InitSpec {
+  init::Scheme weights = init::Scheme::he_uniform;
+  init::Options options = {};
+  double bias = 0.0;
+  std::uint64_t seed = 0;
+};
+
+void initialize(ParameterArena& arena, const InitSpec& spec);
+
+}  // namespace descent::nn

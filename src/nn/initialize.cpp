@@ -1,0 +1,24 @@
+#include "descent/nn/initialize.hpp"
+
+namespace descent::nn {
+
+void initialize(ParameterArena& arena, const InitSpec& spec) {
+  Rng rng(spec.seed);
+  for (std::size_t i = 0; i < arena.count(); ++i) {
+    const ParamId id{static_cast<std::int32_t>(i)};
+    const ParamEntry& e = arena.entry(id);
+    Tensor t = arena.value(id);
+    if (e.info.role == ParamRole::bias) {
+      t.fill(spec.bias);
+      continue;
+    }
+    const std::int64_t fan_in = e.info.fan_in > 0 ? e.info.fan_in : (e.shape.ndim() >= 2 ? t.numel() / e.shape[0] : 1);
+    const std::int64_t fan_out = e.info.fan_out > 0 ? e.info.fan_out : e.shape[0];
+    dispatch_float(t.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      init::initialize<T>(t.span<T>(), fan_in, fan_out, spec.weights, spec.options, rng);
+    });
+  }
+}
+
+}  // namespace descent::nn
