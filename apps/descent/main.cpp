@@ -1,28 +1,39 @@
-// descent: the command-line tool.
+// descent: the command-line tool. Every subcommand lives in its own file; main parses the
+// command line, runs it, and turns a descent::Error into one line on stderr and exit 1.
 #include <CLI/CLI.hpp>
 
 #include <iostream>
 
+#include "commands.hpp"
 #include "descent/error.hpp"
 #include "descent/version.hpp"
 
 int main(int argc, char** argv) {
-  CLI::App app{"descent: train deep networks with every algorithm of 'Optimization for Training Deep Models'"};
+  CLI::App app{"descent: train deep networks with the algorithms of 'Optimization for Training Deep Models'"};
   app.set_version_flag("--version", std::string("descent ") + descent::version);
   app.require_subcommand(0, 1);
+  descent::cli::TrainArgs train_args;
+  descent::cli::add_train(app, train_args);
+  descent::cli::EvalArgs eval_args;
+  descent::cli::add_eval(app, eval_args);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
   try {
-    if (app.get_subcommands().empty()) {
-      std::cout << app.help();
-      return 0;
-    }
+    if (app.got_subcommand("train")) return descent::cli::run_train(train_args);
+    if (app.got_subcommand("eval")) return descent::cli::run_eval(eval_args);
+    std::cout << app.help();
+    return 0;
   } catch (const descent::Error& e) {
     std::cerr << "descent: error: " << e.what() << "\n";
     return 1;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "descent: error: out of memory\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "descent: internal error: " << e.what() << "\n";
+    return 2;
   }
-  return 0;
 }

@@ -1,0 +1,42 @@
+#pragma once
+// The IDX file format of MNIST and Fashion-MNIST.
+//
+// Reference: Y. LeCun, C. Cortes, C. Burges, "THE MNIST DATABASE of handwritten digits",
+// http://yann.lecun.com/exdb/mnist/, section "FILE FORMATS FOR THE MNIST DATABASE".
+//
+// Layout: magic bytes 0x00 0x00 TYPE NDIM, then NDIM big-endian uint32 dimensions, then
+// the elements in row-major order, big-endian. TYPE is one of
+//   0x08 unsigned byte, 0x09 signed byte, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "descent/data/array.hpp"
+
+namespace descent::data {
+
+// Reads an IDX file, plain or gzip-compressed (recognized by its magic bytes 1f 8b), and
+// converts its elements to float32 (int32 values beyond 2^24 and float64 values are rounded).
+//
+// Validation, all before the output is allocated: the magic, 1 <= NDIM <= 4, the element
+// count (product of the dimensions, checked for int64 overflow) and the data byte count,
+// which must equal the bytes the file actually holds after the header: short data and
+// trailing bytes are both errors. A gzip file is decompressed as a stream into a buffer
+// that grows with the data actually produced and stops one byte past the size the header
+// announces, and a header announcing more than deflate can expand the compressed file to
+// (1032:1) is refused up front, so neither a lying header nor a gzip bomb can make the
+// reader allocate more than the data it really holds. Float elements must be finite.
+//
+// Throws IoError (file missing or unreadable) or DataError (malformed content); every
+// message starts with the file's path. Cost: one pass over the file, O(elements) memory.
+Array read_idx(const std::filesystem::path& path);
+
+// Integer class labels from an array with one value per row (shape [n] or [n, 1], e.g. an
+// IDX labels file). Every value must be integral and in [0, num_classes).
+// Throws ConfigError if num_classes < 1, DataError naming `source`, the index and the
+// value otherwise.
+std::vector<std::int32_t> to_labels(const Array& array, std::int32_t num_classes,
+                                    const std::string& source);
+
+}  // namespace descent::data

@@ -1,0 +1,164 @@
+#pragma once
+// The training config: what `descent train CONFIG.toml --set key=value ...` reads.
+//
+// A config is a TOML file (https://toml.io, v1.0). The top-level keys are name, seed, threads,
+// epochs, eval_every_steps, out_dir and progress. The tables [data], [model], [init],
+// [optimizer], [schedule], [sampler] and [early_stopping] hold the fields of the structs below,
+// under the same names. Every key is optional: a missing key keeps the default written here.
+// docs/config.md lists every key with its type, default, range and meaning.
+//
+// Errors: every function here throws descent::ConfigError, and load_train_config also throws
+// descent::IoError. A message starts with the file name. For a key written in the file it
+// gives the line ("exp.toml, line 7: ..."). For a key set with --set it quotes the argument
+// ("exp.toml: --set optimizer.lr=-1: ..."). It then names the dotted key and says what was
+// expected:
+//   exp.toml, line 7: optimizer.lr: expected a finite number > 0, got the float -0.5
+//   exp.toml, line 3: optimizer.lrr: unknown key; did you mean optimizer.lr?
+// These are checked:
+//   - TOML syntax, which includes invalid UTF-8 (the message gives line and column);
+//   - unknown keys and tables, with the closest valid key suggested when one is within edit
+//     distance 2, or when the same name exists in another table;
+//   - types: an integer is accepted where a float is expected, but not the reverse;
+//   - ranges and enumerated names (documented per field below);
+//   - paths that data.format requires;
+//   - malformed --set arguments.
+// The first error found is thrown. Nothing is read from disk except the config file itself.
+//
+// toml++ is an implementation detail of src/train/config.cpp. It is not part of this header.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace descent::train {
+
+struct DataConfig {
+  // "mnist" (a directory holding the four IDX files of MNIST/Fashion-MNIST) | "idx" | "csv" | "npy".
+  std::string format = "mnist";
+  std::string dir = "/usr/share/datasets/fashion-mnist";  // format "mnist" only; must not be empty
+  // idx and npy: the four files, all required. csv: train_features and test_features name the
+  // two CSV files (each with the label in column csv_label_column); the *_labels keys are unused.
+  std::string train_features, train_labels, test_features, test_labels;
+  int csv_label_column = 0;  // csv only: 0-based; negative counts from the end (-1 = last)
+  bool csv_header = false;   // csv only: the first row is a header
+  double scale = 1.0 / 255.0;           // raw features are multiplied by this; finite, > 0
+  std::string standardize = "none";     // none | global | per_feature (training-split statistics)
+  std::int64_t validation_size = 10000;  // >= 0; carved from the end of the training file
+  bool validation_shuffle = false;      // seeded shuffle of the training file before carving
+  std::int64_t limit_train = 0, limit_test = 0;  // >= 0; 0 = all, else keep the first N
+
+  bool operator==(const DataConfig&) const = default;
+};
+
+struct ModelConfig {
+  std::string type = "mlp";                   // mlp (the only type)
+  std::vector<std::int64_t> hidden = {256, 256};  // hidden layer widths, each >= 1; [] = softmax regression
+  std::string activation = "relu";            // relu | tanh | sigmoid | identity
+  std::string dtype = "f32";                  // f32 | f64
+  // The input and output sizes come from the data.
+
+  bool operator==(const ModelConfig&) const = default;
+};
+
+struct InitConfig {
+  // zeros | constant | uniform | normal | glorot_uniform | glorot_normal | fan_in_uniform |
+  // he_normal | he_uniform | orthogonal | sparse (see docs/initialization.md)
+  std::string weights = "he_uniform";
+  double bias = 0.0;          // every bias starts at this value; finite
+  double gain = 1.0;          // glorot_*, he_*, orthogonal; finite, > 0
+  std::int64_t sparse_k = 15;  // sparse: non-zero incoming weights per unit; >= 1
+
+  bool operator==(const InitConfig&) const = default;
+};
+
+struct OptimizerConfig {
+  // sgd | momentum | nesterov | adagrad | rmsprop | rmsprop_nesterov | adadelta | adam | adamw
+  std::string name = "sgd";
+  double lr = 0.1;             // epsilon; finite, > 0
+  double momentum = 0.0;       // alpha; in [0, 1)
+  bool nesterov = false;
+  double rho = 0.9;            // RMSProp / AdaDelta decay; in [0, 1)
+  double rho1 = 0.9;           // Adam first-moment decay; in [0, 1)
+  double rho2 = 0.999;         // Adam second-moment decay; in [0, 1)
+  double delta = 1e-8;         // numerical stabilizer; finite, > 0
+  double weight_decay = 0.0;   // finite, >= 0
+
+  bool operator==(const OptimizerConfig&) const = default;
+};
+
+struct ScheduleConfig {
+  // constant | linear (Goodfellow et al. 2016, eq. 8.14: linear decay from lr to lr_end over
+  // tau steps, constant after)
+  std::string name = "constant";
+  double lr_end = -1.0;   // eps_tau; finite; < 0 means lr / 100
+  std::int64_t tau = 0;   // steps, >= 0; 0 means the run's total number of steps
+
+  bool operator==(const ScheduleConfig&) const = default;
+};
+
+struct SamplerConfig {
+  std::string kind = "reshuffle";  // sequential | shuffle_once | reshuffle | with_replacement | stream
+  std::int64_t batch_size = 128;   // >= 0; 0 = full batch (the TOML value may be the string "full")
+  bool drop_last = false;
+
+  bool operator==(const SamplerConfig&) const = default;
+};
+
+struct EarlyStoppingConfig {
+  bool enabled = true;
+  std::string monitor = "val_error";  // val_error | val_loss
+  std::int64_t patience = 5;          // epochs without improvement before stopping; >= 1
+  double min_delta = 0.0;             // smallest decrease that counts as improvement; finite, >= 0
+
+  bool operator==(const EarlyStoppingConfig&) const = default;
+};
+
+struct TrainConfig {
+  std::string name = "run";   // the run folder's name: not empty, no '/', not "." or ".."
+  // The TOML value is an integer in [0, 2^63-1]. A larger seed is written as a string of
+  // decimal digits, and such a string is also accepted on input.
+  std::uint64_t seed = 0;
+  int threads = 0;            // 0 = all cores; in [0, 1024]
+  std::int64_t epochs = 10;   // >= 1
+  std::int64_t eval_every_steps = 0;  // >= 0; 0 = evaluate only at epoch ends
+  std::string out_dir = "runs";       // parent folder of the run folder; not empty
+  std::string progress = "auto";      // auto | bar | plain | none
+  DataConfig data;
+  ModelConfig model;
+  InitConfig init;
+  OptimizerConfig optimizer;
+  ScheduleConfig schedule;
+  SamplerConfig sampler;
+  EarlyStoppingConfig early_stopping;
+  std::string source;  // the file name the config came from (not a TOML key)
+
+  bool operator==(const TrainConfig&) const = default;
+};
+
+// Reads the TOML file at `path`, applies `overrides`, validates the result and returns it, with
+// source = path.string(). Throws IoError if the file cannot be read (missing, a directory,
+// unreadable, or larger than 16 MiB), and ConfigError as described at the top of this file.
+//
+// Each override is "key=value" with a dotted key, e.g. "optimizer.lr=0.01",
+// "model.hidden=[100]", "sampler.batch_size=full", "name=\"x\"" or "name=x". The value is
+// parsed as a TOML value. If it does not parse, the text after '=' is taken as a string. For
+// a key whose type is string, the text is also taken as is when it parses as a non-string
+// (name=2024 gives "2024"). Overrides are applied in order, so a later one wins. An override
+// may set a key that the file leaves out.
+// Cost: linear in the size of the file and the overrides.
+TrainConfig load_train_config(const std::filesystem::path& path, const std::vector<std::string>& overrides = {});
+
+// The same for TOML text already in memory. `source_name` names it in messages and in
+// TrainConfig::source.
+TrainConfig parse_train_config(std::string_view toml_text, const std::string& source_name,
+                               const std::vector<std::string>& overrides = {});
+
+// The config as TOML text, with every key written, defaults included. This is what a run
+// writes to runs/<name>/config.toml. For any config these functions return,
+// parse_train_config(to_toml(c), c.source) == c. Floats are written in their shortest form
+// that reads back exactly, sampler.batch_size = 0 is written as "full", and `source` appears
+// only in a comment. Does not validate and does not throw, except std::bad_alloc.
+std::string to_toml(const TrainConfig& config);
+
+}  // namespace descent::train

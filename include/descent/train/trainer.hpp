@@ -1,0 +1,82 @@
+#pragma once
+// The training loop: learning is not pure optimization (Goodfellow et al. 2016, 8.1).
+//
+// It minimizes the surrogate loss (negative log-likelihood, mean over the minibatch) and
+// reports the true loss (0-1 error) on train, validation and test; it stops early on the
+// validation 0-1 error (or surrogate) and restores the best parameters. The test set is
+// touched once, at the end.
+//
+// A run writes <out_dir>/<name>/:
+//   config.toml        the resolved config
+//   metrics.jsonl      one JSON object per line: "step" records (every minibatch's loss,
+//                      gradient norm and learning rate), "epoch" records (train and
+//                      validation surrogate and 0-1 error), one "final" record
+//   model.safetensors  the best parameters (by the monitored validation metric)
+// docs/metrics.md documents every field.
+#include <cstdint>
+#include <filesystem>
+#include <iosfwd>
+#include <memory>
+#include <vector>
+
+#include "descent/data/dataset.hpp"
+#include "descent/nn/module.hpp"
+#include "descent/train/config.hpp"
+
+namespace descent::train {
+
+// A data split as tensors: features [n, d] of the model's dtype, labels i32 [n].
+struct Split {
+  Tensor x;
+  Tensor y;
+  std::int64_t size() const { return x.defined() ? x.dim(0) : 0; }
+};
+
+struct Data {
+  Split train, validation, test;
+  std::int32_t num_classes = 0;
+  std::int64_t dim = 0;
+};
+
+// Loads and preprocesses the data of a config (read, scale, split, standardize with the
+// training split's statistics, limits). Throws the readers' errors.
+Data load_data(const TrainConfig& config);
+
+// A model and the arena that holds its parameters.
+struct Model {
+  std::unique_ptr<ParameterArena> arena;
+  std::unique_ptr<nn::Sequential> net;
+};
+// The network of config.model for inputs of size `dim` and `classes` outputs (not initialized).
+Model build_model(const ModelConfig& config, std::int64_t dim, std::int32_t classes);
+// Initializes the parameters per config.init with config.seed.
+void initialize_model(Model& model, const TrainConfig& config);
+
+struct Evaluation {
+  double loss = 0.0;   // mean surrogate (cross-entropy)
+  double error = 0.0;  // 0-1 error
+  std::int64_t examples = 0;
+};
+// Surrogate and 0-1 loss of the model on a split, in chunks of `batch` examples.
+// With `confusion`, also the [C, C] confusion counts (row: true class, column: predicted).
+Evaluation evaluate(Model& model, const Split& split, std::int64_t batch = 1000,
+                    std::vector<std::int64_t>* confusion = nullptr);
+
+struct RunResult {
+  std::filesystem::path run_dir;
+  std::int64_t epochs_run = 0;
+  std::int64_t steps = 0;
+  std::int64_t best_epoch = 0;
+  bool stopped_early = false;
+  double best_validation_error = 0.0;
+  double best_validation_loss = 0.0;
+  double grad_norm_at_stop = 0.0;  // mean gradient norm over the last epoch run
+  Evaluation train, test;          // of the restored best parameters
+  double wall_seconds = 0.0;
+};
+
+// Trains per the config and writes the run folder. `log` receives the progress display and
+// the summary (nullptr: silent).
+RunResult run(const TrainConfig& config, std::ostream* log);
+
+}  // namespace descent::train

@@ -1,0 +1,261 @@
+#include "descent/data/dataset.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <sstream>
+#include <system_error>
+
+#include "descent/data/idx.hpp"
+#include "descent/error.hpp"
+#include "descent/init/rng.hpp"
+
+namespace descent::data {
+namespace {
+
+std::filesystem::path find_idx_file(const std::filesystem::path& dir, const std::string& stem) {
+  std::error_code error;
+  const auto plain = dir / stem;
+  if (std::filesystem::is_regular_file(plain, error)) return plain;
+  const auto compressed = dir / (stem + ".gz");
+  if (std::filesystem::is_regular_file(compressed, error)) return compressed;
+  throw IoError(dir.string() + ": neither " + stem + " nor " + stem + ".gz found");
+}
+
+Dataset load_mnist_pair(const std::filesystem::path& dir, const std::string& prefix,
+                        std::int32_t num_classes) {
+  const auto images_path = find_idx_file(dir, prefix + "-images-idx3-ubyte");
+  const auto labels_path = find_idx_file(dir, prefix + "-labels-idx1-ubyte");
+  Array images = read_idx(images_path);
+  if (images.shape.size() != 3) {
+    throw DataError(images_path.string() + ": images have shape " + shape_string(images.shape) +
+                    ", expected 3 dimensions [n, rows, cols]");
+  }
+  const Array labels = read_idx(labels_path);
+  if (labels.shape.size() != 1) {
+    throw DataError(labels_path.string() + ": labels have shape " + shape_string(labels.shape) +
+                    ", expected 1 dimension [n]");
+  }
+  if (labels.rows() != images.rows()) {
+    throw DataError(labels_path.string() + ": holds " + std::to_string(labels.rows()) +
+                    " labels, expected " + std::to_string(images.rows()) + " (the images in " +
+                    images_path.filename().string() + ")");
+  }
+  return make_dataset(std::move(images), labels, num_classes, labels_path.string());
+}
+
+// Copies the rows at `indices` (already bounds-checked) of `source` into a new Dataset.
+Dataset gather(const Dataset& source, std::span<const std::int64_t> indices) {
+  const auto d = static_cast<std::size_t>(source.dim());
+  Dataset result;
+  result.num_classes = source.num_classes;
+  result.features.shape = {static_cast<std::int64_t>(indices.size()), source.dim()};
+  result.features.values.resize(indices.size() * d);
+  result.labels.resize(indices.size());
+  for (std::size_t i = 0; i < indices.size(); ++i) {
+    const auto row = static_cast<std::size_t>(indices[i]);
+    std::copy_n(source.features.values.begin() + static_cast<std::ptrdiff_t>(row * d), d,
+                result.features.values.begin() + static_cast<std::ptrdiff_t>(i * d));
+    result.labels[i] = source.labels[row];
+  }
+  return result;
+}
+
+}  // namespace
+
+void validate(const Dataset& dataset, const std::string& source) {
+  const Array& features = dataset.features;
+  if (features.shape.size() != 2 || features.shape[0] < 0 || features.shape[1] < 0) {
+    throw ShapeError(source + ": features have shape " + shape_string(features.shape) +
+                     ", expected 2 dimensions [n, d]");
+  }
+  const auto count = checked_product(features.shape);
+  if (!count || static_cast<std::size_t>(*count) != features.values.size()) {
+    throw ShapeError(source + ": features have shape " + shape_string(features.shape) + " but " +
+                     std::to_string(features.values.size()) + " values");
+  }
+  if (static_cast<std::int64_t>(dataset.labels.size()) != features.rows()) {
+    throw ShapeError(source + ": " + std::to_string(dataset.labels.size()) + " labels for " +
+                     std::to_string(features.rows()) + " examples");
+  }
+  if (dataset.num_classes < 1) {
+    throw DataError(source + ": num_classes is " + std::to_string(dataset.num_classes) +
+                    ", expected at least 1");
+  }
+  for (std::size_t i = 0; i < dataset.labels.size(); ++i) {
+    const std::int32_t label = dataset.labels[i];
+    if (label < 0 || label >= dataset.num_classes) {
+      throw DataError(source + ": label " + std::to_string(i) + " is " + std::to_string(label) +
+                      ", expected an integer in [0, " + std::to_string(dataset.num_classes) + ")");
+    }
+  }
+}
+
+Dataset make_dataset(Array features, const Array& labels, std::int32_t num_classes,
+                     const std::string& source) {
+  if (features.shape.empty()) {
+    throw DataError(source + ": features have no dimensions, expected [n, ...]");
+  }
+  Dataset dataset;
+  dataset.labels = to_labels(labels, num_classes, source);
+  if (static_cast<std::int64_t>(dataset.labels.size()) != features.rows()) {
+    throw DataError(source + ": holds " + std::to_string(dataset.labels.size()) +
+                    " labels, expected " + std::to_string(features.rows()) +
+                    " (one per example)");
+  }
+  const std::int64_t rows = features.rows();
+  const std::int64_t d = features.row_size();
+  dataset.features = std::move(features);
+  dataset.features.shape = {rows, d};
+  dataset.num_classes = num_classes;
+  return dataset;
+}
+
+TrainTest load_mnist_dir(const std::filesystem::path& dir, const MnistOptions& options) {
+  std::error_code error;
+  if (!std::filesystem::is_directory(dir, error)) {
+    throw IoError(dir.string() + ": no such directory (expected the four MNIST IDX files)");
+  }
+  TrainTest data;
+  data.train = load_mnist_pair(dir, "train", options.num_classes);
+  data.test = load_mnist_pair(dir, "t10k", options.num_classes);
+  if (data.train.dim() != data.test.dim()) {
+    throw DataError(dir.string() + ": train images have " + std::to_string(data.train.dim()) +
+                    " pixels, test images " + std::to_string(data.test.dim()) +
+                    ", expected the same");
+  }
+  return data;
+}
+
+void scale(Dataset& dataset, float factor) {
+  if (!std::isfinite(factor)) {
+    throw ConfigError("scale: factor is " + std::to_string(factor) + ", expected a finite number");
+  }
+  for (float& value : dataset.features.values) value *= factor;
+}
+
+Standardizer fit_standardizer(const Dataset& train, Standardizer::Mode mode) {
+  validate(train, "fit_standardizer");
+  const auto n = static_cast<std::size_t>(train.size());
+  const auto d = static_cast<std::size_t>(train.dim());
+  if (n == 0 || d == 0) {
+    throw DataError("fit_standardizer: the training set is empty (" +
+                    shape_string(train.features.shape) + "), expected at least one value");
+  }
+  // Column c of the statistics covers feature c (per_feature) or every feature (global).
+  const std::size_t stats = mode == Standardizer::Mode::global ? 1 : d;
+  const auto column = [&](std::size_t j) { return stats == 1 ? 0 : j; };
+  const float* x = train.features.values.data();
+
+  std::vector<double> sum(stats, 0.0);
+  std::vector<float> low(stats, x[0]);
+  std::vector<float> high(stats, x[0]);
+  for (std::size_t j = 0; j < d; ++j) low[column(j)] = high[column(j)] = x[j];
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t j = 0; j < d; ++j) {
+      const float value = x[i * d + j];
+      const std::size_t c = column(j);
+      sum[c] += value;
+      low[c] = std::min(low[c], value);
+      high[c] = std::max(high[c], value);
+    }
+  }
+  const double per_column = static_cast<double>(n) * static_cast<double>(d / stats);
+  std::vector<double> mean(stats);
+  for (std::size_t c = 0; c < stats; ++c) mean[c] = sum[c] / per_column;
+  std::vector<double> squares(stats, 0.0);
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t j = 0; j < d; ++j) {
+      const double delta = x[i * d + j] - mean[column(j)];
+      squares[column(j)] += delta * delta;
+    }
+  }
+
+  Standardizer standardizer;
+  standardizer.mode = mode;
+  standardizer.mean.resize(stats);
+  standardizer.stddev.resize(stats);
+  for (std::size_t c = 0; c < stats; ++c) {
+    if (low[c] == high[c]) {
+      standardizer.mean[c] = low[c];
+      standardizer.stddev[c] = 1.0f;
+    } else {
+      standardizer.mean[c] = static_cast<float>(mean[c]);
+      standardizer.stddev[c] = static_cast<float>(std::sqrt(squares[c] / per_column));
+    }
+  }
+  return standardizer;
+}
+
+void apply(const Standardizer& standardizer, Dataset& dataset) {
+  const auto d = static_cast<std::size_t>(dataset.dim());
+  const std::size_t stats = standardizer.mode == Standardizer::Mode::global ? 1 : d;
+  if (standardizer.mean.size() != stats || standardizer.stddev.size() != stats) {
+    throw ShapeError("apply: standardizer has " + std::to_string(standardizer.mean.size()) +
+                     " means and " + std::to_string(standardizer.stddev.size()) +
+                     " stddevs, expected " + std::to_string(stats) + " of each for " +
+                     std::to_string(d) + " features");
+  }
+  for (std::size_t c = 0; c < stats; ++c) {
+    if (!(standardizer.stddev[c] > 0.0f) || !std::isfinite(standardizer.stddev[c]) ||
+        !std::isfinite(standardizer.mean[c])) {
+      throw ShapeError("apply: standardizer entry " + std::to_string(c) +
+                       " has mean " + std::to_string(standardizer.mean[c]) + " and stddev " +
+                       std::to_string(standardizer.stddev[c]) +
+                       ", expected finite values and stddev > 0");
+    }
+  }
+  float* x = dataset.features.values.data();
+  const std::size_t n = d == 0 ? 0 : dataset.features.values.size() / d;
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t j = 0; j < d; ++j) {
+      const std::size_t c = stats == 1 ? 0 : j;
+      x[i * d + j] = (x[i * d + j] - standardizer.mean[c]) / standardizer.stddev[c];
+    }
+  }
+}
+
+std::pair<Dataset, Dataset> split_validation(Dataset full, const SplitOptions& options) {
+  validate(full, "split_validation");
+  const std::int64_t n = full.size();
+  if (options.validation_size < 0 || options.validation_size >= n) {
+    throw ConfigError("split_validation: validation_size is " +
+                      std::to_string(options.validation_size) + ", expected 0 <= size < " +
+                      std::to_string(n) + " (the training examples)");
+  }
+  const std::int64_t train_size = n - options.validation_size;
+  if (!options.shuffle) {
+    std::vector<std::int64_t> tail(static_cast<std::size_t>(options.validation_size));
+    std::iota(tail.begin(), tail.end(), train_size);
+    Dataset validation = gather(full, tail);
+    full.features.values.resize(static_cast<std::size_t>(train_size * full.dim()));
+    full.features.shape[0] = train_size;
+    full.labels.resize(static_cast<std::size_t>(train_size));
+    return {std::move(full), std::move(validation)};
+  }
+  std::vector<std::int64_t> order(static_cast<std::size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  Rng rng(options.seed);
+  for (std::size_t i = order.size() - 1; i > 0; --i) {
+    std::swap(order[i], order[rng.below(i + 1)]);
+  }
+  const auto middle = order.begin() + train_size;
+  std::sort(order.begin(), middle);
+  std::sort(middle, order.end());
+  return {gather(full, std::span(order).first(static_cast<std::size_t>(train_size))),
+          gather(full, std::span(order).subspan(static_cast<std::size_t>(train_size)))};
+}
+
+Dataset subset(const Dataset& dataset, std::span<const std::int64_t> indices) {
+  validate(dataset, "subset");
+  const std::int64_t n = dataset.size();
+  for (std::size_t i = 0; i < indices.size(); ++i) {
+    if (indices[i] < 0 || indices[i] >= n) {
+      throw ShapeError("subset: index " + std::to_string(i) + " is " + std::to_string(indices[i]) +
+                       ", expected 0 <= index < " + std::to_string(n));
+    }
+  }
+  return gather(dataset, indices);
+}
+
+}  // namespace descent::data

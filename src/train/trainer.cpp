@@ -1,0 +1,389 @@
+#include "descent/train/trainer.hpp"
+
+#include "descent/train/early_stopping.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <iomanip>
+#include <ostream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "descent/data/csv.hpp"
+#include "descent/data/idx.hpp"
+#include "descent/data/npy.hpp"
+#include "descent/data/sampler.hpp"
+#include "descent/io/atomic_file.hpp"
+#include "descent/io/json_lines.hpp"
+#include "descent/io/model_file.hpp"
+#include "descent/loss/loss.hpp"
+#include "descent/nn/initialize.hpp"
+#include "descent/optim/optimizer.hpp"
+#include "descent/tensor/kernels.hpp"
+#include "descent/tensor/parallel.hpp"
+
+namespace descent::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+DType model_dtype(const std::string& name) { return name == "f64" ? DType::f64 : DType::f32; }
+
+std::int32_t max_label_plus_one(const data::Array& a, const data::Array& b) {
+  double m = 0.0;
+  for (float v : a.values) m = std::max(m, static_cast<double>(v));
+  for (float v : b.values) m = std::max(m, static_cast<double>(v));
+  return static_cast<std::int32_t>(m) + 1;
+}
+
+data::TrainTest read_files(const DataConfig& c) {
+  if (c.format == "mnist") return data::load_mnist_dir(c.dir);
+  if (c.format == "csv") {
+    data::CsvOptions o;
+    o.label_column = c.csv_label_column;
+    o.header = c.csv_header ? data::CsvOptions::Header::yes : data::CsvOptions::Header::no;
+    data::TrainTest tt{data::read_csv(c.train_features, o), data::read_csv(c.test_features, o)};
+    const std::int32_t classes = std::max(tt.train.num_classes, tt.test.num_classes);
+    tt.train.num_classes = tt.test.num_classes = classes;
+    return tt;
+  }
+  auto read = [&](const std::string& path) { return c.format == "idx" ? data::read_idx(path) : data::read_npy(path); };
+  data::Array train_x = read(c.train_features), train_y = read(c.train_labels);
+  data::Array test_x = read(c.test_features), test_y = read(c.test_labels);
+  const std::int32_t classes = max_label_plus_one(train_y, test_y);
+  return {data::make_dataset(std::move(train_x), train_y, classes, c.train_labels),
+          data::make_dataset(std::move(test_x), test_y, classes, c.test_labels)};
+}
+
+data::Dataset first(const data::Dataset& d, std::int64_t limit) {
+  if (limit <= 0 || limit >= d.size()) return d;
+  std::vector<std::int64_t> idx(static_cast<std::size_t>(limit));
+  for (std::int64_t i = 0; i < limit; ++i) idx[static_cast<std::size_t>(i)] = i;
+  return data::subset(d, idx);
+}
+
+Split to_split(const data::Dataset& d, DType dtype) {
+  Split s;
+  if (d.size() == 0) return s;
+  Tensor x = Tensor::from<float>({d.size(), d.dim()}, std::span<const float>(d.features.values));
+  s.x = dtype == DType::f32 ? x : x.to(dtype);
+  s.y = Tensor::from<std::int32_t>({d.size()}, std::span<const std::int32_t>(d.labels));
+  return s;
+}
+
+// Copies the examples at `idx` into the batch buffers (resized when the batch size changes).
+void gather(const Split& from, const std::vector<std::int64_t>& idx, Tensor& x, Tensor& y) {
+  const auto b = static_cast<std::int64_t>(idx.size());
+  const std::int64_t d = from.x.dim(1);
+  if (!x.defined() || x.dim(0) != b) {
+    x = Tensor::empty({b, d}, from.x.dtype());
+    y = Tensor::empty({b}, DType::i32);
+  }
+  const std::size_t row_bytes = static_cast<std::size_t>(d) * dtype_size(x.dtype());
+  auto* dst = static_cast<std::byte*>(x.raw());
+  const auto* src = static_cast<const std::byte*>(from.x.raw());
+  const std::int32_t* ys = from.y.data<std::int32_t>();
+  std::int32_t* yd = y.data<std::int32_t>();
+  for (std::int64_t i = 0; i < b; ++i) {
+    const auto r = static_cast<std::size_t>(idx[static_cast<std::size_t>(i)]);
+    std::memcpy(dst + static_cast<std::size_t>(i) * row_bytes, src + r * row_bytes, row_bytes);
+    yd[i] = ys[r];
+  }
+}
+
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, std::int64_t total_steps) {
+  const OptimizerConfig& o = c.optimizer;
+  std::shared_ptr<optim::Schedule> schedule;
+  if (c.schedule.name == "linear") {
+    const double eps_tau = c.schedule.lr_end < 0 ? o.lr / 100.0 : c.schedule.lr_end;
+    const std::int64_t tau = c.schedule.tau > 0 ? c.schedule.tau : std::max<std::int64_t>(1, total_steps);
+    schedule = optim::linear_decay(o.lr, eps_tau, tau);
+  } else {
+    schedule = optim::constant(o.lr);
+  }
+  if (o.name == "sgd") return optim::sgd({.schedule = schedule, .alpha = o.momentum});
+  if (o.name == "momentum") return optim::sgd({.schedule = schedule, .alpha = o.momentum > 0 ? o.momentum : 0.9});
+  throw ConfigError(c.source + ": optimizer.name = \"" + o.name +
+                    "\" is not available in this build yet; use \"sgd\" or \"momentum\"");
+}
+
+// The progress display: a bar redrawn in place on a terminal, one line per epoch otherwise.
+class Progress {
+ public:
+  Progress(std::ostream* out, const std::string& mode, std::int64_t epochs, std::int64_t steps_per_epoch)
+      : out_(out), epochs_(epochs), steps_per_epoch_(std::max<std::int64_t>(1, steps_per_epoch)) {
+    const bool tty = isatty(STDERR_FILENO) != 0;
+    bar_ = out_ != nullptr && (mode == "bar" || (mode == "auto" && tty));
+    if (mode == "none") out_ = nullptr;
+    start_ = last_ = Clock::now();
+  }
+
+  void step(std::int64_t epoch, std::int64_t position, double loss, double accuracy) {
+    if (!bar_) return;
+    if (seconds_since(last_) < 0.1 && position != steps_per_epoch_) return;
+    last_ = Clock::now();
+    const double done = (static_cast<double>(epoch - 1) + static_cast<double>(position) / steps_per_epoch_) / epochs_;
+    const double elapsed = seconds_since(start_);
+    const double eta = done > 0 ? elapsed * (1 - done) / done : 0.0;
+    constexpr int width = 28;
+    const int filled = static_cast<int>(static_cast<double>(width) * static_cast<double>(position) / steps_per_epoch_);
+    std::ostringstream line;
+    line << "\repoch " << epoch << "/" << epochs_ << " [" << std::string(static_cast<std::size_t>(filled), '=')
+         << std::string(static_cast<std::size_t>(width - filled), ' ') << "] " << std::fixed << std::setprecision(0)
+         << 100.0 * position / steps_per_epoch_ << "%  ETA " << std::setprecision(1) << eta << " s  loss "
+         << std::setprecision(4) << loss << "  acc " << std::setprecision(2) << 100.0 * accuracy << "%   ";
+    *out_ << line.str() << std::flush;
+  }
+
+  void line(const std::string& text) {
+    if (out_ == nullptr) return;
+    if (bar_) *out_ << "\r\033[K";
+    *out_ << text << "\n" << std::flush;
+  }
+
+ private:
+  std::ostream* out_;
+  std::int64_t epochs_, steps_per_epoch_;
+  bool bar_ = false;
+  Clock::time_point start_, last_;
+};
+
+std::string first_non_finite_gradient(ParameterArena& arena) {
+  for (std::size_t i = 0; i < arena.count(); ++i) {
+    const ParamId id{static_cast<std::int32_t>(i)};
+    if (!kernels::all_finite(arena.grad(id))) return arena.entry(id).name;
+  }
+  return "(none)";
+}
+
+}  // namespace
+
+Data load_data(const TrainConfig& config) {
+  const DataConfig& c = config.data;
+  data::TrainTest tt = read_files(c);
+  data::Dataset full = first(tt.train, c.limit_train);
+  data::Dataset test = first(tt.test, c.limit_test);
+  data::scale(full, static_cast<float>(c.scale));
+  data::scale(test, static_cast<float>(c.scale));
+  data::Dataset train, validation;
+  if (c.validation_size > 0) {
+    if (c.validation_size >= full.size()) {
+      throw ConfigError(config.source + ": data.validation_size = " + std::to_string(c.validation_size) +
+                        " leaves no training examples (the training file has " + std::to_string(full.size()) + ")");
+    }
+    std::tie(train, validation) = data::split_validation(
+        std::move(full), {.validation_size = c.validation_size, .shuffle = c.validation_shuffle, .seed = config.seed});
+  } else {
+    train = std::move(full);
+  }
+  if (c.standardize != "none") {
+    const auto mode = c.standardize == "global" ? data::Standardizer::Mode::global : data::Standardizer::Mode::per_feature;
+    const data::Standardizer s = data::fit_standardizer(train, mode);
+    data::apply(s, train);
+    if (validation.size() > 0) data::apply(s, validation);
+    data::apply(s, test);
+  }
+  const DType dtype = model_dtype(config.model.dtype);
+  Data out;
+  out.num_classes = std::max(train.num_classes, test.num_classes);
+  out.dim = train.dim();
+  out.train = to_split(train, dtype);
+  out.validation = to_split(validation, dtype);
+  out.test = to_split(test, dtype);
+  return out;
+}
+
+Model build_model(const ModelConfig& config, std::int64_t dim, std::int32_t classes) {
+  if (config.type != "mlp") throw ConfigError("model.type = \"" + config.type + "\" is not available; use \"mlp\"");
+  Model m;
+  m.arena = std::make_unique<ParameterArena>(model_dtype(config.dtype));
+  std::vector<std::int64_t> sizes{dim};
+  sizes.insert(sizes.end(), config.hidden.begin(), config.hidden.end());
+  sizes.push_back(classes);
+  m.net = std::make_unique<nn::Sequential>(nn::mlp(*m.arena, sizes, nn::parse_activation(config.activation)));
+  m.arena->freeze();
+  return m;
+}
+
+void initialize_model(Model& model, const TrainConfig& config) {
+  nn::InitSpec spec;
+  spec.weights = init::parse_scheme(config.init.weights);
+  spec.options = init::default_options(spec.weights);
+  spec.options.gain = config.init.gain;
+  spec.options.sparse_k = config.init.sparse_k;
+  spec.bias = config.init.bias;
+  spec.seed = config.seed;
+  nn::initialize(*model.arena, spec);
+}
+
+Evaluation evaluate(Model& model, const Split& split, std::int64_t batch, std::vector<std::int64_t>* confusion) {
+  Evaluation e;
+  const std::int64_t n = split.size();
+  if (n == 0) return e;
+  double loss_sum = 0.0;
+  std::int64_t errors = 0;
+  autodiff::Tape tape;
+  for (std::int64_t begin = 0; begin < n; begin += batch) {
+    const std::int64_t end = std::min(n, begin + batch);
+    tape.clear();
+    Tensor x = split.x.rows(begin, end);
+    Tensor y = split.y.rows(begin, end);
+    autodiff::Var logits = model.net->forward(tape, tape.constant(x));
+    loss_sum += loss::cross_entropy(logits, y).value().item() * static_cast<double>(end - begin);
+    errors += loss::count_errors(logits.value(), y);
+    if (confusion != nullptr) loss::accumulate_confusion(logits.value(), y, *confusion);
+  }
+  e.examples = n;
+  e.loss = loss_sum / static_cast<double>(n);
+  e.error = static_cast<double>(errors) / static_cast<double>(n);
+  return e;
+}
+
+RunResult run(const TrainConfig& config, std::ostream* log) {
+  const auto t0 = Clock::now();
+  if (config.threads > 0) set_num_threads(config.threads);
+  RunResult result;
+  result.run_dir = std::filesystem::path(config.out_dir) / config.name;
+  std::error_code ec;
+  std::filesystem::create_directories(result.run_dir, ec);
+  if (ec) throw IoError(result.run_dir.string() + ": cannot create the run folder: " + ec.message());
+  io::write_file_atomic(result.run_dir / "config.toml", to_toml(config));
+
+  Data data = load_data(config);
+  Model model = build_model(config.model, data.dim, data.num_classes);
+  initialize_model(model, config);
+  ParameterArena& arena = *model.arena;
+
+  data::SamplerOptions so;
+  so.kind = data::parse_sampler_kind(config.sampler.kind);
+  so.batch_size = config.sampler.batch_size;
+  so.drop_last = config.sampler.drop_last;
+  so.seed = config.seed + 1;  // a stream of its own, independent of the initialization's
+  data::Sampler sampler(data.train.size(), so);
+  const std::int64_t steps_per_epoch = sampler.batches_per_epoch();
+  auto optimizer = make_optimizer(config, steps_per_epoch * config.epochs);
+
+  io::JsonLinesWriter metrics(result.run_dir / "metrics.jsonl");
+  Progress progress(log, config.progress, config.epochs, steps_per_epoch);
+  progress.line("descent: " + std::to_string(data.train.size()) + " train / " + std::to_string(data.validation.size()) +
+                " validation / " + std::to_string(data.test.size()) + " test examples; " + model.net->describe() + ", " +
+                std::to_string(arena.size()) + " parameters; " + optimizer->describe());
+
+  const bool use_val = data.validation.size() > 0;
+  const bool watch_loss = config.early_stopping.monitor == "val_loss";
+  Tensor best = arena.values().clone();
+  EarlyStopping stopper(config.early_stopping.patience, config.early_stopping.min_delta, config.early_stopping.enabled);
+  std::int64_t k = 0;
+  std::vector<std::int64_t> idx;
+  Tensor bx, by;
+  autodiff::Tape tape;
+
+  auto eval_record = [&](std::int64_t epoch, double epoch_seconds, std::int64_t epoch_examples, double grad_norm_mean) {
+    const Evaluation tr = evaluate(model, data.train);
+    const Evaluation va = evaluate(model, data.validation);
+    nlohmann::json r = {{"kind", "epoch"},           {"epoch", epoch},
+                        {"step", k},                 {"train_loss", tr.loss},
+                        {"train_error", tr.error},   {"lr", optimizer->learning_rate(k)},
+                        {"grad_norm_mean", grad_norm_mean},
+                        {"examples_per_s", epoch_seconds > 0 ? epoch_examples / epoch_seconds : 0.0},
+                        {"wall_s", seconds_since(t0)}};
+    if (use_val) {
+      r["val_loss"] = va.loss;
+      r["val_error"] = va.error;
+    }
+    metrics.write(r);
+    std::ostringstream line;
+    line << std::fixed << "epoch " << epoch << "/" << config.epochs << "  train loss " << std::setprecision(4) << tr.loss
+         << " error " << std::setprecision(2) << 100 * tr.error << "%";
+    if (use_val) line << "  val loss " << std::setprecision(4) << va.loss << " error " << std::setprecision(2) << 100 * va.error << "%";
+    line << "  |g| " << std::setprecision(3) << grad_norm_mean << "  " << std::setprecision(0)
+         << (epoch_seconds > 0 ? epoch_examples / epoch_seconds : 0.0) << " ex/s";
+    progress.line(line.str());
+    return std::pair<Evaluation, Evaluation>{tr, va};
+  };
+
+  for (std::int64_t epoch = 1; epoch <= config.epochs && !sampler.exhausted(); ++epoch) {
+    const auto e0 = Clock::now();
+    double grad_norm_sum = 0.0, running_loss = 0.0, running_correct = 0.0, running_seen = 0.0;
+    std::int64_t epoch_steps = 0, epoch_examples = 0;
+    while (sampler.next(idx)) {
+      gather(data.train, idx, bx, by);
+      tape.clear();
+      arena.zero_grad();
+      autodiff::Var logits = model.net->forward(tape, tape.constant(bx));
+      autodiff::Var loss = loss::cross_entropy(logits, by);
+      tape.backward(loss);
+      const double loss_value = loss.value().item();
+      const double grad_norm = std::sqrt(kernels::sum_squares(arena.grads()));
+      if (!std::isfinite(loss_value) || !std::isfinite(grad_norm)) {
+        throw NumericError("training diverged at step " + std::to_string(k) + " (epoch " + std::to_string(epoch) +
+                           "): loss " + std::to_string(loss_value) + ", first non-finite gradient in '" +
+                           first_non_finite_gradient(arena) + "'; the parameters were not updated");
+      }
+      const double lr = optimizer->learning_rate(k);
+      optimizer->step(arena, k);
+      metrics.write({{"kind", "step"}, {"step", k}, {"epoch", epoch}, {"loss", loss_value}, {"grad_norm", grad_norm}, {"lr", lr}});
+      ++k;
+      ++epoch_steps;
+      epoch_examples += by.numel();
+      grad_norm_sum += grad_norm;
+      const auto b = static_cast<double>(by.numel());
+      running_loss += loss_value * b;
+      running_correct += b - static_cast<double>(loss::count_errors(logits.value(), by));
+      running_seen += b;
+      progress.step(epoch, sampler.position(), running_loss / running_seen, running_correct / running_seen);
+    }
+    if (epoch_steps == 0) break;
+    const double grad_norm_mean = grad_norm_sum / static_cast<double>(epoch_steps);
+    auto [tr, va] = eval_record(epoch, seconds_since(e0), epoch_examples, grad_norm_mean);
+    result.epochs_run = epoch;
+    result.grad_norm_at_stop = grad_norm_mean;
+    const double metric = use_val ? (watch_loss ? va.loss : va.error) : (watch_loss ? tr.loss : tr.error);
+    const bool stop = stopper.update(epoch, metric);
+    if (stopper.improved()) {
+      best.copy_from(arena.values());
+      result.best_epoch = epoch;
+      result.best_validation_error = va.error;
+      result.best_validation_loss = va.loss;
+    }
+    if (stop) {
+      result.stopped_early = true;
+      progress.line("early stopping: no improvement of the " + config.early_stopping.monitor + " for " +
+                    std::to_string(stopper.bad_epochs()) + " epochs; restoring epoch " + std::to_string(result.best_epoch));
+      break;
+    }
+  }
+  arena.values().copy_from(best);
+  result.steps = k;
+  result.train = evaluate(model, data.train);
+  result.test = evaluate(model, data.test);
+  result.wall_seconds = seconds_since(t0);
+  io::save_parameters(result.run_dir / "model.safetensors", arena,
+                      {{"format", "descent"}, {"model", model.net->describe()}, {"best_epoch", std::to_string(result.best_epoch)}});
+  metrics.write({{"kind", "final"},
+                 {"epochs", result.epochs_run},
+                 {"steps", k},
+                 {"best_epoch", result.best_epoch},
+                 {"stopped_early", result.stopped_early},
+                 {"grad_norm_at_stop", result.grad_norm_at_stop},
+                 {"best_val_error", result.best_validation_error},
+                 {"best_val_loss", result.best_validation_loss},
+                 {"train_loss", result.train.loss},
+                 {"train_error", result.train.error},
+                 {"test_loss", result.test.loss},
+                 {"test_error", result.test.error},
+                 {"test_accuracy", 1.0 - result.test.error},
+                 {"wall_s", result.wall_seconds}});
+  metrics.flush();
+  return result;
+}
+
+}  // namespace descent::train

@@ -1,0 +1,326 @@
+#include "descent/data/idx.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <atomic>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "descent/error.hpp"
+
+namespace descent::data {
+namespace {
+
+namespace fs = std::filesystem;
+using Bytes = std::vector<unsigned char>;
+
+class IdxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    static std::atomic<int> counter{0};
+    dir_ = fs::temp_directory_path() /
+           ("descent_idx_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  fs::path write(const std::string& name, const Bytes& bytes) {
+    const fs::path path = dir_ / name;
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    return path;
+  }
+
+  fs::path write_gzip(const std::string& name, const Bytes& bytes) {
+    const fs::path path = dir_ / name;
+    gzFile file = gzopen(path.c_str(), "wb");
+    EXPECT_NE(file, nullptr);
+    if (!bytes.empty()) {
+      EXPECT_EQ(gzwrite(file, bytes.data(), static_cast<unsigned>(bytes.size())),
+                static_cast<int>(bytes.size()));
+    }
+    gzclose(file);
+    return path;
+  }
+
+  fs::path dir_;
+};
+
+void put_u32(Bytes& bytes, std::uint32_t value) {
+  for (int shift = 24; shift >= 0; shift -= 8) bytes.push_back((value >> shift) & 0xFF);
+}
+
+Bytes header(unsigned char type, const std::vector<std::uint32_t>& dims) {
+  Bytes bytes{0, 0, type, static_cast<unsigned char>(dims.size())};
+  for (const auto dim : dims) put_u32(bytes, dim);
+  return bytes;
+}
+
+Bytes concat(Bytes a, const Bytes& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// Runs `read`, expects a DataError whose message names the file and contains `what`.
+template <typename Error = DataError, typename Read>
+void expect_error(Read read, const fs::path& path, const std::string& what) {
+  try {
+    read();
+    ADD_FAILURE() << "expected an error mentioning '" << what << "'";
+  } catch (const Error& error) {
+    const std::string message = error.what();
+    EXPECT_NE(message.find(path.string()), std::string::npos) << message;
+    EXPECT_NE(message.find(what), std::string::npos) << message;
+  }
+}
+
+const Bytes image_data{0, 1, 2, 127, 128, 255, 10, 20, 30, 40, 50, 60};
+
+TEST_F(IdxTest, ReadsPlainUbyteImages) {
+  const auto path = write("images.idx", concat(header(0x08, {2, 2, 3}), image_data));
+  const Array array = read_idx(path);
+  EXPECT_EQ(array.shape, (std::vector<std::int64_t>{2, 2, 3}));
+  EXPECT_EQ(array.rows(), 2);
+  EXPECT_EQ(array.row_size(), 6);
+  const std::vector<float> expected{0, 1, 2, 127, 128, 255, 10, 20, 30, 40, 50, 60};
+  EXPECT_EQ(array.values, expected);
+}
+
+TEST_F(IdxTest, ReadsGzipDetectedByMagicNotName) {
+  const auto plain = read_idx(write("plain.idx", concat(header(0x08, {2, 2, 3}), image_data)));
+  const auto path = write_gzip("compressed.idx", concat(header(0x08, {2, 2, 3}), image_data));
+  const Array array = read_idx(path);
+  EXPECT_EQ(array.shape, plain.shape);
+  EXPECT_EQ(array.values, plain.values);
+}
+
+TEST_F(IdxTest, ReadsLargerGzipAcrossBufferRefills) {
+  Bytes data(300000);
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<unsigned char>(i * 7 % 251);
+  const auto path = write_gzip("big.gz", concat(header(0x08, {3000, 100}), data));
+  const Array array = read_idx(path);
+  ASSERT_EQ(array.values.size(), data.size());
+  for (std::size_t i = 0; i < data.size(); i += 997) EXPECT_EQ(array.values[i], float(data[i]));
+  EXPECT_EQ(array.values.back(), float(data.back()));
+}
+
+TEST_F(IdxTest, ReadsSignedBytes) {
+  const auto path = write("s.idx", concat(header(0x09, {4}), Bytes{0x80, 0x7F, 0xFF, 0x00}));
+  EXPECT_EQ(read_idx(path).values, (std::vector<float>{-128, 127, -1, 0}));
+}
+
+TEST_F(IdxTest, ReadsBigEndianInt16) {
+  const auto path =
+      write("h.idx", concat(header(0x0B, {3}), Bytes{0x80, 0x00, 0x7F, 0xFF, 0x01, 0x02}));
+  EXPECT_EQ(read_idx(path).values, (std::vector<float>{-32768, 32767, 258}));
+}
+
+TEST_F(IdxTest, ReadsBigEndianInt32) {
+  Bytes data;
+  put_u32(data, 0x80000000u);
+  put_u32(data, 16777216u);
+  put_u32(data, static_cast<std::uint32_t>(-5));
+  const auto path = write("i.idx", concat(header(0x0C, {1, 3}), data));
+  const Array array = read_idx(path);
+  EXPECT_EQ(array.shape, (std::vector<std::int64_t>{1, 3}));
+  EXPECT_EQ(array.values, (std::vector<float>{-2147483648.0f, 16777216.0f, -5.0f}));
+}
+
+TEST_F(IdxTest, ReadsBigEndianFloat32) {
+  Bytes data;
+  for (const float value : {1.5f, -0.25f, 3.0e38f}) put_u32(data, std::bit_cast<std::uint32_t>(value));
+  const auto path = write("f.idx", concat(header(0x0D, {3}), data));
+  EXPECT_EQ(read_idx(path).values, (std::vector<float>{1.5f, -0.25f, 3.0e38f}));
+}
+
+TEST_F(IdxTest, ReadsBigEndianFloat64) {
+  Bytes data;
+  for (const double value : {0.1, -2.5, 1e-3}) {
+    const auto bits = std::bit_cast<std::uint64_t>(value);
+    put_u32(data, static_cast<std::uint32_t>(bits >> 32));
+    put_u32(data, static_cast<std::uint32_t>(bits));
+  }
+  const auto path = write("d.idx", concat(header(0x0E, {1, 1, 1, 3}), data));
+  const Array array = read_idx(path);
+  EXPECT_EQ(array.shape, (std::vector<std::int64_t>{1, 1, 1, 3}));
+  EXPECT_EQ(array.values, (std::vector<float>{0.1f, -2.5f, 1e-3f}));
+}
+
+TEST_F(IdxTest, ReadsEmptyDimension) {
+  const Array array = read_idx(write("empty.idx", header(0x08, {0, 28, 28})));
+  EXPECT_EQ(array.shape, (std::vector<std::int64_t>{0, 28, 28}));
+  EXPECT_TRUE(array.values.empty());
+}
+
+TEST_F(IdxTest, MissingFileIsIoErrorNamingIt) {
+  const auto path = dir_ / "no-such-file.idx";
+  expect_error<IoError>([&] { read_idx(path); }, path, "cannot open");
+}
+
+TEST_F(IdxTest, RejectsTruncatedMagic) {
+  const auto path = write("short.idx", Bytes{0, 0, 8});
+  expect_error([&] { read_idx(path); }, path, "truncated header");
+}
+
+TEST_F(IdxTest, RejectsTruncatedDimensions) {
+  Bytes bytes{0, 0, 8, 3};
+  put_u32(bytes, 2);
+  put_u32(bytes, 2);
+  const auto path = write("dims.idx", bytes);
+  expect_error([&] { read_idx(path); }, path, "truncated header: expected 16 bytes");
+}
+
+TEST_F(IdxTest, RejectsWrongMagic) {
+  const auto path = write("magic.idx", concat(Bytes{1, 0, 8, 1, 0, 0, 0, 1}, Bytes{7}));
+  expect_error([&] { read_idx(path); }, path, "bad magic 01 00 08 01");
+}
+
+TEST_F(IdxTest, RejectsUnsupportedType) {
+  const auto path = write("type.idx", concat(header(0x0A, {1}), Bytes{7}));
+  expect_error([&] { read_idx(path); }, path, "unsupported element type 0x0a");
+}
+
+TEST_F(IdxTest, RejectsZeroDimensions) {
+  const auto path = write("ndim0.idx", Bytes{0, 0, 8, 0, 7});
+  expect_error([&] { read_idx(path); }, path, "0 dimensions, expected 1 to 4");
+}
+
+TEST_F(IdxTest, RejectsFiveDimensions) {
+  const auto path = write("ndim5.idx", header(0x08, {1, 1, 1, 1, 1}));
+  expect_error([&] { read_idx(path); }, path, "5 dimensions, expected 1 to 4");
+}
+
+TEST_F(IdxTest, RejectsElementCountOverflow) {
+  const auto path = write("overflow.idx", header(0x0E, {0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF}));
+  expect_error([&] { read_idx(path); }, path, "overflows int64");
+}
+
+TEST_F(IdxTest, RejectsByteCountOverflow) {
+  // 2^31 * 2^31 = 2^62 elements fit int64, 2^62 * 8 bytes do not.
+  const auto path = write("bytes.idx", header(0x0E, {0x80000000, 0x80000000}));
+  expect_error([&] { read_idx(path); }, path, "overflows int64");
+}
+
+TEST_F(IdxTest, RefusesHugeClaimWithoutAllocating) {
+  const auto path = write("huge.idx", concat(header(0x08, {1000000, 1000000}), Bytes{1, 2, 3}));
+  expect_error([&] { read_idx(path); }, path,
+               "header claims 1000000x1000000 ubyte = 1000000000000 data bytes, file holds 3");
+}
+
+TEST_F(IdxTest, RefusesHugeClaimInGzipWithoutDecompressing) {
+  const auto path = write_gzip("huge.gz", concat(header(0x08, {1000000, 1000000}), Bytes{1, 2, 3}));
+  expect_error([&] { read_idx(path); }, path, "compressed bytes can hold");
+}
+
+TEST_F(IdxTest, RejectsTruncatedData) {
+  const auto path = write("trunc.idx", concat(header(0x08, {2, 2, 3}), Bytes{1, 2, 3}));
+  expect_error([&] { read_idx(path); }, path, "= 12 data bytes, file holds 3");
+}
+
+TEST_F(IdxTest, RejectsTruncatedDataInGzip) {
+  const auto path = write_gzip("trunc.gz", concat(header(0x0B, {4}), Bytes{1, 2, 3}));
+  expect_error([&] { read_idx(path); }, path, "decompressed data holds 3");
+}
+
+TEST_F(IdxTest, RejectsTrailingBytes) {
+  const auto path = write("trail.idx", concat(header(0x08, {2}), Bytes{1, 2, 3}));
+  expect_error([&] { read_idx(path); }, path, "file holds 3 (trailing bytes)");
+}
+
+TEST_F(IdxTest, RejectsTrailingBytesInGzip) {
+  const auto path = write_gzip("trail.gz", concat(header(0x08, {2}), Bytes{1, 2, 3}));
+  expect_error([&] { read_idx(path); }, path, "trailing bytes");
+}
+
+TEST_F(IdxTest, StopsDecompressingAGzipBombAtTheAnnouncedSize) {
+  // 4 announced bytes followed by 8 MB of zeros (about 8 KB compressed).
+  const auto path = write_gzip("bomb.gz", concat(header(0x08, {2, 2}), Bytes(8 << 20, 0)));
+  expect_error([&] { read_idx(path); }, path, "trailing bytes");
+}
+
+TEST_F(IdxTest, RejectsTruncatedGzipStream) {
+  Bytes data(5000);
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<unsigned char>(i * 31 % 256);
+  const auto full = write_gzip("full.gz", concat(header(0x08, {5000}), data));
+  std::ifstream in(full, std::ios::binary);
+  Bytes compressed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  compressed.resize(compressed.size() / 2);
+  const auto path = write("cut.gz", compressed);
+  expect_error([&] { read_idx(path); }, path, "truncated gzip data");
+}
+
+TEST_F(IdxTest, RejectsCorruptGzipStream) {
+  const auto full = write_gzip("full.gz", concat(header(0x08, {3}), Bytes{1, 2, 3}));
+  std::ifstream in(full, std::ios::binary);
+  Bytes compressed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  compressed[compressed.size() - 6] ^= 0xFF;  // inside the CRC32 of the trailer
+  const auto path = write("corrupt.gz", compressed);
+  expect_error([&] { read_idx(path); }, path, "corrupt or truncated gzip data");
+}
+
+TEST_F(IdxTest, RejectsNonFiniteFloat) {
+  Bytes data;
+  put_u32(data, std::bit_cast<std::uint32_t>(1.0f));
+  put_u32(data, std::bit_cast<std::uint32_t>(std::numeric_limits<float>::quiet_NaN()));
+  const auto path = write("nan.idx", concat(header(0x0D, {2}), data));
+  expect_error([&] { read_idx(path); }, path, "element 1 is nan");
+}
+
+TEST_F(IdxTest, RejectsFloat64OutsideFloat32Range) {
+  const auto bits = std::bit_cast<std::uint64_t>(1e300);
+  Bytes data;
+  put_u32(data, static_cast<std::uint32_t>(bits >> 32));
+  put_u32(data, static_cast<std::uint32_t>(bits));
+  const auto path = write("big.idx", concat(header(0x0E, {1}), data));
+  expect_error([&] { read_idx(path); }, path, "outside the float32 range");
+}
+
+TEST(ToLabels, ConvertsIntegralValues) {
+  const Array array{{4}, {0, 9, 3, 3}};
+  EXPECT_EQ(to_labels(array, 10, "labels.idx"), (std::vector<std::int32_t>{0, 9, 3, 3}));
+  const Array column{{2, 1}, {1, 0}};
+  EXPECT_EQ(to_labels(column, 2, "labels.npy"), (std::vector<std::int32_t>{1, 0}));
+}
+
+TEST(ToLabels, RejectsOutOfRange) {
+  const Array array{{3}, {0, 10, 3}};
+  expect_error([&] { to_labels(array, 10, "labels.idx"); }, "labels.idx",
+               "label 1 is 10, expected an integer in [0, 10)");
+  const Array negative{{1}, {-1}};
+  expect_error([&] { to_labels(negative, 10, "neg.idx"); }, "neg.idx", "label 0 is -1");
+}
+
+TEST(ToLabels, RejectsNonIntegral) {
+  const Array array{{2}, {1, 2.5f}};
+  expect_error([&] { to_labels(array, 10, "frac.npy"); }, "frac.npy", "label 1 is 2.5");
+}
+
+TEST(ToLabels, RejectsMultiColumnArrays) {
+  const Array array{{2, 2}, {0, 1, 1, 0}};
+  expect_error([&] { to_labels(array, 2, "wide.npy"); }, "wide.npy", "shape 2x2");
+}
+
+TEST(ToLabels, RejectsNonPositiveClassCount) {
+  const Array array{{1}, {0}};
+  expect_error<ConfigError>([&] { to_labels(array, 0, "labels.idx"); }, "labels.idx",
+                            "num_classes is 0");
+}
+
+TEST_F(IdxTest, ReadsLabelsFileEndToEnd) {
+  const auto path = write_gzip("labels.gz", concat(header(0x08, {5}), Bytes{9, 0, 0, 3, 7}));
+  const Array array = read_idx(path);
+  EXPECT_EQ(to_labels(array, 10, path.string()), (std::vector<std::int32_t>{9, 0, 0, 3, 7}));
+  expect_error([&] { to_labels(array, 8, path.string()); }, path, "label 0 is 9");
+}
+
+}  // namespace
+}  // namespace descent::data
