@@ -32,7 +32,7 @@ namespace {
 constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
 constexpr std::uintmax_t kMaxConfigBytes = 16u << 20;
 
-constexpr std::array<std::string_view, 7> kTables = {"data",      "model",   "init",          "optimizer",
+constexpr std::array<std::string_view, 7> kTables = {"data",     "model",   "init",          "optimizer",
                                                      "schedule", "sampler", "early_stopping"};
 
 // Every key a config may hold. `text`: the value is a string, so a --set value is taken
@@ -97,11 +97,11 @@ constexpr std::string_view kStandardize[] = {"none", "global", "per_feature"};
 constexpr std::string_view kModelTypes[] = {"mlp"};
 constexpr std::string_view kActivations[] = {"relu", "tanh", "sigmoid", "identity"};
 constexpr std::string_view kDtypes[] = {"f32", "f64"};
-constexpr std::string_view kWeightInits[] = {"zeros",        "constant",  "uniform",   "normal",
+constexpr std::string_view kWeightInits[] = {"zeros",          "constant",      "uniform",        "normal",
                                              "glorot_uniform", "glorot_normal", "fan_in_uniform", "he_normal",
-                                             "he_uniform",   "orthogonal", "sparse"};
-constexpr std::string_view kOptimizers[] = {"sgd",     "momentum", "nesterov", "adagrad", "rmsprop",
-                                            "rmsprop_nesterov", "adadelta", "adam", "adamw"};
+                                             "he_uniform",     "orthogonal",    "sparse"};
+constexpr std::string_view kOptimizers[] = {"sgd",      "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop_nesterov",
+                                            "adadelta", "adam",     "adamw"};
 constexpr std::string_view kSchedules[] = {"constant", "linear"};
 constexpr std::string_view kSamplers[] = {"sequential", "shuffle_once", "reshuffle", "with_replacement", "stream"};
 constexpr std::string_view kMonitors[] = {"val_error", "val_loss"};

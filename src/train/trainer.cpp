@@ -251,15 +251,15 @@ RunResult run(const TrainConfig& config, std::ostream* log) {
   const auto t0 = Clock::now();
   if (config.threads > 0) set_num_threads(config.threads);
   RunResult result;
+  Data data = load_data(config);
+  Model model = build_model(config.model, data.dim, data.num_classes);
+  initialize_model(model, config);
+  // The run folder is made only once the data and the model are known to be good.
   result.run_dir = std::filesystem::path(config.out_dir) / config.name;
   std::error_code ec;
   std::filesystem::create_directories(result.run_dir, ec);
   if (ec) throw IoError(result.run_dir.string() + ": cannot create the run folder: " + ec.message());
   io::write_file_atomic(result.run_dir / "config.toml", to_toml(config));
-
-  Data data = load_data(config);
-  Model model = build_model(config.model, data.dim, data.num_classes);
-  initialize_model(model, config);
   ParameterArena& arena = *model.arena;
 
   data::SamplerOptions so;
@@ -318,6 +318,7 @@ RunResult run(const TrainConfig& config, std::ostream* log) {
       gather(data.train, idx, bx, by);
       tape.clear();
       arena.zero_grad();
+      optimizer->prepare(arena, k);
       autodiff::Var logits = model.net->forward(tape, tape.constant(bx));
       autodiff::Var loss = loss::cross_entropy(logits, by);
       tape.backward(loss);
@@ -330,8 +331,25 @@ RunResult run(const TrainConfig& config, std::ostream* log) {
       }
       const double lr = optimizer->learning_rate(k);
       optimizer->step(arena, k);
-      metrics.write({{"kind", "step"}, {"step", k}, {"epoch", epoch}, {"loss", loss_value}, {"grad_norm", grad_norm}, {"lr", lr}});
+      metrics.write({{"kind", "step"},
+                     {"step", k},
+                     {"epoch", epoch},
+                     {"loss", loss_value},
+                     {"grad_norm", grad_norm},
+                     {"lr", lr},
+                     {"wall_s", seconds_since(t0)}});
       ++k;
+      if (config.eval_every_steps > 0 && k % config.eval_every_steps == 0) {
+        const Evaluation tr = evaluate(model, data.train);
+        nlohmann::json r = {{"kind", "eval"},        {"step", k},          {"epoch", epoch},
+                            {"train_loss", tr.loss}, {"train_error", tr.error}, {"wall_s", seconds_since(t0)}};
+        if (use_val) {
+          const Evaluation va = evaluate(model, data.validation);
+          r["val_loss"] = va.loss;
+          r["val_error"] = va.error;
+        }
+        metrics.write(r);
+      }
       ++epoch_steps;
       epoch_examples += by.numel();
       grad_norm_sum += grad_norm;

@@ -32,6 +32,13 @@ std::shared_ptr<Schedule> linear_decay(double eps0, double eps_tau, std::int64_t
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
+  // Called before the gradient of update k is computed. Methods that evaluate the gradient
+  // at an interim point (Nesterov momentum, Algorithm 8.3: theta + alpha v) move
+  // arena.values() there; step() then moves them to the new iterate. Default: nothing.
+  virtual void prepare(ParameterArena& arena, std::int64_t k) {
+    (void)arena;
+    (void)k;
+  }
   // One update of arena.values() from arena.grads(); k counts the updates before this one.
   virtual void step(ParameterArena& arena, std::int64_t k) = 0;
   virtual double learning_rate(std::int64_t k) const = 0;
