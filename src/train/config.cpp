@@ -17,7 +17,6 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
-#include <map>
 #include <set>
 #include <span>
 #include <stdexcept>

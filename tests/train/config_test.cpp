@@ -415,6 +415,12 @@ TEST(ConfigErrorTest, UnknownKeySuggestsTheClosest) {
                  {line(2), "optimiser: unknown key", "did you mean optimizer?"});
   expect_message(config_error("[early_stopping]\npatiense = 3\n"), {line(2), "did you mean early_stopping.patience?"});
   expect_message(config_error("\n\nseeds = 1\n"), {line(3), "seeds: unknown key", "did you mean seed?"});
+  // Edit distance 2 is suggested, 3 is not.
+  expect_message(config_error("[data]\nvalidaton_sze = 5\n"),
+                 {line(2), "data.validaton_sze: unknown key; did you mean data.validation_size?"});
+  const std::string far = config_error("[data]\nvaldaton_sze = 5\n");
+  expect_message(far, {line(2), "data.valdaton_sze: unknown key"});
+  EXPECT_EQ(far.find("did you mean"), std::string::npos) << far;
 }
 
 TEST(ConfigErrorTest, UnknownKeyInTheWrongTableSuggestsWhereItBelongs) {
