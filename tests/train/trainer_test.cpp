@@ -43,6 +43,17 @@ class TrainerTest : public ::testing::Test {
     }
   }
 
+  static void write_blobs_noisy(const fs::path& path, int n, std::uint64_t seed) {
+    Rng rng(seed);
+    std::ofstream out(path);
+    for (int i = 0; i < n; ++i) {
+      const int c = static_cast<int>(rng.below(3));
+      out << c;
+      for (int k = 0; k < 4; ++k) out << "," << (k == c ? 1.0 : 0.0) + 1.2 * rng.normal();
+      out << "\n";
+    }
+  }
+
   train::TrainConfig config(const std::string& name, const std::string& extra = "") {
     std::ostringstream t;
     t << "name = \"" << name << "\"\nseed = 3\nepochs = 12\nout_dir = \"" << dir_.string() << "\"\nprogress = \"none\"\n"
@@ -109,6 +120,36 @@ TEST_F(TrainerTest, LearnsAndWritesTheRunFolder) {
   ASSERT_NE(f.find("layers.0.weight"), nullptr);
   EXPECT_EQ(f.find("layers.0.weight")->shape, (std::vector<std::int64_t>{16, 4}));
   EXPECT_EQ(f.find("layers.2.bias")->dtype, "F32");
+}
+
+TEST_F(TrainerTest, RestoresTheBestEpochNotTheLast) {
+  // Noisy, overlapping classes and a wide layer: the validation loss falls, then rises.
+  write_blobs_noisy(dir_ / "train.csv", 300, 5);
+  train::TrainConfig c = config("best");
+  c.epochs = 40;
+  c.early_stopping.enabled = false;
+  c.early_stopping.monitor = "val_loss";
+  c.model.hidden = {64};
+  c.optimizer.lr = 0.1;
+  c.data.validation_size = 100;
+  const train::RunResult r = train::run(c, nullptr);
+  double best_loss = 1e300;
+  std::int64_t best_epoch = 0, epochs = 0;
+  for (const auto& rec : io::read_json_lines(r.run_dir / "metrics.jsonl")) {
+    if (rec.at("kind") != "epoch") continue;
+    ++epochs;
+    if (rec.at("val_loss").get<double>() < best_loss) {
+      best_loss = rec.at("val_loss").get<double>();
+      best_epoch = rec.at("epoch").get<std::int64_t>();
+    }
+  }
+  EXPECT_EQ(epochs, 40);
+  EXPECT_EQ(r.best_epoch, best_epoch);
+  ASSERT_LT(r.best_epoch, 40) << "the run did not overfit: the test cannot tell best from last";
+  train::Data data = train::load_data(c);
+  train::Model m = train::build_model(c.model, data.dim, data.num_classes);
+  io::load_parameters(r.run_dir / "model.safetensors", *m.arena);
+  EXPECT_NEAR(train::evaluate(m, data.validation).loss, best_loss, 1e-6 * best_loss);
 }
 
 TEST_F(TrainerTest, SameSeedSameBits) {
