@@ -2,8 +2,12 @@
 // The subcommands of the descent CLI.
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
+
+#include "descent/optim/optimizer.hpp"
 
 namespace descent::cli {
 
@@ -24,5 +28,22 @@ struct EvalArgs {
 };
 void add_eval(CLI::App& app, EvalArgs& args);
 int run_eval(const EvalArgs& args);
+
+struct OptimizeArgs {
+  std::string function;
+  optim::OptimizerSpec spec;
+  double lr = std::numeric_limits<double>::quiet_NaN();  // NaN: the algorithm's default
+  double momentum = std::numeric_limits<double>::quiet_NaN();
+  double rho = std::numeric_limits<double>::quiet_NaN();
+  double rho1 = std::numeric_limits<double>::quiet_NaN();
+  double rho2 = std::numeric_limits<double>::quiet_NaN();
+  double delta = std::numeric_limits<double>::quiet_NaN();
+  double condition = 10.0;
+  std::string start;
+  std::int64_t steps = 100;
+  std::string trace;
+};
+void add_optimize(CLI::App& app, OptimizeArgs& args);
+int run_optimize(const OptimizeArgs& args);
 
 }  // namespace descent::cli

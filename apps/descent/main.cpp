@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   descent::cli::add_train(app, train_args);
   descent::cli::EvalArgs eval_args;
   descent::cli::add_eval(app, eval_args);
+  descent::cli::OptimizeArgs optimize_args;
+  descent::cli::add_optimize(app, optimize_args);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -24,6 +26,7 @@ int main(int argc, char** argv) {
   try {
     if (app.got_subcommand("train")) return descent::cli::run_train(train_args);
     if (app.got_subcommand("eval")) return descent::cli::run_eval(eval_args);
+    if (app.got_subcommand("optimize")) return descent::cli::run_optimize(optimize_args);
     std::cout << app.help();
     return 0;
   } catch (const descent::Error& e) {

@@ -4,12 +4,17 @@ namespace descent::nn {
 
 void initialize(ParameterArena& arena, const InitSpec& spec) {
   Rng rng(spec.seed);
+  arena.reset_buffers();
   for (std::size_t i = 0; i < arena.count(); ++i) {
     const ParamId id{static_cast<std::int32_t>(i)};
     const ParamEntry& e = arena.entry(id);
     Tensor t = arena.value(id);
     if (e.info.role == ParamRole::bias) {
       t.fill(spec.bias);
+      continue;
+    }
+    if (e.info.role == ParamRole::scale || e.info.role == ParamRole::shift) {
+      t.fill(e.info.role == ParamRole::scale ? 1.0 : 0.0);
       continue;
     }
     const std::int64_t fan_in = e.info.fan_in > 0 ? e.info.fan_in : (e.shape.ndim() >= 2 ? t.numel() / e.shape[0] : 1);

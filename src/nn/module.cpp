@@ -66,7 +66,13 @@ Sequential::Sequential(ParameterArena& arena, std::string prefix) : arena_(&aren
 
 void Sequential::append(std::unique_ptr<Module> module) {
   module->declare(*arena_, prefix_ + "." + std::to_string(modules_.size()));
+  module->set_training(training_);
   modules_.push_back(std::move(module));
+}
+
+void Sequential::set_training(bool training) {
+  training_ = training;
+  for (auto& m : modules_) m->set_training(training);
 }
 
 Var Sequential::forward(Tape& tape, Var x) {

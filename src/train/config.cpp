@@ -31,8 +31,8 @@ namespace {
 constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
 constexpr std::uintmax_t kMaxConfigBytes = 16u << 20;
 
-constexpr std::array<std::string_view, 7> kTables = {"data",     "model",   "init",          "optimizer",
-                                                     "schedule", "sampler", "early_stopping"};
+constexpr std::array<std::string_view, 9> kTables = {"data",     "model",   "init",           "optimizer", "schedule",
+                                                     "clip",     "sampler", "early_stopping", "averaging"};
 
 // Every key a config may hold. `text`: the value is a string, so a --set value is taken
 // literally even when it parses as another TOML type.
@@ -40,7 +40,7 @@ struct KeySpec {
   std::string_view key;
   bool text;
 };
-constexpr std::array<KeySpec, 48> kKeys = {{
+constexpr std::array<KeySpec, 62> kKeys = {{
     {"name", true},
     {"seed", false},
     {"threads", false},
@@ -79,9 +79,23 @@ constexpr std::array<KeySpec, 48> kKeys = {{
     {"optimizer.rho2", false},
     {"optimizer.delta", false},
     {"optimizer.weight_decay", false},
+    {"optimizer.form", true},
+    {"optimizer.centered", false},
+    {"optimizer.amsgrad", false},
     {"schedule.name", true},
     {"schedule.lr_end", false},
     {"schedule.tau", false},
+    {"schedule.gamma", false},
+    {"schedule.every", false},
+    {"schedule.decay", false},
+    {"schedule.warmup", false},
+    {"schedule.factor", false},
+    {"schedule.patience", false},
+    {"clip.global_norm", false},
+    {"clip.value", false},
+    {"clip.param_norm", false},
+    {"averaging.kind", true},
+    {"averaging.rho", false},
     {"sampler.kind", true},
     {"sampler.batch_size", false},
     {"sampler.drop_last", false},
@@ -99,9 +113,11 @@ constexpr std::string_view kDtypes[] = {"f32", "f64"};
 constexpr std::string_view kWeightInits[] = {"zeros",          "constant",      "uniform",        "normal",
                                              "glorot_uniform", "glorot_normal", "fan_in_uniform", "he_normal",
                                              "he_uniform",     "orthogonal",    "sparse"};
-constexpr std::string_view kOptimizers[] = {"sgd",      "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop_nesterov",
-                                            "adadelta", "adam",     "adamw"};
-constexpr std::string_view kSchedules[] = {"constant", "linear"};
+constexpr std::string_view kOptimizers[] = {"sgd",  "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop_nesterov",
+                                            "adadelta", "adam", "adamw",   "amsgrad", "adamax", "nadam"};
+constexpr std::string_view kForms[] = {"textbook", "pytorch"};
+constexpr std::string_view kSchedules[] = {"constant", "linear", "step", "exponential", "inverse_time", "cosine", "plateau"};
+constexpr std::string_view kAveraging[] = {"none", "arithmetic", "exponential"};
 constexpr std::string_view kSamplers[] = {"sequential", "shuffle_once", "reshuffle", "with_replacement", "stream"};
 constexpr std::string_view kMonitors[] = {"val_error", "val_loss"};
 constexpr std::string_view kProgress[] = {"auto", "bar", "plain", "none"};
@@ -366,6 +382,15 @@ class Reader {
     return n;
   }
 
+  // The same for a hyperparameter that may be left unset.
+  template <class Predicate>
+  const toml::node* number(std::string_view key, std::optional<double>& out, Predicate ok, std::string_view expected) {
+    double v = 0.0;
+    const toml::node* n = number(key, v, ok, expected);
+    if (n != nullptr) out = v;
+    return n;
+  }
+
   // An integer in [0, 2^63-1] or a string of decimal digits up to 2^64-1.
   void seed(std::uint64_t& out) {
     static constexpr std::string_view kKey = "seed";
@@ -533,11 +558,30 @@ void read_fields(Reader& r, TrainConfig& c) {
   r.number("optimizer.rho2", o.rho2, unit, "a number in [0, 1)");
   r.number("optimizer.delta", o.delta, [](double v) { return v > 0; }, "a finite number > 0");
   r.number("optimizer.weight_decay", o.weight_decay, [](double v) { return v >= 0; }, "a finite number >= 0");
+  r.choice("optimizer.form", o.form, kForms);
+  r.boolean("optimizer.centered", o.centered);
+  r.boolean("optimizer.amsgrad", o.amsgrad);
 
   ScheduleConfig& s = c.schedule;
   r.choice("schedule.name", s.name, kSchedules);
   r.number("schedule.lr_end", s.lr_end, [](double) { return true; }, "a finite number (< 0: lr / 100)");
   r.integer("schedule.tau", s.tau, 0, kInt64Max);
+  r.number("schedule.gamma", s.gamma, [](double v) { return v > 0 && v <= 1; }, "a number in (0, 1]");
+  r.integer("schedule.every", s.every, 1, kInt64Max);
+  r.number("schedule.decay", s.decay, [](double v) { return v >= 0; }, "a finite number >= 0");
+  r.integer("schedule.warmup", s.warmup, 0, kInt64Max);
+  r.number("schedule.factor", s.factor, [](double v) { return v > 0 && v < 1; }, "a number in (0, 1)");
+  r.integer("schedule.patience", s.patience, 0, kInt64Max);
+
+  ClipConfig& cl = c.clip;
+  const auto non_negative = [](double v) { return v >= 0; };
+  r.number("clip.global_norm", cl.global_norm, non_negative, "a finite number >= 0 (0: off)");
+  r.number("clip.value", cl.value, non_negative, "a finite number >= 0 (0: off)");
+  r.number("clip.param_norm", cl.param_norm, non_negative, "a finite number >= 0 (0: off)");
+
+  AveragingConfig& av = c.averaging;
+  r.choice("averaging.kind", av.kind, kAveraging);
+  r.number("averaging.rho", av.rho, unit, "a number in [0, 1)");
 
   SamplerConfig& sa = c.sampler;
   r.choice("sampler.kind", sa.kind, kSamplers);
@@ -670,20 +714,47 @@ std::string to_toml(const TrainConfig& c) {
   const OptimizerConfig& o = c.optimizer;
   out += "\n[optimizer]\n";
   line(out, "name", quote(o.name));
-  line(out, "lr", format_float(o.lr));
-  line(out, "momentum", format_float(o.momentum));
+  line(out, "form", quote(o.form));
+  const auto optional = [&out](std::string_view key, const std::optional<double>& v) {
+    if (v) {
+      line(out, key, format_float(*v));
+    } else {
+      out.append("# ").append(key).append(" unset: the algorithm's default\n");
+    }
+  };
+  optional("lr", o.lr);
+  optional("momentum", o.momentum);
   line(out, "nesterov", o.nesterov ? "true" : "false");
-  line(out, "rho", format_float(o.rho));
-  line(out, "rho1", format_float(o.rho1));
-  line(out, "rho2", format_float(o.rho2));
-  line(out, "delta", format_float(o.delta));
+  optional("rho", o.rho);
+  optional("rho1", o.rho1);
+  optional("rho2", o.rho2);
+  optional("delta", o.delta);
   line(out, "weight_decay", format_float(o.weight_decay));
+  line(out, "centered", o.centered ? "true" : "false");
+  line(out, "amsgrad", o.amsgrad ? "true" : "false");
 
   const ScheduleConfig& s = c.schedule;
   out += "\n[schedule]\n";
   line(out, "name", quote(s.name));
   line(out, "lr_end", format_float(s.lr_end));
   line(out, "tau", std::to_string(s.tau));
+  line(out, "gamma", format_float(s.gamma));
+  line(out, "every", std::to_string(s.every));
+  line(out, "decay", format_float(s.decay));
+  line(out, "warmup", std::to_string(s.warmup));
+  line(out, "factor", format_float(s.factor));
+  line(out, "patience", std::to_string(s.patience));
+
+  const ClipConfig& cl = c.clip;
+  out += "\n[clip]\n";
+  line(out, "global_norm", format_float(cl.global_norm));
+  line(out, "value", format_float(cl.value));
+  line(out, "param_norm", format_float(cl.param_norm));
+
+  const AveragingConfig& av = c.averaging;
+  out += "\n[averaging]\n";
+  line(out, "kind", quote(av.kind));
+  line(out, "rho", format_float(av.rho));
 
   const SamplerConfig& sa = c.sampler;
   out += "\n[sampler]\n";

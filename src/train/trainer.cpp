@@ -99,20 +99,48 @@ void gather(const Split& from, const std::vector<std::int64_t>& idx, Tensor& x, 
   }
 }
 
-std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, std::int64_t total_steps) {
+optim::OptimizerSpec optimizer_spec(const TrainConfig& c) {
   const OptimizerConfig& o = c.optimizer;
-  std::shared_ptr<optim::Schedule> schedule;
-  if (c.schedule.name == "linear") {
-    const double eps_tau = c.schedule.lr_end < 0 ? o.lr / 100.0 : c.schedule.lr_end;
-    const std::int64_t tau = c.schedule.tau > 0 ? c.schedule.tau : std::max<std::int64_t>(1, total_steps);
-    schedule = optim::linear_decay(o.lr, eps_tau, tau);
-  } else {
-    schedule = optim::constant(o.lr);
+  optim::OptimizerSpec spec;
+  spec.name = o.name == "momentum" && o.nesterov ? "nesterov" : o.name;
+  spec.form = o.form;
+  spec.lr = o.lr;
+  spec.momentum = o.momentum;
+  spec.rho = o.rho;
+  spec.rho1 = o.rho1;
+  spec.rho2 = o.rho2;
+  spec.delta = o.delta;
+  spec.weight_decay = o.weight_decay;
+  spec.centered = o.centered;
+  spec.amsgrad = o.amsgrad;
+  spec.clip_global_norm = c.clip.global_norm;
+  spec.clip_value = c.clip.value;
+  spec.clip_param_norm = c.clip.param_norm;
+  spec.averaging = c.averaging.kind == "arithmetic"    ? optim::Averaging::arithmetic
+                   : c.averaging.kind == "exponential" ? optim::Averaging::exponential
+                                                       : optim::Averaging::none;
+  spec.averaging_rho = c.averaging.rho;
+  return spec;
+}
+
+std::shared_ptr<optim::Schedule> make_schedule(const TrainConfig& c, double lr, std::int64_t total_steps) {
+  const ScheduleConfig& s = c.schedule;
+  const std::int64_t tau = s.tau > 0 ? s.tau : std::max<std::int64_t>(1, total_steps);
+  const double floor = s.lr_end < 0 ? 0.0 : s.lr_end;
+  if (s.name == "linear") return optim::linear_decay(lr, s.lr_end < 0 ? lr / 100.0 : s.lr_end, tau);
+  if (s.name == "step") return optim::step_decay({.eps0 = lr, .gamma = s.gamma, .every = s.every});
+  if (s.name == "exponential") return optim::exponential_decay({.eps0 = lr, .gamma = s.gamma});
+  if (s.name == "inverse_time") return optim::inverse_time({.eps0 = lr, .decay = s.decay});
+  if (s.name == "cosine") return optim::cosine({.eps0 = lr, .eps_min = floor, .warmup = s.warmup, .total = tau});
+  if (s.name == "plateau") {
+    return optim::reduce_on_plateau({.eps0 = lr, .factor = s.factor, .patience = s.patience, .eps_min = floor});
   }
-  if (o.name == "sgd") return optim::sgd({.schedule = schedule, .alpha = o.momentum});
-  if (o.name == "momentum") return optim::sgd({.schedule = schedule, .alpha = o.momentum > 0 ? o.momentum : 0.9});
-  throw ConfigError(c.source + ": optimizer.name = \"" + o.name +
-                    "\" is not available in this build yet; use \"sgd\" or \"momentum\"");
+  return optim::constant(lr);
+}
+
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, std::int64_t total_steps) {
+  const optim::OptimizerSpec spec = optimizer_spec(c);
+  return optim::make_optimizer(spec, make_schedule(c, optim::default_learning_rate(spec), total_steps));
 }
 
 // The progress display: a bar redrawn in place on a terminal, one line per epoch otherwise.
@@ -231,6 +259,14 @@ Evaluation evaluate(Model& model, const Split& split, std::int64_t batch, std::v
   double loss_sum = 0.0;
   std::int64_t errors = 0;
   autodiff::Tape tape;
+  // Evaluation mode (batch normalization uses its running statistics, dropout is off).
+  const bool was_training = model.net->training();
+  model.net->set_training(false);
+  struct Restore {
+    nn::Sequential& net;
+    bool mode;
+    ~Restore() { net.set_training(mode); }
+  } restore{*model.net, was_training};
   for (std::int64_t begin = 0; begin < n; begin += batch) {
     const std::int64_t end = std::min(n, begin + batch);
     tape.clear();
@@ -279,13 +315,24 @@ RunResult run(const TrainConfig& config, std::ostream* log) {
 
   const bool use_val = data.validation.size() > 0;
   const bool watch_loss = config.early_stopping.monitor == "val_loss";
+  // The best parameters so far, with the buffers (running statistics) that go with them.
   Tensor best = arena.values().clone();
+  Tensor best_buffers = arena.buffer_size() > 0 ? arena.buffers().clone() : Tensor();
   EarlyStopping stopper(config.early_stopping.patience, config.early_stopping.min_delta, config.early_stopping.enabled);
   std::int64_t k = 0;
   std::vector<std::int64_t> idx;
   Tensor bx, by;
   autodiff::Tape tape;
 
+  // Polyak averaging: evaluation (and the kept weights) use the averaged iterate.
+  Tensor iterate;
+  const auto use_average = [&] {
+    const Tensor avg = optimizer->averaged();
+    if (!avg.defined()) return false;
+    iterate = arena.values().clone();
+    arena.values().copy_from(avg);
+    return true;
+  };
   auto eval_record = [&](std::int64_t epoch, double epoch_seconds, std::int64_t epoch_examples, double grad_norm_mean) {
     const Evaluation tr = evaluate(model, data.train);
     const Evaluation va = evaluate(model, data.validation);
@@ -293,6 +340,7 @@ RunResult run(const TrainConfig& config, std::ostream* log) {
                         {"step", k},                 {"train_loss", tr.loss},
                         {"train_error", tr.error},   {"lr", optimizer->learning_rate(k)},
                         {"grad_norm_mean", grad_norm_mean},
+                        {"clip_count", optimizer->clip_count()},
                         {"examples_per_s", epoch_seconds > 0 ? epoch_examples / epoch_seconds : 0.0},
                         {"wall_s", seconds_since(t0)}};
     if (use_val) {
@@ -361,17 +409,21 @@ RunResult run(const TrainConfig& config, std::ostream* log) {
     }
     if (epoch_steps == 0) break;
     const double grad_norm_mean = grad_norm_sum / static_cast<double>(epoch_steps);
+    const bool averaged = use_average();
     auto [tr, va] = eval_record(epoch, seconds_since(e0), epoch_examples, grad_norm_mean);
     result.epochs_run = epoch;
     result.grad_norm_at_stop = grad_norm_mean;
     const double metric = use_val ? (watch_loss ? va.loss : va.error) : (watch_loss ? tr.loss : tr.error);
     const bool stop = stopper.update(epoch, metric);
+    optimizer->observe(metric);
     if (stopper.improved()) {
       best.copy_from(arena.values());
+      if (best_buffers.defined()) best_buffers.copy_from(arena.buffers());
       result.best_epoch = epoch;
       result.best_validation_error = va.error;
       result.best_validation_loss = va.loss;
     }
+    if (averaged) arena.values().copy_from(iterate);  // training goes on from the iterate
     if (stop) {
       result.stopped_early = true;
       progress.line("early stopping: no improvement of the " + config.early_stopping.monitor + " for " +
@@ -380,6 +432,7 @@ RunResult run(const TrainConfig& config, std::ostream* log) {
     }
   }
   arena.values().copy_from(best);
+  if (best_buffers.defined()) arena.buffers().copy_from(best_buffers);
   result.steps = k;
   result.train = evaluate(model, data.train);
   result.test = evaluate(model, data.test);

@@ -176,13 +176,16 @@ TEST(ConfigTest, DefaultsAreTheDocumentedValues) {
   EXPECT_EQ(c.init.gain, 1.0);
   EXPECT_EQ(c.init.sparse_k, 15);
   EXPECT_EQ(c.optimizer.name, "sgd");
-  EXPECT_EQ(c.optimizer.lr, 0.1);
-  EXPECT_EQ(c.optimizer.momentum, 0.0);
+  EXPECT_FALSE(c.optimizer.lr.has_value());  // unset: the algorithm's default
+  EXPECT_FALSE(c.optimizer.momentum.has_value());
   EXPECT_FALSE(c.optimizer.nesterov);
-  EXPECT_EQ(c.optimizer.rho, 0.9);
-  EXPECT_EQ(c.optimizer.rho1, 0.9);
-  EXPECT_EQ(c.optimizer.rho2, 0.999);
-  EXPECT_EQ(c.optimizer.delta, 1e-8);
+  EXPECT_FALSE(c.optimizer.rho.has_value());
+  EXPECT_FALSE(c.optimizer.rho1.has_value());
+  EXPECT_FALSE(c.optimizer.rho2.has_value());
+  EXPECT_FALSE(c.optimizer.delta.has_value());
+  EXPECT_EQ(c.optimizer.form, "textbook");
+  EXPECT_EQ(c.clip.global_norm, 0.0);
+  EXPECT_EQ(c.averaging.kind, "none");
   EXPECT_EQ(c.optimizer.weight_decay, 0.0);
   EXPECT_EQ(c.schedule.name, "constant");
   EXPECT_EQ(c.schedule.lr_end, -1.0);
@@ -354,8 +357,9 @@ TEST(ConfigTest, ToTomlRoundTripOfTheDefaults) {
   for (const char* key : {"name = \"run\"", "seed = 0", "threads = 0", "epochs = 10", "eval_every_steps = 0",
                           "out_dir = \"runs\"", "progress = \"auto\"", "[data]", "format = \"mnist\"", "scale = ",
                           "[model]", "hidden = [256, 256]", "[init]", "weights = \"he_uniform\"", "[optimizer]",
-                          "lr = 0.1", "delta = 1e-08", "[schedule]", "lr_end = -1.0", "[sampler]",
-                          "batch_size = 128", "[early_stopping]", "patience = 5", "min_delta = 0.0"})
+                          "# lr unset", "# delta unset", "[schedule]", "lr_end = -1.0", "[sampler]",
+                          "batch_size = 128", "[early_stopping]", "patience = 5", "min_delta = 0.0", "[clip]",
+                          "global_norm = 0.0", "[averaging]", "kind = \"none\""})
     EXPECT_NE(text.find(key), std::string::npos) << key << " missing from:\n" << text;
 }
 
@@ -534,9 +538,9 @@ TEST(ConfigErrorTest, UnknownEnumeratedNames) {
        "expected one of val_error, val_loss"},
       {"[sampler]\nkind = \"random\"\n", "sampler.kind", 2,
        "expected one of sequential, shuffle_once, reshuffle, with_replacement, stream"},
-      {"[schedule]\nname = \"cosine\"\n", "schedule.name", 2, "expected one of constant, linear"},
+      {"[schedule]\nname = \"cosinus\"\n", "schedule.name", 2, "expected one of constant, linear, step"},
       {"[optimizer]\nname = \"adamm\"\n", "optimizer.name", 2,
-       "expected one of sgd, momentum, nesterov, adagrad, rmsprop, rmsprop_nesterov, adadelta, adam, adamw; did "
+       "expected one of sgd, momentum, nesterov, adagrad, rmsprop, rmsprop_nesterov, adadelta, adam, adamw, amsgrad, adamax, nadam; did "
        "you mean adam?"},
       {"[init]\nweights = \"xavier\"\n", "init.weights", 2,
        "expected one of zeros, constant, uniform, normal, glorot_uniform, glorot_normal, fan_in_uniform, he_normal, "

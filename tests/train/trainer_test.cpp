@@ -187,6 +187,30 @@ TEST_F(TrainerTest, EveryBatchRegimeTrains) {
   EXPECT_EQ(train::run(stream, nullptr).epochs_run, 1);
 }
 
+TEST_F(TrainerTest, EveryOptimizerFamilyTrainsFromTheConfig) {
+  for (const char* name : {"nesterov", "adagrad", "rmsprop", "adam", "adamw", "adadelta"}) {
+    train::TrainConfig c = config(std::string("opt_") + name);
+    c.optimizer.name = name;
+    c.optimizer.lr = std::string(name) == "adadelta" ? std::optional<double>() : std::optional<double>(0.01);
+    c.optimizer.momentum.reset();
+    c.epochs = 8;
+    EXPECT_LT(train::run(c, nullptr).test.error, 0.1) << name;
+  }
+  // Clipping fires and is counted; Polyak averaging trains and is evaluated.
+  train::TrainConfig c = config("clip_avg");
+  c.clip.global_norm = 0.05;
+  c.averaging.kind = "exponential";
+  c.averaging.rho = 0.9;
+  c.schedule.name = "cosine";
+  const train::RunResult r = train::run(c, nullptr);
+  EXPECT_LT(r.test.error, 0.1);
+  std::int64_t clipped = 0;
+  for (const auto& rec : io::read_json_lines(r.run_dir / "metrics.jsonl")) {
+    if (rec.at("kind") == "epoch") clipped = rec.at("clip_count").get<std::int64_t>();
+  }
+  EXPECT_GT(clipped, 0);
+}
+
 TEST_F(TrainerTest, DivergenceIsCaughtBeforeTheUpdate) {
   train::TrainConfig c = config("diverge");
   c.optimizer.lr = 1e12;

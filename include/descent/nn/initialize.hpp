@@ -1,8 +1,10 @@
 #pragma once
 // Initializes every parameter of an arena: weights by a scheme of the chapter (section
-// 8.4) using each parameter's fan-in and fan-out, biases to a constant. Seeded: the same
+// 8.4) using each parameter's fan-in and fan-out, biases to a constant, normalization
+// gains (ParamRole::scale) to 1 and offsets (ParamRole::shift) to 0. Seeded: the same
 // seed gives the same bits. Parameters are visited in declaration order, so adding a
-// layer at the end does not change the draws of the layers before it.
+// layer at the end does not change the draws of the layers before it. Buffers (running
+// statistics) go back to their initial values.
 #include <cstdint>
 
 #include "descent/init/init.hpp"

@@ -35,6 +35,15 @@ class Module {
   virtual Var forward(Tape& tape, Var x) = 0;
   // One line, e.g. "Linear(784 -> 256, bias)".
   virtual std::string describe() const = 0;
+  // Training mode (the default) or evaluation mode. BatchNorm normalizes with the batch's
+  // statistics and updates its running estimates in training, and uses the running
+  // estimates in evaluation; Dropout drops units in training and is the identity in
+  // evaluation. Containers pass the mode on to their children.
+  virtual void set_training(bool training) { training_ = training; }
+  bool training() const { return training_; }
+
+ protected:
+  bool training_ = true;
 };
 
 // y = x W^T + b; W [out, in] (row i: the incoming weights of unit i), b [out].
@@ -93,10 +102,12 @@ class Sequential : public Module {
     append(std::move(owned));
     return ref;
   }
+  // Appends a module (it takes this container's training mode).
   void append(std::unique_ptr<Module> module);
 
   Var forward(Tape& tape, Var x) override;
   std::string describe() const override;
+  void set_training(bool training) override;
   std::size_t size() const { return modules_.size(); }
   Module& at(std::size_t i) { return *modules_.at(i); }
   ParameterArena& arena() { return *arena_; }

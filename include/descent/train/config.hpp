@@ -27,6 +27,7 @@
 // toml++ is an implementation detail of src/train/config.cpp. It is not part of this header.
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -73,28 +74,56 @@ struct InitConfig {
 };
 
 struct OptimizerConfig {
-  // sgd | momentum | nesterov | adagrad | rmsprop | rmsprop_nesterov | adadelta | adam | adamw
+  // sgd | momentum | nesterov | adagrad | rmsprop | rmsprop_nesterov | adadelta | adam | adamw |
+  // amsgrad | adamax | nadam  (docs/optimizers.md)
   std::string name = "sgd";
-  double lr = 0.1;             // epsilon; finite, > 0
-  double momentum = 0.0;       // alpha; in [0, 1)
-  bool nesterov = false;
-  double rho = 0.9;            // RMSProp / AdaDelta decay; in [0, 1)
-  double rho1 = 0.9;           // Adam first-moment decay; in [0, 1)
-  double rho2 = 0.999;         // Adam second-moment decay; in [0, 1)
-  double delta = 1e-8;         // numerical stabilizer; finite, > 0
-  double weight_decay = 0.0;   // finite, >= 0
+  std::string form = "textbook";  // textbook | pytorch: where delta sits, how momentum/Nesterov are written
+  // Unset hyperparameters take the algorithm's textbook default (docs/optimizers.md).
+  std::optional<double> lr;        // epsilon; finite, > 0
+  std::optional<double> momentum;  // alpha; in [0, 1)
+  bool nesterov = false;           // with name = "momentum": Nesterov momentum (Algorithm 8.3)
+  std::optional<double> rho;       // RMSProp / AdaDelta decay; in [0, 1)
+  std::optional<double> rho1;      // Adam first-moment decay; in [0, 1)
+  std::optional<double> rho2;      // Adam second-moment decay; in [0, 1)
+  std::optional<double> delta;     // numerical stabilizer; finite, > 0
+  double weight_decay = 0.0;       // finite, >= 0 (L2 for sgd..adam, decoupled for adamw)
+  bool centered = false;           // rmsprop: PyTorch's centered variant
+  bool amsgrad = false;            // adam / adamw: AMSGrad
 
   bool operator==(const OptimizerConfig&) const = default;
 };
 
 struct ScheduleConfig {
-  // constant | linear (Goodfellow et al. 2016, eq. 8.14: linear decay from lr to lr_end over
-  // tau steps, constant after)
+  // constant | linear (eq. 8.14: decay from lr to lr_end over tau steps, constant after) |
+  // step | exponential | inverse_time | cosine | plateau (reduce on plateau of the monitored metric)
   std::string name = "constant";
-  double lr_end = -1.0;   // eps_tau; finite; < 0 means lr / 100
-  std::int64_t tau = 0;   // steps, >= 0; 0 means the run's total number of steps
+  double lr_end = -1.0;      // linear: eps_tau; cosine: the floor; plateau: the floor. < 0 means lr / 100 (linear) or 0
+  std::int64_t tau = 0;      // linear and cosine: steps, >= 0; 0 means the run's total number of steps
+  double gamma = 0.1;        // step: factor per drop; exponential: factor per step. In (0, 1]
+  std::int64_t every = 1000; // step: updates between drops, >= 1
+  double decay = 1e-3;       // inverse_time: eps_k = lr / (1 + decay k), >= 0
+  std::int64_t warmup = 0;   // cosine: linear warmup steps, >= 0
+  double factor = 0.1;       // plateau: multiply the rate by this, in (0, 1)
+  std::int64_t patience = 2; // plateau: epochs without improvement before a cut, >= 0
 
   bool operator==(const ScheduleConfig&) const = default;
+};
+
+// Gradient clipping (section 8.2.4): 0 turns a rule off.
+struct ClipConfig {
+  double global_norm = 0.0;  // rescale g when ||g|| > c
+  double value = 0.0;        // clamp each component to [-c, c]
+  double param_norm = 0.0;   // rescale each parameter tensor's gradient when its norm > c
+
+  bool operator==(const ClipConfig&) const = default;
+};
+
+// Polyak averaging of the iterates (section 8.7.3); evaluation uses the averaged weights.
+struct AveragingConfig {
+  std::string kind = "none";  // none | arithmetic | exponential
+  double rho = 0.999;         // exponential: theta_avg <- rho theta_avg + (1 - rho) theta; in [0, 1)
+
+  bool operator==(const AveragingConfig&) const = default;
 };
 
 struct SamplerConfig {
@@ -129,6 +158,8 @@ struct TrainConfig {
   InitConfig init;
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
+  ClipConfig clip;
+  AveragingConfig averaging;
   SamplerConfig sampler;
   EarlyStoppingConfig early_stopping;
   std::string source;  // the file name the config came from (not a TOML key)

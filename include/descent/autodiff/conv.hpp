@@ -1,0 +1,62 @@
+#pragma once
+// Convolution and pooling over images in NCHW layout: x [B, C, H, W] (batch, channels,
+// rows, columns), the layout of PyTorch's Conv2d / MaxPool2d / AvgPool2d, whose results
+// these operations reproduce. Like every tape operation each one has its value, tangent,
+// gradient and exact second-order (R-operator) rules, so Hessian-vector products work
+// through convolutional networks (docs/autodiff.md).
+//
+// Sizes: an output side is floor((in + 2 padding - kernel) / stride) + 1 (no padding for
+// the pools). Inputs share a dtype (f32 or f64). Shapes are checked: a wrong rank, a
+// channel mismatch, a kernel larger than the (padded) input, stride < 1 or padding < 0
+// throw ShapeError naming the operation and the shapes.
+//
+// Threads: the batch is split into chunks whose boundaries depend only on the batch size,
+// and the weight gradient sums per-chunk partials in chunk order, so every result is
+// bit-identical for any thread count.
+#include <cstdint>
+
+#include "descent/autodiff/tape.hpp"
+
+namespace descent::autodiff {
+
+struct Conv2dOptions {
+  std::int64_t stride = 1;   // the same along rows and columns, >= 1
+  std::int64_t padding = 0;  // zeros added on every side, >= 0
+};
+
+// One output side: floor((in + 2 padding - kernel) / stride) + 1. Throws ShapeError (naming
+// `op`) when the kernel does not fit or stride < 1 or padding < 0.
+std::int64_t conv_output_size(std::int64_t in, std::int64_t kernel, const Conv2dOptions& options, const char* op);
+
+// 2-D cross-correlation (what deep-learning libraries call convolution), eq. 9.6 of the
+// textbook:
+//   y[n, o, i, j] = b[o] + sum_{c, u, v} x[n, c, i s - p + u, j s - p + v] w[o, c, u, v]
+// with x read as 0 outside the image. x [B, C_in, H, W], w [C_out, C_in, kh, kw],
+// b [C_out] or empty; y [B, C_out, H_out, W_out].
+// Method: im2col per example (a [C_in kh kw, H_out W_out] matrix of input patches) and
+// one GEMM w[C_out, C_in kh kw] x patches; the backward is the transposed GEMM followed by
+// col2im, and the weight gradient the GEMM of gy with the patches.
+// Cost: 2 B C_out C_in kh kw H_out W_out flops forward, twice that backward; memory
+// one patch matrix per chunk of examples (nothing kept on the tape beyond the inputs).
+// Rules (bilinear in x and w, like linear):
+//   y' = conv(x', w) + conv(x, w') + b'
+//   gx += conv_transpose(gy, w) ;  gw += corr(gy, x) ;  gb += sum_{n,i,j} gy
+//   R(gx) += conv_transpose(R(gy), w) + conv_transpose(gy, w')
+//   R(gw) += corr(R(gy), x) + corr(gy, x') ;  R(gb) += sum_{n,i,j} R(gy)
+Var conv2d(Var x, Var w, Var b = {}, const Conv2dOptions& options = {});
+
+// Max over each kernel x kernel window, moved by `stride`, no padding:
+//   y[n, c, i, j] = max_{u, v < kernel} x[n, c, i stride + u, j stride + v]
+// The position of the maximum (the first one in row-major order on ties) is kept from the
+// forward pass; the operation is then linear in x on that piece:
+//   y' = x'[argmax] ;  gx[argmax] += gy ;  R(gx)[argmax] += R(gy)  (no second-order term)
+// Cost: B C H_out W_out kernel^2 comparisons; keeps an i32 index per output.
+Var max_pool2d(Var x, std::int64_t kernel, std::int64_t stride);
+inline Var max_pool2d(Var x, std::int64_t kernel) { return max_pool2d(x, kernel, kernel); }
+
+// Mean over each kernel x kernel window, moved by `stride`, no padding (linear):
+//   y[n, c, i, j] = (1 / kernel^2) sum_{u, v < kernel} x[n, c, i stride + u, j stride + v]
+Var avg_pool2d(Var x, std::int64_t kernel, std::int64_t stride);
+inline Var avg_pool2d(Var x, std::int64_t kernel) { return avg_pool2d(x, kernel, kernel); }
+
+}  // namespace descent::autodiff

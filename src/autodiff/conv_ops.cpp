@@ -1,0 +1,656 @@
+// Convolution and pooling on the tape (include/descent/autodiff/conv.hpp). Each node's
+// four rules sit side by side; the comment above each rule is its equation (x' tangent,
+// gy = dL/dy, R(.) the derivative along v).
+//
+// conv2d works example by example on the patch matrix ("im2col": row (c, u, v), column
+// (i, j) holds x[c, i s - p + u, j s - p + v]): the forward is one GEMM per example, the
+// input gradient a transposed GEMM followed by the adjoint scatter ("col2im"), the weight
+// gradient a GEMM of gy with the patches. Examples are processed in chunks whose size
+// depends only on the batch size; chunks run in parallel (GEMM single-threaded inside)
+// and the weight gradient adds the per-chunk partials in chunk order, so results do not
+// depend on the thread count.
+#include "descent/autodiff/conv.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "descent/tensor/kernels.hpp"
+#include "descent/tensor/parallel.hpp"
+#include "node_util.hpp"
+
+namespace descent::autodiff {
+namespace {
+
+using namespace detail;
+
+// ============================================================================
+// Geometry and the patch-matrix kernels
+// ============================================================================
+struct ConvGeom {
+  std::int64_t batch = 0, c_in = 0, h = 0, w = 0;
+  std::int64_t c_out = 0, kh = 0, kw = 0;
+  std::int64_t stride = 1, pad = 0, h_out = 0, w_out = 0;
+  std::int64_t k() const { return c_in * kh * kw; }  // rows of the patch matrix
+  std::int64_t p() const { return h_out * w_out; }   // its columns
+  std::int64_t in_size() const { return c_in * h * w; }
+  std::int64_t out_size() const { return c_out * p(); }
+  std::int64_t w_size() const { return c_out * k(); }
+};
+
+// Examples per chunk: at most `max_chunks` chunks, boundaries fixed by the batch size.
+constexpr std::int64_t max_chunks = 16;
+struct Chunks {
+  std::int64_t size = 1, count = 0;
+};
+Chunks chunks_of(std::int64_t batch) {
+  Chunks c;
+  c.size = std::max<std::int64_t>(1, (batch + max_chunks - 1) / max_chunks);
+  c.count = (batch + c.size - 1) / c.size;
+  return c;
+}
+
+// Multiply-adds below which a group of chunks is not worth a thread (entering a parallel
+// region costs microseconds, more on a loaded machine).
+constexpr std::int64_t min_parallel_work = std::int64_t{1} << 20;
+
+// Runs f(chunk, n0, n1) over the chunks of the batch, groups of chunks in parallel, each
+// group holding at least min_parallel_work multiply-adds (work_per_example of them per
+// example). Grouping changes which thread runs a chunk, never the chunks themselves.
+template <class F>
+void for_chunks(const Chunks& c, std::int64_t batch, std::int64_t work_per_example, F&& f) {
+  const std::int64_t per_chunk = std::max<std::int64_t>(1, work_per_example * c.size);
+  const std::int64_t grain = std::max<std::int64_t>(1, min_parallel_work / per_chunk);
+  parallel_for(c.count, grain, [&](std::int64_t c0, std::int64_t c1) {
+    for (std::int64_t ci = c0; ci < c1; ++ci) f(ci, ci * c.size, std::min(batch, (ci + 1) * c.size));
+  });
+}
+
+// [lo, hi): the output columns o whose input column o s - p + v lies inside [0, w).
+void valid_columns(const ConvGeom& g, std::int64_t v, std::int64_t& lo, std::int64_t& hi) {
+  const std::int64_t a = g.pad - v;  // o s >= p - v
+  lo = a <= 0 ? 0 : (a + g.stride - 1) / g.stride;
+  const std::int64_t b = g.w - 1 + g.pad - v;  // o s <= w - 1 + p - v
+  hi = b < 0 ? 0 : std::min(g.w_out, b / g.stride + 1);
+  lo = std::min(lo, hi);
+}
+
+// cols[K, P] = the patches of one example x[C_in, H, W] (zeros outside the image).
+template <class T>
+void im2col(const ConvGeom& g, const T* x, T* cols) {
+  const std::int64_t P = g.p(), s = g.stride;
+  for (std::int64_t c = 0; c < g.c_in; ++c) {
+    for (std::int64_t u = 0; u < g.kh; ++u) {
+      for (std::int64_t v = 0; v < g.kw; ++v) {
+        T* row = cols + ((c * g.kh + u) * g.kw + v) * P;
+        std::int64_t lo = 0, hi = 0;
+        valid_columns(g, v, lo, hi);
+        const std::int64_t shift = v - g.pad;
+        for (std::int64_t i = 0; i < g.h_out; ++i) {
+          T* d = row + i * g.w_out;
+          const std::int64_t ih = i * s - g.pad + u;
+          if (ih < 0 || ih >= g.h) {
+            std::fill(d, d + g.w_out, T(0));
+            continue;
+          }
+          const T* src = x + (c * g.h + ih) * g.w;
+          std::fill(d, d + lo, T(0));
+          if (s == 1) {
+#pragma omp simd
+            for (std::int64_t j = lo; j < hi; ++j) d[j] = src[j + shift];
+          } else {
+            for (std::int64_t j = lo; j < hi; ++j) d[j] = src[j * s + shift];
+          }
+          std::fill(d + hi, d + g.w_out, T(0));
+        }
+      }
+    }
+  }
+}
+
+// gx[C_in, H, W] += the adjoint of im2col applied to gcols[K, P].
+template <class T>
+void col2im(const ConvGeom& g, const T* cols, T* gx) {
+  const std::int64_t P = g.p(), s = g.stride;
+  for (std::int64_t c = 0; c < g.c_in; ++c) {
+    for (std::int64_t u = 0; u < g.kh; ++u) {
+      for (std::int64_t v = 0; v < g.kw; ++v) {
+        const T* row = cols + ((c * g.kh + u) * g.kw + v) * P;
+        std::int64_t lo = 0, hi = 0;
+        valid_columns(g, v, lo, hi);
+        const std::int64_t shift = v - g.pad;
+        for (std::int64_t i = 0; i < g.h_out; ++i) {
+          const std::int64_t ih = i * s - g.pad + u;
+          if (ih < 0 || ih >= g.h) continue;
+          const T* d = row + i * g.w_out;
+          T* dst = gx + (c * g.h + ih) * g.w;
+          if (s == 1) {
+#pragma omp simd
+            for (std::int64_t j = lo; j < hi; ++j) dst[j + shift] += d[j];
+          } else {
+            for (std::int64_t j = lo; j < hi; ++j) dst[j * s + shift] += d[j];
+          }
+        }
+      }
+    }
+  }
+}
+
+// Up to two bilinear terms per pass (the value, or the two halves of an R-rule).
+template <class T>
+struct Terms {
+  const T* a[2] = {nullptr, nullptr};
+  const T* b[2] = {nullptr, nullptr};
+  int n = 0;
+  void add(const T* first, const T* second) {
+    a[n] = first;
+    b[n] = second;
+    ++n;
+  }
+};
+
+// out[n] = bias + sum_t conv(x_t[n], w_t) for every example; terms are (w_t, x_t).
+template <class T>
+void conv_forward(const ConvGeom& g, const Terms<T>& terms, const T* bias, T* out) {
+  const std::int64_t K = g.k(), P = g.p(), co = g.c_out;
+  const Chunks ch = chunks_of(g.batch);
+  const DType dt = dtype_of<T>();
+  for_chunks(ch, g.batch, g.w_size() * g.p(), [&](std::int64_t, std::int64_t n0, std::int64_t n1) {
+    Tensor cols_buf = terms.n > 0 ? Tensor::empty(Shape{K * P}, dt) : Tensor();
+    T* cols = terms.n > 0 ? cols_buf.data<T>() : nullptr;
+    for (std::int64_t n = n0; n < n1; ++n) {
+      T* y = out + n * g.out_size();
+      T beta = T(0);
+      if (bias != nullptr) {
+        for (std::int64_t o = 0; o < co; ++o) std::fill(y + o * P, y + (o + 1) * P, bias[o]);
+        beta = T(1);
+      }
+      for (int t = 0; t < terms.n; ++t) {
+        im2col(g, terms.b[t] + n * g.in_size(), cols);
+        kernels::gemm_raw<T>(false, false, co, P, K, T(1), terms.a[t], K, cols, P, beta, y, P);
+        beta = T(1);
+      }
+      if (beta == T(0)) std::fill(y, y + g.out_size(), T(0));
+    }
+  });
+}
+
+// gx[n] (beta 0: =, 1: +=) sum_t conv_transpose(g_t[n], w_t); terms are (w_t, g_t).
+template <class T>
+void conv_input_grad(const ConvGeom& g, const Terms<T>& terms, T* gx, double beta) {
+  const std::int64_t K = g.k(), P = g.p(), co = g.c_out;
+  const Chunks ch = chunks_of(g.batch);
+  const DType dt = dtype_of<T>();
+  for_chunks(ch, g.batch, g.w_size() * g.p(), [&](std::int64_t, std::int64_t n0, std::int64_t n1) {
+    Tensor cols_buf = Tensor::empty(Shape{K * P}, dt);
+    T* gcols = cols_buf.data<T>();
+    for (std::int64_t n = n0; n < n1; ++n) {
+      for (int t = 0; t < terms.n; ++t) {
+        kernels::gemm_raw<T>(true, false, K, P, co, T(1), terms.a[t], K, terms.b[t] + n * g.out_size(), P,
+                             t == 0 ? T(0) : T(1), gcols, P);
+      }
+      T* dst = gx + n * g.in_size();
+      if (beta == 0.0) std::fill(dst, dst + g.in_size(), T(0));
+      col2im(g, gcols, dst);
+    }
+  });
+}
+
+// gw (beta_w) sum_n sum_t corr(g_t[n], x_t[n]) for the weight terms (g_t, x_t), and
+// gb (beta_b) sum_{n, i, j} sum_t gb_t[n] for the bias terms. Either may be null.
+// Per-chunk partials are added in chunk order: the same sums for any thread count.
+template <class T>
+void conv_weight_grad(const ConvGeom& g, const Terms<T>& wterms, T* gw, double beta_w, const Terms<T>& bterms, T* gb,
+                      double beta_b) {
+  const std::int64_t K = g.k(), P = g.p(), co = g.c_out;
+  const bool do_w = gw != nullptr && wterms.n > 0;
+  const bool do_b = gb != nullptr && bterms.n > 0;
+  if (!do_w && !do_b) return;
+  const Chunks ch = chunks_of(g.batch);
+  const DType dt = dtype_of<T>();
+  const std::int64_t wsz = do_w ? g.w_size() : 0, bsz = do_b ? co : 0, stride = wsz + bsz;
+  const bool direct = ch.count == 1;  // one chunk: write straight into the sinks
+  Tensor partial = direct ? Tensor() : Tensor::empty(Shape{ch.count * stride}, dt);
+  for_chunks(ch, g.batch, g.w_size() * g.p(), [&](std::int64_t ci, std::int64_t n0, std::int64_t n1) {
+    T* pw = direct ? gw : partial.data<T>() + ci * stride;
+    T* pb = direct ? gb : partial.data<T>() + ci * stride + wsz;
+    if (do_w) {
+      Tensor cols_buf = Tensor::empty(Shape{K * P}, dt);
+      T* cols = cols_buf.data<T>();
+      T beta = direct ? static_cast<T>(beta_w) : T(0);
+      for (std::int64_t n = n0; n < n1; ++n) {
+        for (int t = 0; t < wterms.n; ++t) {
+          im2col(g, wterms.b[t] + n * g.in_size(), cols);
+          kernels::gemm_raw<T>(false, true, co, K, P, T(1), wterms.a[t] + n * g.out_size(), P, cols, P, beta, pw, K);
+          beta = T(1);
+        }
+      }
+    }
+    if (do_b) {
+      std::vector<double> acc(static_cast<std::size_t>(co), 0.0);
+      for (std::int64_t n = n0; n < n1; ++n) {
+        for (int t = 0; t < bterms.n; ++t) {
+          const T* src = bterms.a[t] + n * g.out_size();
+          for (std::int64_t o = 0; o < co; ++o) {
+            double s = 0.0;
+            for (std::int64_t q = 0; q < P; ++q) s += static_cast<double>(src[o * P + q]);
+            acc[static_cast<std::size_t>(o)] += s;
+          }
+        }
+      }
+      const bool add = direct && beta_b != 0.0;
+      for (std::int64_t o = 0; o < co; ++o) {
+        const T v = static_cast<T>(acc[static_cast<std::size_t>(o)]);
+        pb[o] = add ? pb[o] + v : v;
+      }
+    }
+  });
+  if (direct) return;
+  const T* part = partial.data<T>();
+  auto reduce = [&](T* dst, double beta, std::int64_t offset, std::int64_t count) {
+    parallel_for(count, parallel_grain, [&](std::int64_t e0, std::int64_t e1) {
+      for (std::int64_t e = e0; e < e1; ++e) {
+        T s = beta == 0.0 ? T(0) : dst[e];
+        for (std::int64_t c = 0; c < ch.count; ++c) s += part[c * stride + offset + e];
+        dst[e] = s;
+      }
+    });
+  };
+  if (do_w) reduce(gw, beta_w, 0, wsz);
+  if (do_b) reduce(gb, beta_b, wsz, bsz);
+}
+
+template <class T>
+const T* ptr(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+
+// ============================================================================
+// conv2d: y = conv(x, w) + b     x [B, C_in, H, W], w [C_out, C_in, kh, kw], b [C_out]
+// ============================================================================
+class Conv2dNode final : public Node {
+ public:
+  explicit Conv2dNode(const ConvGeom& geom) : g(geom) {}
+  const char* name() const override { return "conv2d"; }
+  bool has_bias() const { return num_inputs == 3; }
+
+  // y' = conv(x', w) + conv(x, w') + b'
+  void tangent_forward(Tape& t) override {
+    tangent = Tensor::empty(value.shape(), value.dtype());
+    dispatch_float(value.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      Node& x = t.node(input[0]);
+      Node& w = t.node(input[1]);
+      Terms<T> terms;
+      if (x.tangent.defined()) terms.add(w.value.data<T>(), x.tangent.data<T>());
+      if (w.tangent.defined()) terms.add(w.tangent.data<T>(), x.value.data<T>());
+      const T* bt = has_bias() ? ptr<T>(t.node(input[2]).tangent) : nullptr;
+      conv_forward<T>(g, terms, bt, tangent.data<T>());
+    });
+  }
+
+  // gx += conv_transpose(gy, w) ;  gw += corr(gy, x) ;  gb += sum_{n,i,j} gy
+  void backward(Tape& t) override {
+    dispatch_float(value.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      Node& x = t.node(input[0]);
+      Node& w = t.node(input[1]);
+      const T* gy = grad.data<T>();
+      if (x.requires_grad) {
+        double beta = 0.0;
+        Tensor gx = t.grad_sink(input[0], beta);
+        Terms<T> terms;
+        terms.add(w.value.data<T>(), gy);
+        conv_input_grad<T>(g, terms, gx.data<T>(), beta);
+      }
+      Terms<T> wterms, bterms;
+      double beta_w = 0.0, beta_b = 0.0;
+      T* gw = nullptr;
+      T* gb = nullptr;
+      if (w.requires_grad) {
+        gw = t.grad_sink(input[1], beta_w).data<T>();
+        wterms.add(gy, x.value.data<T>());
+      }
+      if (has_bias() && t.requires_grad(input[2])) {
+        gb = t.grad_sink(input[2], beta_b).data<T>();
+        bterms.add(gy, nullptr);
+      }
+      conv_weight_grad<T>(g, wterms, gw, beta_w, bterms, gb, beta_b);
+    });
+  }
+
+  // R(gx) += conv_transpose(R(gy), w) + conv_transpose(gy, w')
+  // R(gw) += corr(R(gy), x) + corr(gy, x') ;  R(gb) += sum_{n,i,j} R(gy)
+  void tangent_backward(Tape& t) override {
+    dispatch_float(value.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      Node& x = t.node(input[0]);
+      Node& w = t.node(input[1]);
+      const T* gy = grad.data<T>();
+      const T* rgy = ptr<T>(grad_tangent);
+      if (x.requires_grad) {
+        Terms<T> terms;
+        if (rgy != nullptr) terms.add(w.value.data<T>(), rgy);
+        if (w.tangent.defined()) terms.add(w.tangent.data<T>(), gy);
+        if (terms.n > 0) {
+          double beta = 0.0;
+          Tensor rgx = t.grad_tangent_sink(input[0], beta);
+          conv_input_grad<T>(g, terms, rgx.data<T>(), beta);
+        }
+      }
+      Terms<T> wterms, bterms;
+      double beta_w = 0.0, beta_b = 0.0;
+      T* rgw = nullptr;
+      T* rgb = nullptr;
+      if (w.requires_grad) {
+        if (rgy != nullptr) wterms.add(rgy, x.value.data<T>());
+        if (x.tangent.defined()) wterms.add(gy, x.tangent.data<T>());
+        if (wterms.n > 0) rgw = t.grad_tangent_sink(input[1], beta_w).data<T>();
+      }
+      if (has_bias() && t.requires_grad(input[2]) && rgy != nullptr) {
+        rgb = t.grad_tangent_sink(input[2], beta_b).data<T>();
+        bterms.add(rgy, nullptr);
+      }
+      conv_weight_grad<T>(g, wterms, rgw, beta_w, bterms, rgb, beta_b);
+    });
+  }
+
+  ConvGeom g;
+};
+
+// ============================================================================
+// Pooling over planes [B C, H, W] (no padding)
+// ============================================================================
+struct PoolGeom {
+  std::int64_t planes = 0, h = 0, w = 0, kernel = 1, stride = 1, h_out = 0, w_out = 0;
+  std::int64_t in_plane() const { return h * w; }
+  std::int64_t out_plane() const { return h_out * w_out; }
+  // Planes per parallel chunk: about parallel_grain input elements.
+  std::int64_t grain() const { return std::max<std::int64_t>(1, parallel_grain / std::max<std::int64_t>(1, in_plane())); }
+};
+
+template <class F>
+void for_planes(const PoolGeom& g, F&& f) {
+  parallel_for(g.planes, g.grain(), [&](std::int64_t p0, std::int64_t p1) {
+    for (std::int64_t p = p0; p < p1; ++p) f(p);
+  });
+}
+
+// dst plane (beta 0: =, 1: +=) the scatter-add of src through the argmax indices.
+template <class T>
+void scatter_argmax(const PoolGeom& g, const std::int32_t* idx, const T* src, T* dst, double beta) {
+  for_planes(g, [&](std::int64_t p) {
+    T* d = dst + p * g.in_plane();
+    const T* s = src + p * g.out_plane();
+    const std::int32_t* ix = idx + p * g.out_plane();
+    if (beta == 0.0) std::fill(d, d + g.in_plane(), T(0));
+    for (std::int64_t o = 0; o < g.out_plane(); ++o) d[ix[o]] += s[o];
+  });
+}
+
+// y = the window means of x, plane by plane.
+template <class T>
+void avg_forward(const PoolGeom& g, const T* x, T* y) {
+  const T inv = static_cast<T>(1.0 / static_cast<double>(g.kernel * g.kernel));
+  for_planes(g, [&](std::int64_t p) {
+    const T* xp = x + p * g.in_plane();
+    T* yp = y + p * g.out_plane();
+    for (std::int64_t i = 0; i < g.h_out; ++i) {
+      for (std::int64_t j = 0; j < g.w_out; ++j) {
+        T s = T(0);
+        for (std::int64_t u = 0; u < g.kernel; ++u) {
+          const T* row = xp + (i * g.stride + u) * g.w + j * g.stride;
+          for (std::int64_t v = 0; v < g.kernel; ++v) s += row[v];
+        }
+        yp[i * g.w_out + j] = s * inv;
+      }
+    }
+  });
+}
+
+// gx (beta 0: =, 1: +=) gy / kernel^2 spread over each window.
+template <class T>
+void avg_backward(const PoolGeom& g, const T* gy, T* gx, double beta) {
+  const T inv = static_cast<T>(1.0 / static_cast<double>(g.kernel * g.kernel));
+  for_planes(g, [&](std::int64_t p) {
+    T* d = gx + p * g.in_plane();
+    const T* s = gy + p * g.out_plane();
+    if (beta == 0.0) std::fill(d, d + g.in_plane(), T(0));
+    for (std::int64_t i = 0; i < g.h_out; ++i) {
+      for (std::int64_t j = 0; j < g.w_out; ++j) {
+        const T v = s[i * g.w_out + j] * inv;
+        for (std::int64_t u = 0; u < g.kernel; ++u) {
+          T* row = d + (i * g.stride + u) * g.w + j * g.stride;
+          for (std::int64_t k = 0; k < g.kernel; ++k) row[k] += v;
+        }
+      }
+    }
+  });
+}
+
+// ============================================================================
+// max_pool2d: y = x[argmax] per window (piecewise linear)
+// ============================================================================
+class MaxPool2dNode final : public Node {
+ public:
+  explicit MaxPool2dNode(const PoolGeom& geom) : g(geom) {}
+  const char* name() const override { return "max_pool2d"; }
+
+  // y' = x'[argmax]
+  void tangent_forward(Tape& t) override {
+    tangent = Tensor::empty(value.shape(), value.dtype());
+    dispatch_float(value.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      const T* xt = t.node(input[0]).tangent.data<T>();
+      T* yt = tangent.data<T>();
+      const std::int32_t* idx = argmax.data<std::int32_t>();
+      for_planes(g, [&](std::int64_t p) {
+        const T* src = xt + p * g.in_plane();
+        const std::int64_t o0 = p * g.out_plane();
+        for (std::int64_t o = o0; o < o0 + g.out_plane(); ++o) yt[o] = src[idx[o]];
+      });
+    });
+  }
+
+  // gx[argmax] += gy
+  void backward(Tape& t) override {
+    if (!t.requires_grad(input[0])) return;
+    double beta = 0.0;
+    Tensor gx = t.grad_sink(input[0], beta);
+    dispatch_float(value.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      scatter_argmax<T>(g, argmax.data<std::int32_t>(), grad.data<T>(), gx.data<T>(), beta);
+    });
+  }
+
+  // R(gx)[argmax] += R(gy)   (no second-order term: the operation is linear on each piece)
+  void tangent_backward(Tape& t) override {
+    if (!t.requires_grad(input[0]) || !grad_tangent.defined()) return;
+    double beta = 0.0;
+    Tensor rgx = t.grad_tangent_sink(input[0], beta);
+    dispatch_float(value.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      scatter_argmax<T>(g, argmax.data<std::int32_t>(), grad_tangent.data<T>(), rgx.data<T>(), beta);
+    });
+  }
+
+  PoolGeom g;
+  Tensor argmax;  // i32, the shape of the output: the window maximum's index in its plane
+};
+
+// ============================================================================
+// avg_pool2d: y = window means (linear)
+// ============================================================================
+class AvgPool2dNode final : public Node {
+ public:
+  explicit AvgPool2dNode(const PoolGeom& geom) : g(geom) {}
+  const char* name() const override { return "avg_pool2d"; }
+
+  // y' = avg_pool(x')
+  void tangent_forward(Tape& t) override {
+    tangent = Tensor::empty(value.shape(), value.dtype());
+    dispatch_float(value.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      avg_forward<T>(g, t.node(input[0]).tangent.data<T>(), tangent.data<T>());
+    });
+  }
+
+  // gx += gy / kernel^2 over each window
+  void backward(Tape& t) override {
+    if (!t.requires_grad(input[0])) return;
+    double beta = 0.0;
+    Tensor gx = t.grad_sink(input[0], beta);
+    dispatch_float(value.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      avg_backward<T>(g, grad.data<T>(), gx.data<T>(), beta);
+    });
+  }
+
+  // R(gx) += R(gy) / kernel^2 over each window
+  void tangent_backward(Tape& t) override {
+    if (!t.requires_grad(input[0]) || !grad_tangent.defined()) return;
+    double beta = 0.0;
+    Tensor rgx = t.grad_tangent_sink(input[0], beta);
+    dispatch_float(value.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      avg_backward<T>(g, grad_tangent.data<T>(), rgx.data<T>(), beta);
+    });
+  }
+
+  PoolGeom g;
+};
+
+PoolGeom pool_geometry(Var x, std::int64_t kernel, std::int64_t stride, const char* op) {
+  check_float(x, op);
+  const Tensor& xv = x.value();
+  if (xv.ndim() != 4) {
+    throw ShapeError(std::string(op) + ": expects a 4-D [batch, channels, height, width] input, got " + xv.shape().str());
+  }
+  if (kernel < 1 || stride < 1) {
+    throw ShapeError(std::string(op) + ": kernel and stride must be >= 1, got kernel " + std::to_string(kernel) +
+                     ", stride " + std::to_string(stride));
+  }
+  PoolGeom g;
+  g.planes = xv.dim(0) * xv.dim(1);
+  g.h = xv.dim(2);
+  g.w = xv.dim(3);
+  g.kernel = kernel;
+  g.stride = stride;
+  const Conv2dOptions o{.stride = stride, .padding = 0};
+  g.h_out = conv_output_size(g.h, kernel, o, op);
+  g.w_out = conv_output_size(g.w, kernel, o, op);
+  if (g.in_plane() > std::int64_t{1} << 30) {
+    throw ShapeError(std::string(op) + ": an image plane of " + std::to_string(g.in_plane()) + " elements is too large");
+  }
+  return g;
+}
+
+}  // namespace
+
+// ---- public constructors -------------------------------------------------------------
+
+std::int64_t conv_output_size(std::int64_t in, std::int64_t kernel, const Conv2dOptions& options, const char* op) {
+  if (options.stride < 1 || options.padding < 0) {
+    throw ShapeError(std::string(op) + ": stride must be >= 1 and padding >= 0, got stride " +
+                     std::to_string(options.stride) + ", padding " + std::to_string(options.padding));
+  }
+  if (kernel < 1 || in < 1 || in + 2 * options.padding < kernel) {
+    throw ShapeError(std::string(op) + ": kernel " + std::to_string(kernel) + " does not fit an input side of " +
+                     std::to_string(in) + " with padding " + std::to_string(options.padding));
+  }
+  return (in + 2 * options.padding - kernel) / options.stride + 1;
+}
+
+Var conv2d(Var x, Var w, Var b, const Conv2dOptions& options) {
+  check_float(x, "conv2d");
+  const Tensor& xv = x.value();
+  const Tensor& wv = w.value();
+  if (xv.ndim() != 4 || wv.ndim() != 4 || xv.dim(1) != wv.dim(1)) {
+    throw ShapeError("conv2d: input " + xv.shape().str() + " does not fit weight " + wv.shape().str() +
+                     " (expected x [batch, C_in, H, W] and w [C_out, C_in, kh, kw])");
+  }
+  check_same_dtype(xv, wv, "conv2d");
+  ConvGeom g;
+  g.batch = xv.dim(0);
+  g.c_in = xv.dim(1);
+  g.h = xv.dim(2);
+  g.w = xv.dim(3);
+  g.c_out = wv.dim(0);
+  g.kh = wv.dim(2);
+  g.kw = wv.dim(3);
+  g.stride = options.stride;
+  g.pad = options.padding;
+  g.h_out = conv_output_size(g.h, g.kh, options, "conv2d");
+  g.w_out = conv_output_size(g.w, g.kw, options, "conv2d");
+  if (g.c_out < 1) throw ShapeError("conv2d: weight " + wv.shape().str() + " has no output channels");
+  if (b.valid()) {
+    const Tensor& bv = b.value();
+    if (bv.ndim() != 1 || bv.dim(0) != g.c_out) {
+      throw ShapeError("conv2d: bias " + bv.shape().str() + " does not fit weight " + wv.shape().str() +
+                       " (expected [" + std::to_string(g.c_out) + "])");
+    }
+    check_same_dtype(xv, bv, "conv2d");
+  }
+  auto node = std::make_unique<Conv2dNode>(g);
+  node->value = Tensor::empty(Shape{g.batch, g.c_out, g.h_out, g.w_out}, xv.dtype());
+  dispatch_float(xv.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    Terms<T> terms;
+    terms.add(wv.data<T>(), xv.data<T>());
+    conv_forward<T>(g, terms, b.valid() ? b.value().data<T>() : nullptr, node->value.data<T>());
+  });
+  return make(*x.tape, std::move(node), {x, w, b});
+}
+
+Var max_pool2d(Var x, std::int64_t kernel, std::int64_t stride) {
+  const PoolGeom g = pool_geometry(x, kernel, stride, "max_pool2d");
+  const Tensor& xv = x.value();
+  const Shape out{xv.dim(0), xv.dim(1), g.h_out, g.w_out};
+  auto node = std::make_unique<MaxPool2dNode>(g);
+  node->value = Tensor::empty(out, xv.dtype());
+  node->argmax = Tensor::empty(out, DType::i32);
+  dispatch_float(xv.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* xd = xv.data<T>();
+    T* yd = node->value.template data<T>();
+    std::int32_t* idx = node->argmax.template data<std::int32_t>();
+    for_planes(g, [&](std::int64_t p) {
+      const T* xp = xd + p * g.in_plane();
+      T* yp = yd + p * g.out_plane();
+      std::int32_t* ip = idx + p * g.out_plane();
+      for (std::int64_t i = 0; i < g.h_out; ++i) {
+        for (std::int64_t j = 0; j < g.w_out; ++j) {
+          std::int64_t best = i * g.stride * g.w + j * g.stride;
+          T m = xp[best];
+          for (std::int64_t u = 0; u < g.kernel; ++u) {
+            const std::int64_t r = (i * g.stride + u) * g.w + j * g.stride;
+            for (std::int64_t v = 0; v < g.kernel; ++v) {
+              if (xp[r + v] > m) {
+                m = xp[r + v];
+                best = r + v;
+              }
+            }
+          }
+          yp[i * g.w_out + j] = m;
+          ip[i * g.w_out + j] = static_cast<std::int32_t>(best);
+        }
+      }
+    });
+  });
+  return make(*x.tape, std::move(node), {x});
+}
+
+Var avg_pool2d(Var x, std::int64_t kernel, std::int64_t stride) {
+  const PoolGeom g = pool_geometry(x, kernel, stride, "avg_pool2d");
+  const Tensor& xv = x.value();
+  auto node = std::make_unique<AvgPool2dNode>(g);
+  node->value = Tensor::empty(Shape{xv.dim(0), xv.dim(1), g.h_out, g.w_out}, xv.dtype());
+  dispatch_float(xv.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    avg_forward<T>(g, xv.data<T>(), node->value.template data<T>());
+  });
+  return make(*x.tape, std::move(node), {x});
+}
+
+}  // namespace descent::autodiff

@@ -1,0 +1,218 @@
+#include "descent/nn/recurrent.hpp"
+
+#include <cmath>
+
+#include "descent/autodiff/sequence.hpp"
+#include "descent/tensor/kernels.hpp"
+
+namespace descent::nn {
+namespace {
+
+using autodiff::add;
+using autodiff::concat_cols;
+using autodiff::linear;
+using autodiff::mul;
+using autodiff::sigmoid;
+using autodiff::slice_cols;
+using autodiff::sub;
+
+// The tape leaves of one forward pass.
+struct Leaves {
+  Var w_hh;         // [G*H, H]
+  Var b_hh;         // GRU: [0 0 b_hn] [3H], the recurrent product's bias (steps t >= 1)
+  Var bias_hn_row;  // GRU: b_hn as the rows of [B, H] (step 0, where h_0 = 0)
+  std::int64_t hidden = 0;
+};
+
+// h_t = tanh(p_t + W_hh h_{t-1}); p_t = W_ih x_t + b. h is empty at t = 0 (h_0 = 0).
+Var step_rnn(const Leaves& l, Var p, Var h) {
+  Var a = h.valid() ? add(p, linear(h, l.w_hh)) : p;
+  return autodiff::tanh(a);
+}
+
+// c_t = f (.) c_{t-1} + i (.) g,  h_t = o (.) tanh(c_t); gates in the order i, f, g, o.
+Var step_lstm(const Leaves& l, Var p, Var h, Var& c) {
+  const std::int64_t n = l.hidden;
+  Var a = h.valid() ? add(p, linear(h, l.w_hh)) : p;
+  Var i = sigmoid(slice_cols(a, 0, n));
+  Var g = autodiff::tanh(slice_cols(a, 2 * n, 3 * n));
+  Var o = sigmoid(slice_cols(a, 3 * n, 4 * n));
+  Var ig = mul(i, g);
+  if (c.valid()) {
+    Var f = sigmoid(slice_cols(a, n, 2 * n));
+    c = add(mul(f, c), ig);
+  } else {
+    c = ig;  // c_0 = 0: the forget gate multiplies nothing at the first step
+  }
+  return mul(o, autodiff::tanh(c));
+}
+
+// r, z = sigma(u + v), n = tanh(u_n + r (.) (v_n + b_hn)), h_t = n + z (.) (h_{t-1} - n),
+// u = p_t = W_ih x_t + b, v = W_hh h_{t-1}; gates in the order r, z, n.
+Var step_gru(const Leaves& l, Var p, Var h) {
+  const std::int64_t n = l.hidden;
+  Var rz, vn;
+  if (h.valid()) {
+    Var v = linear(h, l.w_hh, l.b_hh);
+    rz = sigmoid(add(slice_cols(p, 0, 2 * n), slice_cols(v, 0, 2 * n)));
+    vn = slice_cols(v, 2 * n, 3 * n);
+  } else {
+    rz = sigmoid(slice_cols(p, 0, 2 * n));
+    vn = l.bias_hn_row;
+  }
+  Var r = slice_cols(rz, 0, n);
+  Var z = slice_cols(rz, n, 2 * n);
+  Var cand = autodiff::tanh(add(slice_cols(p, 2 * n, 3 * n), mul(r, vn)));
+  return h.valid() ? add(cand, mul(z, sub(h, cand))) : sub(cand, mul(z, cand));
+}
+
+// [v_0 v_1 ... v_{n-1}] by a balanced tree of pairwise concatenations: each element is
+// copied about log2(n) times instead of n times by a chain.
+Var concat_all(std::vector<Var> v) {
+  while (v.size() > 1) {
+    std::vector<Var> next;
+    for (std::size_t i = 0; i < v.size(); i += 2) next.push_back(i + 1 < v.size() ? concat_cols(v[i], v[i + 1]) : v[i]);
+    v = std::move(next);
+  }
+  return v.front();
+}
+
+}  // namespace
+
+const char* cell_name(CellKind kind) {
+  switch (kind) {
+    case CellKind::rnn: return "RNN";
+    case CellKind::lstm: return "LSTM";
+    case CellKind::gru: return "GRU";
+  }
+  return "?";
+}
+
+Recurrent::Recurrent(CellKind kind, std::int64_t input_size, std::int64_t hidden_size, const RecurrentOptions& options)
+    : kind_(kind), input_(input_size), hidden_(hidden_size), options_(options) {
+  if (input_ <= 0 || hidden_ <= 0) {
+    throw ConfigError(std::string(cell_name(kind_)) + ": input_size and hidden_size must be positive, got " +
+                      std::to_string(input_) + " and " + std::to_string(hidden_));
+  }
+  if (options_.truncate < 0) {
+    throw ConfigError(std::string(cell_name(kind_)) +
+                      ": truncate must be >= 0 (0: full backprop through time, k: at most k steps), got " +
+                      std::to_string(options_.truncate));
+  }
+}
+
+int Recurrent::gates() const {
+  switch (kind_) {
+    case CellKind::rnn: return 1;
+    case CellKind::lstm: return 4;
+    case CellKind::gru: return 3;
+  }
+  return 1;
+}
+
+void Recurrent::declare(ParameterArena& arena, const std::string& prefix) {
+  arena_ = &arena;
+  const std::int64_t g = gates() * hidden_;
+  weight_ih_ = arena.add(prefix + ".weight_ih", Shape{g, input_}, {.role = ParamRole::weight, .fan_in = input_, .fan_out = g});
+  weight_hh_ = arena.add(prefix + ".weight_hh", Shape{g, hidden_}, {.role = ParamRole::weight, .fan_in = hidden_, .fan_out = g});
+  bias_ = arena.add(prefix + ".bias", Shape{g}, {.role = ParamRole::bias, .fan_in = input_, .fan_out = g});
+  if (kind_ == CellKind::gru) {
+    bias_hn_ = arena.add(prefix + ".bias_hn", Shape{hidden_}, {.role = ParamRole::bias, .fan_in = hidden_, .fan_out = hidden_});
+  }
+}
+
+Var Recurrent::forward(Tape& tape, Var x) {
+  const std::string name = cell_name(kind_);
+  if (arena_ == nullptr) throw ShapeError(name + ": parameters were never declared (add the module to a Sequential)");
+  const Tensor& xv = x.value();
+  const std::string expected = " (expected [batch, steps * " + std::to_string(input_) + "] or [batch, steps, " +
+                               std::to_string(input_) + "])";
+  std::int64_t batch = 0, steps = 0;
+  if (xv.ndim() == 2 && xv.dim(1) > 0 && xv.dim(1) % input_ == 0) {
+    batch = xv.dim(0);
+    steps = xv.dim(1) / input_;
+  } else if (xv.ndim() == 3 && xv.dim(1) > 0 && xv.dim(2) == input_) {
+    batch = xv.dim(0);
+    steps = xv.dim(1);
+  } else {
+    throw ShapeError(name + ": input " + xv.shape().str() + " does not fit input_size " + std::to_string(input_) + expected);
+  }
+  if (xv.dtype() != arena_->dtype()) {
+    throw ShapeError(name + ": input is " + dtype_name(xv.dtype()) + ", the parameters are " + dtype_name(arena_->dtype()));
+  }
+
+  const std::int64_t n = hidden_;
+  Leaves l;
+  l.hidden = n;
+  l.w_hh = tape.param(*arena_, weight_hh_);
+  // The input projection of every step at once: rows b*T + t of P = X W_ih^T + b.
+  Var rows = autodiff::reshape(x, Shape{batch * steps, input_});
+  Var p = linear(rows, tape.param(*arena_, weight_ih_), tape.param(*arena_, bias_));
+  if (kind_ == CellKind::gru) {
+    Var b_hn = tape.param(*arena_, bias_hn_);
+    // b_hn as every row of [B, H]: the product of a column of ones with b_hn^T.
+    l.bias_hn_row = linear(tape.constant(Tensor::full(Shape{batch, 1}, xv.dtype(), 1.0)), autodiff::reshape(b_hn, Shape{n, 1}));
+    if (steps > 1) {
+      Var zeros = tape.constant(Tensor::zeros(Shape{1, 2 * n}, xv.dtype()));
+      l.b_hh = autodiff::reshape(concat_cols(zeros, autodiff::reshape(b_hn, Shape{1, n})), Shape{3 * n});
+    }
+  }
+
+  states_.clear();
+  std::vector<Var> all;
+  Var h, c;
+  const std::int64_t k = options_.truncate;
+  for (std::int64_t t = 0; t < steps; ++t) {
+    if (t > 0 && k > 0 && t % k == 0) {
+      h = autodiff::stop_gradient(h);
+      if (c.valid()) c = autodiff::stop_gradient(c);
+    }
+    Var pt = autodiff::select_step(p, t, steps);
+    switch (kind_) {
+      case CellKind::rnn: h = step_rnn(l, pt, h); break;
+      case CellKind::lstm: h = step_lstm(l, pt, h, c); break;
+      case CellKind::gru: h = step_gru(l, pt, h); break;
+    }
+    if (options_.record_states) states_.push_back(h);
+    if (options_.return_sequence) all.push_back(h);
+  }
+  if (!options_.return_sequence) return h;
+  Var seq = concat_all(std::move(all));
+  return xv.ndim() == 3 ? autodiff::reshape(seq, Shape{batch, steps, n}) : seq;
+}
+
+std::string Recurrent::describe() const {
+  std::string s = std::string(cell_name(kind_)) + "(" + std::to_string(input_) + " -> " + std::to_string(hidden_);
+  if (options_.truncate > 0) s += ", truncate " + std::to_string(options_.truncate);
+  if (options_.return_sequence) s += ", sequence";
+  return s + ")";
+}
+
+void Recurrent::reset_forget_bias() {
+  if (kind_ != CellKind::lstm) return;
+  if (arena_ == nullptr) throw ShapeError("LSTM: reset_forget_bias before the parameters were declared");
+  arena_->value(bias_).view(hidden_, Shape{hidden_}).fill(options_.forget_bias);
+}
+
+std::vector<double> Recurrent::state_gradient_norms(Tape& tape) const {
+  std::vector<double> norms;
+  norms.reserve(states_.size());
+  for (Var h : states_) {
+    if (h.tape != &tape || static_cast<std::size_t>(h.id) >= tape.size()) throw ShapeError(std::string(cell_name(kind_)) + ": state_gradient_norms on another tape than the last forward's");
+    norms.push_back(std::sqrt(kernels::sum_squares(tape.grad(h))));
+  }
+  return norms;
+}
+
+std::size_t reset_forget_biases(Sequential& net) {
+  std::size_t count = 0;
+  for (std::size_t i = 0; i < net.size(); ++i) {
+    if (auto* r = dynamic_cast<Recurrent*>(&net.at(i)); r != nullptr && r->kind() == CellKind::lstm) {
+      r->reset_forget_bias();
+      ++count;
+    }
+  }
+  return count;
+}
+
+}  // namespace descent::nn

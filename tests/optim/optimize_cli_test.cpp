@@ -1,0 +1,123 @@
+// `descent optimize`, the lab, as a user runs it: the trajectory CSV equals the library's
+// optimizer driven by hand on the same function, and bad input gives one line and exit 1.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "descent/optim/optimizer.hpp"
+#include "descent/optim/test_functions.hpp"
+
+#ifdef DESCENT_CLI
+namespace descent {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int code = -1;
+  std::string out, err;
+};
+
+class Lab : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("descent_lab_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  static std::string slurp(const fs::path& p) {
+    std::ifstream in(p);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  Result run(const std::string& args) {
+    const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
+    const std::string cmd = std::string(DESCENT_CLI) + " optimize " + args + " >" + out.string() + " 2>" + err.string();
+    const int status = std::system(cmd.c_str());
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+  }
+  fs::path dir_;
+};
+
+TEST_F(Lab, TraceEqualsTheLibraryDrivenByHand) {
+  const fs::path trace = dir_ / "trace.csv";
+  const Result r = run("--function rosenbrock --optimizer nesterov --lr 0.001 --momentum 0.8 --start -1.2,1 --steps 25 --trace " +
+                       trace.string());
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("# rosenbrock with nesterov", 0), 0u) << r.out;
+  std::istringstream csv(slurp(trace));
+  std::string line;
+  std::getline(csv, line);
+  EXPECT_EQ(line, "step,x,y,f,grad_norm");
+
+  auto f = optim::make_test_function("rosenbrock");
+  ParameterArena arena(DType::f64);
+  arena.add("xy", {2});
+  arena.values().data<double>()[0] = -1.2;
+  arena.values().data<double>()[1] = 1.0;
+  auto opt = optim::make_optimizer({.name = "nesterov", .lr = 0.001, .momentum = 0.8}, nullptr);
+  int rows = 0;
+  for (int k = 0; std::getline(csv, line); ++k) {
+    double step, x, y, fx, gn;
+    char c;
+    std::istringstream row(line);
+    row >> step >> c >> x >> c >> y >> c >> fx >> c >> gn;
+    EXPECT_EQ(step, k);
+    EXPECT_EQ(x, arena.values().at(0)) << "step " << k;
+    EXPECT_EQ(y, arena.values().at(1)) << "step " << k;
+    EXPECT_EQ(fx, f->value({x, y}));
+    opt->prepare(arena, k);
+    const auto g = f->gradient({arena.values().at(0), arena.values().at(1)});
+    arena.grads().data<double>()[0] = g[0];
+    arena.grads().data<double>()[1] = g[1];
+    opt->step(arena, k);
+    ++rows;
+  }
+  EXPECT_EQ(rows, 26);  // the start and 25 steps
+}
+
+TEST_F(Lab, BadInputIsOneLineAndExitOne) {
+  Result r = run("--function himmelblau --optimizer adam");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("himmelblau"), std::string::npos) << r.err;
+  r = run("--function beale --optimizer adam --rho1 1.0");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("rho1"), std::string::npos) << r.err;
+  r = run("--function beale --optimizer adam --start 1:2");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("--start"), std::string::npos) << r.err;
+}
+
+TEST_F(Lab, SaddleAndNoMinimum) {
+  // Gradient descent from just off the saddle of x^2 - y^2 leaves along y: |y| grows by
+  // (1 + 2 eps) per step, x shrinks by (1 - 2 eps).
+  Result r = run("--function saddle --optimizer sgd --lr 0.1 --start 1,0.001 --steps 10");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::istringstream csv(r.out);
+  std::string line, last;
+  while (std::getline(csv, line)) {
+    if (!line.empty() && line[0] != '#') last = line;
+  }
+  double step, x, y;
+  char c;
+  std::istringstream row(last);
+  row >> step >> c >> x >> c >> y;
+  EXPECT_NEAR(x, std::pow(0.8, 10), 1e-12);
+  EXPECT_NEAR(y, 0.001 * std::pow(1.2, 10), 1e-12);
+  r = run("--function no_minimum --optimizer sgd --lr 1 --steps 200");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.find("distance to the minimum"), std::string::npos);  // there is none
+}
+
+}  // namespace
+}  // namespace descent
+#endif
