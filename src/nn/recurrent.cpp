@@ -16,24 +16,25 @@ using autodiff::sigmoid;
 using autodiff::slice_cols;
 using autodiff::sub;
 
-// The tape leaves of one forward pass.
+// The parameters of one forward pass as tape Vars, and what is built from them once.
 struct Leaves {
+  Var w_ih, b;      // [G*H, D], [G*H]
   Var w_hh;         // [G*H, H]
+  Var w_cat;        // RNN, LSTM: [W_ih W_hh] [G*H, D + H] (steps t >= 1)
   Var b_hh;         // GRU: [0 0 b_hn] [3H], the recurrent product's bias (steps t >= 1)
   Var bias_hn_row;  // GRU: b_hn as the rows of [B, H] (step 0, where h_0 = 0)
   std::int64_t hidden = 0;
 };
 
-// h_t = tanh(p_t + W_hh h_{t-1}); p_t = W_ih x_t + b. h is empty at t = 0 (h_0 = 0).
-Var step_rnn(const Leaves& l, Var p, Var h) {
-  Var a = h.valid() ? add(p, linear(h, l.w_hh)) : p;
-  return autodiff::tanh(a);
+// The pre-activations of the gates at step t: [x_t h_{t-1}] [W_ih W_hh]^T + b, one product
+// (x_t W_ih^T + b at t = 0, where h_0 = 0).
+Var gate_inputs(const Leaves& l, Var x_t, Var h) {
+  return h.valid() ? linear(concat_cols(x_t, h), l.w_cat, l.b) : linear(x_t, l.w_ih, l.b);
 }
 
 // c_t = f (.) c_{t-1} + i (.) g,  h_t = o (.) tanh(c_t); gates in the order i, f, g, o.
-Var step_lstm(const Leaves& l, Var p, Var h, Var& c) {
+Var step_lstm(const Leaves& l, Var a, Var& c) {
   const std::int64_t n = l.hidden;
-  Var a = h.valid() ? add(p, linear(h, l.w_hh)) : p;
   Var i = sigmoid(slice_cols(a, 0, n));
   Var g = autodiff::tanh(slice_cols(a, 2 * n, 3 * n));
   Var o = sigmoid(slice_cols(a, 3 * n, 4 * n));
@@ -144,14 +145,21 @@ Var Recurrent::forward(Tape& tape, Var x) {
   const std::int64_t n = hidden_;
   Leaves l;
   l.hidden = n;
+  l.w_ih = tape.param(*arena_, weight_ih_);
   l.w_hh = tape.param(*arena_, weight_hh_);
-  // The input projection of every step at once: rows b*T + t of P = X W_ih^T + b.
-  Var rows = autodiff::reshape(x, Shape{batch * steps, input_});
-  Var p = linear(rows, tape.param(*arena_, weight_ih_), tape.param(*arena_, bias_));
-  if (kind_ == CellKind::gru) {
+  l.b = tape.param(*arena_, bias_);
+  Var flat = xv.ndim() == 3 ? autodiff::reshape(x, Shape{batch, steps * input_}) : x;
+  Var p;
+  if (kind_ != CellKind::gru) {
+    if (steps > 1) l.w_cat = concat_cols(l.w_ih, l.w_hh);
+  } else {
+    // GRU keeps W_ih x_t and W_hh h_{t-1} apart (the reset gate scales only the second):
+    // the input projection of every step at once, rows b*T + t of P = X W_ih^T + b.
+    p = linear(autodiff::reshape(x, Shape{batch * steps, input_}), l.w_ih, l.b);
     Var b_hn = tape.param(*arena_, bias_hn_);
     // b_hn as every row of [B, H]: the product of a column of ones with b_hn^T.
-    l.bias_hn_row = linear(tape.constant(Tensor::full(Shape{batch, 1}, xv.dtype(), 1.0)), autodiff::reshape(b_hn, Shape{n, 1}));
+    Var ones = tape.constant(Tensor::full(Shape{batch, 1}, xv.dtype(), 1.0));
+    l.bias_hn_row = linear(ones, autodiff::reshape(b_hn, Shape{n, 1}));
     if (steps > 1) {
       Var zeros = tape.constant(Tensor::zeros(Shape{1, 2 * n}, xv.dtype()));
       l.b_hh = autodiff::reshape(concat_cols(zeros, autodiff::reshape(b_hn, Shape{1, n})), Shape{3 * n});
@@ -167,11 +175,11 @@ Var Recurrent::forward(Tape& tape, Var x) {
       h = autodiff::stop_gradient(h);
       if (c.valid()) c = autodiff::stop_gradient(c);
     }
-    Var pt = autodiff::select_step(p, t, steps);
-    switch (kind_) {
-      case CellKind::rnn: h = step_rnn(l, pt, h); break;
-      case CellKind::lstm: h = step_lstm(l, pt, h, c); break;
-      case CellKind::gru: h = step_gru(l, pt, h); break;
+    if (kind_ == CellKind::gru) {
+      h = step_gru(l, autodiff::select_step(p, t, steps), h);
+    } else {
+      Var a = gate_inputs(l, slice_cols(flat, t * input_, (t + 1) * input_), h);
+      h = kind_ == CellKind::rnn ? autodiff::tanh(a) : step_lstm(l, a, c);
     }
     if (options_.record_states) states_.push_back(h);
     if (options_.return_sequence) all.push_back(h);
@@ -198,7 +206,9 @@ std::vector<double> Recurrent::state_gradient_norms(Tape& tape) const {
   std::vector<double> norms;
   norms.reserve(states_.size());
   for (Var h : states_) {
-    if (h.tape != &tape || static_cast<std::size_t>(h.id) >= tape.size()) throw ShapeError(std::string(cell_name(kind_)) + ": state_gradient_norms on another tape than the last forward's");
+    if (h.tape != &tape || static_cast<std::size_t>(h.id) >= tape.size()) {
+      throw ShapeError(std::string(cell_name(kind_)) + ": state_gradient_norms on another tape than the last forward's");
+    }
     norms.push_back(std::sqrt(kernels::sum_squares(tape.grad(h))));
   }
   return norms;

@@ -34,12 +34,14 @@
 // Weights and biases are the same tape leaves at every time step, so backward sums each
 // weight's gradient over the steps: backprop through time needs no special code.
 //
-// Method: the input projection of all steps is one product, P = x W_ih^T + b over the
-// B*T rows, then per step one product h_{t-1} W_hh^T [B, G*H] added to P's step-t rows,
-// then the gates from column slices. Every operation is a tape operation with its four
-// rules, so gradients and exact Hessian-vector products go through the recurrence.
-// Cost per step: 2 B H G*H flops forward (the recurrent product), twice that backward,
-// plus O(B G H) elementwise; the tape keeps O(T B G H) values.
+// Method: RNN and LSTM compute all gates of a step with one product,
+// [x_t h_{t-1}] [W_ih W_hh]^T + b (the weights side by side once per forward), then take
+// the gates as column slices. GRU keeps the two products apart: the input projection of
+// all steps is one product, P = x W_ih^T + b over the B*T rows, then per step one product
+// h_{t-1} W_hh^T. Every operation is a tape operation with its four rules, so gradients
+// and exact Hessian-vector products go through the recurrence.
+// Cost per step: 2 B (D + H) G*H flops forward, twice that backward, plus O(B G H)
+// elementwise; the tape keeps O(T B G H) values.
 //
 // Diagnostics: recurrent_weight() is W_hh, whose spectrum decides whether a long product
 // of Jacobians shrinks or grows (section 8.2.5). With record_states the module keeps the
