@@ -1,5 +1,7 @@
 #include "descent/nn/initialize.hpp"
 
+#include <algorithm>
+
 namespace descent::nn {
 
 void initialize(ParameterArena& arena, const InitSpec& spec) {
@@ -17,8 +19,11 @@ void initialize(ParameterArena& arena, const InitSpec& spec) {
       t.fill(e.info.role == ParamRole::scale ? 1.0 : 0.0);
       continue;
     }
+    // The weight is drawn as a (units x incoming) matrix: a Linear weight [out, in] as it is,
+    // a conv kernel [C_out, C_in, k, k] as [C_out, C_in k^2] (fan_in = C_in k^2, fan_out =
+    // C_out: so Glorot on a conv uses C_out, not PyTorch's C_out k^2, in its denominator).
     const std::int64_t fan_in = e.info.fan_in > 0 ? e.info.fan_in : (e.shape.ndim() >= 2 ? t.numel() / e.shape[0] : 1);
-    const std::int64_t fan_out = e.info.fan_out > 0 ? e.info.fan_out : e.shape[0];
+    const std::int64_t fan_out = t.numel() / std::max<std::int64_t>(fan_in, 1);
     dispatch_float(t.dtype(), [&](auto zero) {
       using T = decltype(zero);
       init::initialize<T>(t.span<T>(), fan_in, fan_out, spec.weights, spec.options, rng);

@@ -121,7 +121,8 @@ TEST(Conv2d, MatchesDirectLoops) {
     std::int64_t batch, cin, h, w, cout, kh, kw, stride, pad;
   };
   for (const Case& c : {Case{2, 2, 7, 6, 3, 3, 3, 1, 0}, Case{1, 2, 7, 5, 3, 5, 5, 2, 2}, Case{3, 1, 9, 8, 2, 3, 2, 2, 1},
-                        Case{17, 2, 5, 5, 3, 5, 5, 1, 2}, Case{2, 3, 4, 4, 2, 4, 4, 3, 0}}) {
+                        Case{17, 2, 5, 5, 3, 5, 5, 1, 2}, Case{2, 3, 4, 4, 2, 4, 4, 3, 0},
+                        Case{2, 2, 3, 4, 2, 2, 2, 1, 3}}) {  // padding wider than the kernel: border windows see only zeros
     Tensor x = random_tensor({c.batch, c.cin, c.h, c.w}, DType::f64, 1);
     Tensor w = random_tensor({c.cout, c.cin, c.kh, c.kw}, DType::f64, 2);
     Tensor b = random_tensor({c.cout}, DType::f64, 3);
@@ -278,6 +279,7 @@ void expect_pool_derivatives(bool max, const Shape& in, std::int64_t k, std::int
 TEST(MaxPool2d, Kernel2Stride2OddSizes) { expect_pool_derivatives(true, {2, 3, 7, 5}, 2, 2, 100); }
 TEST(MaxPool2d, Kernel3Stride2Overlapping) { expect_pool_derivatives(true, {2, 2, 7, 7}, 3, 2, 110); }
 TEST(MaxPool2d, Kernel3Stride1) { expect_pool_derivatives(true, {1, 2, 5, 6}, 3, 1, 120); }
+TEST(MaxPool2d, Kernel4Stride3) { expect_pool_derivatives(true, {2, 2, 9, 8}, 4, 3, 125); }
 TEST(AvgPool2d, Kernel2Stride2OddSizes) { expect_pool_derivatives(false, {2, 3, 7, 5}, 2, 2, 130); }
 TEST(AvgPool2d, Kernel3Stride2Overlapping) { expect_pool_derivatives(false, {2, 2, 7, 7}, 3, 2, 140); }
 

@@ -9,6 +9,7 @@
 
 #include "descent/loss/loss.hpp"
 #include "descent/nn/conv.hpp"
+#include "descent/nn/initialize.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
 #include "support/gradcheck.hpp"
@@ -218,6 +219,34 @@ TEST(ConvModules, GradientAndHvpDoNotDependOnTheThreadCount) {
   EXPECT_EQ(std::memcmp(g1.raw(), g2.raw(), g1.nbytes()), 0);
   EXPECT_EQ(std::memcmp(hv1.raw(), hv2.raw(), hv1.nbytes()), 0);
   EXPECT_GT(std::sqrt(kernels::sum_squares(hv1)), 0.0);
+}
+
+}  // namespace
+}  // namespace descent
+
+namespace descent {
+namespace {
+
+TEST(ConvInitialization, EverySchemeInitializesAConvWeight) {
+  // A conv kernel [C_out, C_in, k, k] is drawn as a [C_out, C_in k^2] matrix.
+  for (const char* scheme : {"he_uniform", "glorot_uniform", "orthogonal", "sparse", "fan_in_uniform"}) {
+    ParameterArena arena(DType::f64);
+    nn::Sequential net(arena);
+    net.add(nn::Conv2d(2, 4, 3));
+    arena.freeze();
+    nn::InitSpec spec;
+    spec.weights = init::parse_scheme(scheme);
+    spec.options = init::default_options(spec.weights);
+    spec.options.sparse_k = 5;
+    ASSERT_NO_THROW(nn::initialize(arena, spec)) << scheme;
+    const Tensor w = arena.value(arena.find("layers.0.weight"));
+    double max_abs = 0.0;
+    for (std::int64_t i = 0; i < w.numel(); ++i) max_abs = std::max(max_abs, std::abs(w.at(i)));
+    EXPECT_GT(max_abs, 0.0) << scheme;
+    if (std::string(scheme) == "he_uniform") {
+      EXPECT_LE(max_abs, std::sqrt(6.0 / 18.0)) << scheme;  // fan_in = 2 * 9
+    }
+  }
 }
 
 }  // namespace
