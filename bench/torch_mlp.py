@@ -55,7 +55,7 @@ def make_optimizer(name, params, lr, foreach):
     if name == "momentum":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, foreach=foreach)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, foreach=foreach)
+        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, foreach=foreach)
     raise SystemExit(f"torch_mlp: unknown --optimizer {name} (sgd, momentum, adam)")
 
 
@@ -64,7 +64,7 @@ def main():
     p.add_argument("--sizes", default="784,256,256,10")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--optimizer", default="momentum")
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr", type=float, default=0.0, help="default 0.01, 0.001 for adam")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--examples", type=int, default=0)
@@ -76,6 +76,7 @@ def main():
     p.add_argument("--flush-denormal", type=int, default=0)
     a = p.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")]
+    lr = a.lr if a.lr > 0 else (0.001 if a.optimizer == "adam" else 0.01)
 
     torch.set_num_threads(a.threads)
     if a.interop > 0:
@@ -99,7 +100,7 @@ def main():
             layers.append(torch.nn.ReLU())
     net = torch.nn.Sequential(*layers)
     lossf = torch.nn.CrossEntropyLoss()
-    opt = make_optimizer(a.optimizer, net.parameters(), a.lr, bool(a.foreach))
+    opt = make_optimizer(a.optimizer, net.parameters(), lr, bool(a.foreach))
     xb = torch.empty(a.batch, sizes[0])
     yb = torch.empty(a.batch, dtype=torch.int64)
     steps = (n + a.batch - 1) // a.batch
@@ -142,7 +143,7 @@ def main():
     rate = statistics.median(rates)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({
-        "impl": "pytorch", "version": torch.__version__, "sizes": sizes, "batch": a.batch, "optimizer": a.optimizer,
+        "impl": "pytorch", "version": torch.__version__, "sizes": sizes, "batch": a.batch, "optimizer": a.optimizer, "lr": lr,
         "threads": a.threads, "examples": n, "reps": a.reps, "steps_per_epoch": steps,
         "examples_per_s": round(rate, 1),
         "examples_per_cpu_s": round(statistics.median(cpu_rates), 1), "ms_per_step": round(1e3 * n / rate / steps, 4),

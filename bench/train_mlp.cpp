@@ -4,11 +4,12 @@
 // median examples/s; bench/torch_mlp.py is the PyTorch peer that prints the same fields
 // and bench/run runs both in one run and prints the ratios.
 //
-//   train_mlp [--sizes 784,256,256,10] [--batch 128] [--optimizer momentum] [--lr 0.01]
+//   train_mlp [--sizes 784,256,256,10] [--batch 128] [--optimizer momentum] [--lr R]
 //             [--threads 2] [--reps 3] [--examples N] [--data DIR] [--profile] [--peak]
 //
-// --optimizer: sgd (plain), momentum (SGD with momentum 0.9), adam. An optimizer descent
-//   does not have yet prints {"status": "unsupported"} and exits 0, so bench/run shows n/a.
+// --optimizer: sgd (plain), momentum (SGD with momentum 0.9), adam (0.9, 0.999, 1e-8);
+//   --lr defaults to 0.01, 0.001 for adam. An optimizer descent does not have prints
+//   {"status": "unsupported"} and exits 0, so bench/run shows n/a.
 // --profile: adds where the time of one step goes (copy, matrix products, elementwise,
 //   loss, backward, optimizer, tape overhead), timed over one more epoch.
 // --peak: adds the machine's large-sgemm GFLOP/s (through kernels::gemm, the library's
@@ -54,7 +55,7 @@ struct Options {
   std::vector<std::int64_t> sizes = {784, 256, 256, 10};
   std::int64_t batch = 128;
   std::string optimizer = "momentum";
-  double lr = 0.01;
+  double lr = 0;  // 0: default_lr(optimizer)
   int threads = 2;
   int reps = 3;
   std::int64_t examples = 0;  // 0: the whole training file
@@ -95,6 +96,10 @@ bool parse(int argc, char** argv, Options& o) {
       o.optimizer = v;
     } else if (a == "--lr") {
       o.lr = std::atof(v.c_str());
+      if (!(o.lr > 0)) {
+        std::fprintf(stderr, "train_mlp: --lr must be > 0\n");
+        return false;
+      }
     } else if (a == "--threads") {
       o.threads = std::atoi(v.c_str());
     } else if (a == "--reps") {
@@ -109,26 +114,37 @@ bool parse(int argc, char** argv, Options& o) {
     }
   }
   const bool sizes_ok = o.sizes.size() >= 2 && std::all_of(o.sizes.begin(), o.sizes.end(), [](auto s) { return s >= 1; });
-  if (!sizes_ok || o.batch < 1 || o.threads < 1 || o.reps < 1 || o.examples < 0 || !(o.lr > 0)) {
+  if (!sizes_ok || o.batch < 1 || o.threads < 1 || o.reps < 1 || o.examples < 0) {
     std::fprintf(stderr, "train_mlp: expected --sizes a,b,... (>= 2 positive), --batch/--threads/--reps >= 1, "
-                         "--examples >= 0, --lr > 0\n");
+                         "--examples >= 0\n");
     return false;
   }
   return true;
 }
 
-// The optimizers the benchmark knows, by name. nullptr: a name the benchmark accepts but
-// descent does not implement yet (the case is reported as unsupported, not an error).
-// A new optimizer is one more branch here and a matching one in bench/torch_mlp.py.
-std::unique_ptr<optim::Optimizer> make_optimizer(const std::string& name, double lr) {
-  if (name == "sgd") return optim::sgd({.schedule = optim::constant(lr), .alpha = 0.0});
-  if (name == "momentum") return optim::sgd({.schedule = optim::constant(lr), .alpha = 0.9});
-  return nullptr;
-}
+// The optimizers the benchmark knows, by name, with the same hyperparameters as
+// bench/torch_mlp.py's make_optimizer: sgd, momentum (0.9), adam (0.9, 0.999, 1e-8).
 bool known_optimizer(const std::string& name) { return name == "sgd" || name == "momentum" || name == "adam"; }
 
-// Reads and writes of the optimizer's update per parameter, in elements (for the profile).
-int optimizer_traffic(const std::string& name) { return name == "momentum" ? 5 : 3; }
+// The learning rate when --lr is not given: 0.01 for SGD, PyTorch's default 0.001 for Adam.
+double default_lr(const std::string& name) { return name == "adam" ? 0.001 : 0.01; }
+
+// nullptr when descent does not implement the optimizer (the case is reported as
+// unsupported, not as an error).
+std::unique_ptr<optim::Optimizer> make_optimizer(const std::string& name, double lr) {
+  const std::vector<std::string>& names = optim::optimizer_names();
+  if (std::find(names.begin(), names.end(), name) == names.end()) return nullptr;
+  optim::OptimizerSpec spec{.name = name, .lr = lr};
+  if (name == "momentum") spec.momentum = 0.9;
+  return optim::make_optimizer(spec, nullptr);
+}
+
+// Elements the fused update reads and writes per parameter (for the profile):
+// sgd g, theta -> theta; momentum g, theta, v -> theta, v; adam g, theta, s, r -> theta, s, r.
+int optimizer_traffic(const std::string& name) {
+  if (name == "adam") return 7;
+  return name == "momentum" ? 5 : 3;
+}
 
 // User + system CPU time of the whole process (every thread), seconds.
 double cpu_seconds() {
@@ -199,6 +215,7 @@ struct Model {
   double step(Batches& data, std::int64_t b) {
     tape.clear();
     arena.zero_grad();
+    opt->prepare(arena, k);
     autodiff::Var logits = net.forward(tape, tape.constant(data.x.rows(0, b)));
     autodiff::Var loss = loss::cross_entropy(logits, data.y.rows(0, b));
     tape.backward(loss);
@@ -231,6 +248,8 @@ Profile profile_epoch(Model& m, Batches& data) {
     lap(p.clear);
     m.arena.zero_grad();
     lap(p.zero_grad);
+    m.opt->prepare(m.arena, m.k);
+    lap(p.optimizer);
     autodiff::Var h = m.tape.constant(data.x.rows(0, b));
     for (std::size_t i = 0; i < m.net.size(); ++i) {
       nn::Module& mod = m.net.at(i);
@@ -328,9 +347,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "train_mlp: unknown --optimizer %s (sgd, momentum, adam)\n", o.optimizer.c_str());
     return 2;
   }
+  if (o.lr == 0) o.lr = default_lr(o.optimizer);
   const std::string head = "{\"impl\": \"descent\", \"sizes\": " + sizes_json(o.sizes) + ", \"batch\": " +
-                           std::to_string(o.batch) + ", \"optimizer\": \"" + o.optimizer + "\", \"threads\": " +
-                           std::to_string(o.threads);
+                           std::to_string(o.batch) + ", \"optimizer\": \"" + o.optimizer + "\", \"lr\": " +
+                           std::to_string(o.lr) + ", \"threads\": " + std::to_string(o.threads);
   if (!make_optimizer(o.optimizer, o.lr)) {
     std::printf("%s, \"status\": \"unsupported\"}\n", head.c_str());
     return 0;
