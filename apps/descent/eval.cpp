@@ -19,7 +19,7 @@ void add_eval(CLI::App& app, EvalArgs& args) {
 int run_eval(const EvalArgs& args) {
   const train::TrainConfig config = train::load_train_config(args.config, args.overrides);
   train::Data data = train::load_data(config);
-  train::Model model = train::build_model(config.model, data.dim, data.num_classes);
+  train::Model model = train::build_model(config.model, data.dim, data.num_classes, config.seed);
   io::load_parameters(args.model, *model.arena);
   const train::Split& split = args.split == "train" ? data.train : args.split == "validation" ? data.validation : data.test;
   if (split.size() == 0) throw ConfigError("the " + args.split + " split is empty");

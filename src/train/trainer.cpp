@@ -23,7 +23,10 @@
 #include "descent/io/json_lines.hpp"
 #include "descent/io/model_file.hpp"
 #include "descent/loss/loss.hpp"
+#include "descent/nn/conv.hpp"
 #include "descent/nn/initialize.hpp"
+#include "descent/nn/normalization.hpp"
+#include "descent/nn/recurrent.hpp"
 #include "descent/optim/optimizer.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
@@ -192,6 +195,22 @@ std::string first_non_finite_gradient(ParameterArena& arena) {
   return "(none)";
 }
 
+// Batch normalization in training needs two or more examples per batch (the variance of
+// one value is undefined). Refuse, before training starts, a sampler that would give it one.
+void check_batch_norm_batches(nn::Sequential& net, const TrainConfig& config, std::int64_t n) {
+  bool has_batch_norm = false;
+  for (std::size_t i = 0; i < net.size(); ++i) has_batch_norm |= dynamic_cast<nn::BatchNorm*>(&net.at(i)) != nullptr;
+  if (!has_batch_norm) return;
+  const std::int64_t batch = config.sampler.batch_size == 0 ? n : config.sampler.batch_size;
+  if (batch == 1 || n == 1)
+    throw ConfigError(config.source + ": sampler.batch_size: batch normalization needs at least 2 examples per batch");
+  if (!config.sampler.drop_last && n % batch == 1)
+    throw ConfigError(config.source + ": sampler.drop_last: the last batch of each epoch would hold 1 example (" +
+                      std::to_string(n) + " = " + std::to_string(n / batch) + " x " + std::to_string(batch) +
+                      " + 1), which batch normalization cannot normalize; set sampler.drop_last = true or "
+                      "change sampler.batch_size");
+}
+
 }  // namespace
 
 Data load_data(const TrainConfig& config) {
@@ -229,14 +248,129 @@ Data load_data(const TrainConfig& config) {
   return out;
 }
 
-Model build_model(const ModelConfig& config, std::int64_t dim, std::int32_t classes) {
-  if (config.type != "mlp") throw ConfigError("model.type = \"" + config.type + "\" is not available; use \"mlp\"");
+namespace {
+
+std::string shape_text(const std::vector<std::int64_t>& shape) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) out += (i > 0 ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+
+std::int64_t product(const std::vector<std::int64_t>& shape) {
+  std::int64_t n = 1;
+  for (const std::int64_t d : shape) n *= d;
+  return n;
+}
+
+// The seed of the i-th layer's dropout mask stream: independent of the initialization's
+// stream (seed itself) and of the sampler's (seed + 1).
+std::uint64_t dropout_seed(std::uint64_t seed, std::size_t layer) {
+  std::uint64_t z = seed + 0x9E3779B97F4A7C15ull * (static_cast<std::uint64_t>(layer) + 2);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Appends the modules of model.layers to `net`, inferring each layer's input shape (one
+// example, without the batch dimension) from `dim` and the layers before it.
+void build_layers(nn::Sequential& net, const ModelConfig& config, std::int64_t dim, std::int32_t classes,
+                  std::uint64_t seed) {
+  std::vector<std::int64_t> shape{dim};
+  const std::size_t count = config.layers.size();
+  for (std::size_t i = 0; i < count; ++i) {
+    const LayerConfig& l = config.layers[i];
+    const std::string at = "model.layers[" + std::to_string(i) + "] (" + l.type + "): ";
+    const auto fail = [&](const std::string& what) -> void {
+      throw ConfigError(at + what + " (its input is " + shape_text(shape) + " per example)");
+    };
+    const auto need_flat = [&] {
+      if (shape.size() != 1) fail("expects a flat input; add {type = \"flatten\"} before it");
+    };
+    const auto need_image = [&] {
+      if (shape.size() != 3)
+        fail("expects images [channels, height, width]; add {type = \"unflatten\", shape = [C, H, W]} before it");
+    };
+    if (l.type == "linear") {
+      need_flat();
+      std::int64_t units = l.units;
+      if (units == 0) {
+        if (i + 1 != count) fail("needs units (only the last layer may leave it out: it then has one per class)");
+        units = classes;
+      }
+      net.add(nn::Linear(shape[0], units, l.bias));
+      shape = {units};
+    } else if (l.type == "conv2d") {
+      need_image();
+      const autodiff::Conv2dOptions options{.stride = l.stride > 0 ? l.stride : 1, .padding = l.padding};
+      const std::int64_t h = (shape[1] + 2 * options.padding - l.kernel) / options.stride + 1;
+      const std::int64_t w = (shape[2] + 2 * options.padding - l.kernel) / options.stride + 1;
+      if (shape[1] + 2 * options.padding < l.kernel || shape[2] + 2 * options.padding < l.kernel)
+        fail("kernel " + std::to_string(l.kernel) + " is larger than the padded image");
+      net.add(nn::Conv2d(shape[0], l.units, l.kernel, options, l.bias));
+      shape = {l.units, h, w};
+    } else if (l.type == "maxpool2d" || l.type == "avgpool2d") {
+      need_image();
+      const std::int64_t stride = l.stride > 0 ? l.stride : l.kernel;
+      if (shape[1] < l.kernel || shape[2] < l.kernel) fail("kernel " + std::to_string(l.kernel) + " is larger than the image");
+      if (l.type == "maxpool2d") {
+        net.add(nn::MaxPool2d(l.kernel, stride));
+      } else {
+        net.add(nn::AvgPool2d(l.kernel, stride));
+      }
+      shape = {shape[0], (shape[1] - l.kernel) / stride + 1, (shape[2] - l.kernel) / stride + 1};
+    } else if (l.type == "flatten") {
+      net.add(nn::Flatten());
+      shape = {product(shape)};
+    } else if (l.type == "unflatten") {
+      if (product(l.shape) != product(shape))
+        fail("shape " + shape_text(l.shape) + " holds " + std::to_string(product(l.shape)) + " values, not " +
+             std::to_string(product(shape)));
+      net.add(nn::Unflatten(Shape(std::span<const std::int64_t>(l.shape))));
+      shape = l.shape;
+    } else if (l.type == "batchnorm") {
+      if (shape.size() != 1 && shape.size() != 3) fail("expects a flat input or images");
+      net.add(nn::BatchNorm(shape[0], {.eps = l.eps, .momentum = l.momentum}));
+    } else if (l.type == "dropout") {
+      net.add(nn::Dropout(l.p, dropout_seed(seed, i)));
+    } else if (l.type == "relu" || l.type == "tanh" || l.type == "sigmoid") {
+      net.append(std::make_unique<nn::ActivationModule>(nn::parse_activation(l.type)));
+    } else if (l.type == "rnn" || l.type == "lstm" || l.type == "gru") {
+      need_flat();
+      if (shape[0] % l.input_size != 0)
+        fail("input_size " + std::to_string(l.input_size) + " does not divide the " + std::to_string(shape[0]) +
+             " inputs into time steps");
+      const std::int64_t steps = shape[0] / l.input_size;
+      const nn::CellKind kind = l.type == "rnn" ? nn::CellKind::rnn : l.type == "lstm" ? nn::CellKind::lstm : nn::CellKind::gru;
+      net.append(std::make_unique<nn::Recurrent>(
+          kind, l.input_size, l.units,
+          nn::RecurrentOptions{.return_sequence = l.return_sequence, .truncate = l.truncate, .forget_bias = l.forget_bias}));
+      shape = {l.return_sequence ? steps * l.units : l.units};
+    } else {
+      throw ConfigError(at + "unknown layer type");
+    }
+  }
+  if (shape.size() != 1 || shape[0] != classes)
+    throw ConfigError("model.layers: the last layer gives " + shape_text(shape) + " per example; the data has " +
+                      std::to_string(classes) + " classes, so it must give [" + std::to_string(classes) +
+                      "] (end with {type = \"linear\"})");
+}
+
+}  // namespace
+
+Model build_model(const ModelConfig& config, std::int64_t dim, std::int32_t classes, std::uint64_t seed) {
   Model m;
   m.arena = std::make_unique<ParameterArena>(model_dtype(config.dtype));
-  std::vector<std::int64_t> sizes{dim};
-  sizes.insert(sizes.end(), config.hidden.begin(), config.hidden.end());
-  sizes.push_back(classes);
-  m.net = std::make_unique<nn::Sequential>(nn::mlp(*m.arena, sizes, nn::parse_activation(config.activation)));
+  if (config.type == "sequential") {
+    m.net = std::make_unique<nn::Sequential>(*m.arena);
+    build_layers(*m.net, config, dim, classes, seed);
+  } else if (config.type == "mlp") {
+    std::vector<std::int64_t> sizes{dim};
+    sizes.insert(sizes.end(), config.hidden.begin(), config.hidden.end());
+    sizes.push_back(classes);
+    m.net = std::make_unique<nn::Sequential>(nn::mlp(*m.arena, sizes, nn::parse_activation(config.activation)));
+  } else {
+    throw ConfigError("model.type = \"" + config.type + "\" is not available; use \"mlp\" or \"sequential\"");
+  }
   m.arena->freeze();
   return m;
 }
@@ -250,6 +384,7 @@ void initialize_model(Model& model, const TrainConfig& config) {
   spec.bias = config.init.bias;
   spec.seed = config.seed;
   nn::initialize(*model.arena, spec);
+  nn::reset_forget_biases(*model.net);
 }
 
 Evaluation evaluate(Model& model, const Split& split, std::int64_t batch, std::vector<std::int64_t>* confusion) {
@@ -288,7 +423,12 @@ RunResult run(const TrainConfig& config, std::ostream* log) {
   if (config.threads > 0) set_num_threads(config.threads);
   RunResult result;
   Data data = load_data(config);
-  Model model = build_model(config.model, data.dim, data.num_classes);
+  Model model;
+  try {
+    model = build_model(config.model, data.dim, data.num_classes, config.seed);
+  } catch (const ConfigError& e) {
+    throw ConfigError(config.source + ": " + e.what());
+  }
   initialize_model(model, config);
   // The run folder is made only once the data and the model are known to be good.
   result.run_dir = std::filesystem::path(config.out_dir) / config.name;
@@ -305,6 +445,7 @@ RunResult run(const TrainConfig& config, std::ostream* log) {
   so.seed = config.seed + 1;  // a stream of its own, independent of the initialization's
   data::Sampler sampler(data.train.size(), so);
   const std::int64_t steps_per_epoch = sampler.batches_per_epoch();
+  check_batch_norm_batches(*model.net, config, data.train.size());
   auto optimizer = make_optimizer(config, steps_per_epoch * config.epochs);
 
   io::JsonLinesWriter metrics(result.run_dir / "metrics.jsonl");
