@@ -14,7 +14,12 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
@@ -109,6 +114,27 @@ inline void copy_row(T* dst, const T* src, std::int64_t n) {
   if (j < n) std::memcpy(dst + n - lanes, src + n - lanes, 32);
 }
 
+// dst[0, n) += src[0, n) for the short rows of col2im (a row of w_out elements, 14 or 7
+// in the benchmark CNN). With AVX-512 (compile-time: -march of a host that has it) a row
+// of up to 16 floats is one masked load-add-store, instead of a vector pass that leaves
+// most of a short row to a scalar remainder; elsewhere the plain loop.
+template <class T>
+inline void add_row(T* dst, const T* src, std::int64_t n) {
+#pragma omp simd
+  for (std::int64_t j = 0; j < n; ++j) dst[j] += src[j];
+}
+#ifdef __AVX512F__
+template <>
+inline void add_row<float>(float* dst, const float* src, std::int64_t n) {
+  std::int64_t j = 0;
+  for (; j + 16 <= n; j += 16) _mm512_storeu_ps(dst + j, _mm512_add_ps(_mm512_loadu_ps(dst + j), _mm512_loadu_ps(src + j)));
+  if (j < n) {
+    const auto m = static_cast<__mmask16>((1u << (n - j)) - 1u);
+    _mm512_mask_storeu_ps(dst + j, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst + j), _mm512_maskz_loadu_ps(m, src + j)));
+  }
+}
+#endif
+
 // cols[K, P] = the patches of one example x[C_in, H, W] (zeros outside the image):
 // row (c, u, v), column (i, j) holds x[c, i s - p + u, j s - p + v]. `scratch` holds
 // C_in (H + 2p) (W + 2p) elements (unused without padding).
@@ -156,8 +182,7 @@ void col2im(const ConvGeom& g, const T* cols, T* scratch, T* gx, double beta) {
           T* out = base + i * s * wp;
           const T* in = row + i * g.w_out;
           if (s == 1) {
-#pragma omp simd
-            for (std::int64_t j = 0; j < g.w_out; ++j) out[j] += in[j];
+            add_row(out, in, g.w_out);
           } else {
             for (std::int64_t j = 0; j < g.w_out; ++j) out[j * s] += in[j];
           }
@@ -477,34 +502,83 @@ void avg_backward(const PoolGeom& g, const T* gy, T* gx, double beta) {
 }
 
 // y = the window maxima of x and idx their positions in the plane (the first maximum in
-// row-major order on ties). K > 0: the kernel size known at compile time (the common
-// 2 and 3, unrolled); K = 0: g.kernel.
+// row-major order on ties; a NaN stays where it is first met, as `>` is false for it).
+// K > 0: the kernel size known at compile time (the common 2 and 3, unrolled); K = 0:
+// g.kernel. Branch-free (the comparisons are selects), so the loop over a row of windows
+// vectorizes and random data costs no mispredicted branches.
 template <class T, int K>
 void max_pool_planes(const PoolGeom& g, const T* x, T* y, std::int32_t* idx) {
   const std::int64_t k = K > 0 ? K : g.kernel;
+  const std::int64_t s = g.stride, w = g.w, w_out = g.w_out;
   for_planes(g, [&](std::int64_t p) {
     const T* xp = x + p * g.in_plane();
     T* yp = y + p * g.out_plane();
     std::int32_t* ip = idx + p * g.out_plane();
     for (std::int64_t i = 0; i < g.h_out; ++i) {
-      for (std::int64_t j = 0; j < g.w_out; ++j) {
-        std::int64_t best = i * g.stride * g.w + j * g.stride;
+      const std::int32_t row0 = static_cast<std::int32_t>(i * s * w);
+#pragma omp simd
+      for (std::int64_t j = 0; j < w_out; ++j) {
+        std::int32_t best = row0 + static_cast<std::int32_t>(j * s);
         T m = xp[best];
         for (std::int64_t u = 0; u < k; ++u) {
-          const std::int64_t r = (i * g.stride + u) * g.w + j * g.stride;
+          const std::int32_t r = row0 + static_cast<std::int32_t>(u * w + j * s);
           for (std::int64_t v = 0; v < k; ++v) {
-            if (xp[r + v] > m) {
-              m = xp[r + v];
-              best = r + v;
-            }
+            const T val = xp[r + v];
+            const bool gt = val > m;
+            m = gt ? val : m;
+            best = gt ? r + static_cast<std::int32_t>(v) : best;
           }
         }
-        yp[i * g.w_out + j] = m;
-        ip[i * g.w_out + j] = static_cast<std::int32_t>(best);
+        yp[i * w_out + j] = m;
+        ip[i * w_out + j] = best;
       }
     }
   });
 }
+
+#ifdef __AVX512F__
+// The common 2x2 window with stride 2 on float planes, 16 windows of an output row per
+// step: the two input rows are loaded (masked at the row's end), split into even and odd
+// columns, and the four candidates compared in max_pool_planes' order with the same
+// strict `>` (ordered: false for NaN), so values and indices are those of the scalar loop.
+void max_pool_2x2(const PoolGeom& g, const float* x, float* y, std::int32_t* idx) {
+  const std::int64_t w = g.w, w_out = g.w_out;
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512i lane2 = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1);
+  for_planes(g, [&](std::int64_t p) {
+    const float* xp = x + p * g.in_plane();
+    float* yp = y + p * g.out_plane();
+    std::int32_t* ip = idx + p * g.out_plane();
+    for (std::int64_t i = 0; i < g.h_out; ++i) {
+      for (std::int64_t j0 = 0; j0 < w_out; j0 += 16) {
+        const std::int64_t n = std::min<std::int64_t>(16, w_out - j0);
+        const auto m_out = static_cast<__mmask16>((1u << n) - 1u);
+        const auto m_lo = static_cast<__mmask16>(n >= 8 ? 0xFFFFu : (1u << (2 * n)) - 1u);
+        const auto m_hi = static_cast<__mmask16>(n > 8 ? (1u << (2 * n - 16)) - 1u : 0u);
+        const std::int64_t r0 = 2 * i * w + 2 * j0;  // window (i, j0)'s top-left in the plane
+        const float* a = xp + r0;
+        const float* b = a + w;
+        const __m512 a_lo = _mm512_maskz_loadu_ps(m_lo, a), a_hi = _mm512_maskz_loadu_ps(m_hi, a + 16);
+        const __m512 b_lo = _mm512_maskz_loadu_ps(m_lo, b), b_hi = _mm512_maskz_loadu_ps(m_hi, b + 16);
+        const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<std::int32_t>(r0)), lane2);
+        __m512 m = _mm512_permutex2var_ps(a_lo, even, a_hi);
+        __m512i best = base;
+        auto take = [&](__m512 v, std::int32_t offset) {
+          const __mmask16 gt = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ);
+          m = _mm512_mask_blend_ps(gt, m, v);
+          best = _mm512_mask_blend_epi32(gt, best, _mm512_add_epi32(base, _mm512_set1_epi32(offset)));
+        };
+        take(_mm512_permutex2var_ps(a_lo, odd, a_hi), 1);
+        take(_mm512_permutex2var_ps(b_lo, even, b_hi), static_cast<std::int32_t>(w));
+        take(_mm512_permutex2var_ps(b_lo, odd, b_hi), static_cast<std::int32_t>(w + 1));
+        _mm512_mask_storeu_ps(yp + i * w_out + j0, m_out, m);
+        _mm512_mask_storeu_epi32(ip + i * w_out + j0, m_out, best);
+      }
+    }
+  });
+}
+#endif
 
 // ============================================================================
 // max_pool2d: y = x[argmax] per window (piecewise linear)
@@ -693,6 +767,14 @@ Var max_pool2d(Var x, std::int64_t kernel, std::int64_t stride) {
     T* yd = node->value.template data<T>();
     std::int32_t* idx = node->argmax.template data<std::int32_t>();
     if (g.kernel == 2) {
+#ifdef __AVX512F__
+      if constexpr (std::is_same_v<T, float>) {
+        if (g.stride == 2) {
+          max_pool_2x2(g, xd, yd, idx);
+          return;
+        }
+      }
+#endif
       max_pool_planes<T, 2>(g, xd, yd, idx);
     } else if (g.kernel == 3) {
       max_pool_planes<T, 3>(g, xd, yd, idx);

@@ -9,6 +9,7 @@
 
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
+#include "../tensor/vmath.hpp"
 #include "node_util.hpp"
 
 namespace descent::autodiff {
@@ -389,25 +390,21 @@ struct ReluFn {
 struct TanhFn {
   static constexpr const char* name = "tanh";
   static constexpr bool has_d2 = true;
-  template <class T> static T f(T x) { return std::tanh(x); }
+  template <class T> static T f(T x) { return vmath::tanh(x); }  // float: vectorized (vmath.hpp)
   template <class T> static T d1(T, T y) { return T(1) - y * y; }                  // 1 - y^2
   template <class T> static T d2(T, T y) { return T(-2) * y * (T(1) - y * y); }    // -2 y (1 - y^2)
 };
 struct SigmoidFn {
   static constexpr const char* name = "sigmoid";
   static constexpr bool has_d2 = true;
-  template <class T> static T f(T x) {
-    if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
-    const T e = std::exp(x);
-    return e / (T(1) + e);
-  }
+  template <class T> static T f(T x) { return vmath::sigmoid(x); }  // e^x / (1 + e^x) for x < 0
   template <class T> static T d1(T, T y) { return y * (T(1) - y); }                      // y (1 - y)
   template <class T> static T d2(T, T y) { return y * (T(1) - y) * (T(1) - T(2) * y); }  // y (1-y)(1-2y)
 };
 struct ExpFn {
   static constexpr const char* name = "exp";
   static constexpr bool has_d2 = true;
-  template <class T> static T f(T x) { return std::exp(x); }
+  template <class T> static T f(T x) { return vmath::exp(x); }
   template <class T> static T d1(T, T y) { return y; }
   template <class T> static T d2(T, T y) { return y; }
 };
@@ -518,7 +515,7 @@ double softmax_row(const T* z, T* p, std::int64_t cols) {
   for (std::int64_t c = 1; c < cols; ++c) m = std::max(m, z[c]);
   double s = 0.0;
   for (std::int64_t c = 0; c < cols; ++c) {
-    const T e = std::exp(z[c] - m);
+    const T e = vmath::exp(z[c] - m);
     p[c] = e;
     s += static_cast<double>(e);
   }
@@ -659,7 +656,7 @@ class LogSoftmaxNode final : public Node {
         const std::int64_t o = r * cols;
         const T sg = static_cast<T>(row_sum(gy + o, cols));
         for (std::int64_t c = 0; c < cols; ++c) {
-          const T v = gy[o + c] - std::exp(y[o + c]) * sg;
+          const T v = gy[o + c] - vmath::exp(y[o + c]) * sg;
           gz[o + c] = beta == 0.0 ? v : gz[o + c] + v;
         }
       });
@@ -686,7 +683,7 @@ class LogSoftmaxNode final : public Node {
         const T sg = static_cast<T>(row_sum(gy + o, cols));
         const T srg = rg ? static_cast<T>(row_sum(rgy + o, cols)) : T(0);
         for (std::int64_t c = 0; c < cols; ++c) {
-          const T p = std::exp(y[o + c]);
+          const T p = vmath::exp(y[o + c]);
           T v = (rg ? rgy[o + c] : T(0)) - p * srg;
           if (has_t) v -= p * yt[o + c] * sg;
           out[o + c] = beta == 0.0 ? v : out[o + c] + v;

@@ -32,20 +32,12 @@ Var gate_inputs(const Leaves& l, Var x_t, Var h) {
   return h.valid() ? linear(concat_cols(x_t, h), l.w_cat, l.b) : linear(x_t, l.w_ih, l.b);
 }
 
-// c_t = f (.) c_{t-1} + i (.) g,  h_t = o (.) tanh(c_t); gates in the order i, f, g, o.
-Var step_lstm(const Leaves& l, Var a, Var& c) {
-  const std::int64_t n = l.hidden;
-  Var i = sigmoid(slice_cols(a, 0, n));
-  Var g = autodiff::tanh(slice_cols(a, 2 * n, 3 * n));
-  Var o = sigmoid(slice_cols(a, 3 * n, 4 * n));
-  Var ig = mul(i, g);
-  if (c.valid()) {
-    Var f = sigmoid(slice_cols(a, n, 2 * n));
-    c = add(mul(f, c), ig);
-  } else {
-    c = ig;  // c_0 = 0: the forget gate multiplies nothing at the first step
-  }
-  return mul(o, autodiff::tanh(c));
+// LSTM: the state [h_t c_t] from the gates' pre-activations and [h_{t-1} c_{t-1}], one
+// fused operation (autodiff::lstm_cell: c_t = f (.) c_{t-1} + i (.) g, h_t = o (.) tanh(c_t),
+// gates in the order i, f, g, o); h_t is its first half.
+Var step_lstm(const Leaves& l, Var a, Var& state) {
+  state = autodiff::lstm_cell(a, state);
+  return slice_cols(state, 0, l.hidden);
 }
 
 // r, z = sigma(u + v), n = tanh(u_n + r (.) (v_n + b_hn)), h_t = n + z (.) (h_{t-1} - n),
@@ -168,18 +160,18 @@ Var Recurrent::forward(Tape& tape, Var x) {
 
   states_.clear();
   std::vector<Var> all;
-  Var h, c;
+  Var h, state;  // state: LSTM's [h c]
   const std::int64_t k = options_.truncate;
   for (std::int64_t t = 0; t < steps; ++t) {
     if (t > 0 && k > 0 && t % k == 0) {
       h = autodiff::stop_gradient(h);
-      if (c.valid()) c = autodiff::stop_gradient(c);
+      if (state.valid()) state = autodiff::stop_gradient(state);
     }
     if (kind_ == CellKind::gru) {
       h = step_gru(l, autodiff::select_step(p, t, steps), h);
     } else {
       Var a = gate_inputs(l, slice_cols(flat, t * input_, (t + 1) * input_), h);
-      h = kind_ == CellKind::rnn ? autodiff::tanh(a) : step_lstm(l, a, c);
+      h = kind_ == CellKind::rnn ? autodiff::tanh(a) : step_lstm(l, a, state);
     }
     if (options_.record_states) states_.push_back(h);
     if (options_.return_sequence) all.push_back(h);

@@ -33,6 +33,20 @@ Var select_step(Var x, std::int64_t t, std::int64_t steps);
 //   y' = [a' b'] ;  ga += gy[:, :Ca], gb += gy[:, Ca:] ;  the same for R(g)
 Var concat_cols(Var a, Var b);
 
+// One step of an LSTM cell, fused: gates [B, 4H] holds the pre-activations of the gates
+// i, f, g, o side by side (that order), state [B, 2H] holds [h_{t-1} c_{t-1}]; an invalid
+// (default) Var for state means the zero state. Returns the new state [h_t c_t] [B, 2H]:
+//   i = sigma(a_i), f = sigma(a_f), g = tanh(a_g), o = sigma(a_o)
+//   c_t = f (.) c_{t-1} + i (.) g,   h_t = o (.) tanh(c_t)
+// h_{t-1} is not read (it went into the gates' product); its gradient is zero. The same
+// values and derivatives as the graph of slices, sigmoids, tanhs, products and a sum, in
+// one pass over the elements instead of about fifteen, keeping the activated gates and
+// tanh(c_t) for the backward pass. Exact R-rules (second-order terms of sigma and tanh);
+// tests/autodiff/lstm_cell_test.cpp checks them against that graph and central differences.
+// Requires gates [B, 4H] and state [B, 2H] of one dtype; throws ShapeError otherwise.
+// Cost: O(B H) with five sigmoid/tanh per element (vectorized for float).
+Var lstm_cell(Var gates, Var state = Var{});
+
 // The value of x with the derivative blocked: y = x, but y is treated as a constant by
 // both sweeps, so no gradient and no tangent pass through it (truncated backprop through
 // time cuts the recurrence with it). The value is shared with x (no copy).
