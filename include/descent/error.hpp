@@ -3,8 +3,10 @@
 // descent::Error in main, prints what() on one line and exits non-zero.
 // Messages name the file, the field and what was expected, e.g.
 //   "train-images.idx: header claims 60000x28x28 ubyte = 47040000 bytes, file holds 1024".
+#include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace descent {
 
@@ -42,5 +44,12 @@ class NumericError : public Error {
  public:
   using Error::Error;
 };
+
+// Text taken from an input (a key, a name, a parser's description quoting the input) made
+// fit for a one-line message: control characters, line breaks included, are written as
+// \xHH, and beyond `max_bytes` the text is cut at a UTF-8 character boundary and ends
+// with "...". A hostile file thus cannot split a message over lines or make it long.
+std::string printable_excerpt(std::string_view text,
+                              std::size_t max_bytes = std::string_view::npos);
 
 }  // namespace descent

@@ -3,30 +3,34 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <cstring>
-#include <fstream>
-#include <iterator>
 #include <limits>
 #include <sstream>
 #include <string_view>
 #include <system_error>
 
 #include "descent/error.hpp"
+#include "descent/io/atomic_file.hpp"
 
 namespace descent::data {
 namespace {
 
-std::string read_text(const std::filesystem::path& path) {
-  const std::string name = path.string();
-  std::error_code error;
-  if (!std::filesystem::is_regular_file(path, error)) {
-    throw IoError(name + ": cannot open: no such regular file");
+// `field` for a message: printable ASCII kept, other bytes as \xHH, at most 40 bytes shown.
+std::string printable(std::string_view field) {
+  constexpr std::size_t max_shown = 40;
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  for (const char c : field.substr(0, max_shown)) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u < 0x7F && c != '\\') {
+      out += c;
+    } else {
+      out += "\\x";
+      out += digits[u >> 4];
+      out += digits[u & 0xF];
+    }
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(name + ": cannot open: " + std::strerror(errno));
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw IoError(name + ": read failed");
-  return text;
+  if (field.size() > max_shown) out += "...";
+  return out;
 }
 
 std::string_view trim(std::string_view text) {
@@ -85,13 +89,13 @@ class RowParser {
     double value = 0.0;
     const Parse status = parse_number(field, value);
     if (status == Parse::not_a_number) {
-      fail(line, column, "'" + std::string(field) + "' is not a number");
+      fail(line, column, "'" + printable(field) + "' is not a number");
     }
     if (status == Parse::out_of_range) {
-      fail(line, column, "'" + std::string(field) + "' is outside the float64 range");
+      fail(line, column, "'" + printable(field) + "' is outside the float64 range");
     }
     if (!std::isfinite(value)) {
-      fail(line, column, "'" + std::string(field) + "' is not finite, expected a finite number");
+      fail(line, column, "'" + printable(field) + "' is not finite, expected a finite number");
     }
     return value;
   }
@@ -99,7 +103,7 @@ class RowParser {
   float feature(std::string_view field, std::size_t line, std::size_t column) const {
     const double value = number(field, line, column);
     if (std::abs(value) > std::numeric_limits<float>::max()) {
-      fail(line, column, "'" + std::string(field) + "' is outside the float32 range");
+      fail(line, column, "'" + printable(field) + "' is outside the float32 range");
     }
     return static_cast<float>(value);
   }
@@ -110,7 +114,7 @@ class RowParser {
                                                   : std::numeric_limits<std::int32_t>::max();
     if (value != std::floor(value) || value < 0.0 || value >= limit) {
       std::ostringstream expected;
-      expected << "label '" << field << "' is not an integer in [0, ";
+      expected << "label '" << printable(field) << "' is not an integer in [0, ";
       if (options_.num_classes > 0) {
         expected << options_.num_classes << ")";
       } else {
@@ -128,8 +132,9 @@ class RowParser {
 
 }  // namespace
 
-Labeled read_csv(const std::filesystem::path& path, const CsvOptions& options) {
-  const std::string name = path.string();
+Labeled decode_csv(std::string_view text, const std::string& source_name,
+                   const CsvOptions& options) {
+  const std::string& name = source_name;
   if (options.delimiter == '"' || options.delimiter == '\n' || options.delimiter == '\r') {
     throw ConfigError(name + ": delimiter must not be a quote or line break");
   }
@@ -137,7 +142,6 @@ Labeled read_csv(const std::filesystem::path& path, const CsvOptions& options) {
     throw ConfigError(name + ": num_classes is " + std::to_string(options.num_classes) +
                       ", expected >= 0 (0 infers it from the labels)");
   }
-  const std::string text = read_text(path);
   const RowParser parser(name, options);
 
   Labeled result;
@@ -207,6 +211,16 @@ Labeled read_csv(const std::filesystem::path& path, const CsvOptions& options) {
                            static_cast<std::int64_t>(columns - 1)};
   result.num_classes = options.num_classes > 0 ? options.num_classes : max_label + 1;
   return result;
+}
+
+Labeled read_csv(const std::filesystem::path& path, const CsvOptions& options) {
+  const std::string name = path.string();
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(path, error)) {
+    throw IoError(name + ": cannot open: no such regular file");
+  }
+  const std::string text = io::read_file(path, std::numeric_limits<std::size_t>::max());
+  return decode_csv(text, name, options);
 }
 
 }  // namespace descent::data

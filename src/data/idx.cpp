@@ -4,15 +4,16 @@
 
 #include <algorithm>
 #include <bit>
-#include <cerrno>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <memory>
+#include <new>
 #include <sstream>
 #include <system_error>
 
 #include "descent/error.hpp"
+#include "descent/io/atomic_file.hpp"
 
 namespace descent::data {
 namespace {
@@ -38,37 +39,91 @@ std::string hex_byte(unsigned value) {
   return std::string{digits[(value >> 4) & 0xF], digits[value & 0xF]};
 }
 
-struct GzCloser {
-  void operator()(gzFile_s* file) const { gzclose(file); }
-};
-using GzHandle = std::unique_ptr<gzFile_s, GzCloser>;
-
-// Reads up to `count` bytes (fewer only at the end of the stream). Decompression errors
-// (corrupt or truncated gzip data, bad CRC) are DataError, read failures IoError.
-std::size_t read_up_to(gzFile file, unsigned char* destination, std::size_t count,
-                       const std::string& name) {
-  constexpr std::size_t max_chunk = std::size_t{1} << 30;
-  std::size_t total = 0;
-  while (total < count) {
-    const auto chunk = static_cast<unsigned>(std::min(count - total, max_chunk));
-    const int got = gzread(file, destination + total, chunk);
-    if (got < 0) {
-      int code = Z_OK;
-      const char* message = gzerror(file, &code);
-      if (code == Z_ERRNO) throw IoError(name + ": read failed: " + std::strerror(errno));
-      throw DataError(name + ": corrupt or truncated gzip data: " + message);
-    }
-    if (got == 0) {
-      // A stream that ends mid-member reads as end of file with Z_BUF_ERROR pending.
-      int code = Z_OK;
-      const char* message = gzerror(file, &code);
-      if (code == Z_BUF_ERROR) throw DataError(name + ": truncated gzip data: " + message);
-      break;
-    }
-    total += static_cast<std::size_t>(got);
-  }
-  return total;
+bool is_gzip(std::string_view bytes) {
+  return bytes.size() >= 2 && static_cast<unsigned char>(bytes[0]) == 0x1f &&
+         static_cast<unsigned char>(bytes[1]) == 0x8b;
 }
+
+// The IDX content of the input, handed out in order: a plain input is copied from, a gzip
+// input is inflated on demand, so nothing beyond what is asked for is ever produced.
+class ByteStream {
+ public:
+  ByteStream(std::string_view bytes, const std::string& name)
+      : input_(bytes), name_(name), compressed_(is_gzip(bytes)) {
+    if (!compressed_) return;
+    // 16 + MAX_WBITS: a gzip wrapper (RFC 1952) around the deflate data, CRC-32 checked.
+    if (inflateInit2(&stream_, 16 + MAX_WBITS) != Z_OK) throw std::bad_alloc();
+    inflating_ = true;
+  }
+  ByteStream(const ByteStream&) = delete;
+  ByteStream& operator=(const ByteStream&) = delete;
+  ~ByteStream() {
+    if (inflating_) inflateEnd(&stream_);
+  }
+
+  bool compressed() const { return compressed_; }
+
+  // Copies up to `count` bytes to `destination`; fewer only at the end of the data.
+  // Corrupt or truncated gzip data, and bytes after the last gzip member, are DataError.
+  std::size_t read(unsigned char* destination, std::size_t count) {
+    if (!compressed_) {
+      const std::size_t n = std::min(count, input_.size() - consumed_);
+      if (n > 0) std::memcpy(destination, input_.data() + consumed_, n);
+      consumed_ += n;
+      return n;
+    }
+    std::size_t total = 0;
+    while (total < count && !finished_) {
+      // zlib counts in 32-bit units: feed and drain in chunks that fit.
+      const std::size_t in_chunk = std::min<std::size_t>(input_.size() - consumed_, UINT_MAX);
+      const std::size_t out_chunk = std::min<std::size_t>(count - total, UINT_MAX);
+      stream_.next_in =
+          reinterpret_cast<Bytef*>(const_cast<char*>(input_.data() + consumed_));
+      stream_.avail_in = static_cast<uInt>(in_chunk);
+      stream_.next_out = destination + total;
+      stream_.avail_out = static_cast<uInt>(out_chunk);
+      const int status = inflate(&stream_, Z_NO_FLUSH);
+      consumed_ += in_chunk - stream_.avail_in;
+      total += out_chunk - stream_.avail_out;
+      if (status == Z_STREAM_END) {
+        end_of_member();
+      } else if (status == Z_BUF_ERROR) {
+        // No progress possible with output room left: the input ended inside a gzip member.
+        throw DataError(name_ + ": truncated gzip data: the file ends inside the compressed "
+                                "stream, before its end marker");
+      } else if (status == Z_MEM_ERROR) {
+        throw std::bad_alloc();
+      } else if (status != Z_OK) {
+        throw DataError(name_ + ": corrupt or truncated gzip data: " +
+                        (stream_.msg != nullptr ? stream_.msg : "inflate failed"));
+      }
+    }
+    return total;
+  }
+
+ private:
+  // A gzip file may hold several members one after another (as gzip and zlib's gzread
+  // accept); anything else after a member is refused rather than ignored.
+  void end_of_member() {
+    const std::string_view rest = input_.substr(consumed_);
+    if (rest.empty()) {
+      finished_ = true;
+    } else if (is_gzip(rest)) {
+      inflateReset(&stream_);
+    } else {
+      throw DataError(name_ + ": " + std::to_string(rest.size()) +
+                      " bytes after the end of the gzip stream, expected none");
+    }
+  }
+
+  std::string_view input_;
+  const std::string& name_;
+  bool compressed_ = false;
+  bool inflating_ = false;
+  bool finished_ = false;
+  std::size_t consumed_ = 0;
+  z_stream stream_{};
+};
 
 std::uint32_t big_endian_u32(const unsigned char* bytes) {
   return (std::uint32_t{bytes[0]} << 24) | (std::uint32_t{bytes[1]} << 16) |
@@ -87,10 +142,10 @@ void check_finite(float value, std::size_t index, const std::string& name) {
   }
 }
 
-std::vector<float> convert(const std::vector<unsigned char>& bytes, const ElementType& type,
-                           std::size_t count, const std::string& name) {
+// `data` holds count * type.size bytes.
+std::vector<float> convert(const unsigned char* data, const ElementType& type, std::size_t count,
+                           const std::string& name) {
   std::vector<float> values(count);
-  const unsigned char* data = bytes.data();
   switch (type.code) {
     case 0x08:
       for (std::size_t i = 0; i < count; ++i) values[i] = static_cast<float>(data[i]);
@@ -137,22 +192,13 @@ std::vector<float> convert(const std::vector<unsigned char>& bytes, const Elemen
 
 }  // namespace
 
-Array read_idx(const std::filesystem::path& path) {
-  const std::string name = path.string();
-  std::error_code error;
-  if (!std::filesystem::is_regular_file(path, error)) {
-    throw IoError(name + ": cannot open: no such regular file");
-  }
-  const auto file_size = std::filesystem::file_size(path, error);
-  if (error) throw IoError(name + ": cannot determine file size: " + error.message());
-  GzHandle file(gzopen(path.c_str(), "rb"));
-  if (!file) throw IoError(name + ": cannot open: " + std::strerror(errno));
-  gzbuffer(file.get(), 1 << 17);
+Array decode_idx(std::string_view bytes, const std::string& source_name) {
+  const std::string& name = source_name;
+  ByteStream stream(bytes, name);
+  const std::string where = stream.compressed() ? " (after gzip decompression)" : "";
 
   unsigned char magic[4] = {};
-  const std::size_t magic_read = read_up_to(file.get(), magic, 4, name);
-  const bool compressed = gzdirect(file.get()) == 0;
-  const std::string where = compressed ? " (after gzip decompression)" : "";
+  const std::size_t magic_read = stream.read(magic, 4);
   if (magic_read < 4) {
     throw DataError(name + ": truncated header: expected 4 magic bytes, file holds " +
                     std::to_string(magic_read) + where);
@@ -177,7 +223,7 @@ Array read_idx(const std::filesystem::path& path) {
 
   const std::int64_t header_bytes = 4 + 4 * std::int64_t{ndim};
   unsigned char dim_bytes[16] = {};
-  const std::size_t dims_read = read_up_to(file.get(), dim_bytes, 4 * std::size_t(ndim), name);
+  const std::size_t dims_read = stream.read(dim_bytes, 4 * std::size_t(ndim));
   if (dims_read < 4 * std::size_t(ndim)) {
     throw DataError(name + ": truncated header: expected " + std::to_string(header_bytes) +
                     " bytes (magic and " + std::to_string(ndim) + " dimensions), file holds " +
@@ -190,49 +236,53 @@ Array read_idx(const std::filesystem::path& path) {
   const auto byte_count =
       element_count ? checked_product({*element_count, type.size}) : std::nullopt;
   if (!byte_count) throw DataError(name + ": " + claim + ", a size that overflows int64");
-  const std::int64_t count = *element_count;
+  const auto count = static_cast<std::size_t>(*element_count);
   const std::int64_t data_bytes = *byte_count;
   const std::string claim_bytes = claim + " = " + std::to_string(data_bytes) + " data bytes";
+  const auto file_size = static_cast<std::int64_t>(bytes.size());
 
-  std::vector<unsigned char> bytes;
-  if (!compressed) {
-    const auto available = static_cast<std::int64_t>(file_size) - header_bytes;
+  if (!stream.compressed()) {
+    const std::int64_t available = file_size - header_bytes;
     if (available != data_bytes) {
       throw DataError(name + ": " + claim_bytes + ", file holds " + std::to_string(available) +
                       (available > data_bytes ? " (trailing bytes)" : ""));
     }
-    bytes.resize(static_cast<std::size_t>(data_bytes));
-    if (read_up_to(file.get(), bytes.data(), bytes.size(), name) != bytes.size()) {
-      throw IoError(name + ": file shrank while being read");
-    }
-  } else {
-    const auto max_expanded =
-        static_cast<std::int64_t>(file_size) * max_deflate_ratio + deflate_slack_bytes;
-    if (data_bytes > max_expanded) {
-      throw DataError(name + ": " + claim_bytes + ", more than the " + std::to_string(file_size) +
-                      " compressed bytes can hold");
-    }
-    // Grow with the data actually decompressed; stop one byte past the announced size.
-    const auto cap = static_cast<std::size_t>(data_bytes) + 1;
-    std::size_t filled = 0;
-    while (filled < cap) {
-      const std::size_t target = std::min(cap, std::max<std::size_t>(2 * filled, 1 << 16));
-      bytes.resize(target);
-      const std::size_t got = read_up_to(file.get(), bytes.data() + filled, target - filled, name);
-      filled += got;
-      if (filled < target) break;
-    }
-    if (filled != static_cast<std::size_t>(data_bytes)) {
-      throw DataError(name + ": " + claim_bytes + ", decompressed data holds " +
-                      (filled > static_cast<std::size_t>(data_bytes)
-                           ? "more (trailing bytes)"
-                           : std::to_string(filled)));
-    }
-    bytes.resize(filled);
-    bytes.shrink_to_fit();
+    const auto* data = reinterpret_cast<const unsigned char*>(bytes.data() + header_bytes);
+    array.values = convert(data, type, count, name);
+    return array;
   }
-  array.values = convert(bytes, type, static_cast<std::size_t>(count), name);
+
+  if (data_bytes > file_size * max_deflate_ratio + deflate_slack_bytes) {
+    throw DataError(name + ": " + claim_bytes + ", more than the " + std::to_string(file_size) +
+                    " compressed bytes can hold");
+  }
+  // Grow with the data actually decompressed; stop one byte past the announced size.
+  std::vector<unsigned char> data;
+  const auto cap = static_cast<std::size_t>(data_bytes) + 1;
+  std::size_t filled = 0;
+  while (filled < cap) {
+    const std::size_t target = std::min(cap, std::max<std::size_t>(2 * filled, 1 << 16));
+    data.resize(target);
+    filled += stream.read(data.data() + filled, target - filled);
+    if (filled < target) break;
+  }
+  if (filled != static_cast<std::size_t>(data_bytes)) {
+    throw DataError(name + ": " + claim_bytes + ", decompressed data holds " +
+                    (filled > static_cast<std::size_t>(data_bytes) ? "more (trailing bytes)"
+                                                                   : std::to_string(filled)));
+  }
+  array.values = convert(data.data(), type, count, name);
   return array;
+}
+
+Array read_idx(const std::filesystem::path& path) {
+  const std::string name = path.string();
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(path, error)) {
+    throw IoError(name + ": cannot open: no such regular file");
+  }
+  const std::string bytes = io::read_file(path, std::numeric_limits<std::size_t>::max());
+  return decode_idx(bytes, name);
 }
 
 std::vector<std::int32_t> to_labels(const Array& array, std::int32_t num_classes,

@@ -2,17 +2,16 @@
 
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <sstream>
 #include <string_view>
 #include <system_error>
 
 #include "descent/error.hpp"
+#include "descent/io/atomic_file.hpp"
 
 namespace descent::data {
 namespace {
@@ -20,6 +19,25 @@ namespace {
 constexpr char npy_magic[] = "\x93NUMPY";
 constexpr std::size_t npy_magic_size = 6;
 constexpr std::size_t max_ndim = 32;
+
+// `text` for a message: printable ASCII kept, other bytes as \xHH, at most 40 bytes shown.
+std::string printable(std::string_view text) {
+  constexpr std::size_t max_shown = 40;
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  for (const char c : text.substr(0, max_shown)) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u < 0x7F && c != '\\') {
+      out += c;
+    } else {
+      out += "\\x";
+      out += digits[u >> 4];
+      out += digits[u & 0xF];
+    }
+  }
+  if (text.size() > max_shown) out += "...";
+  return out;
+}
 
 enum class Kind { floating, signed_integer, unsigned_integer };
 
@@ -49,6 +67,10 @@ class HeaderParser {
     skip_space();
     while (peek() != '}') {
       const std::string key = string_literal();
+      if ((key == "descr" && seen_descr) || (key == "fortran_order" && seen_fortran) ||
+          (key == "shape" && seen_shape)) {
+        fail("duplicate key '" + key + "'");
+      }
       expect(':');
       skip_space();
       if (key == "descr") {
@@ -62,7 +84,7 @@ class HeaderParser {
         header.shape = tuple();
         seen_shape = true;
       } else {
-        fail("unexpected key '" + key + "', expected descr, fortran_order and shape");
+        fail("unexpected key '" + printable(key) + "', expected descr, fortran_order and shape");
       }
       skip_space();
       if (peek() == ',') {
@@ -174,7 +196,7 @@ Dtype parse_dtype(const std::string& descr, const std::string& name) {
   for (const Entry& entry : supported) {
     if (descr == entry.descr) return entry.dtype;
   }
-  throw DataError(name + ": unsupported dtype '" + descr +
+  throw DataError(name + ": unsupported dtype '" + printable(descr) +
                   "', expected one of <f4, <f8, |u1, |i1, <i2, <i4, <i8");
 }
 
@@ -209,32 +231,16 @@ float to_float(const unsigned char* bytes, const Dtype& dtype, std::size_t index
   return static_cast<float>(value);
 }
 
-void read_exactly(std::ifstream& in, char* destination, std::size_t count, const std::string& name) {
-  in.read(destination, static_cast<std::streamsize>(count));
-  if (static_cast<std::size_t>(in.gcount()) != count) {
-    throw IoError(name + ": read failed (file shrank while being read?)");
-  }
-}
-
 }  // namespace
 
-Array read_npy(const std::filesystem::path& path) {
-  const std::string name = path.string();
-  std::error_code error;
-  if (!std::filesystem::is_regular_file(path, error)) {
-    throw IoError(name + ": cannot open: no such regular file");
-  }
-  const auto file_size = static_cast<std::int64_t>(std::filesystem::file_size(path, error));
-  if (error) throw IoError(name + ": cannot determine file size: " + error.message());
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(name + ": cannot open: " + std::strerror(errno));
-
+Array decode_npy(std::string_view bytes, const std::string& source_name) {
+  const std::string& name = source_name;
+  const auto file_size = static_cast<std::int64_t>(bytes.size());
   if (file_size < 10) {
     throw DataError(name + ": truncated header: file holds " + std::to_string(file_size) +
                     " bytes, expected at least 10 (magic, version, header length)");
   }
-  unsigned char prefix[12] = {};
-  read_exactly(in, reinterpret_cast<char*>(prefix), 8, name);
+  const auto* prefix = reinterpret_cast<const unsigned char*>(bytes.data());
   if (std::memcmp(prefix, npy_magic, npy_magic_size) != 0) {
     throw DataError(name + ": bad magic, expected \"\\x93NUMPY\" (a .npy file)");
   }
@@ -250,15 +256,14 @@ Array read_npy(const std::filesystem::path& path) {
     throw DataError(name + ": truncated header: file holds " + std::to_string(file_size) +
                     " bytes, expected at least " + std::to_string(prefix_bytes));
   }
-  read_exactly(in, reinterpret_cast<char*>(prefix + 8), static_cast<std::size_t>(length_bytes), name);
   const auto header_length = static_cast<std::int64_t>(little_endian(prefix + 8, length_bytes));
   if (header_length > file_size - prefix_bytes) {
     throw DataError(name + ": truncated header: header length is " +
                     std::to_string(header_length) + " bytes, file holds " +
                     std::to_string(file_size - prefix_bytes) + " after the prefix");
   }
-  std::string header_text(static_cast<std::size_t>(header_length), '\0');
-  read_exactly(in, header_text.data(), header_text.size(), name);
+  const std::string_view header_text = bytes.substr(static_cast<std::size_t>(prefix_bytes),
+                                                    static_cast<std::size_t>(header_length));
   const Header header = HeaderParser(header_text, name).parse();
 
   const Dtype dtype = parse_dtype(header.descr, name);
@@ -271,23 +276,33 @@ Array read_npy(const std::filesystem::path& path) {
   const auto element_count = checked_product(header.shape);
   const auto byte_count = element_count ? checked_product({*element_count, dtype.size}) : std::nullopt;
   if (!byte_count) throw DataError(name + ": " + claim + ", a size that overflows int64");
-  const std::int64_t available = file_size - prefix_bytes - header_length;
+  const std::int64_t data_start = prefix_bytes + header_length;
+  const std::int64_t available = file_size - data_start;
   if (*byte_count != available) {
     throw DataError(name + ": " + claim + " = " + std::to_string(*byte_count) +
                     " data bytes, file holds " + std::to_string(available) +
                     (available > *byte_count ? " (trailing bytes)" : ""));
   }
 
-  std::vector<unsigned char> bytes(static_cast<std::size_t>(*byte_count));
-  read_exactly(in, reinterpret_cast<char*>(bytes.data()), bytes.size(), name);
+  const auto* data = prefix + data_start;
   Array array;
   array.shape = header.shape;
   array.values.resize(static_cast<std::size_t>(*element_count));
   const auto size = static_cast<std::size_t>(dtype.size);
   for (std::size_t i = 0; i < array.values.size(); ++i) {
-    array.values[i] = to_float(bytes.data() + i * size, dtype, i, name);
+    array.values[i] = to_float(data + i * size, dtype, i, name);
   }
   return array;
+}
+
+Array read_npy(const std::filesystem::path& path) {
+  const std::string name = path.string();
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(path, error)) {
+    throw IoError(name + ": cannot open: no such regular file");
+  }
+  const std::string bytes = io::read_file(path, std::numeric_limits<std::size_t>::max());
+  return decode_npy(bytes, name);
 }
 
 }  // namespace descent::data

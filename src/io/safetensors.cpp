@@ -43,6 +43,14 @@ const Dtype* find_dtype(std::string_view name) {
   return nullptr;
 }
 
+// Text taken from the file, for a message: one line, at most `max_shown` bytes.
+std::string excerpt(std::string_view text, std::size_t max_shown = 64) {
+  return printable_excerpt(text, max_shown);
+}
+
+// A JSON value of the header, for a message (as excerpt).
+std::string excerpt_json(const nlohmann::json& value) { return excerpt(value.dump()); }
+
 std::string known_dtypes() {
   std::string list;
   for (const Dtype& dtype : dtypes) {
@@ -130,7 +138,7 @@ nlohmann::json parse_header_json(std::string_view text, const std::string& sourc
     if (event == Event::object_start || event == Event::array_start) {
       if (depth >= 3) {
         throw DataError(source + ": header nests JSON deeper than an entry's shape array" +
-                        (tensor_name.empty() ? "" : " (in '" + tensor_name + "')"));
+                        (tensor_name.empty() ? "" : " (in '" + excerpt(tensor_name) + "')"));
       }
     }
     if (event == Event::object_start) {
@@ -142,10 +150,10 @@ nlohmann::json parse_header_json(std::string_view text, const std::string& sourc
       if (open_objects.size() == 1) tensor_name = key;
       if (!open_objects.back().insert(key).second) {
         if (open_objects.size() == 1) {
-          throw DataError(source + ": header: duplicate tensor name '" + key + "'");
+          throw DataError(source + ": header: duplicate tensor name '" + excerpt(key) + "'");
         }
-        throw DataError(source + ": header: duplicate key '" + key + "' in '" + tensor_name +
-                        "'");
+        throw DataError(source + ": header: duplicate key '" + excerpt(key) + "' in '" +
+                        excerpt(tensor_name) + "'");
       }
     }
     return true;
@@ -153,7 +161,7 @@ nlohmann::json parse_header_json(std::string_view text, const std::string& sourc
   try {
     return nlohmann::json::parse(text.begin(), text.end(), callback);
   } catch (const nlohmann::json::exception& error) {
-    throw DataError(source + ": header is not valid JSON: " + error.what());
+    throw DataError(source + ": header is not valid JSON: " + excerpt(error.what(), 256));
   }
 }
 
@@ -166,8 +174,8 @@ std::map<std::string, std::string> parse_metadata(const nlohmann::json& value,
   std::map<std::string, std::string> metadata;
   for (const auto& [key, item] : value.items()) {
     if (!item.is_string()) {
-      throw DataError(source + ": header: \"__metadata__\" value of '" + key + "' is a JSON " +
-                      item.type_name() + ", expected a string");
+      throw DataError(source + ": header: \"__metadata__\" value of '" + excerpt(key) +
+                      "' is a JSON " + item.type_name() + ", expected a string");
     }
     metadata.emplace(key, item.get<std::string>());
   }
@@ -176,7 +184,7 @@ std::map<std::string, std::string> parse_metadata(const nlohmann::json& value,
 
 Entry parse_entry(const std::string& name, const nlohmann::json& value, std::uint64_t data_size,
                   const std::string& source) {
-  const std::string where = source + ": tensor '" + name + "': ";
+  const std::string where = source + ": tensor '" + excerpt(name) + "': ";
   if (!value.is_object()) {
     throw DataError(where + "entry is a JSON " + std::string(value.type_name()) +
                     ", expected an object with dtype, shape and data_offsets");
@@ -186,7 +194,7 @@ Entry parse_entry(const std::string& name, const nlohmann::json& value, std::uin
   }
   for (const auto& [key, item] : value.items()) {
     if (key != "dtype" && key != "shape" && key != "data_offsets") {
-      throw DataError(where + "unknown key \"" + key +
+      throw DataError(where + "unknown key \"" + excerpt(key) +
                       "\", expected only dtype, shape and data_offsets");
     }
   }
@@ -201,7 +209,7 @@ Entry parse_entry(const std::string& name, const nlohmann::json& value, std::uin
   entry.dtype = dtype.get<std::string>();
   const Dtype* info = find_dtype(entry.dtype);
   if (info == nullptr) {
-    throw DataError(where + "unknown dtype \"" + entry.dtype + "\", expected one of " +
+    throw DataError(where + "unknown dtype \"" + excerpt(entry.dtype) + "\", expected one of " +
                     known_dtypes());
   }
 
@@ -220,13 +228,13 @@ Entry parse_entry(const std::string& name, const nlohmann::json& value, std::uin
       throw DataError(where + "\"shape\"[" + std::to_string(i) + "] is " +
                       std::to_string(dim.get<std::int64_t>()) + ", expected >= 0");
     } else {
-      throw DataError(where + "\"shape\"[" + std::to_string(i) + "] is " + dim.dump() +
+      throw DataError(where + "\"shape\"[" + std::to_string(i) + "] is " + excerpt_json(dim) +
                       ", expected a non-negative integer");
     }
   }
   std::uint64_t byte_count = 0;
   if (!checked_byte_count(dims, info->size, byte_count)) {
-    throw DataError(where + "\"shape\" " + shape.dump() + " of " + entry.dtype +
+    throw DataError(where + "\"shape\" " + excerpt_json(shape) + " of " + entry.dtype +
                     " overflows: its byte count exceeds 2^63 - 1");
   }
   entry.shape.assign(dims.begin(), dims.end());
@@ -234,7 +242,7 @@ Entry parse_entry(const std::string& name, const nlohmann::json& value, std::uin
   const auto& offsets = value.at("data_offsets");
   if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
       !offsets[1].is_number_unsigned()) {
-    throw DataError(where + "\"data_offsets\" is " + offsets.dump() +
+    throw DataError(where + "\"data_offsets\" is " + excerpt_json(offsets) +
                     ", expected [begin, end] with non-negative integers");
   }
   entry.begin = offsets[0].get<std::uint64_t>();
@@ -279,17 +287,17 @@ Header parse_header(std::string_view text, std::uint64_t data_size, const std::s
   std::string previous = "the start of the data section";
   for (const Entry& entry : header.entries) {
     if (entry.begin > expected) {
-      throw DataError(source + ": tensor '" + entry.name + "' begins at data offset " +
+      throw DataError(source + ": tensor '" + excerpt(entry.name) + "' begins at data offset " +
                       std::to_string(entry.begin) + ", leaving a gap after " + previous +
                       " (expected it to begin at " + std::to_string(expected) + ")");
     }
     if (entry.begin < expected) {
-      throw DataError(source + ": tensor '" + entry.name + "' begins at data offset " +
+      throw DataError(source + ": tensor '" + excerpt(entry.name) + "' begins at data offset " +
                       std::to_string(entry.begin) + ", overlapping " + previous +
                       " (expected it to begin at " + std::to_string(expected) + ")");
     }
     expected = entry.end;
-    previous = "tensor '" + entry.name + "'";
+    previous = "tensor '" + excerpt(entry.name) + "'";
   }
   if (expected != data_size) {
     throw DataError(source + ": the tensors end at data offset " + std::to_string(expected) +

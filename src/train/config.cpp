@@ -31,8 +31,9 @@ namespace {
 constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
 constexpr std::uintmax_t kMaxConfigBytes = 16u << 20;
 
-constexpr std::array<std::string_view, 9> kTables = {"data",     "model",   "init",           "optimizer", "schedule",
-                                                     "clip",     "sampler", "early_stopping", "averaging"};
+constexpr std::array<std::string_view, 11> kTables = {"data",      "model",          "init",      "optimizer",
+                                                      "schedule",  "clip",           "sampler",   "early_stopping",
+                                                      "averaging", "checkpoint",     "divergence"};
 
 // Every key a config may hold. `text`: the value is a string, so a --set value is taken
 // literally even when it parses as another TOML type.
@@ -40,7 +41,7 @@ struct KeySpec {
   std::string_view key;
   bool text;
 };
-constexpr std::array<KeySpec, 63> kKeys = {{
+constexpr std::array<KeySpec, 69> kKeys = {{
     {"name", true},
     {"seed", false},
     {"threads", false},
@@ -104,8 +105,15 @@ constexpr std::array<KeySpec, 63> kKeys = {{
     {"early_stopping.monitor", true},
     {"early_stopping.patience", false},
     {"early_stopping.min_delta", false},
+    {"checkpoint.every_epochs", false},
+    {"checkpoint.every_steps", false},
+    {"checkpoint.keep", false},
+    {"divergence.policy", true},
+    {"divergence.lr_scale", false},
+    {"divergence.max_events", false},
 }};
 
+constexpr std::string_view kDivergence[] = {"stop", "skip", "rollback"};
 constexpr std::string_view kFormats[] = {"mnist", "idx", "csv", "npy"};
 constexpr std::string_view kStandardize[] = {"none", "global", "per_feature"};
 constexpr std::string_view kModelTypes[] = {"mlp", "sequential"};
@@ -180,6 +188,9 @@ std::string_view closest(std::string_view word, std::span<const std::string_view
   std::string_view best;
   std::size_t best_distance = 3;
   for (std::string_view c : candidates) {
+    // The distance is at least the difference in length: skipping those keeps a hostile
+    // 16 MiB key from costing O(|key|) per candidate.
+    if (word.size() > c.size() + 2 || c.size() > word.size() + 2) continue;
     const std::size_t d = edit_distance(word, c);
     if (d < best_distance) {
       best = c;
@@ -250,16 +261,19 @@ std::string join(std::span<const std::string_view> names) {
   return out;
 }
 
+// A string from the config quoted for a message: at most 60 bytes, else cut to 57 at a
+// UTF-8 boundary and followed by "...".
+std::string quote_short(std::string_view s) {
+  if (s.size() <= 60) return quote(s);
+  std::size_t cut = 57;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  return quote(s.substr(0, cut)) + "...";
+}
+
 // What a node holds, for messages: "the float -0.5", "the string \"fast\"", "a table".
 std::string describe(const toml::node& n) {
   switch (n.type()) {
-    case toml::node_type::string: {
-      const std::string& s = n.as_string()->get();
-      if (s.size() <= 60) return "the string " + quote(s);
-      std::size_t cut = 57;
-      while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
-      return "the string " + quote(s.substr(0, cut)) + "...";
-    }
+    case toml::node_type::string: return "the string " + quote_short(n.as_string()->get());
     case toml::node_type::integer: return "the integer " + std::to_string(n.as_integer()->get());
     case toml::node_type::floating_point: return "the float " + format_float(n.as_floating_point()->get());
     case toml::node_type::boolean: return n.as_boolean()->get() ? "the boolean true" : "the boolean false";
@@ -280,6 +294,12 @@ std::string trim(std::string_view s) {
   return std::string(s.substr(first, last - first + 1));
 }
 
+// Text from the config (a toml++ description quoting the input, a key, a --set argument)
+// for a one-line message.
+std::string one_line(std::string_view s, std::size_t max_bytes = std::string_view::npos) {
+  return printable_excerpt(s, max_bytes);
+}
+
 // Reads the fields of a merged table and says where a bad value came from.
 class Reader {
  public:
@@ -289,7 +309,7 @@ class Reader {
   std::string where(const toml::node* node) const {
     if (node != nullptr) {
       const toml::source_region& s = node->source();
-      if (s.path != nullptr && s.path != root_.source().path) return source_ + ": " + *s.path;
+      if (s.path != nullptr && s.path != root_.source().path) return source_ + ": " + one_line(*s.path, 80);
       if (s.begin.line > 0) return source_ + ", line " + std::to_string(s.begin.line);
     }
     return source_;
@@ -364,7 +384,7 @@ class Reader {
     if (std::find(names.begin(), names.end(), value) == names.end()) {
       const std::string_view near = closest(value, names);
       fail(key, n,
-           "unknown value " + quote(value) + "; expected one of " + join(names) +
+           "unknown value " + quote_short(value) + "; expected one of " + join(names) +
                (near.empty() ? "" : "; did you mean " + std::string(near) + "?"));
     }
     out = value;
@@ -498,7 +518,7 @@ class Reader {
     if (std::find(std::begin(kLayerTypes), std::end(kLayerTypes), l.type) == std::end(kLayerTypes)) {
       const std::string_view near = closest(l.type, kLayerTypes);
       fail(at + ".type", type,
-           "unknown layer type " + quote(l.type) + "; expected one of " + join(kLayerTypes) +
+           "unknown layer type " + quote_short(l.type) + "; expected one of " + join(kLayerTypes) +
                (near.empty() ? "" : "; did you mean " + std::string(near) + "?"));
     }
     const std::span<const std::string_view> allowed = layer_keys(l.type);
@@ -507,7 +527,7 @@ class Reader {
       if (key == "type" || std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
       const std::string_view near = closest(key, allowed);
       const std::string keys = allowed.empty() ? "none besides type" : join(allowed);
-      fail(at + "." + std::string(key), &v,
+      fail(at + "." + one_line(key, 64), &v,
            "unknown key for a " + l.type + " layer (it takes " + keys + ")" +
                (near.empty() ? "" : "; did you mean " + std::string(near) + "?"));
     }
@@ -573,7 +593,7 @@ class Reader {
   [[noreturn]] void fail_unknown(const std::string& key, const toml::key& k, const toml::node& v) const {
     const bool has_line = k.source().begin.line > 0;
     const std::string at = has_line ? source_ + ", line " + std::to_string(k.source().begin.line) : where(&v);
-    throw ConfigError(at + ": " + key + ": unknown key" + key_suggestion(key));
+    throw ConfigError(at + ": " + one_line(key, 64) + ": unknown key" + key_suggestion(key));
   }
 
   const toml::table& root_;
@@ -583,7 +603,7 @@ class Reader {
 
 // Moves one --set argument into `root`.
 void apply_override(toml::table& root, const std::string& arg, const std::string& source) {
-  const std::string at = source + ": --set " + arg + ": ";
+  const std::string at = source + ": --set " + one_line(arg, 80) + ": ";
   const auto eq = arg.find('=');
   if (eq == std::string::npos)
     throw ConfigError(at + "expected key=value with a dotted key, e.g. optimizer.lr=0.01");
@@ -597,7 +617,7 @@ void apply_override(toml::table& root, const std::string& arg, const std::string
                                   })->key.substr(key.size() + 1)) +
                       "=...");
   const KeySpec* spec = find_key(key);
-  if (spec == nullptr) throw ConfigError(at + key + ": unknown key" + key_suggestion(key));
+  if (spec == nullptr) throw ConfigError(at + one_line(key, 64) + ": unknown key" + key_suggestion(key));
 
   const std::string origin = "--set " + arg;
   toml::table parsed;
@@ -613,7 +633,7 @@ void apply_override(toml::table& root, const std::string& arg, const std::string
     try {
       parsed = toml::parse("v = " + quote(text), std::string_view(origin));
     } catch (const toml::parse_error& e) {
-      throw ConfigError(at + key + ": the value is not valid text (" + std::string(e.description()) + ")");
+      throw ConfigError(at + key + ": the value is not valid text (" + one_line(e.description()) + ")");
     }
   }
   toml::node& value = *parsed.get("v");
@@ -720,6 +740,16 @@ void read_fields(Reader& r, TrainConfig& c) {
   r.choice("early_stopping.monitor", e.monitor, kMonitors);
   r.integer("early_stopping.patience", e.patience, 1, kInt64Max);
   r.number("early_stopping.min_delta", e.min_delta, [](double v) { return v >= 0; }, "a finite number >= 0");
+
+  CheckpointConfig& ck = c.checkpoint;
+  r.integer("checkpoint.every_epochs", ck.every_epochs, 0, kInt64Max);
+  r.integer("checkpoint.every_steps", ck.every_steps, 0, kInt64Max);
+  r.integer("checkpoint.keep", ck.keep, 1, 1000000);
+
+  DivergenceConfig& dv = c.divergence;
+  r.choice("divergence.policy", dv.policy, kDivergence);
+  r.number("divergence.lr_scale", dv.lr_scale, [](double v) { return v > 0 && v < 1; }, "a number in (0, 1)");
+  r.integer("divergence.max_events", dv.max_events, 1, kInt64Max);
 }
 
 // The paths that data.format needs must be set. The message points at the path key when the
@@ -769,7 +799,7 @@ TrainConfig parse_train_config(std::string_view toml_text, const std::string& so
     root = toml::parse(toml_text, std::string_view(source_name));
   } catch (const toml::parse_error& e) {
     throw ConfigError(source_name + ", line " + std::to_string(e.source().begin.line) + ", column " +
-                      std::to_string(e.source().begin.column) + ": TOML syntax error: " + std::string(e.description()));
+                      std::to_string(e.source().begin.column) + ": TOML syntax error: " + one_line(e.description()));
   }
   for (const std::string& arg : overrides) apply_override(root, arg, source_name);
 
@@ -951,6 +981,18 @@ std::string to_toml(const TrainConfig& c) {
   line(out, "monitor", quote(e.monitor));
   line(out, "patience", std::to_string(e.patience));
   line(out, "min_delta", format_float(e.min_delta));
+
+  const CheckpointConfig& ck = c.checkpoint;
+  out += "\n[checkpoint]\n";
+  line(out, "every_epochs", std::to_string(ck.every_epochs));
+  line(out, "every_steps", std::to_string(ck.every_steps));
+  line(out, "keep", std::to_string(ck.keep));
+
+  const DivergenceConfig& dv = c.divergence;
+  out += "\n[divergence]\n";
+  line(out, "policy", quote(dv.policy));
+  line(out, "lr_scale", format_float(dv.lr_scale));
+  line(out, "max_events", std::to_string(dv.max_events));
   return out;
 }
 

@@ -162,5 +162,40 @@ TEST_F(CsvTest, RejectsBadOptions) {
   expect_error<ConfigError>(path, {.delimiter = '"'}, "delimiter");
 }
 
+// ---- decode_csv: the same reader on text in memory --------------------------------------
+
+TEST_F(CsvTest, DecodeAgreesWithRead) {
+  const std::string text = "label,x1,x2\n2,0.5,-1\n0,1e-3,+4\n";
+  const Labeled from_file = read_csv(write("a.csv", text));
+  const Labeled decoded = decode_csv(text, "memory.csv");
+  EXPECT_EQ(decoded.features.shape, from_file.features.shape);
+  EXPECT_EQ(decoded.features.values, from_file.features.values);
+  EXPECT_EQ(decoded.labels, from_file.labels);
+  EXPECT_EQ(decoded.num_classes, 3);
+  try {
+    decode_csv("1,2\n0,x\n", "memory.csv");
+    ADD_FAILURE() << "a text feature was accepted";
+  } catch (const DataError& error) {
+    EXPECT_STREQ(error.what(), "memory.csv: line 2, column 2: 'x' is not a number");
+  }
+}
+
+// A message quotes at most 40 bytes of a field and writes control and non-ASCII bytes as \xHH,
+// so a hostile file cannot make it long or split it over lines.
+TEST_F(CsvTest, QuotesFieldsShortAndPrintable) {
+  const std::string long_field(10000, '7');
+  const auto path = write("long.csv", "1,2\n0," + long_field + "x\n");
+  expect_error(path, {}, "line 2, column 2: '" + std::string(40, '7') + "...' is not a number");
+  try {
+    read_csv(path);
+  } catch (const DataError& error) {
+    EXPECT_LT(std::string(error.what()).size(), path.string().size() + 100) << error.what();
+  }
+  expect_error(write("binary.csv", std::string("1,2\n0,a\x01\xff\\b\r\n")), {},
+               "line 2, column 2: 'a\\x01\\xff\\x5cb' is not a number");
+  expect_error(write("escape.csv", std::string("1\x1b[31m,2\n")), {.header = CsvOptions::Header::no},
+               "line 1, column 1: '1\\x1b[31m' is not a number");
+}
+
 }  // namespace
 }  // namespace descent::data

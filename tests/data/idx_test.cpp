@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "data/allocation_probe.hpp"
 #include "descent/error.hpp"
 
 namespace descent::data {
@@ -282,6 +283,100 @@ TEST_F(IdxTest, RejectsFloat64OutsideFloat32Range) {
   put_u32(data, static_cast<std::uint32_t>(bits));
   const auto path = write("big.idx", concat(header(0x0E, {1}), data));
   expect_error([&] { read_idx(path); }, path, "outside the float32 range");
+}
+
+// ---- decode_idx: the same reader on bytes in memory -------------------------------------
+
+std::string as_string(const Bytes& bytes) { return std::string(bytes.begin(), bytes.end()); }
+
+Bytes gzip_bytes(const Bytes& bytes) {
+  // gzip wrapper (windowBits 16 + 15), one member.
+  z_stream stream{};
+  EXPECT_EQ(deflateInit2(&stream, Z_BEST_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8,
+                         Z_DEFAULT_STRATEGY),
+            Z_OK);
+  Bytes out(deflateBound(&stream, static_cast<uLong>(bytes.size())));
+  stream.next_in = const_cast<Bytef*>(bytes.data());
+  stream.avail_in = static_cast<uInt>(bytes.size());
+  stream.next_out = out.data();
+  stream.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(deflate(&stream, Z_FINISH), Z_STREAM_END);
+  out.resize(stream.total_out);
+  deflateEnd(&stream);
+  return out;
+}
+
+TEST_F(IdxTest, DecodeAgreesWithReadOnPlainAndGzipBytes) {
+  const Bytes plain = concat(header(0x08, {2, 2, 3}), image_data);
+  const Array from_file = read_idx(write("images.idx", plain));
+  for (const Bytes& bytes : {plain, gzip_bytes(plain)}) {
+    const Array decoded = decode_idx(as_string(bytes), "memory.idx");
+    EXPECT_EQ(decoded.shape, from_file.shape);
+    EXPECT_EQ(decoded.values, from_file.values);
+  }
+}
+
+TEST_F(IdxTest, DecodeNamesTheSourceInMessages) {
+  expect_error([&] { decode_idx(as_string(Bytes{0, 0, 8}), "in-memory labels"); },
+               "in-memory labels", "in-memory labels: truncated header");
+}
+
+// The header claims 10^12 elements and the input holds 3 bytes: refused from the header alone.
+// The allocation probe shows nothing near that size is requested; under AddressSanitizer (the
+// asan stage of scripts/test) an attempt would abort the test binary.
+TEST_F(IdxTest, DecodeRefusesTenToTheTwelveElementsBeforeAllocating) {
+  const Bytes huge = concat(header(0x08, {1000000, 1000000}), Bytes{1, 2, 3});
+  const Bytes huge_f64 = concat(header(0x0E, {1000, 1000, 1000, 1000}), Bytes{1, 2, 3});
+  std::size_t largest = testing::largest_allocation_during([&] {
+    expect_error([&] { decode_idx(as_string(huge), "huge.idx"); }, "huge.idx",
+                 "header claims 1000000x1000000 ubyte = 1000000000000 data bytes, file holds 3");
+    expect_error([&] { decode_idx(as_string(huge_f64), "huge64.idx"); }, "huge64.idx",
+                 "= 8000000000000 data bytes, file holds 3");
+  });
+  EXPECT_LT(largest, 4096u);
+  const Bytes compressed = gzip_bytes(huge);
+  largest = testing::largest_allocation_during([&] {
+    expect_error([&] { decode_idx(as_string(compressed), "huge.idx.gz"); }, "huge.idx.gz",
+                 "more than the " + std::to_string(compressed.size()) + " compressed bytes can hold");
+  });
+  EXPECT_LT(largest, 4096u);
+}
+
+// A gzip bomb: 4 announced bytes, then 64 MiB of zeros (about 64 KB compressed, within the
+// 1032:1 bound). Decompression stops one byte past the announced size.
+TEST_F(IdxTest, DecodeStopsAGzipBombWithoutGrowingPastTheClaim) {
+  const Bytes bomb = gzip_bytes(concat(header(0x08, {2, 2}), Bytes(64 << 20, 0)));
+  const std::size_t largest = testing::largest_allocation_during([&] {
+    expect_error([&] { decode_idx(as_string(bomb), "bomb.idx.gz"); }, "bomb.idx.gz",
+                 "decompressed data holds more (trailing bytes)");
+  });
+  EXPECT_LE(largest, std::size_t{1} << 16);
+}
+
+TEST_F(IdxTest, AcceptsConcatenatedGzipMembers) {
+  const Bytes plain = concat(header(0x08, {2, 2, 3}), image_data);
+  const Bytes first(plain.begin(), plain.begin() + 7);
+  const Bytes second(plain.begin() + 7, plain.end());
+  const Array array = decode_idx(as_string(concat(gzip_bytes(first), gzip_bytes(second))), "two.gz");
+  EXPECT_EQ(array.shape, (std::vector<std::int64_t>{2, 2, 3}));
+  EXPECT_EQ(array.values, (std::vector<float>{0, 1, 2, 127, 128, 255, 10, 20, 30, 40, 50, 60}));
+}
+
+TEST_F(IdxTest, RejectsBytesAfterTheGzipStream) {
+  const Bytes bytes = concat(gzip_bytes(concat(header(0x08, {2}), Bytes{1, 2})), Bytes{'j', 'u', 'n', 'k'});
+  expect_error([&] { decode_idx(as_string(bytes), "junk.gz"); }, "junk.gz",
+               "junk.gz: 4 bytes after the end of the gzip stream, expected none");
+  const auto path = write("junk.gz", bytes);
+  expect_error([&] { read_idx(path); }, path, "4 bytes after the end of the gzip stream");
+}
+
+TEST_F(IdxTest, RejectsGzipCutInsideTheHeaderOrTheData) {
+  const Bytes compressed = gzip_bytes(concat(header(0x08, {3}), Bytes{1, 2, 3}));
+  for (const std::size_t keep : {std::size_t{2}, std::size_t{12}, compressed.size() - 1}) {
+    SCOPED_TRACE(keep);
+    const Bytes cut(compressed.begin(), compressed.begin() + static_cast<std::ptrdiff_t>(keep));
+    expect_error([&] { decode_idx(as_string(cut), "cut.gz"); }, "cut.gz", "truncated gzip data");
+  }
 }
 
 TEST(ToLabels, ConvertsIntegralValues) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "data/allocation_probe.hpp"
 #include "descent/error.hpp"
 
 namespace descent::data {
@@ -227,6 +228,67 @@ TEST_F(NpyTest, RejectsNonFiniteAndOutOfRangeValues) {
                                     le_all({1.0f, std::numeric_limits<float>::infinity()}))),
                "element 1 is inf");
   expect_error(write("big.npy", npy(1, dict("<f8", "(1,)"), le(1e300))), "element 0 is 1e+300");
+}
+
+// ---- decode_npy: the same reader on bytes in memory -------------------------------------
+
+template <typename Error = DataError>
+void expect_decode_error(const std::string& bytes, const std::string& what) {
+  try {
+    decode_npy(bytes, "memory.npy");
+    ADD_FAILURE() << "expected an error mentioning '" << what << "'";
+  } catch (const Error& error) {
+    const std::string message = error.what();
+    EXPECT_EQ(message.rfind("memory.npy: ", 0), 0u) << message;
+    EXPECT_NE(message.find(what), std::string::npos) << message;
+  }
+}
+
+TEST_F(NpyTest, DecodeAgreesWithRead) {
+  const std::string bytes = npy(2, dict("<f4", "(2, 1)"), le_all({4.0f, -8.5f}));
+  const Array from_file = read_npy(write("v2.npy", bytes));
+  const Array decoded = decode_npy(bytes, "memory.npy");
+  EXPECT_EQ(decoded.shape, from_file.shape);
+  EXPECT_EQ(decoded.values, from_file.values);
+  EXPECT_EQ(decoded.values, (std::vector<float>{4.0f, -8.5f}));
+}
+
+// A header claiming 10^12 elements over 3 data bytes is refused from the header alone; the
+// allocation probe shows no request near that size (under AddressSanitizer, the asan stage
+// of scripts/test, an attempt would abort the binary).
+TEST_F(NpyTest, DecodeRefusesTenToTheTwelveElementsBeforeAllocating) {
+  const std::string huge = npy(1, dict("|u1", "(1000000, 1000000)"), "abc");
+  const std::string huge_f8 = npy(3, dict("<f8", "(1000, 1000, 1000, 1000)"), "abc");
+  const std::size_t largest = testing::largest_allocation_during([&] {
+    expect_decode_error(huge, "header claims shape 1000000x1000000 of '|u1' = 1000000000000 data "
+                              "bytes, file holds 3");
+    expect_decode_error(huge_f8, "= 8000000000000 data bytes, file holds 3");
+  });
+  EXPECT_LT(largest, 4096u);
+}
+
+TEST_F(NpyTest, RejectsRepeatedKeys) {
+  expect_decode_error(npy(1, "{'descr': '<f4', 'descr': '<f8', 'fortran_order': False, 'shape': (1,), }",
+                          le(1.0f)),
+                      "duplicate key 'descr'");
+  expect_decode_error(npy(1, "{'shape': (1,), 'descr': '<f4', 'fortran_order': False, 'shape': (2,)}",
+                          le(1.0f)),
+                      "duplicate key 'shape'");
+}
+
+TEST_F(NpyTest, QuotesHeaderTextShortAndPrintable) {
+  const std::string long_descr(500, 'x');
+  try {
+    decode_npy(npy(1, dict(long_descr, "(1,)"), le(1.0f)), "memory.npy");
+    ADD_FAILURE() << "a 500-character dtype was accepted";
+  } catch (const DataError& error) {
+    const std::string message = error.what();
+    EXPECT_NE(message.find("unsupported dtype '" + std::string(40, 'x') + "...'"), std::string::npos)
+        << message;
+    EXPECT_LT(message.size(), 200u) << message;
+  }
+  expect_decode_error(npy(1, dict("<f\n4\x01", "(1,)"), le(1.0f)), "unsupported dtype '<f\\x0a4\\x01'");
+  expect_decode_error(npy(1, "{'a\\b\x7f': 1}", ""), "unexpected key 'a\\x5cb\\x7f'");
 }
 
 }  // namespace

@@ -499,5 +499,52 @@ TEST_F(SafetensorsTest, RejectsMetadataThatIsNotStrings) {
                   "value of 'a' is a JSON null");
 }
 
+// Headers claiming 10^12 elements over 3 data bytes are refused from the header, before any
+// tensor buffer exists. A buffer of that size would fail the test: std::bad_alloc escapes
+// expect_rejected, and under AddressSanitizer (the asan stage of scripts/test) the binary
+// aborts on the request, as 8 * 10^12 bytes exceed its 2^40-byte limit.
+TEST_F(SafetensorsTest, RefusesTenToTheTwelveElementsBeforeAllocating) {
+  expect_entry_rejected(
+      R"({"dtype": "U8", "shape": [1000000, 1000000], "data_offsets": [0, 1000000000000]})", 3,
+      "\"data_offsets\" [0,1000000000000] is out of range: the data section holds 3 bytes");
+  expect_entry_rejected(
+      R"({"dtype": "F64", "shape": [1000000, 1000000], "data_offsets": [0, 8000000000000]})", 3,
+      "is out of range: the data section holds 3 bytes");
+  expect_entry_rejected(R"({"dtype": "F64", "shape": [1000000, 1000000], "data_offsets": [0, 3]})",
+                        3, "span 3 bytes, expected 8000000000000 for F64 [1000000, 1000000]");
+}
+
+// Text from the header is quoted on one line (a JSON "\n" decodes to a line break, shown as
+// \x0a) and cut after 64 bytes, so a hostile header cannot split or bloat a message.
+TEST_F(SafetensorsTest, QuotesHeaderTextOnOneLineAndShort) {
+  expect_rejected(make_file(R"({"a\nb": {"dtype": "F32\r", "shape": [1], "data_offsets": [0, 4]}})",
+                            std::string(4, '\0')),
+                  "tensor 'a\\x0ab': unknown dtype \"F32\\x0d\"");
+  expect_rejected(make_file(R"({"t": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]},
+                                "t\u0000": {"x\n": 1, "x\n": 2}})",
+                            std::string(1, '\0')),
+                  "duplicate key 'x\\x0a' in 't\\x00'");
+  const std::string long_name(5000, 'n');
+  const std::string long_value(5000, 'v');
+  for (const std::string& header : std::vector<std::string>{
+           R"({")" + long_name + R"(": {"dtype": "U8", "shape": [2], "data_offsets": [0, 1]}})",
+        R"({"t": {"dtype": "U8", "shape": [1], "data_offsets": ")" + long_value + R"("}})",
+        R"({"t": {"dtype": "U8", "shape": [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,)"
+        R"( 1, 1, 1, 1, 1, 1, 1, 4294967296, 4294967296], "data_offsets": [0, 1]}})"}) {
+    const std::string bytes = make_file(header, std::string(1, '\0'));
+    try {
+      static_cast<void>(decode_safetensors(bytes, "memory.safetensors"));
+      ADD_FAILURE() << "accepted a malformed header";
+    } catch (const DataError& error) {
+      const std::string message = error.what();
+      EXPECT_LT(message.size(), 300u) << message;
+      EXPECT_NE(message.find("..."), std::string::npos) << message;
+    }
+  }
+  expect_rejected(make_file(R"({")" + long_name + R"(": {"dtype": "U8", "shape": [2], "data_offsets": [0, 1]}})",
+                            std::string(1, '\0')),
+                  "tensor '" + std::string(64, 'n') + "...': \"data_offsets\" [0,1] span 1 bytes");
+}
+
 }  // namespace
 }  // namespace descent::io

@@ -648,3 +648,40 @@ TEST(ConfigFileTest, ResolvedConfigWrittenToDiskReadsBack) {
 
 }  // namespace
 }  // namespace descent::train
+
+// Regression inputs the config fuzzer found (fuzz/corpus/config/regress-*.toml): keys,
+// values and parser descriptions holding line breaks or thousands of bytes. Each must give
+// one ConfigError whose message is one line, starts with the file and stays short. Lines
+// starting with "#--set " are passed as overrides, as the fuzz target does.
+namespace descent::train {
+namespace {
+
+TEST(ConfigFuzzRegressions, HostileTextGivesOneShortLine) {
+  const std::filesystem::path dir = std::filesystem::path(DESCENT_SOURCE_DIR) / "fuzz" / "corpus" / "config";
+  int seen = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const std::string file = entry.path().filename().string();
+    if (!file.starts_with("regress-")) continue;
+    ++seen;
+    std::ifstream in(entry.path(), std::ios::binary);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<std::string> overrides;
+    std::size_t start = 0;
+    while (start < text.size()) {
+      std::size_t end = text.find('\n', start);
+      if (end == std::string::npos) end = text.size();
+      const std::string_view line = std::string_view(text).substr(start, end - start);
+      if (line.starts_with("#--set ")) overrides.emplace_back(line.substr(7));
+      start = end + 1;
+    }
+    const std::string message = config_error(text, overrides);
+    SCOPED_TRACE(file + ": " + message);
+    EXPECT_TRUE(message.starts_with(kSource));
+    EXPECT_EQ(message.find('\n'), std::string::npos);
+    EXPECT_LE(message.size(), 400u);
+  }
+  EXPECT_GE(seen, 7);
+}
+
+}  // namespace
+}  // namespace descent::train

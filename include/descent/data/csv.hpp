@@ -6,6 +6,8 @@
 // Blank lines are skipped; a trailing "\r" (Windows line ends) is removed.
 #include <cstdint>
 #include <filesystem>
+#include <string>
+#include <string_view>
 
 #include "descent/data/dataset.hpp"
 
@@ -26,13 +28,22 @@ struct CsvOptions {
 // The result of read_csv: features [rows, columns - 1] and the label column.
 using Labeled = Dataset;
 
-// Reads a CSV file. Every row must have as many fields as the first row (header or data);
-// every feature field must parse completely as a finite number that fits float32 (NaN,
-// Inf, empty fields and trailing characters are errors); every label must be an integer
-// in [0, num_classes). There must be at least 2 columns and 1 data row.
-// Throws IoError (file missing or unreadable), ConfigError (bad options: label_column out
-// of range for the file's columns, negative num_classes, delimiter '"', '\n' or '\r') or
-// DataError naming the file, the 1-based line and column and what was expected.
+// Decodes CSV text held in memory; `source_name` starts every message. Every row must have
+// as many fields as the first row (header or data); every feature field must parse
+// completely as a finite number that fits float32 (NaN, Inf, empty fields and trailing
+// characters are errors); every label must be an integer in [0, num_classes) (in
+// [0, 2^31 - 1) when num_classes is 0, the class count then being max(label) + 1). There
+// must be at least 2 columns and 1 data row. A field quoted in a message is cut to 40 bytes,
+// non-printable bytes written as \xHH.
+// Throws ConfigError (bad options: label_column out of range for the text's columns,
+// negative num_classes, delimiter '"', '\n' or '\r') or DataError naming the 1-based line
+// and column and what was expected. Cost: O(text size); the output grows with the rows
+// actually parsed.
+Labeled decode_csv(std::string_view text, const std::string& source_name,
+                   const CsvOptions& options = {});
+
+// Reads the file at `path` and decodes it as decode_csv does (messages start with the path).
+// Throws IoError (file missing, not a regular file or unreadable), ConfigError or DataError.
 // Cost: the whole file is held in memory while parsing; O(file size).
 Labeled read_csv(const std::filesystem::path& path, const CsvOptions& options = {});
 

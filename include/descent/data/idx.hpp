@@ -10,26 +10,35 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "descent/data/array.hpp"
 
 namespace descent::data {
 
-// Reads an IDX file, plain or gzip-compressed (recognized by its magic bytes 1f 8b), and
-// converts its elements to float32 (int32 values beyond 2^24 and float64 values are rounded).
+// Decodes an IDX file held in memory, plain or gzip-compressed (recognized by its magic
+// bytes 1f 8b), and converts its elements to float32 (int32 values beyond 2^24 and float64
+// values are rounded). `source_name` starts every message.
 //
 // Validation, all before the output is allocated: the magic, 1 <= NDIM <= 4, the element
 // count (product of the dimensions, checked for int64 overflow) and the data byte count,
 // which must equal the bytes the file actually holds after the header: short data and
-// trailing bytes are both errors. A gzip file is decompressed as a stream into a buffer
-// that grows with the data actually produced and stops one byte past the size the header
-// announces, and a header announcing more than deflate can expand the compressed file to
-// (1032:1) is refused up front, so neither a lying header nor a gzip bomb can make the
-// reader allocate more than the data it really holds. Float elements must be finite.
+// trailing bytes are both errors. Gzip data is inflated into a buffer that grows with the
+// data actually produced and stops one byte past the size the header announces, and a
+// header announcing more than deflate can expand the compressed bytes to (1032:1) is refused
+// up front, so neither a lying header (10^12 elements in a few bytes) nor a gzip bomb can
+// make the reader allocate more than the data it really holds. A gzip file may hold several
+// members back to back; any other byte after the last member is an error, as is a member
+// that is cut short or fails its CRC-32. Float elements must be finite.
 //
-// Throws IoError (file missing or unreadable) or DataError (malformed content); every
-// message starts with the file's path. Cost: one pass over the file, O(elements) memory.
+// Throws DataError (malformed content); every message starts with `source_name`.
+// Cost: one pass over the bytes; O(elements) memory besides the input.
+Array decode_idx(std::string_view bytes, const std::string& source_name);
+
+// Reads the file at `path` and decodes it as decode_idx does (messages start with the path).
+// Throws IoError (file missing, not a regular file or unreadable) or DataError.
+// Cost: the whole file is held in memory while decoding.
 Array read_idx(const std::filesystem::path& path);
 
 // Integer class labels from an array with one value per row (shape [n] or [n, 1], e.g. an

@@ -173,6 +173,24 @@ struct EarlyStoppingConfig {
   bool operator==(const EarlyStoppingConfig&) const = default;
 };
 
+// Checkpoints (docs/reliability.md): the whole training state, written atomically into
+// <run folder>/checkpoints/ so that `descent resume` continues the run exactly.
+struct CheckpointConfig {
+  std::int64_t every_epochs = 1;  // >= 0; write one after every N epochs (0: not by epoch)
+  std::int64_t every_steps = 0;   // >= 0; write one after every N updates (0: not by step)
+  std::int64_t keep = 3;          // >= 1; the newest K are kept, older ones removed
+  bool operator==(const CheckpointConfig&) const = default;
+};
+// What to do when the loss or a gradient is NaN or infinite (caught before the update).
+struct DivergenceConfig {
+  // stop: end the run with an error naming the step and the first non-finite gradient;
+  // skip: drop the batch and go on; rollback: return to the last checkpoint and multiply the
+  // learning rate by lr_scale.
+  std::string policy = "stop";
+  double lr_scale = 0.5;          // rollback: in (0, 1)
+  std::int64_t max_events = 10;   // skip / rollback: stop after this many divergences; >= 1
+  bool operator==(const DivergenceConfig&) const = default;
+};
 struct TrainConfig {
   std::string name = "run";   // the run folder's name: not empty, no '/', not "." or ".."
   // The TOML value is an integer in [0, 2^63-1]. A larger seed is written as a string of
@@ -192,6 +210,8 @@ struct TrainConfig {
   AveragingConfig averaging;
   SamplerConfig sampler;
   EarlyStoppingConfig early_stopping;
+  CheckpointConfig checkpoint;
+  DivergenceConfig divergence;
   std::string source;  // the file name the config came from (not a TOML key)
 
   bool operator==(const TrainConfig&) const = default;
