@@ -20,6 +20,12 @@ struct TrainArgs {
 void add_train(CLI::App& app, TrainArgs& args);
 int run_train(const TrainArgs& args);
 
+struct ResumeArgs {
+  std::string run_dir;
+};
+void add_resume(CLI::App& app, ResumeArgs& args);
+int run_resume(const ResumeArgs& args);
+
 struct EvalArgs {
   std::string model;
   std::string config;

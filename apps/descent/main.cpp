@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(0, 1);
   descent::cli::TrainArgs train_args;
   descent::cli::add_train(app, train_args);
+  descent::cli::ResumeArgs resume_args;
+  descent::cli::add_resume(app, resume_args);
   descent::cli::EvalArgs eval_args;
   descent::cli::add_eval(app, eval_args);
   descent::cli::OptimizeArgs optimize_args;
@@ -25,6 +27,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (app.got_subcommand("train")) return descent::cli::run_train(train_args);
+    if (app.got_subcommand("resume")) return descent::cli::run_resume(resume_args);
     if (app.got_subcommand("eval")) return descent::cli::run_eval(eval_args);
     if (app.got_subcommand("optimize")) return descent::cli::run_optimize(optimize_args);
     std::cout << app.help();

@@ -1,4 +1,6 @@
 // descent train CONFIG.toml [--set key=value ...] [--out DIR] [--name NAME]
+// descent resume RUN_DIR
+#include <csignal>
 #include <iomanip>
 #include <iostream>
 
@@ -6,6 +8,43 @@
 #include "descent/train/trainer.hpp"
 
 namespace descent::cli {
+namespace {
+
+extern "C" void on_stop_signal(int signal) { train::request_stop(signal); }
+
+// SIGINT and SIGTERM ask the loop to stop after its current update and write a checkpoint;
+// a second signal while that happens is left to the handler too (the checkpoint is atomic).
+void install_stop_handlers() {
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = 0;
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
+
+int report(const train::RunResult& r) {
+  std::cout << std::fixed << std::setprecision(2) << "test accuracy " << 100.0 * (1.0 - r.test.error) << "% (0-1 error "
+            << 100.0 * r.test.error << "%, loss " << std::setprecision(4) << r.test.loss << ")  best epoch "
+            << r.best_epoch << " of " << r.epochs_run << (r.stopped_early ? " (stopped early)" : "") << "  |g| at stop "
+            << std::setprecision(3) << r.grad_norm_at_stop << "  " << std::setprecision(1) << r.wall_seconds << " s  "
+            << r.run_dir.string() << "\n";
+  return 0;
+}
+
+// Runs `body`; an interruption is reported on stderr with exit status 128 + the signal.
+template <class F>
+int interruptible(F body) {
+  install_stop_handlers();
+  try {
+    return report(body());
+  } catch (const train::Interrupted& e) {
+    std::cerr << "descent: " << e.what() << "\n";
+    return 128 + e.signal();
+  }
+}
+
+}  // namespace
 
 void add_train(CLI::App& app, TrainArgs& args) {
   CLI::App* cmd = app.add_subcommand("train", "Train a model from a config file and write its run folder");
@@ -20,13 +59,17 @@ int run_train(const TrainArgs& args) {
   if (!args.out.empty()) overrides.push_back("out_dir=\"" + args.out + "\"");
   if (!args.name.empty()) overrides.push_back("name=\"" + args.name + "\"");
   const train::TrainConfig config = train::load_train_config(args.config, overrides);
-  const train::RunResult r = train::run(config, &std::cerr);
-  std::cout << std::fixed << std::setprecision(2) << "test accuracy " << 100.0 * (1.0 - r.test.error) << "% (0-1 error "
-            << 100.0 * r.test.error << "%, loss " << std::setprecision(4) << r.test.loss << ")  best epoch "
-            << r.best_epoch << " of " << r.epochs_run << (r.stopped_early ? " (stopped early)" : "") << "  |g| at stop "
-            << std::setprecision(3) << r.grad_norm_at_stop << "  " << std::setprecision(1) << r.wall_seconds << " s  "
-            << r.run_dir.string() << "\n";
-  return 0;
+  return interruptible([&] { return train::run(config, &std::cerr); });
+}
+
+void add_resume(CLI::App& app, ResumeArgs& args) {
+  CLI::App* cmd = app.add_subcommand(
+      "resume", "Continue a run from the newest valid checkpoint in its folder (see docs/reliability.md)");
+  cmd->add_option("run_dir", args.run_dir, "The run folder (holds config.toml, metrics.jsonl, checkpoints/)")->required();
+}
+
+int run_resume(const ResumeArgs& args) {
+  return interruptible([&] { return train::resume(args.run_dir, &std::cerr); });
 }
 
 }  // namespace descent::cli

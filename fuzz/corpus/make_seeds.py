@@ -157,6 +157,48 @@ put("safetensors", "not-object.safetensors", st('[1,2]', b""))
 put("safetensors", "metadata-not-strings.safetensors", st({"__metadata__": {"k": 1}}))
 put("safetensors", "unknown-dtype.safetensors", st({"x": {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}}, bytes(8)))
 
+
+# ---- checkpoint (src/train/checkpoint.cpp) -------------------------------------------------
+def ckpt(tensors, step=3, state=None, config='name = "x"\n', damage=None):
+    """A descent checkpoint: safetensors with format/step/state/config metadata and the
+    CRC-32 of every tensor (name, dtype, dims, bytes) and every other metadata entry."""
+    import zlib
+    meta = {"config": config, "format": "descent-checkpoint/1",
+            "state": json.dumps(state if state is not None else {"loop": {"k": step}}, separators=(",", ":")),
+            "step": str(step)}
+    crc = 0
+    def add(b):
+        nonlocal crc
+        crc = zlib.crc32(b, crc)
+    header, data = {}, b""
+    for name, dtype, payload in tensors:
+        size = {"F32": 4, "F64": 8, "I32": 4}[dtype]
+        n = len(payload) // size
+        for text in (name, dtype, str(n)):
+            add(text.encode() + b"\0")
+        add(payload)
+        header[name] = {"dtype": dtype, "shape": [n], "data_offsets": [len(data), len(data) + len(payload)]}
+        data += payload
+    for key in sorted(meta):
+        add(key.encode() + b"\0")
+        add(meta[key].encode() + b"\0")
+    meta["checksum"] = "%08x" % crc if damage is None else damage
+    return st({"__metadata__": meta, **header}, data)
+
+
+params = struct.pack("<3f", 1.0, -2.5, 3.25)
+put("checkpoint", "small.ckpt", ckpt([("params", "F32", params), ("best", "F32", params),
+                                     ("optimizer.0", "F64", struct.pack("<2d", 0.5, -1e-300)),
+                                     ("labels", "I32", struct.pack("<2i", 7, -1))]))
+put("checkpoint", "no-tensors.ckpt", ckpt([], step=0))
+put("checkpoint", "bad-checksum.ckpt", ckpt([("params", "F32", params)], damage="00000000"))
+put("checkpoint", "state-not-object.ckpt", ckpt([("params", "F32", params)], state=[1, 2]))
+put("checkpoint", "f16-tensor.ckpt", st({"__metadata__": {"format": "descent-checkpoint/1", "step": "1",
+                                                          "state": "{}", "config": "", "checksum": "0"},
+                                         "x": {"dtype": "F16", "shape": [1], "data_offsets": [0, 2]}}, b"\0\0"))
+put("checkpoint", "foreign.ckpt", st({"__metadata__": {"format": "pt"}}))
+put("checkpoint", "truncated.ckpt", ckpt([("params", "F32", params)])[:-5])
+
 # ---- config (TOML) ------------------------------------------------------------------------
 for name in sorted(os.listdir(os.path.join(ROOT, "examples"))):
     if name.endswith(".toml"):

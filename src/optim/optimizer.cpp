@@ -188,6 +188,9 @@ class ChainOptimizer final : public Optimizer {
     });
   }
 
+  bool has_interim() const override { return interim_; }
+  void discard_prepared() override { prepared_k_ = -1; }
+
   void step(ParameterArena& arena, std::int64_t k) override {
     ensure_init(arena);
     if (interim_ && prepared_k_ != k) {

@@ -5,6 +5,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <bit>
+#include <csignal>
+#include <limits>
+#include <optional>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -28,6 +33,7 @@
 #include "descent/nn/normalization.hpp"
 #include "descent/nn/recurrent.hpp"
 #include "descent/optim/optimizer.hpp"
+#include "descent/train/checkpoint.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
 
@@ -40,10 +46,23 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 DType model_dtype(const std::string& name) { return name == "f64" ? DType::f64 : DType::f32; }
 
-std::int32_t max_label_plus_one(const data::Array& a, const data::Array& b) {
+// The number of classes of integer labels 0..C-1: the largest label + 1. A label of a million
+// or more is refused (a classifier with that many outputs is not what the file meant), before
+// the float-to-int conversion could overflow.
+std::int32_t max_label_plus_one(const data::Array& a, const std::string& a_source, const data::Array& b,
+                                const std::string& b_source) {
+  constexpr double kMaxClasses = 1'000'000;
   double m = 0.0;
-  for (float v : a.values) m = std::max(m, static_cast<double>(v));
-  for (float v : b.values) m = std::max(m, static_cast<double>(v));
+  for (const auto& [array, source] : {std::pair{&a, &a_source}, std::pair{&b, &b_source}}) {
+    for (const float v : array->values) {
+      if (!(static_cast<double>(v) < kMaxClasses)) {
+        std::ostringstream text;
+        text << v;
+        throw DataError(*source + ": label " + text.str() + " is not a class index below 1000000");
+      }
+      m = std::max(m, static_cast<double>(v));
+    }
+  }
   return static_cast<std::int32_t>(m) + 1;
 }
 
@@ -61,7 +80,7 @@ data::TrainTest read_files(const DataConfig& c) {
   auto read = [&](const std::string& path) { return c.format == "idx" ? data::read_idx(path) : data::read_npy(path); };
   data::Array train_x = read(c.train_features), train_y = read(c.train_labels);
   data::Array test_x = read(c.test_features), test_y = read(c.test_labels);
-  const std::int32_t classes = max_label_plus_one(train_y, test_y);
+  const std::int32_t classes = max_label_plus_one(train_y, c.train_labels, test_y, c.test_labels);
   return {data::make_dataset(std::move(train_x), train_y, classes, c.train_labels),
           data::make_dataset(std::move(test_x), test_y, classes, c.test_labels)};
 }
@@ -126,8 +145,12 @@ optim::OptimizerSpec optimizer_spec(const TrainConfig& c) {
   return spec;
 }
 
-std::shared_ptr<optim::Schedule> make_schedule(const TrainConfig& c, double lr, std::int64_t total_steps) {
-  const ScheduleConfig& s = c.schedule;
+// lr_scale multiplies every rate of the schedule (a rollback after divergence lowers it).
+std::shared_ptr<optim::Schedule> make_schedule(const TrainConfig& c, double lr, std::int64_t total_steps,
+                                               double lr_scale) {
+  ScheduleConfig s = c.schedule;
+  lr *= lr_scale;
+  if (s.lr_end >= 0) s.lr_end *= lr_scale;
   const std::int64_t tau = s.tau > 0 ? s.tau : std::max<std::int64_t>(1, total_steps);
   const double floor = s.lr_end < 0 ? 0.0 : s.lr_end;
   if (s.name == "linear") return optim::linear_decay(lr, s.lr_end < 0 ? lr / 100.0 : s.lr_end, tau);
@@ -141,9 +164,9 @@ std::shared_ptr<optim::Schedule> make_schedule(const TrainConfig& c, double lr, 
   return optim::constant(lr);
 }
 
-std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, std::int64_t total_steps) {
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, std::int64_t total_steps, double lr_scale) {
   const optim::OptimizerSpec spec = optimizer_spec(c);
-  return optim::make_optimizer(spec, make_schedule(c, optim::default_learning_rate(spec), total_steps));
+  return optim::make_optimizer(spec, make_schedule(c, optim::default_learning_rate(spec), total_steps, lr_scale));
 }
 
 // The progress display: a bar redrawn in place on a terminal, one line per epoch otherwise.
@@ -418,184 +441,564 @@ Evaluation evaluate(Model& model, const Split& split, std::int64_t batch, std::v
   return e;
 }
 
-RunResult run(const TrainConfig& config, std::ostream* log) {
-  const auto t0 = Clock::now();
-  if (config.threads > 0) set_num_threads(config.threads);
-  RunResult result;
-  Data data = load_data(config);
-  Model model;
-  try {
-    model = build_model(config.model, data.dim, data.num_classes, config.seed);
-  } catch (const ConfigError& e) {
-    throw ConfigError(config.source + ": " + e.what());
+namespace {
+
+std::atomic<int> g_stop_signal{0};
+
+// Doubles go into the checkpoint's JSON as their bit patterns: exact, and infinities too.
+std::uint64_t bits(double v) { return std::bit_cast<std::uint64_t>(v); }
+double from_bits(const nlohmann::json& j) { return std::bit_cast<double>(j.get<std::uint64_t>()); }
+
+const char* signal_name(int signal) {
+  switch (signal) {
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    default: return "a signal";
   }
-  initialize_model(model, config);
-  // The run folder is made only once the data and the model are known to be good.
-  result.run_dir = std::filesystem::path(config.out_dir) / config.name;
-  std::error_code ec;
-  std::filesystem::create_directories(result.run_dir, ec);
-  if (ec) throw IoError(result.run_dir.string() + ": cannot create the run folder: " + ec.message());
-  io::write_file_atomic(result.run_dir / "config.toml", to_toml(config));
-  ParameterArena& arena = *model.arena;
+}
 
-  data::SamplerOptions so;
-  so.kind = data::parse_sampler_kind(config.sampler.kind);
-  so.batch_size = config.sampler.batch_size;
-  so.drop_last = config.sampler.drop_last;
-  so.seed = config.seed + 1;  // a stream of its own, independent of the initialization's
-  data::Sampler sampler(data.train.size(), so);
-  const std::int64_t steps_per_epoch = sampler.batches_per_epoch();
-  check_batch_norm_batches(*model.net, config, data.train.size());
-  auto optimizer = make_optimizer(config, steps_per_epoch * config.epochs);
+// Everything of a run that is not a tensor and changes as it trains: with the parameters,
+// the optimizer's, sampler's and dropout generators' states it decides the rest of the run.
+struct LoopState {
+  std::int64_t k = 0;      // updates done
+  std::int64_t epoch = 1;  // the epoch in progress (or next to start)
+  bool finished = false;   // the training loop is over; only the final evaluation is left
+  // The epoch in progress.
+  std::int64_t epoch_steps = 0, epoch_examples = 0;
+  double grad_norm_sum = 0, running_loss = 0, running_correct = 0, running_seen = 0;
+  double epoch_seconds = 0;  // spent in this epoch by earlier processes
+  double wall_seconds = 0;   // spent by earlier processes
+  // Divergence handling.
+  double lr_scale = 1.0;
+  std::int64_t divergences = 0;
+  // Early stopping and the result so far.
+  double stop_best = std::numeric_limits<double>::infinity();
+  std::int64_t stop_best_epoch = 0, stop_bad_epochs = 0;
+  std::int64_t epochs_run = 0, best_epoch = 0;
+  bool stopped_early = false;
+  double best_validation_error = 0, best_validation_loss = 0, grad_norm_at_stop = 0;
 
-  io::JsonLinesWriter metrics(result.run_dir / "metrics.jsonl");
-  Progress progress(log, config.progress, config.epochs, steps_per_epoch);
-  progress.line("descent: " + std::to_string(data.train.size()) + " train / " + std::to_string(data.validation.size()) +
-                " validation / " + std::to_string(data.test.size()) + " test examples; " + model.net->describe() + ", " +
-                std::to_string(arena.size()) + " parameters; " + optimizer->describe());
+  nlohmann::json to_json() const {
+    return {{"k", k},
+            {"epoch", epoch},
+            {"finished", finished},
+            {"epoch_steps", epoch_steps},
+            {"epoch_examples", epoch_examples},
+            {"grad_norm_sum", bits(grad_norm_sum)},
+            {"running_loss", bits(running_loss)},
+            {"running_correct", bits(running_correct)},
+            {"running_seen", bits(running_seen)},
+            {"epoch_seconds", bits(epoch_seconds)},
+            {"wall_seconds", bits(wall_seconds)},
+            {"lr_scale", bits(lr_scale)},
+            {"divergences", divergences},
+            {"stop_best", bits(stop_best)},
+            {"stop_best_epoch", stop_best_epoch},
+            {"stop_bad_epochs", stop_bad_epochs},
+            {"epochs_run", epochs_run},
+            {"best_epoch", best_epoch},
+            {"stopped_early", stopped_early},
+            {"best_validation_error", bits(best_validation_error)},
+            {"best_validation_loss", bits(best_validation_loss)},
+            {"grad_norm_at_stop", bits(grad_norm_at_stop)}};
+  }
 
-  const bool use_val = data.validation.size() > 0;
-  const bool watch_loss = config.early_stopping.monitor == "val_loss";
-  // The best parameters so far, with the buffers (running statistics) that go with them.
-  Tensor best = arena.values().clone();
-  Tensor best_buffers = arena.buffer_size() > 0 ? arena.buffers().clone() : Tensor();
-  EarlyStopping stopper(config.early_stopping.patience, config.early_stopping.min_delta, config.early_stopping.enabled);
-  std::int64_t k = 0;
-  std::vector<std::int64_t> idx;
-  Tensor bx, by;
-  autodiff::Tape tape;
+  static LoopState from_json(const nlohmann::json& j) {
+    LoopState s;
+    s.k = j.at("k").get<std::int64_t>();
+    s.epoch = j.at("epoch").get<std::int64_t>();
+    s.finished = j.at("finished").get<bool>();
+    s.epoch_steps = j.at("epoch_steps").get<std::int64_t>();
+    s.epoch_examples = j.at("epoch_examples").get<std::int64_t>();
+    s.grad_norm_sum = from_bits(j.at("grad_norm_sum"));
+    s.running_loss = from_bits(j.at("running_loss"));
+    s.running_correct = from_bits(j.at("running_correct"));
+    s.running_seen = from_bits(j.at("running_seen"));
+    s.epoch_seconds = from_bits(j.at("epoch_seconds"));
+    s.wall_seconds = from_bits(j.at("wall_seconds"));
+    s.lr_scale = from_bits(j.at("lr_scale"));
+    s.divergences = j.at("divergences").get<std::int64_t>();
+    s.stop_best = from_bits(j.at("stop_best"));
+    s.stop_best_epoch = j.at("stop_best_epoch").get<std::int64_t>();
+    s.stop_bad_epochs = j.at("stop_bad_epochs").get<std::int64_t>();
+    s.epochs_run = j.at("epochs_run").get<std::int64_t>();
+    s.best_epoch = j.at("best_epoch").get<std::int64_t>();
+    s.stopped_early = j.at("stopped_early").get<bool>();
+    s.best_validation_error = from_bits(j.at("best_validation_error"));
+    s.best_validation_loss = from_bits(j.at("best_validation_loss"));
+    s.grad_norm_at_stop = from_bits(j.at("grad_norm_at_stop"));
+    if (s.k < 0 || s.epoch < 1 || s.epoch_steps < 0 || !(s.lr_scale > 0)) throw DataError("inconsistent counters");
+    return s;
+  }
+};
 
-  // Polyak averaging: evaluation (and the kept weights) use the averaged iterate.
-  Tensor iterate;
-  const auto use_average = [&] {
-    const Tensor avg = optimizer->averaged();
-    if (!avg.defined()) return false;
-    iterate = arena.values().clone();
-    arena.values().copy_from(avg);
+// One training run, fresh or resumed from a checkpoint.
+class Session {
+ public:
+  Session(const TrainConfig& config, std::ostream* log, std::filesystem::path run_dir, const Checkpoint* from)
+      : config_(config), t0_(Clock::now()), progress_(log, config.progress, config.epochs, 1) {
+    if (config_.threads > 0) set_num_threads(config_.threads);
+    result_.run_dir = std::move(run_dir);
+    ckpt_dir_ = result_.run_dir / "checkpoints";
+    data_ = load_data(config_);
+    try {
+      model_ = build_model(config_.model, data_.dim, data_.num_classes, config_.seed);
+    } catch (const ConfigError& e) {
+      throw ConfigError(config_.source + ": " + e.what());
+    }
+    initialize_model(model_, config_);
+    data::SamplerOptions so;
+    so.kind = data::parse_sampler_kind(config_.sampler.kind);
+    so.batch_size = config_.sampler.batch_size;
+    so.drop_last = config_.sampler.drop_last;
+    so.seed = config_.seed + 1;  // a stream of its own, independent of the initialization's
+    sampler_ = std::make_unique<data::Sampler>(data_.train.size(), so);
+    steps_per_epoch_ = sampler_->batches_per_epoch();
+    check_batch_norm_batches(*model_.net, config_, data_.train.size());
+    progress_ = Progress(log, config_.progress, config_.epochs, steps_per_epoch_);
+    ParameterArena& arena = *model_.arena;
+    best_ = arena.values().clone();
+    best_buffers_ = arena.buffer_size() > 0 ? arena.buffers().clone() : Tensor();
+    // The run folder is made only once the data and the model are known to be good.
+    std::error_code ec;
+    std::filesystem::create_directories(result_.run_dir, ec);
+    if (ec) throw IoError(result_.run_dir.string() + ": cannot create the run folder: " + ec.message());
+    const std::filesystem::path metrics_path = result_.run_dir / "metrics.jsonl";
+    if (from == nullptr) {
+      io::write_file_atomic(result_.run_dir / "config.toml", to_toml(config_));
+      optimizer_ = make_optimizer(config_, steps_per_epoch_ * config_.epochs, 1.0);
+      metrics_ = std::make_unique<io::JsonLinesWriter>(metrics_path);
+    } else {
+      restore(*from, metrics_path);
+    }
+    progress_.line(std::string(from != nullptr ? "descent: resuming " + result_.run_dir.string() + " at step " +
+                                                     std::to_string(state_.k) + " (epoch " +
+                                                     std::to_string(state_.epoch) + ")\n"
+                                               : "") +
+                   "descent: " + std::to_string(data_.train.size()) + " train / " +
+                   std::to_string(data_.validation.size()) + " validation / " + std::to_string(data_.test.size()) +
+                   " test examples; " + model_.net->describe() + ", " + std::to_string(arena.size()) +
+                   " parameters; " + optimizer_->describe());
+    if (from == nullptr) save_checkpoint();  // step 0: a resume or a rollback always has a start
+  }
+
+  RunResult go() {
+    while (!state_.finished) {
+      if (state_.epoch > config_.epochs || sampler_->exhausted()) {
+        finish_loop();
+        break;
+      }
+      if (!run_epoch()) continue;  // rolled back: start again from the checkpoint's position
+      end_epoch();
+    }
+    return final_evaluation();
+  }
+
+ private:
+  // ---- checkpoints -------------------------------------------------------------------
+
+  Checkpoint snapshot() {
+    ParameterArena& arena = *model_.arena;
+    Checkpoint c;
+    c.step = state_.k;
+    c.config_toml = to_toml(config_);
+    c.tensors.emplace_back("params", arena.values().clone());
+    c.tensors.emplace_back("best", best_.clone());
+    if (best_buffers_.defined()) {
+      c.tensors.emplace_back("buffers", arena.buffers().clone());
+      c.tensors.emplace_back("best_buffers", best_buffers_.clone());
+    }
+    nlohmann::json state = {{"loop", state_.to_json()}, {"sampler", sampler_->save_state()}};
+    nlohmann::json dropout = nlohmann::json::array();
+    for (std::size_t i = 0; i < model_.net->size(); ++i) {
+      if (auto* d = dynamic_cast<nn::Dropout*>(&model_.net->at(i))) dropout.push_back(d->rng_state());
+    }
+    state["dropout"] = dropout;
+    if (state_.k > 0) {  // before the first update the optimizer holds nothing yet
+      const optim::OptimizerState o = optimizer_->save_state();
+      nlohmann::json schedules = nlohmann::json::array();
+      for (const auto& sc : o.schedules) {
+        nlohmann::json values = nlohmann::json::array();
+        for (const double v : sc) values.push_back(bits(v));
+        schedules.push_back(values);
+      }
+      state["optimizer"] = {{"names", o.names},
+                            {"counter_names", o.counter_names},
+                            {"counters", o.counters},
+                            {"schedules", schedules}};
+      for (std::size_t i = 0; i < o.tensors.size(); ++i) {
+        c.tensors.emplace_back("optimizer." + std::to_string(i), o.tensors[i]);
+      }
+    }
+    metrics_->flush();
+    std::error_code ec;
+    const auto bytes = std::filesystem::file_size(metrics_->path(), ec);
+    if (ec) throw IoError(metrics_->path().string() + ": cannot read its size: " + ec.message());
+    state["metrics_bytes"] = bytes;
+    c.state = std::move(state);
+    return c;
+  }
+
+  void save_checkpoint() {
+    state_.wall_seconds += seconds_since(t0_);
+    state_.epoch_seconds += seconds_since(epoch_t0_);
+    t0_ = epoch_t0_ = Clock::now();
+    const Checkpoint c = snapshot();
+    last_checkpoint_ = write_checkpoint(ckpt_dir_, c, config_.checkpoint.keep);
+    saved_at_ = state_.k;
+  }
+
+  // Puts the run back in the state of `c`: parameters, buffers, best copies, optimizer
+  // (rebuilt for the checkpoint's learning-rate scale), sampler, dropout generators, counters;
+  // metrics.jsonl is cut back to what it held then and reopened for appending.
+  void restore(const Checkpoint& c, const std::filesystem::path metrics_path) {  // a copy: metrics_ is reset below
+    const std::string source = last_source_.empty() ? result_.run_dir.string() : last_source_;
+    ParameterArena& arena = *model_.arena;
+    try {
+      state_ = LoopState::from_json(c.state.at("loop"));
+      arena.values().copy_from(c.tensor("params", arena.values(), source));
+      best_.copy_from(c.tensor("best", best_, source));
+      if (best_buffers_.defined()) {
+        arena.buffers().copy_from(c.tensor("buffers", arena.buffers(), source));
+        best_buffers_.copy_from(c.tensor("best_buffers", best_buffers_, source));
+      }
+      sampler_->load_state(c.state.at("sampler").get<std::string>());
+      const nlohmann::json& dropout = c.state.at("dropout");
+      std::size_t next = 0;
+      for (std::size_t i = 0; i < model_.net->size(); ++i) {
+        if (auto* d = dynamic_cast<nn::Dropout*>(&model_.net->at(i))) {
+          if (next >= dropout.size()) throw DataError("fewer dropout generator states than dropout layers");
+          d->set_rng_state(dropout.at(next++).get<std::string>());
+        }
+      }
+      optimizer_ = make_optimizer(config_, steps_per_epoch_ * config_.epochs, state_.lr_scale);
+      if (c.state.contains("optimizer")) {
+        const nlohmann::json& o = c.state.at("optimizer");
+        optim::OptimizerState os;
+        os.names = o.at("names").get<std::vector<std::string>>();
+        os.counter_names = o.at("counter_names").get<std::vector<std::string>>();
+        os.counters = o.at("counters").get<std::vector<std::int64_t>>();
+        for (const auto& sc : o.at("schedules")) {
+          std::vector<double> values;
+          for (const auto& v : sc) values.push_back(from_bits(v));
+          os.schedules.push_back(std::move(values));
+        }
+        for (std::size_t i = 0; i < os.names.size(); ++i) {
+          os.tensors.push_back(c.tensor("optimizer." + std::to_string(i), arena.values(), source));
+        }
+        optimizer_->load_state(arena, os);
+      }
+      stopper_.restore(state_.stop_best, state_.stop_best_epoch, state_.stop_bad_epochs);
+      const auto bytes = c.state.at("metrics_bytes").get<std::uintmax_t>();
+      metrics_.reset();
+      std::error_code ec;
+      std::filesystem::resize_file(metrics_path, bytes, ec);
+      if (ec) throw IoError(metrics_path.string() + ": cannot cut it back to the checkpoint's " + std::to_string(bytes) +
+                            " bytes: " + ec.message());
+      metrics_ = std::make_unique<io::JsonLinesWriter>(metrics_path, /*append=*/true);
+    } catch (const nlohmann::json::exception& e) {
+      throw DataError(source + ": checkpoint state: " + e.what());
+    } catch (const DataError& e) {
+      const std::string what = e.what();
+      throw DataError(what.starts_with(source) ? what : source + ": " + what);
+    }
+    t0_ = epoch_t0_ = Clock::now();
+    saved_at_ = state_.k;
+  }
+
+  // ---- the loop ----------------------------------------------------------------------
+
+  // Trains the rest of the epoch in progress. Returns false when a divergence rolled the run
+  // back to a checkpoint (the epoch loop starts again from there).
+  bool run_epoch() {
+    ParameterArena& arena = *model_.arena;
+    epoch_t0_ = Clock::now();
+    while (sampler_->next(idx_)) {
+      gather(data_.train, idx_, bx_, by_);
+      tape_.clear();
+      arena.zero_grad();
+      const bool keep_iterate = config_.divergence.policy == "skip" && optimizer_->has_interim();
+      if (keep_iterate) before_prepare_ = arena.values().clone();
+      optimizer_->prepare(arena, state_.k);
+      autodiff::Var logits = model_.net->forward(tape_, tape_.constant(bx_));
+      autodiff::Var loss = loss::cross_entropy(logits, by_);
+      tape_.backward(loss);
+      const double loss_value = loss.value().item();
+      const double grad_norm = std::sqrt(kernels::sum_squares(arena.grads()));
+      if (!std::isfinite(loss_value) || !std::isfinite(grad_norm)) {
+        if (!diverged(loss_value, keep_iterate)) return false;
+        continue;  // skipped
+      }
+      const double lr = optimizer_->learning_rate(state_.k);
+      optimizer_->step(arena, state_.k);
+      metrics_->write({{"kind", "step"},
+                       {"step", state_.k},
+                       {"epoch", state_.epoch},
+                       {"loss", loss_value},
+                       {"grad_norm", grad_norm},
+                       {"lr", lr},
+                       {"wall_s", wall()}});
+      ++state_.k;
+      if (config_.eval_every_steps > 0 && state_.k % config_.eval_every_steps == 0) eval_step_record();
+      ++state_.epoch_steps;
+      state_.epoch_examples += by_.numel();
+      state_.grad_norm_sum += grad_norm;
+      const auto b = static_cast<double>(by_.numel());
+      state_.running_loss += loss_value * b;
+      state_.running_correct += b - static_cast<double>(loss::count_errors(logits.value(), by_));
+      state_.running_seen += b;
+      progress_.step(state_.epoch, sampler_->position(), state_.running_loss / state_.running_seen,
+                     state_.running_correct / state_.running_seen);
+      const std::int64_t every = config_.checkpoint.every_steps;
+      if (every > 0 && state_.k % every == 0) save_checkpoint();
+      check_stop_request();
+    }
     return true;
-  };
-  auto eval_record = [&](std::int64_t epoch, double epoch_seconds, std::int64_t epoch_examples, double grad_norm_mean) {
-    const Evaluation tr = evaluate(model, data.train);
-    const Evaluation va = evaluate(model, data.validation);
-    nlohmann::json r = {{"kind", "epoch"},           {"epoch", epoch},
-                        {"step", k},                 {"train_loss", tr.loss},
-                        {"train_error", tr.error},   {"lr", optimizer->learning_rate(k)},
+  }
+
+  // A non-finite loss or gradient at update k, caught before the parameters changed. Returns
+  // true when the batch is skipped, false after a rollback; throws for "stop" and past
+  // divergence.max_events.
+  bool diverged(double loss_value, bool keep_iterate) {
+    ParameterArena& arena = *model_.arena;
+    const DivergenceConfig& d = config_.divergence;
+    const std::string what = "training diverged at step " + std::to_string(state_.k) + " (epoch " +
+                             std::to_string(state_.epoch) + "): loss " + std::to_string(loss_value) +
+                             ", first non-finite gradient in '" + first_non_finite_gradient(arena) + "'";
+    ++state_.divergences;
+    if (d.policy == "stop") throw NumericError(what + "; the parameters were not updated");
+    if (state_.divergences > d.max_events) {
+      throw NumericError(what + "; this is divergence " + std::to_string(state_.divergences) +
+                         ", more than divergence.max_events = " + std::to_string(d.max_events) + " (policy " +
+                         d.policy + "); the parameters were not updated");
+    }
+    if (d.policy == "skip") {
+      if (keep_iterate) {
+        arena.values().copy_from(before_prepare_);
+        optimizer_->discard_prepared();
+      }
+      metrics_->write({{"kind", "divergence"}, {"step", state_.k}, {"epoch", state_.epoch}, {"policy", "skip"},
+                       {"loss", loss_value}, {"wall_s", wall()}});
+      progress_.line(what + "; batch skipped");
+      return true;
+    }
+    // rollback
+    std::vector<std::string> warnings;
+    const std::optional<Checkpoint> c = load_latest_checkpoint(ckpt_dir_, &warnings);
+    for (const std::string& w : warnings) progress_.line("descent: warning: " + w);
+    if (!c) throw NumericError(what + "; no checkpoint in " + ckpt_dir_.string() + " to roll back to");
+    const double scale = state_.lr_scale * d.lr_scale;
+    const std::int64_t events = state_.divergences;
+    const double wall_so_far = state_.wall_seconds + seconds_since(t0_);
+    LoopState loop = LoopState::from_json(c->state.at("loop"));
+    loop.lr_scale = scale;  // the optimizer is rebuilt with it by restore()
+    Checkpoint scaled = *c;
+    scaled.state["loop"] = loop.to_json();
+    restore(scaled, metrics_->path());
+    state_.divergences = events;
+    state_.wall_seconds = wall_so_far;
+    metrics_->write({{"kind", "divergence"}, {"step", state_.k}, {"epoch", state_.epoch}, {"policy", "rollback"},
+                     {"loss", loss_value}, {"lr_scale", scale}, {"wall_s", wall()}});
+    progress_.line(what + "; rolled back to step " + std::to_string(state_.k) + ", learning rate scaled to " +
+                   std::to_string(scale) + " of the configured one");
+    save_checkpoint();  // the new scale survives a crash from here on
+    return false;
+  }
+
+  void eval_step_record() {
+    const Evaluation tr = evaluate(model_, data_.train);
+    nlohmann::json r = {{"kind", "eval"},        {"step", state_.k},         {"epoch", state_.epoch},
+                        {"train_loss", tr.loss}, {"train_error", tr.error}, {"wall_s", wall()}};
+    if (data_.validation.size() > 0) {
+      const Evaluation va = evaluate(model_, data_.validation);
+      r["val_loss"] = va.loss;
+      r["val_error"] = va.error;
+    }
+    metrics_->write(r);
+  }
+
+  void end_epoch() {
+    ParameterArena& arena = *model_.arena;
+    if (state_.epoch_steps == 0) {
+      finish_loop();
+      return;
+    }
+    const std::int64_t epoch = state_.epoch;
+    const double epoch_seconds = state_.epoch_seconds + seconds_since(epoch_t0_);
+    const double grad_norm_mean = state_.grad_norm_sum / static_cast<double>(state_.epoch_steps);
+    // Polyak averaging: evaluation (and the kept weights) use the averaged iterate.
+    Tensor iterate;
+    const Tensor avg = optimizer_->averaged();
+    if (avg.defined()) {
+      iterate = arena.values().clone();
+      arena.values().copy_from(avg);
+    }
+    const bool use_val = data_.validation.size() > 0;
+    const Evaluation tr = evaluate(model_, data_.train);
+    const Evaluation va = evaluate(model_, data_.validation);
+    const double rate = epoch_seconds > 0 ? static_cast<double>(state_.epoch_examples) / epoch_seconds : 0.0;
+    nlohmann::json r = {{"kind", "epoch"},
+                        {"epoch", epoch},
+                        {"step", state_.k},
+                        {"train_loss", tr.loss},
+                        {"train_error", tr.error},
+                        {"lr", optimizer_->learning_rate(state_.k)},
                         {"grad_norm_mean", grad_norm_mean},
-                        {"clip_count", optimizer->clip_count()},
-                        {"examples_per_s", epoch_seconds > 0 ? epoch_examples / epoch_seconds : 0.0},
-                        {"wall_s", seconds_since(t0)}};
+                        {"clip_count", optimizer_->clip_count()},
+                        {"examples_per_s", rate},
+                        {"wall_s", wall()}};
     if (use_val) {
       r["val_loss"] = va.loss;
       r["val_error"] = va.error;
     }
-    metrics.write(r);
+    metrics_->write(r);
     std::ostringstream line;
-    line << std::fixed << "epoch " << epoch << "/" << config.epochs << "  train loss " << std::setprecision(4) << tr.loss
+    line << std::fixed << "epoch " << epoch << "/" << config_.epochs << "  train loss " << std::setprecision(4) << tr.loss
          << " error " << std::setprecision(2) << 100 * tr.error << "%";
     if (use_val) line << "  val loss " << std::setprecision(4) << va.loss << " error " << std::setprecision(2) << 100 * va.error << "%";
-    line << "  |g| " << std::setprecision(3) << grad_norm_mean << "  " << std::setprecision(0)
-         << (epoch_seconds > 0 ? epoch_examples / epoch_seconds : 0.0) << " ex/s";
-    progress.line(line.str());
-    return std::pair<Evaluation, Evaluation>{tr, va};
-  };
+    line << "  |g| " << std::setprecision(3) << grad_norm_mean << "  " << std::setprecision(0) << rate << " ex/s";
+    progress_.line(line.str());
 
-  for (std::int64_t epoch = 1; epoch <= config.epochs && !sampler.exhausted(); ++epoch) {
-    const auto e0 = Clock::now();
-    double grad_norm_sum = 0.0, running_loss = 0.0, running_correct = 0.0, running_seen = 0.0;
-    std::int64_t epoch_steps = 0, epoch_examples = 0;
-    while (sampler.next(idx)) {
-      gather(data.train, idx, bx, by);
-      tape.clear();
-      arena.zero_grad();
-      optimizer->prepare(arena, k);
-      autodiff::Var logits = model.net->forward(tape, tape.constant(bx));
-      autodiff::Var loss = loss::cross_entropy(logits, by);
-      tape.backward(loss);
-      const double loss_value = loss.value().item();
-      const double grad_norm = std::sqrt(kernels::sum_squares(arena.grads()));
-      if (!std::isfinite(loss_value) || !std::isfinite(grad_norm)) {
-        throw NumericError("training diverged at step " + std::to_string(k) + " (epoch " + std::to_string(epoch) +
-                           "): loss " + std::to_string(loss_value) + ", first non-finite gradient in '" +
-                           first_non_finite_gradient(arena) + "'; the parameters were not updated");
-      }
-      const double lr = optimizer->learning_rate(k);
-      optimizer->step(arena, k);
-      metrics.write({{"kind", "step"},
-                     {"step", k},
-                     {"epoch", epoch},
-                     {"loss", loss_value},
-                     {"grad_norm", grad_norm},
-                     {"lr", lr},
-                     {"wall_s", seconds_since(t0)}});
-      ++k;
-      if (config.eval_every_steps > 0 && k % config.eval_every_steps == 0) {
-        const Evaluation tr = evaluate(model, data.train);
-        nlohmann::json r = {{"kind", "eval"},        {"step", k},          {"epoch", epoch},
-                            {"train_loss", tr.loss}, {"train_error", tr.error}, {"wall_s", seconds_since(t0)}};
-        if (use_val) {
-          const Evaluation va = evaluate(model, data.validation);
-          r["val_loss"] = va.loss;
-          r["val_error"] = va.error;
-        }
-        metrics.write(r);
-      }
-      ++epoch_steps;
-      epoch_examples += by.numel();
-      grad_norm_sum += grad_norm;
-      const auto b = static_cast<double>(by.numel());
-      running_loss += loss_value * b;
-      running_correct += b - static_cast<double>(loss::count_errors(logits.value(), by));
-      running_seen += b;
-      progress.step(epoch, sampler.position(), running_loss / running_seen, running_correct / running_seen);
-    }
-    if (epoch_steps == 0) break;
-    const double grad_norm_mean = grad_norm_sum / static_cast<double>(epoch_steps);
-    const bool averaged = use_average();
-    auto [tr, va] = eval_record(epoch, seconds_since(e0), epoch_examples, grad_norm_mean);
-    result.epochs_run = epoch;
-    result.grad_norm_at_stop = grad_norm_mean;
+    state_.epochs_run = epoch;
+    state_.grad_norm_at_stop = grad_norm_mean;
+    const bool watch_loss = config_.early_stopping.monitor == "val_loss";
     const double metric = use_val ? (watch_loss ? va.loss : va.error) : (watch_loss ? tr.loss : tr.error);
-    const bool stop = stopper.update(epoch, metric);
-    optimizer->observe(metric);
-    if (stopper.improved()) {
-      best.copy_from(arena.values());
-      if (best_buffers.defined()) best_buffers.copy_from(arena.buffers());
-      result.best_epoch = epoch;
-      result.best_validation_error = va.error;
-      result.best_validation_loss = va.loss;
+    const bool stop = stopper_.update(epoch, metric);
+    state_.stop_best = stopper_.best();
+    state_.stop_best_epoch = stopper_.best_epoch();
+    state_.stop_bad_epochs = stopper_.bad_epochs();
+    optimizer_->observe(metric);
+    if (stopper_.improved()) {
+      best_.copy_from(arena.values());
+      if (best_buffers_.defined()) best_buffers_.copy_from(arena.buffers());
+      state_.best_epoch = epoch;
+      state_.best_validation_error = va.error;
+      state_.best_validation_loss = va.loss;
     }
-    if (averaged) arena.values().copy_from(iterate);  // training goes on from the iterate
+    if (iterate.defined()) arena.values().copy_from(iterate);  // training goes on from the iterate
+    state_.epoch = epoch + 1;
+    state_.epoch_steps = state_.epoch_examples = 0;
+    state_.grad_norm_sum = state_.running_loss = state_.running_correct = state_.running_seen = 0;
+    state_.epoch_seconds = 0;
+    epoch_t0_ = Clock::now();
     if (stop) {
-      result.stopped_early = true;
-      progress.line("early stopping: no improvement of the " + config.early_stopping.monitor + " for " +
-                    std::to_string(stopper.bad_epochs()) + " epochs; restoring epoch " + std::to_string(result.best_epoch));
-      break;
+      state_.stopped_early = true;
+      progress_.line("early stopping: no improvement of the " + config_.early_stopping.monitor + " for " +
+                     std::to_string(stopper_.bad_epochs()) + " epochs; restoring epoch " +
+                     std::to_string(state_.best_epoch));
+      finish_loop();
+      return;
     }
+    const std::int64_t every = config_.checkpoint.every_epochs;
+    if (every > 0 && epoch % every == 0 && saved_at_ != state_.k) save_checkpoint();
+    check_stop_request();
   }
-  arena.values().copy_from(best);
-  if (best_buffers.defined()) arena.buffers().copy_from(best_buffers);
-  result.steps = k;
-  result.train = evaluate(model, data.train);
-  result.test = evaluate(model, data.test);
-  result.wall_seconds = seconds_since(t0);
-  io::save_parameters(result.run_dir / "model.safetensors", arena,
-                      {{"format", "descent"}, {"model", model.net->describe()}, {"best_epoch", std::to_string(result.best_epoch)}});
-  metrics.write({{"kind", "final"},
-                 {"epochs", result.epochs_run},
-                 {"steps", k},
-                 {"best_epoch", result.best_epoch},
-                 {"stopped_early", result.stopped_early},
-                 {"grad_norm_at_stop", result.grad_norm_at_stop},
-                 {"best_val_error", result.best_validation_error},
-                 {"best_val_loss", result.best_validation_loss},
-                 {"train_loss", result.train.loss},
-                 {"train_error", result.train.error},
-                 {"test_loss", result.test.loss},
-                 {"test_error", result.test.error},
-                 {"test_accuracy", 1.0 - result.test.error},
-                 {"wall_s", result.wall_seconds}});
-  metrics.flush();
-  return result;
+
+  // The training loop is over: the last checkpoint says so, and a resume only redoes the
+  // final evaluation.
+  void finish_loop() {
+    state_.finished = true;
+    save_checkpoint();
+  }
+
+  RunResult final_evaluation() {
+    ParameterArena& arena = *model_.arena;
+    arena.values().copy_from(best_);
+    if (best_buffers_.defined()) arena.buffers().copy_from(best_buffers_);
+    RunResult& r = result_;
+    r.epochs_run = state_.epochs_run;
+    r.steps = state_.k;
+    r.best_epoch = state_.best_epoch;
+    r.stopped_early = state_.stopped_early;
+    r.best_validation_error = state_.best_validation_error;
+    r.best_validation_loss = state_.best_validation_loss;
+    r.grad_norm_at_stop = state_.grad_norm_at_stop;
+    r.divergences = state_.divergences;
+    r.last_checkpoint = last_checkpoint_;
+    r.train = evaluate(model_, data_.train);
+    r.test = evaluate(model_, data_.test);
+    r.wall_seconds = wall();
+    io::save_parameters(r.run_dir / "model.safetensors", arena,
+                        {{"format", "descent"}, {"model", model_.net->describe()}, {"best_epoch", std::to_string(r.best_epoch)}});
+    metrics_->write({{"kind", "final"},
+                     {"epochs", r.epochs_run},
+                     {"steps", r.steps},
+                     {"best_epoch", r.best_epoch},
+                     {"stopped_early", r.stopped_early},
+                     {"grad_norm_at_stop", r.grad_norm_at_stop},
+                     {"best_val_error", r.best_validation_error},
+                     {"best_val_loss", r.best_validation_loss},
+                     {"train_loss", r.train.loss},
+                     {"train_error", r.train.error},
+                     {"test_loss", r.test.loss},
+                     {"test_error", r.test.error},
+                     {"test_accuracy", 1.0 - r.test.error},
+                     {"divergences", r.divergences},
+                     {"wall_s", r.wall_seconds}});
+    metrics_->flush();
+    return r;
+  }
+
+  // SIGINT / SIGTERM (request_stop): the current step is done; write a checkpoint and stop.
+  void check_stop_request() {
+    const int signal = g_stop_signal.load(std::memory_order_relaxed);
+    if (signal == 0) return;
+    if (saved_at_ != state_.k) save_checkpoint();
+    throw Interrupted(std::string("interrupted by ") + signal_name(signal) + " after step " + std::to_string(state_.k) +
+                          " (epoch " + std::to_string(state_.epoch) + "); checkpoint " + last_checkpoint_.string() +
+                          " written; continue with: descent resume " + result_.run_dir.string(),
+                      signal);
+  }
+
+  double wall() const { return state_.wall_seconds + seconds_since(t0_); }
+
+  const TrainConfig& config_;
+  Clock::time_point t0_, epoch_t0_ = Clock::now();
+  Progress progress_;
+  RunResult result_;
+  std::filesystem::path ckpt_dir_, last_checkpoint_;
+  std::string last_source_;
+  Data data_;
+  Model model_;
+  std::unique_ptr<data::Sampler> sampler_;
+  std::int64_t steps_per_epoch_ = 0;
+  std::unique_ptr<optim::Optimizer> optimizer_;
+  std::unique_ptr<io::JsonLinesWriter> metrics_;
+  LoopState state_;
+  EarlyStopping stopper_{config_.early_stopping.patience, config_.early_stopping.min_delta, config_.early_stopping.enabled};
+  Tensor best_, best_buffers_, before_prepare_;
+  std::int64_t saved_at_ = -1;
+  std::vector<std::int64_t> idx_;
+  Tensor bx_, by_;
+  autodiff::Tape tape_;
+};
+
+}  // namespace
+
+void request_stop(int signal) noexcept { g_stop_signal.store(signal, std::memory_order_relaxed); }
+void clear_stop_request() noexcept { g_stop_signal.store(0, std::memory_order_relaxed); }
+
+RunResult run(const TrainConfig& config, std::ostream* log) {
+  Session session(config, log, std::filesystem::path(config.out_dir) / config.name, nullptr);
+  return session.go();
+}
+
+RunResult resume(const std::filesystem::path& run_dir, std::ostream* log) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(run_dir, ec)) throw IoError(run_dir.string() + ": no such run folder");
+  std::vector<std::string> warnings;
+  const std::optional<Checkpoint> c = load_latest_checkpoint(run_dir / "checkpoints", &warnings);
+  if (log != nullptr) {
+    for (const std::string& w : warnings) *log << "descent: warning: " << w << "\n";
+  }
+  if (!c) {
+    throw IoError(run_dir.string() + ": no valid checkpoint in " + (run_dir / "checkpoints").string() +
+                  (warnings.empty() ? " (none was written yet)" : " (all are damaged)"));
+  }
+  const std::string source = (run_dir / "checkpoints" / checkpoint_file_name(c->step)).string();
+  TrainConfig config = parse_train_config(c->config_toml, source);
+  Session session(config, log, run_dir, &*c);
+  return session.go();
 }
 
 }  // namespace descent::train

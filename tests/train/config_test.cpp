@@ -649,6 +649,28 @@ TEST(ConfigFileTest, ResolvedConfigWrittenToDiskReadsBack) {
 }  // namespace
 }  // namespace descent::train
 
+namespace descent::train {
+namespace {
+
+TEST(ConfigCheckpointDivergence, KeysParseAndBadValuesAreNamed) {
+  const TrainConfig c = parse_train_config(
+      "[checkpoint]\nevery_steps = 50\nkeep = 2\n[divergence]\npolicy = \"rollback\"\nlr_scale = 0.25\n", kSource);
+  EXPECT_EQ(c.checkpoint.every_steps, 50);
+  EXPECT_EQ(c.checkpoint.every_epochs, 1);
+  EXPECT_EQ(c.checkpoint.keep, 2);
+  EXPECT_EQ(c.divergence.policy, "rollback");
+  EXPECT_EQ(c.divergence.lr_scale, 0.25);
+  EXPECT_EQ(parse_train_config(to_toml(c), kSource), c);
+  expect_message(config_error("[checkpoint]\nkeep = 0\n"), {line(2), "checkpoint.keep"});
+  expect_message(config_error("[checkpoint]\nevery_steps = -1\n"), {line(2), "checkpoint.every_steps"});
+  expect_message(config_error("[divergence]\npolicy = \"skp\"\n"), {line(2), "divergence.policy", "did you mean skip?"});
+  expect_message(config_error("[divergence]\nlr_scale = 1.0\n"), {line(2), "divergence.lr_scale", "(0, 1)"});
+  expect_message(config_error("", {"divergence.max_events=0"}), {"--set divergence.max_events=0", "divergence.max_events"});
+}
+
+}  // namespace
+}  // namespace descent::train
+
 // Regression inputs the config fuzzer found (fuzz/corpus/config/regress-*.toml): keys,
 // values and parser descriptions holding line breaks or thousands of bytes. Each must give
 // one ConfigError whose message is one line, starts with the file and stays short. Lines

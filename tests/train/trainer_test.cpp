@@ -2,6 +2,7 @@
 // reproduces itself bit for bit, stops early, and refuses to carry on after divergence.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -235,6 +236,38 @@ TEST_F(TrainerTest, BadDataIsAnErrorNamingTheFile) {
     FAIL() << "expected DataError";
   } catch (const DataError& e) {
     EXPECT_NE(std::string(e.what()).find("train.csv"), std::string::npos) << e.what();
+  }
+}
+
+// A label far beyond any class count (1e30 in a float IDX labels file) is one error naming
+// the file, not an overflowing conversion or a classifier with millions of outputs.
+TEST_F(TrainerTest, AHugeLabelIsRefusedNamingTheFile) {
+  const auto idx = [&](const std::string& name, unsigned char type, std::vector<std::uint32_t> dims,
+                       const std::string& payload) {
+    std::string bytes{'\0', '\0', static_cast<char>(type), static_cast<char>(dims.size())};
+    for (const std::uint32_t d : dims) {
+      for (int shift = 24; shift >= 0; shift -= 8) bytes += static_cast<char>((d >> shift) & 0xFF);
+    }
+    std::ofstream(dir_ / name, std::ios::binary) << bytes << payload;
+  };
+  idx("x.idx", 0x08, {4, 2}, std::string(8, '\1'));
+  const auto be_float = [](float v) {
+    const auto u = std::bit_cast<std::uint32_t>(v);
+    return std::string{static_cast<char>(u >> 24), static_cast<char>((u >> 16) & 0xFF), static_cast<char>((u >> 8) & 0xFF),
+                       static_cast<char>(u & 0xFF)};
+  };
+  idx("y.idx", 0x0D, {4}, be_float(0) + be_float(1) + be_float(1e30f) + be_float(2));
+  idx("ty.idx", 0x0D, {4}, be_float(0) + be_float(1) + be_float(1) + be_float(2));
+  std::ostringstream t;
+  t << "name = \"huge\"\nout_dir = \"" << dir_.string() << "\"\nprogress = \"none\"\n[data]\nformat = \"idx\"\n"
+    << "train_features = \"" << (dir_ / "x.idx").string() << "\"\ntrain_labels = \"" << (dir_ / "y.idx").string()
+    << "\"\ntest_features = \"" << (dir_ / "x.idx").string() << "\"\ntest_labels = \"" << (dir_ / "ty.idx").string()
+    << "\"\nvalidation_size = 0\n";
+  try {
+    train::run(train::parse_train_config(t.str(), "huge.toml"), nullptr);
+    FAIL() << "a label of 1e30 was accepted";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("y.idx: label 1e+30 is not a class index"), std::string::npos) << e.what();
   }
 }
 

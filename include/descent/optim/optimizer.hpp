@@ -47,6 +47,11 @@ class Optimizer {
     (void)arena;
     (void)k;
   }
+  // Whether prepare() moves arena.values() (to an interim point).
+  virtual bool has_interim() const { return false; }
+  // Forgets a prepare() whose update will not happen (a skipped batch): the caller puts
+  // arena.values() back; the next prepare(arena, k) moves them again.
+  virtual void discard_prepared() {}
   // One update of arena.values() from arena.grads(); k counts the updates before this one.
   virtual void step(ParameterArena& arena, std::int64_t k) = 0;
   virtual double learning_rate(std::int64_t k) const = 0;

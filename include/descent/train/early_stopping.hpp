@@ -27,6 +27,14 @@ class EarlyStopping {
     return enabled_ && bad_epochs_ >= patience_;
   }
 
+  // Puts back a state read from best(), best_epoch() and bad_epochs() (a checkpoint).
+  void restore(double best, std::int64_t best_epoch, std::int64_t bad_epochs) {
+    best_ = best;
+    best_epoch_ = best_epoch;
+    bad_epochs_ = bad_epochs;
+    improved_ = false;
+  }
+
   bool improved() const { return improved_; }
   double best() const { return best_; }
   std::int64_t best_epoch() const { return best_epoch_; }

@@ -12,7 +12,11 @@
 //                      gradient norm and learning rate), "epoch" records (train and
 //                      validation surrogate and 0-1 error), one "final" record
 //   model.safetensors  the best parameters (by the monitored validation metric)
-// docs/metrics.md documents every field.
+//   checkpoints/       step-<k>.ckpt: the whole training state (train/checkpoint.hpp), written
+//                      at the start, every checkpoint.every_epochs epochs / every_steps updates,
+//                      on SIGINT/SIGTERM (request_stop) and when the loop ends; the newest
+//                      checkpoint.keep are kept. resume() continues from the newest valid one.
+// docs/metrics.md documents every field; docs/reliability.md what a resume guarantees.
 #include <cstdint>
 #include <filesystem>
 #include <iosfwd>
@@ -20,6 +24,7 @@
 #include <vector>
 
 #include "descent/data/dataset.hpp"
+#include "descent/error.hpp"
 #include "descent/nn/module.hpp"
 #include "descent/train/config.hpp"
 
@@ -77,11 +82,40 @@ struct RunResult {
   double best_validation_loss = 0.0;
   double grad_norm_at_stop = 0.0;  // mean gradient norm over the last epoch run
   Evaluation train, test;          // of the restored best parameters
-  double wall_seconds = 0.0;
+  double wall_seconds = 0.0;       // all processes of the run together (a resumed run included)
+  std::int64_t divergences = 0;    // non-finite losses or gradients met (skipped or rolled back)
+  std::filesystem::path last_checkpoint;
 };
+
+// A run stopped on request (request_stop, i.e. SIGINT or SIGTERM in the CLI) after finishing
+// its current update and writing a checkpoint; what() says how to resume.
+class Interrupted : public Error {
+ public:
+  Interrupted(const std::string& message, int signal) : Error(message), signal_(signal) {}
+  int signal() const { return signal_; }
+
+ private:
+  int signal_;
+};
+
+// Asks the running training loop to stop after its current update (async-signal-safe: a
+// signal handler may call it). clear_stop_request() withdraws the request.
+void request_stop(int signal) noexcept;
+void clear_stop_request() noexcept;
 
 // Trains per the config and writes the run folder. `log` receives the progress display and
 // the summary (nullptr: silent).
+// Divergence (a NaN or infinite loss or gradient, caught before the update) follows
+// config.divergence.policy: stop (NumericError naming the step and the first non-finite
+// gradient), skip the batch, or roll back to the newest checkpoint with the learning rate
+// scaled by divergence.lr_scale. Throws Interrupted after request_stop.
 RunResult run(const TrainConfig& config, std::ostream* log);
+
+// Continues the run in `run_dir` from its newest valid checkpoint (damaged ones are skipped
+// with a warning on `log`) with the config saved in it. With the same thread count the
+// result is bit for bit that of the run never interrupted (docs/reliability.md). A run whose
+// loop had ended only redoes the final evaluation. Throws IoError when the folder or a valid
+// checkpoint is missing, DataError when the checkpoint does not fit the data or the model.
+RunResult resume(const std::filesystem::path& run_dir, std::ostream* log);
 
 }  // namespace descent::train

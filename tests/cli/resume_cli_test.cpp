@@ -1,0 +1,172 @@
+// Nothing lost (issue 5), with real processes: a training run killed with SIGKILL at random
+// moments, several times, and resumed each time with `descent resume`, ends with a model file
+// bit-identical to the run never killed; SIGTERM and SIGINT stop after a checkpoint with a
+// message that says how to resume.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "descent/init/rng.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+class ResumeCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("descent_resume_cli_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    descent::Rng rng(11);
+    for (const char* name : {"train.csv", "test.csv"}) {
+      std::ofstream f(dir_ / name);
+      const int n = std::string(name) == "train.csv" ? 3000 : 500;
+      for (int i = 0; i < n; ++i) {
+        const int c = static_cast<int>(rng.below(3));
+        f << c;
+        for (int k = 0; k < 8; ++k) f << "," << (k % 3 == c ? 1.0 : 0.0) + 0.9 * rng.normal();
+        f << "\n";
+      }
+    }
+    std::ofstream c(dir_ / "run.toml");
+    c << "name = \"run\"\nseed = 9\nepochs = 12\nthreads = 1\nprogress = \"plain\"\n"
+      << "[data]\nformat = \"csv\"\ntrain_features = \"" << (dir_ / "train.csv").string() << "\"\ntest_features = \""
+      << (dir_ / "test.csv").string() << "\"\nscale = 1.0\nvalidation_size = 500\n"
+      << "[model]\ntype = \"sequential\"\nlayers = [{type = \"linear\", units = 256}, {type = \"relu\"},"
+         " {type = \"dropout\", p = 0.2}, {type = \"linear\", units = 256}, {type = \"relu\"}, {type = \"linear\"}]\n"
+      << "[optimizer]\nname = \"adam\"\nlr = 0.003\n[schedule]\nname = \"linear\"\n"
+      << "[sampler]\nbatch_size = 16\n[early_stopping]\npatience = 100\n"
+      << "[checkpoint]\nevery_steps = 9\nkeep = 2\n";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Starts `descent args...` with stdout and stderr to files in dir_; returns the pid.
+  pid_t start(const std::vector<std::string>& args, const std::string& log) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      std::freopen((dir_ / (log + ".out")).c_str(), "w", stdout);
+      std::freopen((dir_ / (log + ".err")).c_str(), "w", stderr);
+      std::vector<char*> argv;
+      std::string program = DESCENT_CLI;
+      argv.push_back(program.data());
+      std::vector<std::string> copy = args;
+      for (std::string& a : copy) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(program.c_str(), argv.data());
+      _exit(127);
+    }
+    return pid;
+  }
+
+  // Waits for `pid`; the exit code, or -signal when a signal ended it.
+  static int wait_for(pid_t pid) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (WIFSIGNALED(status)) return -WTERMSIG(status);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1000;
+  }
+
+  static bool has_checkpoint(const fs::path& run) {
+    if (!fs::exists(run / "checkpoints")) return false;
+    for (const auto& e : fs::directory_iterator(run / "checkpoints")) {
+      if (e.path().extension() == ".ckpt") return true;
+    }
+    return false;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(ResumeCli, KilledAtRandomMomentsAndResumedEndsBitIdentical) {
+  // The reference: one uninterrupted run.
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(wait_for(start({"train", (dir_ / "run.toml").string(), "--out", (dir_ / "ref").string()}, "ref")), 0)
+      << slurp(dir_ / "ref.err");
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const std::string reference = slurp(dir_ / "ref" / "run" / "model.safetensors");
+  ASSERT_FALSE(reference.empty());
+
+  // The same run, killed with SIGKILL at random moments within its expected duration.
+  std::mt19937 gen(2024);
+  // Each attempt is killed within a quarter of the reference's duration, so it cannot finish
+  // the run: at least four kills land before an attempt is let run to the end.
+  std::uniform_real_distribution<double> when(0.03, 0.25);
+  const fs::path run = dir_ / "killed" / "run";
+  int kills = 0, attempts = 0, code = -1;
+  while (attempts < 40) {
+    ++attempts;
+    const bool fresh = !has_checkpoint(run);
+    const std::vector<std::string> args =
+        fresh ? std::vector<std::string>{"train", (dir_ / "run.toml").string(), "--out", (dir_ / "killed").string()}
+              : std::vector<std::string>{"resume", run.string()};
+    const pid_t pid = start(args, "attempt" + std::to_string(attempts));
+    if (kills < 5) {
+      std::this_thread::sleep_for(std::chrono::duration<double>(when(gen) * seconds));
+      kill(pid, SIGKILL);
+    }
+    code = wait_for(pid);
+    if (code == -SIGKILL) {
+      ++kills;
+      continue;
+    }
+    ASSERT_EQ(code, 0) << slurp(dir_ / ("attempt" + std::to_string(attempts) + ".err"));
+    break;
+  }
+  ASSERT_EQ(code, 0);
+  EXPECT_GE(kills, 3) << "the kills should land while the run trains (reference: " << seconds << " s)";
+  EXPECT_TRUE(slurp(run / "model.safetensors") == reference) << "model.safetensors differs after " << kills << " kills";
+  // The metrics file of the killed run has the reference's records, once each.
+  std::size_t ref_lines = 0, lines = 0;
+  std::string line;
+  for (std::ifstream in(dir_ / "ref" / "run" / "metrics.jsonl"); std::getline(in, line);) ++ref_lines;
+  for (std::ifstream in(run / "metrics.jsonl"); std::getline(in, line);) ++lines;
+  EXPECT_EQ(lines, ref_lines);
+}
+
+TEST_F(ResumeCli, SigtermAndSigintCheckpointAndSayHowToResume) {
+  for (const int signal : {SIGTERM, SIGINT}) {
+    const fs::path out = dir_ / ("sig" + std::to_string(signal));
+    const pid_t pid = start({"train", (dir_ / "run.toml").string(), "--out", out.string()}, "sig");
+    // Wait until training has started (the step-0 checkpoint exists), then signal.
+    for (int i = 0; i < 400 && !has_checkpoint(out / "run"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    kill(pid, signal);
+    const int code = wait_for(pid);
+    const std::string err = slurp(dir_ / "sig.err");
+    if (code == 0) continue;  // finished before the signal arrived: nothing to check
+    EXPECT_EQ(code, 128 + signal) << err;
+    EXPECT_NE(err.find("interrupted by SIG"), std::string::npos) << err;
+    EXPECT_NE(err.find("descent resume " + (out / "run").string()), std::string::npos) << err;
+    ASSERT_EQ(wait_for(start({"resume", (out / "run").string()}, "resumed")), 0) << slurp(dir_ / "resumed.err");
+    EXPECT_NE(slurp(dir_ / "resumed.err").find("resuming"), std::string::npos);
+    EXPECT_TRUE(fs::exists(out / "run" / "model.safetensors"));
+  }
+}
+
+TEST_F(ResumeCli, ResumeWithoutARunIsOneClearError) {
+  const int code = wait_for(start({"resume", (dir_ / "nothing").string()}, "none"));
+  EXPECT_EQ(code, 1);
+  const std::string err = slurp(dir_ / "none.err");
+  EXPECT_NE(err.find("descent: error: "), std::string::npos) << err;
+  EXPECT_NE(err.find("no such run folder"), std::string::npos) << err;
+}
+
+}  // namespace
