@@ -22,26 +22,46 @@ std::filesystem::path find_idx_file(const std::filesystem::path& dir, const std:
   throw IoError(dir.string() + ": neither " + stem + " nor " + stem + ".gz found");
 }
 
+// Checks an images/labels pair of shapes [n, rows, cols] and [n].
+void check_mnist_pair(const std::vector<std::int64_t>& images_shape, const Array& labels,
+                      const std::filesystem::path& images_path, const std::filesystem::path& labels_path) {
+  if (images_shape.size() != 3) {
+    throw DataError(images_path.string() + ": images have shape " + shape_string(images_shape) +
+                    ", expected 3 dimensions [n, rows, cols]");
+  }
+  if (labels.shape.size() != 1) {
+    throw DataError(labels_path.string() + ": labels have shape " + shape_string(labels.shape) +
+                    ", expected 1 dimension [n]");
+  }
+  if (labels.rows() != images_shape.front()) {
+    throw DataError(labels_path.string() + ": holds " + std::to_string(labels.rows()) +
+                    " labels, expected " + std::to_string(images_shape.front()) + " (the images in " +
+                    images_path.filename().string() + ")");
+  }
+}
+
 Dataset load_mnist_pair(const std::filesystem::path& dir, const std::string& prefix,
                         std::int32_t num_classes) {
   const auto images_path = find_idx_file(dir, prefix + "-images-idx3-ubyte");
   const auto labels_path = find_idx_file(dir, prefix + "-labels-idx1-ubyte");
   Array images = read_idx(images_path);
-  if (images.shape.size() != 3) {
-    throw DataError(images_path.string() + ": images have shape " + shape_string(images.shape) +
-                    ", expected 3 dimensions [n, rows, cols]");
-  }
   const Array labels = read_idx(labels_path);
-  if (labels.shape.size() != 1) {
-    throw DataError(labels_path.string() + ": labels have shape " + shape_string(labels.shape) +
-                    ", expected 1 dimension [n]");
-  }
-  if (labels.rows() != images.rows()) {
-    throw DataError(labels_path.string() + ": holds " + std::to_string(labels.rows()) +
-                    " labels, expected " + std::to_string(images.rows()) + " (the images in " +
-                    images_path.filename().string() + ")");
-  }
+  check_mnist_pair(images.shape, labels, images_path, labels_path);
   return make_dataset(std::move(images), labels, num_classes, labels_path.string());
+}
+
+ByteDataset load_mnist_pair_bytes(const std::filesystem::path& dir, const std::string& prefix,
+                                  std::int32_t num_classes) {
+  const auto images_path = find_idx_file(dir, prefix + "-images-idx3-ubyte");
+  const auto labels_path = find_idx_file(dir, prefix + "-labels-idx1-ubyte");
+  ByteDataset d;
+  d.features = read_idx_bytes(images_path);
+  const Array labels = read_idx(labels_path);
+  check_mnist_pair(d.features.shape, labels, images_path, labels_path);
+  d.features.shape = {d.features.shape[0], d.features.shape[1] * d.features.shape[2]};
+  d.labels = to_labels(labels, num_classes, labels_path.string());
+  d.num_classes = num_classes;
+  return d;
 }
 
 // Copies the rows at `indices` (already bounds-checked) of `source` into a new Dataset.
@@ -127,6 +147,21 @@ TrainTest load_mnist_dir(const std::filesystem::path& dir, const MnistOptions& o
   return data;
 }
 
+ByteTrainTest load_mnist_dir_bytes(const std::filesystem::path& dir, const MnistOptions& options) {
+  std::error_code error;
+  if (!std::filesystem::is_directory(dir, error)) {
+    throw IoError(dir.string() + ": no such directory (expected the four MNIST IDX files)");
+  }
+  ByteTrainTest data;
+  data.train = load_mnist_pair_bytes(dir, "train", options.num_classes);
+  data.test = load_mnist_pair_bytes(dir, "t10k", options.num_classes);
+  if (data.train.dim() != data.test.dim()) {
+    throw DataError(dir.string() + ": train images have " + std::to_string(data.train.dim()) +
+                    " pixels, test images " + std::to_string(data.test.dim()) + ", expected the same");
+  }
+  return data;
+}
+
 void scale(Dataset& dataset, float factor) {
   if (!std::isfinite(factor)) {
     throw ConfigError("scale: factor is " + std::to_string(factor) + ", expected a finite number");
@@ -187,6 +222,67 @@ Standardizer fit_standardizer(const Dataset& train, Standardizer::Mode mode) {
   return standardizer;
 }
 
+Standardizer fit_standardizer(const ByteDataset& train, float factor, Standardizer::Mode mode) {
+  const auto n = static_cast<std::size_t>(train.size());
+  const auto d = static_cast<std::size_t>(train.dim());
+  if (n == 0 || d == 0) {
+    throw DataError("fit_standardizer: the training set is empty (" + shape_string(train.features.shape) +
+                    "), expected at least one value");
+  }
+  const std::size_t stats = mode == Standardizer::Mode::global ? 1 : d;
+  std::vector<std::int64_t> counts(stats * 256, 0);
+  const std::uint8_t* x = train.features.values.data();
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t j = 0; j < d; ++j) ++counts[(stats == 1 ? 0 : j) * 256 + x[i * d + j]];
+  }
+  const double per_column = static_cast<double>(n) * static_cast<double>(d / stats);
+  Standardizer standardizer;
+  standardizer.mode = mode;
+  standardizer.mean.resize(stats);
+  standardizer.stddev.resize(stats);
+  for (std::size_t c = 0; c < stats; ++c) {
+    const std::int64_t* h = &counts[c * 256];
+    double sum = 0.0;
+    int low = 256, high = -1;
+    for (int b = 0; b < 256; ++b) {
+      if (h[b] == 0) continue;
+      sum += static_cast<double>(h[b]) * static_cast<double>(static_cast<float>(b) * factor);
+      low = std::min(low, b);
+      high = std::max(high, b);
+    }
+    const double mean = sum / per_column;
+    double squares = 0.0;
+    for (int b = low; b <= high; ++b) {
+      const double delta = static_cast<double>(static_cast<float>(b) * factor) - mean;
+      squares += static_cast<double>(h[b]) * delta * delta;
+    }
+    if (low == high) {
+      standardizer.mean[c] = static_cast<float>(low) * factor;
+      standardizer.stddev[c] = 1.0f;
+    } else {
+      standardizer.mean[c] = static_cast<float>(mean);
+      standardizer.stddev[c] = static_cast<float>(std::sqrt(squares / per_column));
+    }
+  }
+  return standardizer;
+}
+
+std::vector<float> byte_values(float factor, const Standardizer* standardizer, std::int64_t d) {
+  const bool per_feature = standardizer != nullptr && standardizer->mode == Standardizer::Mode::per_feature;
+  const std::int64_t width = per_feature ? d : 1;
+  Dataset table;
+  table.num_classes = 1;
+  table.features.shape = {256, width};
+  table.features.values.resize(static_cast<std::size_t>(256 * width));
+  table.labels.assign(256, 0);
+  for (std::int64_t b = 0; b < 256; ++b) {
+    for (std::int64_t j = 0; j < width; ++j) table.features.values[static_cast<std::size_t>(b * width + j)] = static_cast<float>(b);
+  }
+  scale(table, factor);
+  if (standardizer != nullptr) apply(*standardizer, table);
+  return std::move(table.features.values);
+}
+
 void apply(const Standardizer& standardizer, Dataset& dataset) {
   const auto d = static_cast<std::size_t>(dataset.dim());
   const std::size_t stats = standardizer.mode == Standardizer::Mode::global ? 1 : d;
@@ -215,35 +311,42 @@ void apply(const Standardizer& standardizer, Dataset& dataset) {
   }
 }
 
-std::pair<Dataset, Dataset> split_validation(Dataset full, const SplitOptions& options) {
-  validate(full, "split_validation");
-  const std::int64_t n = full.size();
+std::pair<std::vector<std::int64_t>, std::vector<std::int64_t>> validation_split_indices(std::int64_t n,
+                                                                                        const SplitOptions& options) {
   if (options.validation_size < 0 || options.validation_size >= n) {
     throw ConfigError("split_validation: validation_size is " +
                       std::to_string(options.validation_size) + ", expected 0 <= size < " +
                       std::to_string(n) + " (the training examples)");
   }
   const std::int64_t train_size = n - options.validation_size;
-  if (!options.shuffle) {
-    std::vector<std::int64_t> tail(static_cast<std::size_t>(options.validation_size));
-    std::iota(tail.begin(), tail.end(), train_size);
-    Dataset validation = gather(full, tail);
-    full.features.values.resize(static_cast<std::size_t>(train_size * full.dim()));
-    full.features.shape[0] = train_size;
-    full.labels.resize(static_cast<std::size_t>(train_size));
-    return {std::move(full), std::move(validation)};
-  }
   std::vector<std::int64_t> order(static_cast<std::size_t>(n));
   std::iota(order.begin(), order.end(), 0);
-  Rng rng(options.seed);
-  for (std::size_t i = order.size() - 1; i > 0; --i) {
-    std::swap(order[i], order[rng.below(i + 1)]);
+  if (options.shuffle) {
+    Rng rng(options.seed);
+    for (std::size_t i = order.size() - 1; i > 0; --i) {
+      std::swap(order[i], order[rng.below(i + 1)]);
+    }
   }
   const auto middle = order.begin() + train_size;
   std::sort(order.begin(), middle);
   std::sort(middle, order.end());
-  return {gather(full, std::span(order).first(static_cast<std::size_t>(train_size))),
-          gather(full, std::span(order).subspan(static_cast<std::size_t>(train_size)))};
+  std::vector<std::int64_t> validation(middle, order.end());
+  order.resize(static_cast<std::size_t>(train_size));
+  return {std::move(order), std::move(validation)};
+}
+
+std::pair<Dataset, Dataset> split_validation(Dataset full, const SplitOptions& options) {
+  validate(full, "split_validation");
+  const auto [train, validation] = validation_split_indices(full.size(), options);
+  if (!options.shuffle) {
+    Dataset tail = gather(full, validation);
+    const auto train_size = static_cast<std::int64_t>(train.size());
+    full.features.values.resize(static_cast<std::size_t>(train_size * full.dim()));
+    full.features.shape[0] = train_size;
+    full.labels.resize(static_cast<std::size_t>(train_size));
+    return {std::move(full), std::move(tail)};
+  }
+  return {gather(full, train), gather(full, validation)};
 }
 
 Dataset subset(const Dataset& dataset, std::span<const std::int64_t> indices) {

@@ -190,10 +190,18 @@ std::vector<float> convert(const unsigned char* data, const ElementType& type, s
   return values;
 }
 
-}  // namespace
 
-Array decode_idx(std::string_view bytes, const std::string& source_name) {
-  const std::string& name = source_name;
+// The header of an IDX file and its data bytes, checked: `data` points into the input (plain
+// file) or into `inflated` (gzip).
+struct RawIdx {
+  const ElementType* type = nullptr;
+  std::vector<std::int64_t> shape;
+  std::size_t count = 0;
+  const unsigned char* data = nullptr;
+  std::vector<unsigned char> inflated;
+};
+
+RawIdx decode_raw(std::string_view bytes, const std::string& name) {
   ByteStream stream(bytes, name);
   const std::string where = stream.compressed() ? " (after gzip decompression)" : "";
 
@@ -229,14 +237,15 @@ Array decode_idx(std::string_view bytes, const std::string& source_name) {
                     " bytes (magic and " + std::to_string(ndim) + " dimensions), file holds " +
                     std::to_string(4 + dims_read) + where);
   }
-  Array array;
-  for (int d = 0; d < ndim; ++d) array.shape.push_back(big_endian_u32(dim_bytes + 4 * d));
-  const std::string claim = "header claims " + shape_string(array.shape) + " " + type.name;
-  const auto element_count = checked_product(array.shape);
+  RawIdx raw;
+  raw.type = &type;
+  for (int d = 0; d < ndim; ++d) raw.shape.push_back(big_endian_u32(dim_bytes + 4 * d));
+  const std::string claim = "header claims " + shape_string(raw.shape) + " " + type.name;
+  const auto element_count = checked_product(raw.shape);
   const auto byte_count =
       element_count ? checked_product({*element_count, type.size}) : std::nullopt;
   if (!byte_count) throw DataError(name + ": " + claim + ", a size that overflows int64");
-  const auto count = static_cast<std::size_t>(*element_count);
+  raw.count = static_cast<std::size_t>(*element_count);
   const std::int64_t data_bytes = *byte_count;
   const std::string claim_bytes = claim + " = " + std::to_string(data_bytes) + " data bytes";
   const auto file_size = static_cast<std::int64_t>(bytes.size());
@@ -247,9 +256,8 @@ Array decode_idx(std::string_view bytes, const std::string& source_name) {
       throw DataError(name + ": " + claim_bytes + ", file holds " + std::to_string(available) +
                       (available > data_bytes ? " (trailing bytes)" : ""));
     }
-    const auto* data = reinterpret_cast<const unsigned char*>(bytes.data() + header_bytes);
-    array.values = convert(data, type, count, name);
-    return array;
+    raw.data = reinterpret_cast<const unsigned char*>(bytes.data() + header_bytes);
+    return raw;
   }
 
   if (data_bytes > file_size * max_deflate_ratio + deflate_slack_bytes) {
@@ -257,7 +265,7 @@ Array decode_idx(std::string_view bytes, const std::string& source_name) {
                     " compressed bytes can hold");
   }
   // Grow with the data actually decompressed; stop one byte past the announced size.
-  std::vector<unsigned char> data;
+  std::vector<unsigned char>& data = raw.inflated;
   const auto cap = static_cast<std::size_t>(data_bytes) + 1;
   std::size_t filled = 0;
   while (filled < cap) {
@@ -271,19 +279,52 @@ Array decode_idx(std::string_view bytes, const std::string& source_name) {
                     (filled > static_cast<std::size_t>(data_bytes) ? "more (trailing bytes)"
                                                                    : std::to_string(filled)));
   }
-  array.values = convert(data.data(), type, count, name);
+  data.resize(filled);
+  raw.data = data.data();
+  return raw;
+}
+
+}  // namespace
+
+Array decode_idx(std::string_view bytes, const std::string& source_name) {
+  const RawIdx raw = decode_raw(bytes, source_name);
+  Array array;
+  array.shape = raw.shape;
+  array.values = convert(raw.data, *raw.type, raw.count, source_name);
   return array;
 }
 
-Array read_idx(const std::filesystem::path& path) {
-  const std::string name = path.string();
+ByteArray decode_idx_bytes(std::string_view bytes, const std::string& source_name) {
+  RawIdx raw = decode_raw(bytes, source_name);
+  if (raw.type->code != 0x08) {
+    throw DataError(source_name + ": holds " + raw.type->name + " elements, expected ubyte (0x08)");
+  }
+  ByteArray array;
+  array.shape = raw.shape;
+  if (!raw.inflated.empty()) {
+    array.values = std::move(raw.inflated);
+    array.values.shrink_to_fit();
+  } else {
+    array.values.assign(raw.data, raw.data + raw.count);
+  }
+  return array;
+}
+
+namespace {
+
+std::string read_whole(const std::filesystem::path& path) {
   std::error_code error;
   if (!std::filesystem::is_regular_file(path, error)) {
-    throw IoError(name + ": cannot open: no such regular file");
+    throw IoError(path.string() + ": cannot open: no such regular file");
   }
-  const std::string bytes = io::read_file(path, std::numeric_limits<std::size_t>::max());
-  return decode_idx(bytes, name);
+  return io::read_file(path, std::numeric_limits<std::size_t>::max());
 }
+
+}  // namespace
+
+ByteArray read_idx_bytes(const std::filesystem::path& path) { return decode_idx_bytes(read_whole(path), path.string()); }
+
+Array read_idx(const std::filesystem::path& path) { return decode_idx(read_whole(path), path.string()); }
 
 std::vector<std::int32_t> to_labels(const Array& array, std::int32_t num_classes,
                                     const std::string& source) {

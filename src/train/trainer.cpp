@@ -9,7 +9,9 @@
 #include <bit>
 #include <csignal>
 #include <limits>
+#include <numeric>
 #include <optional>
+#include <span>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -94,6 +96,7 @@ data::Dataset first(const data::Dataset& d, std::int64_t limit) {
 
 Split to_split(const data::Dataset& d, DType dtype) {
   Split s;
+  s.dtype = dtype;
   if (d.size() == 0) return s;
   Tensor x = Tensor::from<float>({d.size(), d.dim()}, std::span<const float>(d.features.values));
   s.x = dtype == DType::f32 ? x : x.to(dtype);
@@ -101,24 +104,117 @@ Split to_split(const data::Dataset& d, DType dtype) {
   return s;
 }
 
-// Copies the examples at `idx` into the batch buffers (resized when the batch size changes).
-void gather(const Split& from, const std::vector<std::int64_t>& idx, Tensor& x, Tensor& y) {
-  const auto b = static_cast<std::int64_t>(idx.size());
-  const std::int64_t d = from.x.dim(1);
-  if (!x.defined() || x.dim(0) != b) {
-    x = Tensor::empty({b, d}, from.x.dtype());
-    y = Tensor::empty({b}, DType::i32);
+// Decodes rows of byte features into `out` ([rows, d] of T): out[i, j] = values[b] or, per
+// feature, values[b * d + j], for the byte b of row rows[i] (a row number of `bytes`).
+template <class T>
+void decode_rows(const std::uint8_t* bytes, const float* values, bool per_feature, std::int64_t d,
+                 std::span<const std::int64_t> rows, T* out) {
+  const auto n = static_cast<std::int64_t>(rows.size());
+  parallel_for(n, std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(1, d)), [&](std::int64_t i0, std::int64_t i1) {
+    for (std::int64_t i = i0; i < i1; ++i) {
+      const std::uint8_t* src = bytes + rows[static_cast<std::size_t>(i)] * d;
+      T* dst = out + i * d;
+      if (per_feature) {
+        for (std::int64_t j = 0; j < d; ++j) dst[j] = static_cast<T>(values[src[j] * d + j]);
+      } else {
+        for (std::int64_t j = 0; j < d; ++j) dst[j] = static_cast<T>(values[src[j]]);
+      }
+    }
+  });
+}
+
+// A split of byte features: the rows `rows` of `d` (shared when they are one contiguous range,
+// copied otherwise) with their labels.
+Split byte_split(const data::ByteDataset& d, const std::shared_ptr<const std::vector<std::uint8_t>>& all,
+                 std::span<const std::int64_t> rows, const std::shared_ptr<const std::vector<float>>& values,
+                 DType dtype) {
+  Split s;
+  s.dtype = dtype;
+  s.features = d.dim();
+  s.values = values;
+  const auto n = static_cast<std::int64_t>(rows.size());
+  std::vector<std::int32_t> labels(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) labels[i] = d.labels[static_cast<std::size_t>(rows[i])];
+  s.y = Tensor::from<std::int32_t>({n}, std::span<const std::int32_t>(labels));
+  const bool contiguous = n == 0 || rows.back() - rows.front() + 1 == n;
+  if (contiguous) {
+    s.bytes = all;
+    s.first = n == 0 ? 0 : rows.front();
+    return s;
   }
-  const std::size_t row_bytes = static_cast<std::size_t>(d) * dtype_size(x.dtype());
-  auto* dst = static_cast<std::byte*>(x.raw());
-  const auto* src = static_cast<const std::byte*>(from.x.raw());
-  const std::int32_t* ys = from.y.data<std::int32_t>();
-  std::int32_t* yd = y.data<std::int32_t>();
-  for (std::int64_t i = 0; i < b; ++i) {
-    const auto r = static_cast<std::size_t>(idx[static_cast<std::size_t>(i)]);
-    std::memcpy(dst + static_cast<std::size_t>(i) * row_bytes, src + r * row_bytes, row_bytes);
-    yd[i] = ys[r];
+  auto copy = std::make_shared<std::vector<std::uint8_t>>(rows.size() * static_cast<std::size_t>(d.dim()));
+  const auto row_bytes = static_cast<std::size_t>(d.dim());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    std::memcpy(copy->data() + i * row_bytes, all->data() + static_cast<std::size_t>(rows[i]) * row_bytes, row_bytes);
   }
+  s.bytes = std::move(copy);
+  return s;
+}
+
+// Fashion-MNIST and other MNIST-format folders: the images stay bytes (data::load_mnist_dir_bytes);
+// the split, the standardization statistics (of the training part) and the byte values are those
+// the float path computes.
+Data load_byte_data(const TrainConfig& config) {
+  const DataConfig& c = config.data;
+  data::ByteTrainTest tt = data::load_mnist_dir_bytes(c.dir);
+  const auto limit = [](data::ByteDataset& d, std::int64_t n) {
+    if (n <= 0 || n >= d.size()) return;
+    d.features.values.resize(static_cast<std::size_t>(n * d.dim()));
+    d.features.values.shrink_to_fit();
+    d.features.shape[0] = n;
+    d.labels.resize(static_cast<std::size_t>(n));
+  };
+  limit(tt.train, c.limit_train);
+  limit(tt.test, c.limit_test);
+  const std::int64_t n = tt.train.size();
+  std::vector<std::int64_t> train_rows, validation_rows;
+  if (c.validation_size > 0) {
+    if (c.validation_size >= n) {
+      throw ConfigError(config.source + ": data.validation_size = " + std::to_string(c.validation_size) +
+                        " leaves no training examples (the training file has " + std::to_string(n) + ")");
+    }
+    std::tie(train_rows, validation_rows) = data::validation_split_indices(
+        n, {.validation_size = c.validation_size, .shuffle = c.validation_shuffle, .seed = config.seed});
+  } else {
+    train_rows.resize(static_cast<std::size_t>(n));
+    std::iota(train_rows.begin(), train_rows.end(), 0);
+  }
+  const auto factor = static_cast<float>(c.scale);
+  std::optional<data::Standardizer> standardizer;
+  if (c.standardize != "none") {
+    const auto mode = c.standardize == "global" ? data::Standardizer::Mode::global : data::Standardizer::Mode::per_feature;
+    if (validation_rows.empty() || !c.validation_shuffle) {
+      data::ByteDataset head;  // the training part: the first rows, fitted in place
+      head.features.shape = {static_cast<std::int64_t>(train_rows.size()), tt.train.dim()};
+      std::span<const std::uint8_t> part(tt.train.features.values.data(), train_rows.size() * static_cast<std::size_t>(tt.train.dim()));
+      head.features.values.assign(part.begin(), part.end());
+      standardizer = data::fit_standardizer(head, factor, mode);
+    } else {
+      data::ByteDataset part;
+      part.features.shape = {static_cast<std::int64_t>(train_rows.size()), tt.train.dim()};
+      const auto row_bytes = static_cast<std::size_t>(tt.train.dim());
+      part.features.values.resize(train_rows.size() * row_bytes);
+      for (std::size_t i = 0; i < train_rows.size(); ++i) {
+        std::memcpy(part.features.values.data() + i * row_bytes,
+                    tt.train.features.values.data() + static_cast<std::size_t>(train_rows[i]) * row_bytes, row_bytes);
+      }
+      standardizer = data::fit_standardizer(part, factor, mode);
+    }
+  }
+  const auto values = std::make_shared<const std::vector<float>>(
+      data::byte_values(factor, standardizer ? &*standardizer : nullptr, tt.train.dim()));
+  const DType dtype = model_dtype(config.model.dtype);
+  const auto train_bytes = std::make_shared<const std::vector<std::uint8_t>>(std::move(tt.train.features.values));
+  const auto test_bytes = std::make_shared<const std::vector<std::uint8_t>>(std::move(tt.test.features.values));
+  std::vector<std::int64_t> test_rows(static_cast<std::size_t>(tt.test.size()));
+  std::iota(test_rows.begin(), test_rows.end(), 0);
+  Data out;
+  out.num_classes = std::max(tt.train.num_classes, tt.test.num_classes);
+  out.dim = tt.train.dim();
+  out.train = byte_split(tt.train, train_bytes, train_rows, values, dtype);
+  out.validation = byte_split(tt.train, train_bytes, validation_rows, values, dtype);
+  out.test = byte_split(tt.test, test_bytes, test_rows, values, dtype);
+  return out;
 }
 
 optim::OptimizerSpec optimizer_spec(const TrainConfig& c) {
@@ -236,8 +332,47 @@ void check_batch_norm_batches(nn::Sequential& net, const TrainConfig& config, st
 
 }  // namespace
 
+Tensor Split::rows(std::int64_t begin, std::int64_t end, Tensor& buffer) const {
+  if (x.defined()) return x.rows(begin, end);
+  std::vector<std::int64_t> idx(static_cast<std::size_t>(end - begin));
+  std::iota(idx.begin(), idx.end(), begin);
+  Tensor labels;
+  gather(idx, buffer, labels);
+  return buffer;
+}
+
+void Split::gather(std::span<const std::int64_t> idx, Tensor& x_out, Tensor& y_out) const {
+  const auto b = static_cast<std::int64_t>(idx.size());
+  const std::int64_t d = dim();
+  const DType t = x.defined() ? x.dtype() : dtype;
+  if (!x_out.defined() || x_out.dim(0) != b || x_out.dim(1) != d || x_out.dtype() != t) x_out = Tensor::empty({b, d}, t);
+  if (!y_out.defined() || y_out.dim(0) != b) y_out = Tensor::empty({b}, DType::i32);
+  const std::int32_t* ys = y.data<std::int32_t>();
+  std::int32_t* yd = y_out.data<std::int32_t>();
+  for (std::int64_t i = 0; i < b; ++i) yd[i] = ys[idx[static_cast<std::size_t>(i)]];
+  if (x.defined()) {
+    const std::size_t row_bytes = static_cast<std::size_t>(d) * dtype_size(t);
+    auto* dst = static_cast<std::byte*>(x_out.raw());
+    const auto* src = static_cast<const std::byte*>(x.raw());
+    for (std::int64_t i = 0; i < b; ++i) {
+      std::memcpy(dst + static_cast<std::size_t>(i) * row_bytes, src + static_cast<std::size_t>(idx[static_cast<std::size_t>(i)]) * row_bytes,
+                  row_bytes);
+    }
+    return;
+  }
+  std::vector<std::int64_t> rows(idx.begin(), idx.end());
+  for (std::int64_t& r : rows) r += first;
+  const bool per_feature = values->size() != 256;
+  if (t == DType::f64) {
+    decode_rows(bytes->data(), values->data(), per_feature, d, rows, x_out.data<double>());
+  } else {
+    decode_rows(bytes->data(), values->data(), per_feature, d, rows, x_out.data<float>());
+  }
+}
+
 Data load_data(const TrainConfig& config) {
   const DataConfig& c = config.data;
+  if (c.format == "mnist") return load_byte_data(config);
   data::TrainTest tt = read_files(c);
   data::Dataset full = first(tt.train, c.limit_train);
   data::Dataset test = first(tt.test, c.limit_test);
@@ -417,6 +552,7 @@ Evaluation evaluate(Model& model, const Split& split, std::int64_t batch, std::v
   double loss_sum = 0.0;
   std::int64_t errors = 0;
   autodiff::Tape tape;
+  Tensor buffer;
   // Evaluation mode (batch normalization uses its running statistics, dropout is off).
   const bool was_training = model.net->training();
   model.net->set_training(false);
@@ -428,7 +564,7 @@ Evaluation evaluate(Model& model, const Split& split, std::int64_t batch, std::v
   for (std::int64_t begin = 0; begin < n; begin += batch) {
     const std::int64_t end = std::min(n, begin + batch);
     tape.clear();
-    Tensor x = split.x.rows(begin, end);
+    Tensor x = split.rows(begin, end, buffer);
     Tensor y = split.y.rows(begin, end);
     autodiff::Var logits = model.net->forward(tape, tape.constant(x));
     loss_sum += loss::cross_entropy(logits, y).value().item() * static_cast<double>(end - begin);
@@ -714,7 +850,7 @@ class Session {
     ParameterArena& arena = *model_.arena;
     epoch_t0_ = Clock::now();
     while (sampler_->next(idx_)) {
-      gather(data_.train, idx_, bx_, by_);
+      data_.train.gather(idx_, bx_, by_);
       tape_.clear();
       arena.zero_grad();
       const bool keep_iterate = config_.divergence.policy == "skip" && optimizer_->has_interim();

@@ -359,5 +359,62 @@ TEST(Subset, RejectsIndicesOutOfRange) {
   expect_error<ShapeError>([&] { subset(data, negative); }, "subset", "index 0 is -1");
 }
 
+// Byte features: the statistics from histograms and the per-byte values equal what the float
+// path (scale, fit_standardizer, apply) computes on the same data, bit for bit.
+TEST(ByteFeatures, StandardizerAndValuesMatchTheFloatPath) {
+  ByteDataset bytes;
+  Dataset floats;
+  const std::int64_t n = 97, d = 5;
+  bytes.features.shape = floats.features.shape = {n, d};
+  for (std::int64_t i = 0; i < n; ++i) {
+    for (std::int64_t j = 0; j < d; ++j) {
+      // feature 3 is constant; the others spread over the byte range differently
+      const auto b = static_cast<std::uint8_t>(j == 3 ? 17 : (i * (7 + 13 * j) + 5 * j) % (64 + 48 * j));
+      bytes.features.values.push_back(b);
+      floats.features.values.push_back(static_cast<float>(b));
+    }
+  }
+  bytes.labels.assign(n, 0);
+  floats.labels.assign(n, 0);
+  bytes.num_classes = floats.num_classes = 1;
+  const float factor = 1.0f / 255.0f;
+  scale(floats, factor);
+  for (const auto mode : {Standardizer::Mode::global, Standardizer::Mode::per_feature}) {
+    const Standardizer from_floats = fit_standardizer(floats, mode);
+    const Standardizer from_bytes = fit_standardizer(bytes, factor, mode);
+    ASSERT_EQ(from_bytes.mean.size(), from_floats.mean.size());
+    for (std::size_t c = 0; c < from_floats.mean.size(); ++c) {
+      EXPECT_EQ(from_bytes.mean[c], from_floats.mean[c]) << c;
+      EXPECT_EQ(from_bytes.stddev[c], from_floats.stddev[c]) << c;
+    }
+    Dataset standardized = floats;
+    apply(from_floats, standardized);
+    const std::vector<float> values = byte_values(factor, &from_bytes, d);
+    ASSERT_EQ(values.size(), mode == Standardizer::Mode::global ? 256u : static_cast<std::size_t>(256 * d));
+    for (std::int64_t i = 0; i < n * d; ++i) {
+      const std::uint8_t b = bytes.features.values[static_cast<std::size_t>(i)];
+      const float v = mode == Standardizer::Mode::global ? values[b] : values[static_cast<std::size_t>(b * d + i % d)];
+      ASSERT_EQ(v, standardized.features.values[static_cast<std::size_t>(i)]) << "element " << i;
+    }
+  }
+  EXPECT_EQ(byte_values(factor, nullptr, d)[255], 255.0f * factor);
+  ByteDataset empty;
+  empty.features.shape = {0, 3};
+  EXPECT_THROW(fit_standardizer(empty, factor, Standardizer::Mode::global), DataError);
+}
+
+TEST(ByteFeatures, ValidationSplitIndicesAreThoseOfSplitValidation) {
+  for (const bool shuffle : {false, true}) {
+    const auto [train, validation] = validation_split_indices(10, {.validation_size = 3, .shuffle = shuffle, .seed = 4});
+    EXPECT_EQ(train.size(), 7u);
+    EXPECT_EQ(validation.size(), 3u);
+    EXPECT_TRUE(std::is_sorted(train.begin(), train.end()));
+    if (!shuffle) {
+      EXPECT_EQ(validation, (std::vector<std::int64_t>{7, 8, 9}));
+    }
+  }
+  EXPECT_THROW(validation_split_indices(10, {.validation_size = 10}), ConfigError);
+}
+
 }  // namespace
 }  // namespace descent::data

@@ -417,5 +417,30 @@ TEST_F(IdxTest, ReadsLabelsFileEndToEnd) {
   expect_error([&] { to_labels(array, 8, path.string()); }, path, "label 0 is 9");
 }
 
+// Bytes kept as bytes: plain and gzip give the values and shape of read_idx; any other
+// element type is refused naming it; a malformed file gives read_idx's message.
+TEST_F(IdxTest, BytesAreKeptForUbyteFilesOnly) {
+  const Bytes image = concat(header(0x08, {2, 2, 3}), {0, 1, 2, 127, 128, 255, 10, 20, 30, 40, 50, 60});
+  for (const fs::path& path : {write("a.idx", image), write_gzip("a.idx.gz", image)}) {
+    const ByteArray bytes = read_idx_bytes(path);
+    const Array floats = read_idx(path);
+    EXPECT_EQ(bytes.shape, floats.shape);
+    ASSERT_EQ(bytes.values.size(), floats.values.size());
+    for (std::size_t i = 0; i < bytes.values.size(); ++i) EXPECT_EQ(static_cast<float>(bytes.values[i]), floats.values[i]);
+    EXPECT_EQ(bytes.rows(), 2);
+    EXPECT_EQ(bytes.row_size(), 6);
+  }
+  const fs::path ints = write("i.idx", concat(header(0x0C, {1}), {0, 0, 0, 7}));
+  try {
+    read_idx_bytes(ints);
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("expected ubyte"), std::string::npos) << e.what();
+  }
+  const fs::path cut = write("cut.idx", concat(header(0x08, {4}), {1, 2}));
+  EXPECT_THROW(read_idx_bytes(cut), DataError);
+  EXPECT_THROW(read_idx_bytes(dir_ / "missing.idx"), IoError);
+}
+
 }  // namespace
 }  // namespace descent::data

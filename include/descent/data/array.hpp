@@ -26,6 +26,19 @@ struct Array {
   }
 };
 
+// An array of unsigned bytes kept as they are (an IDX ubyte file: images): a quarter of the
+// memory of the float Array, for data that a trainer converts per batch.
+struct ByteArray {
+  std::vector<std::int64_t> shape;
+  std::vector<std::uint8_t> values;  // row-major, product(shape) elements
+  std::int64_t rows() const { return shape.empty() ? 0 : shape.front(); }
+  std::int64_t row_size() const {
+    std::int64_t size = 1;
+    for (std::size_t i = 1; i < shape.size(); ++i) size *= shape[i];
+    return size;
+  }
+};
+
 // The product of non-negative factors, or nullopt if it overflows int64 (used to check the
 // element and byte counts a file header claims before anything is allocated).
 inline std::optional<std::int64_t> checked_product(const std::vector<std::int64_t>& factors) {

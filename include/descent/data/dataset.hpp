@@ -59,6 +59,23 @@ struct TrainTest {
 TrainTest load_mnist_dir(const std::filesystem::path& dir = default_mnist_dir,
                          const MnistOptions& options = {});
 
+// The same files with the images kept as bytes (0..255), a quarter of the memory: for a
+// trainer that scales and standardizes each batch as it copies it (train/trainer.cpp).
+// Throws as load_mnist_dir, and DataError when an images file does not hold unsigned bytes.
+struct ByteDataset {
+  ByteArray features;                // shape [n, d]
+  std::vector<std::int32_t> labels;  // n labels in [0, num_classes)
+  std::int32_t num_classes = 0;
+  std::int64_t size() const { return features.rows(); }
+  std::int64_t dim() const { return features.row_size(); }
+};
+struct ByteTrainTest {
+  ByteDataset train;
+  ByteDataset test;
+};
+ByteTrainTest load_mnist_dir_bytes(const std::filesystem::path& dir = default_mnist_dir,
+                                   const MnistOptions& options = {});
+
 // ---- preprocessing ------------------------------------------------------------------------
 
 // Multiplies every feature by `factor` (e.g. 1/255 maps 0..255 pixels to [0, 1]).
@@ -83,6 +100,17 @@ Standardizer fit_standardizer(const Dataset& train, Standardizer::Mode mode);
 // size differs from the dataset's dim, or the standardizer is malformed.
 void apply(const Standardizer& standardizer, Dataset& dataset);
 
+// The same statistics for byte features scaled by `factor` (x = byte * factor in float, as
+// scale() computes it), from per-feature histograms of the bytes: O(n d) time, O(256 d)
+// memory, no float copy of the data.
+Standardizer fit_standardizer(const ByteDataset& train, float factor, Standardizer::Mode mode);
+
+// What each byte value stands for after scale(factor) and then `standardizer` (nullptr: none),
+// computed with those functions on a 256-row table, so the values are the ones the float path
+// gives bit for bit: 256 floats (global or no standardizer) or 256 per feature, value of byte b
+// of feature j at [b * d + j]. Throws as scale and apply.
+std::vector<float> byte_values(float factor, const Standardizer* standardizer, std::int64_t d);
+
 // ---- splits -------------------------------------------------------------------------------
 
 struct SplitOptions {
@@ -97,6 +125,11 @@ struct SplitOptions {
 // gives the same split on every platform). Both parts keep the original relative order of
 // their examples. Throws ConfigError unless 0 <= validation_size < n. O(n * d).
 std::pair<Dataset, Dataset> split_validation(Dataset full, const SplitOptions& options = {});
+
+// The example indices of each part of that split, in increasing order: {train, validation}.
+// Throws ConfigError as split_validation.
+std::pair<std::vector<std::int64_t>, std::vector<std::int64_t>> validation_split_indices(std::int64_t n,
+                                                                                        const SplitOptions& options);
 
 // The examples at `indices`, in that order (repeats allowed).
 // Throws ShapeError if an index is outside [0, n), or the errors of validate.

@@ -41,6 +41,12 @@ Array decode_idx(std::string_view bytes, const std::string& source_name);
 // Cost: the whole file is held in memory while decoding.
 Array read_idx(const std::filesystem::path& path);
 
+// The same checks and messages, for a file of unsigned bytes (type 0x08, e.g. MNIST images),
+// whose elements are kept as bytes instead of converted to float. Throws DataError (naming
+// the element type found) for any other type.
+ByteArray decode_idx_bytes(std::string_view bytes, const std::string& source_name);
+ByteArray read_idx_bytes(const std::filesystem::path& path);
+
 // Integer class labels from an array with one value per row (shape [n] or [n, 1], e.g. an
 // IDX labels file). Every value must be integral and in [0, num_classes).
 // Throws ConfigError if num_classes < 1, DataError naming `source`, the index and the

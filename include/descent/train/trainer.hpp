@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <iosfwd>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "descent/data/dataset.hpp"
@@ -30,11 +31,25 @@
 
 namespace descent::train {
 
-// A data split as tensors: features [n, d] of the model's dtype, labels i32 [n].
+// A data split: labels i32 [n] and features [n, d] of the model's dtype. The features are a
+// tensor, or (Fashion-MNIST and other MNIST-format data: unsigned bytes) the bytes themselves
+// with the value each byte stands for after scaling and standardization: a quarter of the
+// memory, decoded as rows are copied into a batch (bit for bit the values of the float path).
 struct Split {
-  Tensor x;
-  Tensor y;
-  std::int64_t size() const { return x.defined() ? x.dim(0) : 0; }
+  Tensor x;  // [n, d], or undefined when the features are bytes
+  Tensor y;  // i32 [n]
+  std::shared_ptr<const std::vector<std::uint8_t>> bytes;  // byte features: rows [first, first + n) of [*, d]
+  std::shared_ptr<const std::vector<float>> values;        // value of byte b: [b] or, per feature j, [b * d + j]
+  std::int64_t first = 0, features = 0;
+  DType dtype = DType::f32;
+
+  std::int64_t size() const { return y.defined() ? y.dim(0) : 0; }
+  std::int64_t dim() const { return x.defined() ? x.dim(1) : features; }
+  // The features of rows [begin, end): a view of x, or the rows decoded into `buffer`
+  // (reallocated when its shape differs).
+  Tensor rows(std::int64_t begin, std::int64_t end, Tensor& buffer) const;
+  // Copies the examples at `idx` into x [b, d] and y [b] (reallocated when b changes).
+  void gather(std::span<const std::int64_t> idx, Tensor& x_out, Tensor& y_out) const;
 };
 
 struct Data {
