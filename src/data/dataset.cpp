@@ -55,7 +55,7 @@ ByteDataset load_mnist_pair_bytes(const std::filesystem::path& dir, const std::s
   const auto images_path = find_idx_file(dir, prefix + "-images-idx3-ubyte");
   const auto labels_path = find_idx_file(dir, prefix + "-labels-idx1-ubyte");
   ByteDataset d;
-  d.features = read_idx_bytes(images_path);
+  d.features = read_idx_bytes_cached(images_path);
   const Array labels = read_idx(labels_path);
   check_mnist_pair(d.features.shape, labels, images_path, labels_path);
   d.features.shape = {d.features.shape[0], d.features.shape[1] * d.features.shape[2]};

@@ -2,7 +2,13 @@
 
 #include <zlib.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <optional>
 #include <bit>
 #include <climits>
 #include <cmath>
@@ -320,9 +326,45 @@ std::string read_whole(const std::filesystem::path& path) {
   return io::read_file(path, std::numeric_limits<std::size_t>::max());
 }
 
+// A plain ubyte IDX file whose header and size agree is read straight into the result (no
+// copy of the file in between: the cache of decompressed files is read this way). Anything
+// else, gzip or malformed, goes through decode_idx_bytes and its checks and messages.
+std::optional<ByteArray> read_plain_ubyte(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  unsigned char head[20] = {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || ::pread(fd, head, 4, 0) != 4) return std::nullopt;
+  const int ndim = head[3];
+  if (head[0] != 0 || head[1] != 0 || head[2] != 0x08 || ndim < 1 || ndim > 4) return std::nullopt;
+  const auto header_bytes = static_cast<std::size_t>(4 + 4 * ndim);
+  if (::pread(fd, head + 4, header_bytes - 4, 4) != static_cast<ssize_t>(header_bytes - 4)) return std::nullopt;
+  ByteArray array;
+  for (int d = 0; d < ndim; ++d) array.shape.push_back(big_endian_u32(head + 4 + 4 * d));
+  const std::optional<std::int64_t> count = checked_product(array.shape);
+  if (!count || static_cast<std::int64_t>(header_bytes) + *count != static_cast<std::int64_t>(st.st_size)) return std::nullopt;
+  array.values.resize(static_cast<std::size_t>(*count));
+  std::size_t done = 0;
+  while (done < array.values.size()) {
+    const ssize_t got = ::pread(fd, array.values.data() + done, array.values.size() - done,
+                                static_cast<off_t>(header_bytes + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return std::nullopt;
+    done += static_cast<std::size_t>(got);
+  }
+  return array;
+}
+
 }  // namespace
 
-ByteArray read_idx_bytes(const std::filesystem::path& path) { return decode_idx_bytes(read_whole(path), path.string()); }
+ByteArray read_idx_bytes(const std::filesystem::path& path) {
+  if (std::optional<ByteArray> plain = read_plain_ubyte(path)) return std::move(*plain);
+  return decode_idx_bytes(read_whole(path), path.string());
+}
 
 Array read_idx(const std::filesystem::path& path) { return decode_idx(read_whole(path), path.string()); }
 

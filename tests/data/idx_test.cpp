@@ -6,7 +6,9 @@
 
 #include <atomic>
 #include <bit>
+#include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -440,6 +442,52 @@ TEST_F(IdxTest, BytesAreKeptForUbyteFilesOnly) {
   const fs::path cut = write("cut.idx", concat(header(0x08, {4}), {1, 2}));
   EXPECT_THROW(read_idx_bytes(cut), DataError);
   EXPECT_THROW(read_idx_bytes(dir_ / "missing.idx"), IoError);
+}
+
+// The cache of decompressed byte files: the first read writes a plain copy, the next reads it
+// (the same values), a changed file gets a new copy, a damaged copy is replaced, an unwritable
+// cache still reads, and plain files are not cached.
+TEST_F(IdxTest, CacheOfDecompressedBytes) {
+  const char* saved = std::getenv("DESCENT_CACHE_DIR");
+  const std::string restore = saved != nullptr ? saved : "";
+  const fs::path cache = dir_ / "cache";
+  ::setenv("DESCENT_CACHE_DIR", cache.c_str(), 1);
+  const Bytes image = concat(header(0x08, {3, 2}), {1, 2, 3, 4, 5, 6});
+  const fs::path gz = write_gzip("img.gz", image);
+  const fs::path copy = idx_cache_file(gz);
+  ASSERT_FALSE(copy.empty());
+  EXPECT_EQ(copy.parent_path(), cache);
+  EXPECT_FALSE(fs::exists(copy));
+  const ByteArray first = read_idx_bytes_cached(gz);
+  ASSERT_TRUE(fs::exists(copy));
+  EXPECT_EQ(read_idx_bytes(copy).values, first.values);  // a plain IDX file
+  const ByteArray second = read_idx_bytes_cached(gz);
+  EXPECT_EQ(second.values, first.values);
+  EXPECT_EQ(second.shape, first.shape);
+  // The cache is what is read: a copy holding other (valid) bytes is returned as is.
+  write(copy.filename().string(), concat(header(0x08, {3, 2}), {9, 9, 9, 9, 9, 9}));
+  fs::rename(dir_ / copy.filename(), copy);
+  EXPECT_EQ(read_idx_bytes_cached(gz).values, (std::vector<std::uint8_t>{9, 9, 9, 9, 9, 9}));
+  // A damaged copy is replaced by a fresh decompression.
+  write(copy.filename().string(), Bytes{0, 0, 8});
+  fs::rename(dir_ / copy.filename(), copy);
+  EXPECT_EQ(read_idx_bytes_cached(gz).values, first.values);
+  EXPECT_EQ(read_idx_bytes(copy).values, first.values);
+  // A changed file (new content and modification time) gets its own copy.
+  fs::last_write_time(gz, fs::last_write_time(gz) + std::chrono::seconds(5));
+  EXPECT_NE(idx_cache_file(gz), copy);
+  // No cache: unwritable (a file where the folder should be), disabled, or a plain file.
+  ::setenv("DESCENT_CACHE_DIR", (dir_ / "img.gz" / "sub").c_str(), 1);
+  EXPECT_EQ(read_idx_bytes_cached(gz).values, first.values);
+  ::setenv("DESCENT_CACHE_DIR", "none", 1);
+  EXPECT_TRUE(idx_cache_file(gz).empty());
+  ::setenv("DESCENT_CACHE_DIR", cache.c_str(), 1);
+  EXPECT_TRUE(idx_cache_file(write("plain.idx", image)).empty());
+  if (saved != nullptr) {
+    ::setenv("DESCENT_CACHE_DIR", restore.c_str(), 1);
+  } else {
+    ::unsetenv("DESCENT_CACHE_DIR");
+  }
 }
 
 }  // namespace

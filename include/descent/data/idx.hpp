@@ -47,6 +47,20 @@ Array read_idx(const std::filesystem::path& path);
 ByteArray decode_idx_bytes(std::string_view bytes, const std::string& source_name);
 ByteArray read_idx_bytes(const std::filesystem::path& path);
 
+// read_idx_bytes for a gzip file (name ending in .gz) through a cache of its decompressed
+// content: the first read writes a plain IDX copy into idx_cache_dir() (atomically), later
+// reads take it, skipping the decompression (Fashion-MNIST's training images: about 0.2 s
+// less). The copy's name holds a hash of the file's absolute path, size and modification
+// time, so a changed file is decompressed again. A damaged copy is replaced, an unwritable
+// cache only costs the decompression; other files are read directly. The copies are never
+// removed by descent (delete the folder at will).
+ByteArray read_idx_bytes_cached(const std::filesystem::path& path);
+// $DESCENT_CACHE_DIR ("" or "none": no cache), else $XDG_CACHE_HOME/descent, else
+// $HOME/.cache/descent; empty when there is none.
+std::filesystem::path idx_cache_dir();
+// Where the cached copy of `path` lives (empty: not cached, e.g. not a .gz file).
+std::filesystem::path idx_cache_file(const std::filesystem::path& path);
+
 // Integer class labels from an array with one value per row (shape [n] or [n, 1], e.g. an
 // IDX labels file). Every value must be integral and in [0, num_classes).
 // Throws ConfigError if num_classes < 1, DataError naming `source`, the index and the
