@@ -370,6 +370,10 @@ void Split::gather(std::span<const std::int64_t> idx, Tensor& x_out, Tensor& y_o
   }
 }
 
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& config, std::int64_t total_steps) {
+  return make_optimizer(config, total_steps, 1.0);
+}
+
 Data load_data(const TrainConfig& config) {
   const DataConfig& c = config.data;
   if (c.format == "mnist") return load_byte_data(config);

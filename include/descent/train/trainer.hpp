@@ -27,6 +27,7 @@
 #include "descent/data/dataset.hpp"
 #include "descent/error.hpp"
 #include "descent/nn/module.hpp"
+#include "descent/optim/optimizer.hpp"
 #include "descent/train/config.hpp"
 
 namespace descent::train {
@@ -76,6 +77,11 @@ Model build_model(const ModelConfig& config, std::int64_t dim, std::int32_t clas
 // Initializes the parameters per config.init with config.seed, then sets every LSTM's forget
 // gate bias to its forget_bias.
 void initialize_model(Model& model, const TrainConfig& config);
+
+// The optimizer of config.optimizer, .schedule, .clip and .averaging for a run of
+// `total_steps` updates (the linear and cosine schedules end there unless schedule.tau is set),
+// as run() builds it. Throws ConfigError as optim::make_optimizer.
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& config, std::int64_t total_steps);
 
 struct Evaluation {
   double loss = 0.0;   // mean surrogate (cross-entropy)

@@ -1,0 +1,94 @@
+// Time to reach a test accuracy on the default example (examples/fashion_mlp.toml): the model,
+// initialization, data preprocessing, optimizer and schedule of that config, trained epoch by
+// epoch with descent's own loaders, sampler and optimizer; after each epoch the test accuracy
+// is measured off the clock. Prints one JSON line: ready_unix (the wall-clock time when the
+// data is loaded and the model built), train_s_to_target (training seconds up to the end of
+// the first epoch that reaches --target), the epoch, the accuracy per epoch.
+// bench/torch_time_to_accuracy.py is the PyTorch peer; bench/time_to_accuracy.sh runs both.
+//
+//   time_to_accuracy [--config examples/fashion_mlp.toml] [--target 0.885] [--threads 2]
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "descent/data/sampler.hpp"
+#include "descent/loss/loss.hpp"
+#include "descent/tensor/parallel.hpp"
+#include "descent/train/trainer.hpp"
+
+using namespace descent;
+using Clock = std::chrono::steady_clock;
+
+int main(int argc, char** argv) {
+  std::string config_path = "examples/fashion_mlp.toml";
+  double target = 0.885;
+  int threads = 2;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string a = argv[i];
+    if (a == "--config") {
+      config_path = argv[i + 1];
+    } else if (a == "--target") {
+      target = std::atof(argv[i + 1]);
+    } else if (a == "--threads") {
+      threads = std::atoi(argv[i + 1]);
+    } else {
+      std::fprintf(stderr, "time_to_accuracy: unknown option %s\n", a.c_str());
+      return 2;
+    }
+  }
+  try {
+    const train::TrainConfig config =
+        train::load_train_config(config_path, {"threads=" + std::to_string(threads), "progress=none"});
+    set_num_threads(threads);
+    const train::Data data = train::load_data(config);
+    train::Model model = train::build_model(config.model, data.dim, data.num_classes, config.seed);
+    train::initialize_model(model, config);
+    data::SamplerOptions so;
+    so.kind = data::parse_sampler_kind(config.sampler.kind);
+    so.batch_size = config.sampler.batch_size;
+    so.drop_last = config.sampler.drop_last;
+    so.seed = config.seed + 1;
+    data::Sampler sampler(data.train.size(), so);
+    auto optimizer = train::make_optimizer(config, sampler.batches_per_epoch() * config.epochs);
+    const double ready_unix =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+
+    ParameterArena& arena = *model.arena;
+    std::vector<std::int64_t> idx;
+    Tensor bx, by;
+    autodiff::Tape tape;
+    std::int64_t k = 0;
+    double train_s = 0.0;
+    std::string accuracies;
+    for (std::int64_t epoch = 1; epoch <= config.epochs; ++epoch) {
+      const auto e0 = Clock::now();
+      while (sampler.next(idx)) {
+        data.train.gather(idx, bx, by);
+        tape.clear();
+        arena.zero_grad();
+        optimizer->prepare(arena, k);
+        autodiff::Var loss = loss::cross_entropy(model.net->forward(tape, tape.constant(bx)), by);
+        tape.backward(loss);
+        optimizer->step(arena, k);
+        ++k;
+      }
+      train_s += std::chrono::duration<double>(Clock::now() - e0).count();
+      const double accuracy = 1.0 - train::evaluate(model, data.test).error;  // off the clock
+      accuracies += (epoch > 1 ? ", " : "") + std::to_string(accuracy);
+      if (accuracy >= target) {
+        std::printf("{\"impl\": \"descent\", \"threads\": %d, \"target\": %.4f, \"ready_unix\": %.6f, "
+                    "\"train_s_to_target\": %.4f, \"epoch\": %lld, \"accuracy\": %.4f, \"accuracies\": [%s]}\n",
+                    threads, target, ready_unix, train_s, static_cast<long long>(epoch), accuracy, accuracies.c_str());
+        return 0;
+      }
+    }
+    std::printf("{\"impl\": \"descent\", \"threads\": %d, \"target\": %.4f, \"status\": \"not reached\", \"accuracies\": [%s]}\n",
+                threads, target, accuracies.c_str());
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "time_to_accuracy: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,89 @@
+"""PyTorch peer of bench/time_to_accuracy.cpp: the default example (examples/fashion_mlp.toml)
+written in PyTorch as a user would, at the settings bench/run found fastest: the MLP
+784-256-256-10 with ReLU, He-uniform weights (kaiming_uniform_, relu) and zero biases; the
+first 50000 training images for training (the last 10000 are the config's validation set,
+unused here), pixels / 255 standardized with the training part's mean and population
+standard deviation; minibatches of 128 reshuffled every epoch; SGD with momentum 0.9 and
+the learning rate decaying linearly from 0.05 to 0.0005 over 30 epochs (LambdaLR). After each
+epoch the test accuracy is measured off the clock. Prints one JSON line with the fields of
+time_to_accuracy.cpp. Run with /usr/bin/python3 (Debian's python3-torch)."""
+import argparse, gzip, json, struct, time
+
+import torch
+
+DATA = "/usr/share/datasets/fashion-mnist"
+
+
+def read_idx(name):
+    with gzip.open(f"{DATA}/{name}.gz", "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
+    return torch.frombuffer(bytearray(raw[4 + 4 * ndim:]), dtype=torch.uint8).reshape(dims)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--target", type=float, default=0.885)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=30)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.set_flush_denormal(True)
+    torch.manual_seed(1)
+    x = read_idx("train-images-idx3-ubyte").reshape(60000, 784)
+    y = read_idx("train-labels-idx1-ubyte").long()
+    xt = read_idx("t10k-images-idx3-ubyte").reshape(10000, 784)
+    yt = read_idx("t10k-labels-idx1-ubyte").long()
+    train = x[:50000].float() / 255.0
+    mean = train.double().mean()
+    std = ((train.double() - mean) ** 2).mean().sqrt()
+    train = ((train - mean.float()) / std.float()).contiguous()
+    ytrain = y[:50000].contiguous()
+    test = ((xt.float() / 255.0 - mean.float()) / std.float()).contiguous()
+    model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256), torch.nn.ReLU(),
+                                torch.nn.Linear(256, 10))
+    for m in model:
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
+            torch.nn.init.zeros_(m.bias)
+    batch = 128
+    steps_per_epoch = (50000 + batch - 1) // batch
+    tau = steps_per_epoch * a.epochs
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: (1 - min(k, tau) / tau) + min(k, tau) / tau / 100)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    xb = torch.empty(batch, 784)
+    yb = torch.empty(batch, dtype=torch.long)
+    ready_unix = time.time()
+    train_s, accuracies = 0.0, []
+    for epoch in range(1, a.epochs + 1):
+        t0 = time.perf_counter()
+        order = torch.randperm(50000)
+        model.train()
+        for s in range(steps_per_epoch):
+            idx = order[s * batch:(s + 1) * batch]
+            b = idx.numel()
+            torch.index_select(train, 0, idx, out=xb[:b])
+            torch.index_select(ytrain, 0, idx, out=yb[:b])
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xb[:b]), yb[:b])
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss.item()
+        train_s += time.perf_counter() - t0
+        with torch.no_grad():  # off the clock
+            accuracy = (model(test).argmax(1) == yt).float().mean().item()
+        accuracies.append(round(accuracy, 4))
+        if accuracy >= a.target:
+            print(json.dumps({"impl": "pytorch", "version": torch.__version__, "threads": a.threads, "target": a.target,
+                              "ready_unix": ready_unix, "train_s_to_target": round(train_s, 4), "epoch": epoch,
+                              "accuracy": accuracy, "accuracies": accuracies}))
+            return
+    print(json.dumps({"impl": "pytorch", "threads": a.threads, "target": a.target, "status": "not reached",
+                      "accuracies": accuracies}))
+
+
+if __name__ == "__main__":
+    main()
