@@ -23,6 +23,7 @@
 
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
+#include "conv_dnnl.hpp"
 #include "node_util.hpp"
 
 namespace descent::autodiff {
@@ -220,9 +221,19 @@ struct Terms {
   }
 };
 
+conv_dnnl::Geom dnnl_geom(const ConvGeom& g) {
+  return {g.batch, g.c_in, g.h, g.w, g.c_out, g.kh, g.kw, g.stride, g.pad, g.h_out, g.w_out};
+}
+
 // out[n] = bias + sum_t conv(x_t[n], w_t) for every example; terms are (w_t, x_t).
 template <class T>
 void conv_forward(const ConvGeom& g, const Terms<T>& terms, const T* bias, T* out) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (conv_dnnl::active()) {
+      conv_dnnl::forward(dnnl_geom(g), terms.a, terms.b, terms.n, bias, out);
+      return;
+    }
+  }
   const std::int64_t K = g.k(), P = g.p(), co = g.c_out;
   const Chunks ch = chunks_of(g.batch);
   const DType dt = dtype_of<T>();
@@ -250,6 +261,12 @@ void conv_forward(const ConvGeom& g, const Terms<T>& terms, const T* bias, T* ou
 // gx[n] (beta 0: =, 1: +=) sum_t conv_transpose(g_t[n], w_t); terms are (w_t, g_t).
 template <class T>
 void conv_input_grad(const ConvGeom& g, const Terms<T>& terms, T* gx, double beta) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (conv_dnnl::active()) {
+      conv_dnnl::input_grad(dnnl_geom(g), terms.a, terms.b, terms.n, gx, beta);
+      return;
+    }
+  }
   const std::int64_t K = g.k(), P = g.p(), co = g.c_out;
   const Chunks ch = chunks_of(g.batch);
   const DType dt = dtype_of<T>();
@@ -274,8 +291,14 @@ template <class T>
 void conv_weight_grad(const ConvGeom& g, const Terms<T>& wterms, T* gw, double beta_w, const Terms<T>& bterms, T* gb,
                       double beta_b) {
   const std::int64_t K = g.k(), P = g.p(), co = g.c_out;
-  const bool do_w = gw != nullptr && wterms.n > 0;
+  bool do_w = gw != nullptr && wterms.n > 0;
   const bool do_b = gb != nullptr && bterms.n > 0;
+  if constexpr (std::is_same_v<T, float>) {
+    if (do_w && conv_dnnl::active()) {
+      conv_dnnl::weight_grad(dnnl_geom(g), wterms.a, wterms.b, wterms.n, gw, beta_w);
+      do_w = false;  // the bias gradient below, as on the im2col path
+    }
+  }
   if (!do_w && !do_b) return;
   const Chunks ch = chunks_of(g.batch);
   const DType dt = dtype_of<T>();

@@ -10,14 +10,25 @@
 // channel mismatch, a kernel larger than the (padded) input, stride < 1 or padding < 0
 // throw ShapeError naming the operation and the shapes.
 //
-// Threads: the batch is split into chunks whose boundaries depend only on the batch size,
-// and the weight gradient sums per-chunk partials in chunk order, so every result is
-// bit-identical for any thread count.
+// Threads: on the im2col path the batch is split into chunks whose boundaries depend only on
+// the batch size, and the weight gradient sums per-chunk partials in chunk order, so every
+// result is bit-identical for any thread count. oneDNN's kernels (float32, see ConvBackend)
+// give the same bits from run to run with the same thread count.
 #include <cstdint>
 
 #include "descent/autodiff/tape.hpp"
 
 namespace descent::autodiff {
+
+// Which kernels run float32 convolutions. automatic: oneDNN's direct convolutions when
+// descent was built with oneDNN (libdnnl-dev; conv_backend_has_onednn()), else im2col;
+// im2col: descent's own im2col + sgemm path (float64 always takes it). Both compute the
+// same sums in different orders: results agree to float rounding, not bit for bit.
+// Process-wide; the default is automatic.
+enum class ConvBackend { automatic, im2col };
+void set_conv_backend(ConvBackend backend);
+ConvBackend conv_backend();
+bool conv_backend_has_onednn();
 
 struct Conv2dOptions {
   std::int64_t stride = 1;   // the same along rows and columns, >= 1

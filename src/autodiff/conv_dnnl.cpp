@@ -1,0 +1,201 @@
+#include "conv_dnnl.hpp"
+
+#include <atomic>
+
+#include "descent/autodiff/conv.hpp"
+
+#ifdef DESCENT_HAVE_DNNL
+#include <dnnl.hpp>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+#include <vector>
+
+#include "descent/tensor/parallel.hpp"
+#endif
+
+namespace descent::autodiff {
+namespace {
+std::atomic<ConvBackend> g_backend{ConvBackend::automatic};
+}  // namespace
+
+void set_conv_backend(ConvBackend backend) { g_backend.store(backend); }
+ConvBackend conv_backend() { return g_backend.load(); }
+bool conv_backend_has_onednn() {
+#ifdef DESCENT_HAVE_DNNL
+  return true;
+#else
+  return false;
+#endif
+}
+
+namespace conv_dnnl {
+
+#ifndef DESCENT_HAVE_DNNL
+bool active() { return false; }
+void forward(const Geom&, const float* const*, const float* const*, int, const float*, float*) {}
+void input_grad(const Geom&, const float* const*, const float* const*, int, float*, double) {}
+void weight_grad(const Geom&, const float* const*, const float* const*, int, float*, double) {}
+#else
+
+namespace {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+dnnl::engine& engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+// The primitives of one convolution shape, built once: forward (with bias), backward data,
+// backward weights (no bias: descent sums the bias gradient itself), with the plain user
+// descriptors and scratch memories in the primitives' own formats.
+struct Plan {
+  memory::desc user_src, user_wei, user_dst, bias_md;
+  dnnl::convolution_forward::primitive_desc fwd_pd;
+  dnnl::convolution_backward_data::primitive_desc bwd_d_pd;
+  dnnl::convolution_backward_weights::primitive_desc bwd_w_pd;
+  dnnl::convolution_forward fwd;
+  dnnl::convolution_backward_data bwd_d;
+  dnnl::convolution_backward_weights bwd_w;
+  std::vector<float> zero_bias;
+};
+
+using Key = std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
+                       std::int64_t, std::int64_t>;
+
+Plan& plan_for(const Geom& g) {
+  static std::mutex mutex;
+  static std::map<Key, std::unique_ptr<Plan>> plans;
+  const Key key{g.batch, g.c_in, g.h, g.w, g.c_out, g.kh, g.kw, g.stride, g.pad};
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = plans.find(key);
+  if (it != plans.end()) return *it->second;
+  auto p = std::make_unique<Plan>();
+  const memory::dims src{g.batch, g.c_in, g.h, g.w}, wei{g.c_out, g.c_in, g.kh, g.kw}, dst{g.batch, g.c_out, g.h_out, g.w_out};
+  const memory::dims strides{g.stride, g.stride}, pad{g.pad, g.pad};
+  p->user_src = memory::desc(src, dt::f32, tag::nchw);
+  p->user_wei = memory::desc(wei, dt::f32, tag::oihw);
+  p->user_dst = memory::desc(dst, dt::f32, tag::nchw);
+  p->bias_md = memory::desc({g.c_out}, dt::f32, tag::x);
+  const memory::desc any_src(src, dt::f32, tag::any), any_wei(wei, dt::f32, tag::any), any_dst(dst, dt::f32, tag::any);
+  p->fwd_pd = dnnl::convolution_forward::primitive_desc(
+      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, any_src,
+                                      any_wei, p->bias_md, any_dst, strides, pad, pad),
+      engine());
+  p->bwd_d_pd = dnnl::convolution_backward_data::primitive_desc(
+      dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, any_src, any_wei, any_dst, strides, pad, pad),
+      engine(), p->fwd_pd);
+  p->bwd_w_pd = dnnl::convolution_backward_weights::primitive_desc(
+      dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, any_src, any_wei, any_dst, strides, pad,
+                                               pad),
+      engine(), p->fwd_pd);
+  p->fwd = dnnl::convolution_forward(p->fwd_pd);
+  p->bwd_d = dnnl::convolution_backward_data(p->bwd_d_pd);
+  p->bwd_w = dnnl::convolution_backward_weights(p->bwd_w_pd);
+  p->zero_bias.assign(static_cast<std::size_t>(g.c_out), 0.0f);
+  return *plans.emplace(key, std::move(p)).first->second;
+}
+
+// `user` (plain, wrapping descent's array) in the format `want`: itself, or a reordered copy.
+memory in_format(dnnl::stream& s, const memory::desc& user_md, const float* data, const memory::desc& want) {
+  memory user(user_md, engine(), const_cast<float*>(data));
+  if (user_md == want) return user;
+  memory converted(want, engine());
+  dnnl::reorder(user, converted).execute(s, user, converted);
+  return converted;
+}
+
+// dst (plain, n elements) = result (beta 0) or dst += result (beta 1), result in `have`'s format.
+void out_to_user(dnnl::stream& s, memory result, const memory::desc& user_md, float* dst, double beta) {
+  const std::size_t n = user_md.get_size() / sizeof(float);
+  if (beta == 0.0) {
+    memory user(user_md, engine(), dst);
+    if (result.get_desc() == user_md) {
+      if (result.get_data_handle() != dst) {
+        const float* r = static_cast<const float*>(result.get_data_handle());
+        std::copy(r, r + n, dst);
+      }
+      return;
+    }
+    dnnl::reorder(result, user).execute(s, result, user);
+    s.wait();
+    return;
+  }
+  const float* r = nullptr;
+  memory plain;
+  if (result.get_desc() == user_md) {
+    r = static_cast<const float*>(result.get_data_handle());
+  } else {
+    plain = memory(user_md, engine());
+    dnnl::reorder(result, plain).execute(s, result, plain);
+    s.wait();
+    r = static_cast<const float*>(plain.get_data_handle());
+  }
+  parallel_for(static_cast<std::int64_t>(n), parallel_grain, [&](std::int64_t i0, std::int64_t i1) {
+#pragma omp simd
+    for (std::int64_t i = i0; i < i1; ++i) dst[i] += r[i];
+  });
+}
+
+}  // namespace
+
+bool active() { return conv_backend() != ConvBackend::im2col; }
+
+void forward(const Geom& g, const float* const* w, const float* const* x, int terms, const float* bias, float* out) {
+  Plan& p = plan_for(g);
+  dnnl::stream s(engine());
+  memory dst(p.fwd_pd.dst_desc(), engine());
+  memory b(p.bias_md, engine(), const_cast<float*>(bias != nullptr ? bias : p.zero_bias.data()));
+  memory zero(p.bias_md, engine(), p.zero_bias.data());
+  for (int t = 0; t < terms; ++t) {
+    memory src = in_format(s, p.user_src, x[t], p.fwd_pd.src_desc());
+    memory wei = in_format(s, p.user_wei, w[t], p.fwd_pd.weights_desc());
+    p.fwd.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_BIAS, t == 0 ? b : zero}, {DNNL_ARG_DST, dst}});
+    s.wait();
+    out_to_user(s, dst, p.user_dst, out, t == 0 ? 0.0 : 1.0);
+  }
+  if (terms == 0) {  // only the bias
+    for (std::int64_t n = 0; n < g.batch; ++n) {
+      for (std::int64_t o = 0; o < g.c_out; ++o) {
+        float* y = out + (n * g.c_out + o) * g.h_out * g.w_out;
+        std::fill(y, y + g.h_out * g.w_out, bias != nullptr ? bias[o] : 0.0f);
+      }
+    }
+  }
+}
+
+void input_grad(const Geom& g, const float* const* w, const float* const* gy, int terms, float* gx, double beta) {
+  Plan& p = plan_for(g);
+  dnnl::stream s(engine());
+  memory diff_src(p.bwd_d_pd.diff_src_desc(), engine());
+  for (int t = 0; t < terms; ++t) {
+    memory diff_dst = in_format(s, p.user_dst, gy[t], p.bwd_d_pd.diff_dst_desc());
+    memory wei = in_format(s, p.user_wei, w[t], p.bwd_d_pd.weights_desc());
+    p.bwd_d.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DIFF_SRC, diff_src}});
+    s.wait();
+    out_to_user(s, diff_src, p.user_src, gx, t == 0 ? beta : 1.0);
+  }
+}
+
+void weight_grad(const Geom& g, const float* const* gy, const float* const* x, int terms, float* gw, double beta) {
+  Plan& p = plan_for(g);
+  dnnl::stream s(engine());
+  memory diff_wei(p.bwd_w_pd.diff_weights_desc(), engine());
+  for (int t = 0; t < terms; ++t) {
+    memory diff_dst = in_format(s, p.user_dst, gy[t], p.bwd_w_pd.diff_dst_desc());
+    memory src = in_format(s, p.user_src, x[t], p.bwd_w_pd.src_desc());
+    p.bwd_w.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_WEIGHTS, diff_wei}});
+    s.wait();
+    out_to_user(s, diff_wei, p.user_wei, gw, t == 0 ? beta : 1.0);
+  }
+}
+
+#endif
+
+}  // namespace conv_dnnl
+}  // namespace descent::autodiff
