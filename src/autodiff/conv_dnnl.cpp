@@ -34,6 +34,8 @@ bool conv_backend_has_onednn() {
 namespace conv_dnnl {
 
 #ifndef DESCENT_HAVE_DNNL
+ReuseScope::ReuseScope() = default;
+ReuseScope::~ReuseScope() = default;
 bool active() { return false; }
 void forward(const Geom&, const float* const*, const float* const*, int, const float*, float*) {}
 void input_grad(const Geom&, const float* const*, const float* const*, int, float*, double) {}
@@ -101,12 +103,27 @@ Plan& plan_for(const Geom& g) {
   return *plans.emplace(key, std::move(p)).first->second;
 }
 
+// Conversions kept while a ReuseScope is alive.
+struct Converted {
+  const float* data;
+  memory::desc want;
+  memory copy;
+};
+int reuse_depth = 0;
+std::vector<Converted> reused;
+
 // `user` (plain, wrapping descent's array) in the format `want`: itself, or a reordered copy.
 memory in_format(dnnl::stream& s, const memory::desc& user_md, const float* data, const memory::desc& want) {
   memory user(user_md, engine(), const_cast<float*>(data));
   if (user_md == want) return user;
+  if (reuse_depth > 0) {
+    for (const Converted& c : reused) {
+      if (c.data == data && c.want == want) return c.copy;
+    }
+  }
   memory converted(want, engine());
   dnnl::reorder(user, converted).execute(s, user, converted);
+  if (reuse_depth > 0) reused.push_back({data, want, converted});
   return converted;
 }
 
@@ -143,6 +160,11 @@ void out_to_user(dnnl::stream& s, memory result, const memory::desc& user_md, fl
 }
 
 }  // namespace
+
+ReuseScope::ReuseScope() { ++reuse_depth; }
+ReuseScope::~ReuseScope() {
+  if (--reuse_depth == 0) reused.clear();
+}
 
 bool active() { return conv_backend() != ConvBackend::im2col; }
 

@@ -13,6 +13,18 @@ struct Geom {
   std::int64_t batch, c_in, h, w, c_out, kh, kw, stride, pad, h_out, w_out;
 };
 
+// While one is alive, an input converted to a primitive's format (gy for both the data and
+// the weight gradient, x, w) is converted once and reused: the caller promises that the
+// arrays it passes do not change meanwhile (one node's backward). Not thread-safe: the tape
+// runs its nodes one at a time.
+class ReuseScope {
+ public:
+  ReuseScope();
+  ~ReuseScope();
+  ReuseScope(const ReuseScope&) = delete;
+  ReuseScope& operator=(const ReuseScope&) = delete;
+};
+
 // Whether the oneDNN path is built in and selected.
 bool active();
 
