@@ -695,6 +695,11 @@ class Session {
     sampler_ = std::make_unique<data::Sampler>(data_.train.size(), so);
     steps_per_epoch_ = sampler_->batches_per_epoch();
     check_batch_norm_batches(*model_.net, config_, data_.train.size());
+    // Evaluation runs in chunks; a convolutional network's activations for 1,000 images are
+    // hundreds of MB (kept by the storage cache), so it evaluates 200 at a time.
+    for (std::size_t i = 0; i < model_.net->size(); ++i) {
+      if (dynamic_cast<nn::Conv2d*>(&model_.net->at(i)) != nullptr) eval_batch_ = 200;
+    }
     progress_ = Progress(log, config_.progress, config_.epochs, steps_per_epoch_);
     ParameterArena& arena = *model_.arena;
     best_ = arena.values().clone();
@@ -946,11 +951,11 @@ class Session {
   }
 
   void eval_step_record() {
-    const Evaluation tr = evaluate(model_, data_.train);
+    const Evaluation tr = evaluate(model_, data_.train, eval_batch_);
     nlohmann::json r = {{"kind", "eval"},        {"step", state_.k},         {"epoch", state_.epoch},
                         {"train_loss", tr.loss}, {"train_error", tr.error}, {"wall_s", wall()}};
     if (data_.validation.size() > 0) {
-      const Evaluation va = evaluate(model_, data_.validation);
+      const Evaluation va = evaluate(model_, data_.validation, eval_batch_);
       r["val_loss"] = va.loss;
       r["val_error"] = va.error;
     }
@@ -974,8 +979,8 @@ class Session {
       arena.values().copy_from(avg);
     }
     const bool use_val = data_.validation.size() > 0;
-    const Evaluation tr = evaluate(model_, data_.train);
-    const Evaluation va = evaluate(model_, data_.validation);
+    const Evaluation tr = evaluate(model_, data_.train, eval_batch_);
+    const Evaluation va = evaluate(model_, data_.validation, eval_batch_);
     const double rate = epoch_seconds > 0 ? static_cast<double>(state_.epoch_examples) / epoch_seconds : 0.0;
     nlohmann::json r = {{"kind", "epoch"},
                         {"epoch", epoch},
@@ -1055,8 +1060,8 @@ class Session {
     r.grad_norm_at_stop = state_.grad_norm_at_stop;
     r.divergences = state_.divergences;
     r.last_checkpoint = last_checkpoint_;
-    r.train = evaluate(model_, data_.train);
-    r.test = evaluate(model_, data_.test);
+    r.train = evaluate(model_, data_.train, eval_batch_);
+    r.test = evaluate(model_, data_.test, eval_batch_);
     r.wall_seconds = wall();
     io::save_parameters(r.run_dir / "model.safetensors", arena,
                         {{"format", "descent"}, {"model", model_.net->describe()}, {"best_epoch", std::to_string(r.best_epoch)}});
@@ -1108,6 +1113,7 @@ class Session {
   EarlyStopping stopper_{config_.early_stopping.patience, config_.early_stopping.min_delta, config_.early_stopping.enabled};
   Tensor best_, best_buffers_, before_prepare_;
   std::int64_t saved_at_ = -1;
+  std::int64_t eval_batch_ = 1000;
   std::vector<std::int64_t> idx_;
   Tensor bx_, by_;
   autodiff::Tape tape_;
