@@ -1,5 +1,8 @@
 // descent train CONFIG.toml [--set key=value ...] [--out DIR] [--name NAME]
 // descent resume RUN_DIR
+#include <unistd.h>
+
+#include <atomic>
 #include <csignal>
 #include <iomanip>
 #include <iostream>
@@ -10,10 +13,24 @@
 namespace descent::cli {
 namespace {
 
-extern "C" void on_stop_signal(int signal) { train::request_stop(signal); }
+std::atomic<int> g_signals{0};  // lock-free, so usable in a signal handler
 
-// SIGINT and SIGTERM ask the loop to stop after its current update and write a checkpoint;
-// a second signal while that happens is left to the handler too (the checkpoint is atomic).
+// The first SIGINT or SIGTERM asks the loop to stop after its current update and write a
+// checkpoint; a second one ends the process at once (the signal's default action: the
+// checkpoints already written are intact, being written atomically). Only async-signal-safe
+// calls here.
+extern "C" void on_stop_signal(int signal) {
+  if (g_signals.fetch_add(1) > 0) {
+    std::signal(signal, SIG_DFL);
+    std::raise(signal);
+    return;
+  }
+  static const char message[] =
+      "\ndescent: stopping after the current step to write a checkpoint (signal again to quit at once)\n";
+  [[maybe_unused]] const ssize_t written = ::write(STDERR_FILENO, message, sizeof message - 1);
+  train::request_stop(signal);
+}
+
 void install_stop_handlers() {
   struct sigaction action {};
   action.sa_handler = on_stop_signal;

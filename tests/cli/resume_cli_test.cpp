@@ -161,6 +161,23 @@ TEST_F(ResumeCli, SigtermAndSigintCheckpointAndSayHowToResume) {
   }
 }
 
+// Two signals in a row: the second ends the process at once (the signal's default action);
+// the checkpoints already written stay valid and the run resumes to its end.
+TEST_F(ResumeCli, ASecondSignalQuitsAtOnceAndTheRunStillResumes) {
+  const fs::path out = dir_ / "twice";
+  const pid_t pid = start({"train", (dir_ / "run.toml").string(), "--out", out.string()}, "twice");
+  for (int i = 0; i < 400 && !has_checkpoint(out / "run"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  kill(pid, SIGTERM);
+  kill(pid, SIGTERM);
+  const int code = wait_for(pid);
+  if (code == 0) GTEST_SKIP() << "the run ended before the signals";
+  EXPECT_TRUE(code == -SIGTERM || code == 128 + SIGTERM) << code;
+  EXPECT_NE(slurp(dir_ / "twice.err").find("stopping after the current step"), std::string::npos) << slurp(dir_ / "twice.err");
+  ASSERT_EQ(wait_for(start({"resume", (out / "run").string()}, "twice-resumed")), 0) << slurp(dir_ / "twice-resumed.err");
+  EXPECT_TRUE(fs::exists(out / "run" / "model.safetensors"));
+}
+
 TEST_F(ResumeCli, ResumeWithoutARunIsOneClearError) {
   const int code = wait_for(start({"resume", (dir_ / "nothing").string()}, "none"));
   EXPECT_EQ(code, 1);
