@@ -52,4 +52,9 @@ class NumericError : public Error {
 std::string printable_excerpt(std::string_view text,
                               std::size_t max_bytes = std::string_view::npos);
 
+// The same for bytes of a binary or ASCII file (a CSV field, an NPY header): only printable
+// ASCII is kept; every other byte, and the backslash, is written as \xHH; at most
+// `max_bytes` bytes are shown (no UTF-8 boundary: the input is not taken as text).
+std::string ascii_excerpt(std::string_view text, std::size_t max_bytes);
+
 }  // namespace descent

@@ -15,23 +15,7 @@ namespace descent::data {
 namespace {
 
 // `field` for a message: printable ASCII kept, other bytes as \xHH, at most 40 bytes shown.
-std::string printable(std::string_view field) {
-  constexpr std::size_t max_shown = 40;
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  for (const char c : field.substr(0, max_shown)) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u >= 0x20 && u < 0x7F && c != '\\') {
-      out += c;
-    } else {
-      out += "\\x";
-      out += digits[u >> 4];
-      out += digits[u & 0xF];
-    }
-  }
-  if (field.size() > max_shown) out += "...";
-  return out;
-}
+std::string printable(std::string_view field) { return ascii_excerpt(field, 40); }
 
 std::string_view trim(std::string_view text) {
   const auto first = text.find_first_not_of(" \t");

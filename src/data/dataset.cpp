@@ -131,14 +131,19 @@ Dataset make_dataset(Array features, const Array& labels, std::int32_t num_class
   return dataset;
 }
 
-TrainTest load_mnist_dir(const std::filesystem::path& dir, const MnistOptions& options) {
+namespace {
+
+// The train and t10k pairs of an MNIST folder through `load_pair(dir, prefix, classes)`,
+// with the checks both loaders share: the folder exists, both image sizes agree.
+template <class Result, class LoadPair>
+Result load_mnist_folder(const std::filesystem::path& dir, const MnistOptions& options, LoadPair load_pair) {
   std::error_code error;
   if (!std::filesystem::is_directory(dir, error)) {
     throw IoError(dir.string() + ": no such directory (expected the four MNIST IDX files)");
   }
-  TrainTest data;
-  data.train = load_mnist_pair(dir, "train", options.num_classes);
-  data.test = load_mnist_pair(dir, "t10k", options.num_classes);
+  Result data;
+  data.train = load_pair(dir, "train", options.num_classes);
+  data.test = load_pair(dir, "t10k", options.num_classes);
   if (data.train.dim() != data.test.dim()) {
     throw DataError(dir.string() + ": train images have " + std::to_string(data.train.dim()) +
                     " pixels, test images " + std::to_string(data.test.dim()) +
@@ -147,19 +152,14 @@ TrainTest load_mnist_dir(const std::filesystem::path& dir, const MnistOptions& o
   return data;
 }
 
+}  // namespace
+
+TrainTest load_mnist_dir(const std::filesystem::path& dir, const MnistOptions& options) {
+  return load_mnist_folder<TrainTest>(dir, options, load_mnist_pair);
+}
+
 ByteTrainTest load_mnist_dir_bytes(const std::filesystem::path& dir, const MnistOptions& options) {
-  std::error_code error;
-  if (!std::filesystem::is_directory(dir, error)) {
-    throw IoError(dir.string() + ": no such directory (expected the four MNIST IDX files)");
-  }
-  ByteTrainTest data;
-  data.train = load_mnist_pair_bytes(dir, "train", options.num_classes);
-  data.test = load_mnist_pair_bytes(dir, "t10k", options.num_classes);
-  if (data.train.dim() != data.test.dim()) {
-    throw DataError(dir.string() + ": train images have " + std::to_string(data.train.dim()) +
-                    " pixels, test images " + std::to_string(data.test.dim()) + ", expected the same");
-  }
-  return data;
+  return load_mnist_folder<ByteTrainTest>(dir, options, load_mnist_pair_bytes);
 }
 
 void scale(Dataset& dataset, float factor) {

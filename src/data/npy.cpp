@@ -21,23 +21,7 @@ constexpr std::size_t npy_magic_size = 6;
 constexpr std::size_t max_ndim = 32;
 
 // `text` for a message: printable ASCII kept, other bytes as \xHH, at most 40 bytes shown.
-std::string printable(std::string_view text) {
-  constexpr std::size_t max_shown = 40;
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  for (const char c : text.substr(0, max_shown)) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u >= 0x20 && u < 0x7F && c != '\\') {
-      out += c;
-    } else {
-      out += "\\x";
-      out += digits[u >> 4];
-      out += digits[u & 0xF];
-    }
-  }
-  if (text.size() > max_shown) out += "...";
-  return out;
-}
+std::string printable(std::string_view text) { return ascii_excerpt(text, 40); }
 
 enum class Kind { floating, signed_integer, unsigned_integer };
 
