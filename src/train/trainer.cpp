@@ -12,6 +12,7 @@
 #include <numeric>
 #include <optional>
 #include <span>
+#include <type_traits>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -598,7 +599,8 @@ const char* signal_name(int signal) {
 }
 
 // Everything of a run that is not a tensor and changes as it trains: with the parameters,
-// the optimizer's, sampler's and dropout generators' states it decides the rest of the run.
+// the optimizer's, sampler's, dropout generators' and early stopping's states it decides the
+// rest of the run.
 struct LoopState {
   std::int64_t k = 0;      // updates done
   std::int64_t epoch = 1;  // the epoch in progress (or next to start)
@@ -611,62 +613,57 @@ struct LoopState {
   // Divergence handling.
   double lr_scale = 1.0;
   std::int64_t divergences = 0;
-  // Early stopping and the result so far.
-  double stop_best = std::numeric_limits<double>::infinity();
-  std::int64_t stop_best_epoch = 0, stop_bad_epochs = 0;
+  // The result so far.
   std::int64_t epochs_run = 0, best_epoch = 0;
   bool stopped_early = false;
   double best_validation_error = 0, best_validation_loss = 0, grad_norm_at_stop = 0;
 
+  // Calls f(name, field) for every field: the one list that writing and reading share.
+  template <class Self, class F>
+  static void fields(Self& s, F&& f) {
+    f("k", s.k);
+    f("epoch", s.epoch);
+    f("finished", s.finished);
+    f("epoch_steps", s.epoch_steps);
+    f("epoch_examples", s.epoch_examples);
+    f("grad_norm_sum", s.grad_norm_sum);
+    f("running_loss", s.running_loss);
+    f("running_correct", s.running_correct);
+    f("running_seen", s.running_seen);
+    f("epoch_seconds", s.epoch_seconds);
+    f("wall_seconds", s.wall_seconds);
+    f("lr_scale", s.lr_scale);
+    f("divergences", s.divergences);
+    f("epochs_run", s.epochs_run);
+    f("best_epoch", s.best_epoch);
+    f("stopped_early", s.stopped_early);
+    f("best_validation_error", s.best_validation_error);
+    f("best_validation_loss", s.best_validation_loss);
+    f("grad_norm_at_stop", s.grad_norm_at_stop);
+  }
+
   nlohmann::json to_json() const {
-    return {{"k", k},
-            {"epoch", epoch},
-            {"finished", finished},
-            {"epoch_steps", epoch_steps},
-            {"epoch_examples", epoch_examples},
-            {"grad_norm_sum", bits(grad_norm_sum)},
-            {"running_loss", bits(running_loss)},
-            {"running_correct", bits(running_correct)},
-            {"running_seen", bits(running_seen)},
-            {"epoch_seconds", bits(epoch_seconds)},
-            {"wall_seconds", bits(wall_seconds)},
-            {"lr_scale", bits(lr_scale)},
-            {"divergences", divergences},
-            {"stop_best", bits(stop_best)},
-            {"stop_best_epoch", stop_best_epoch},
-            {"stop_bad_epochs", stop_bad_epochs},
-            {"epochs_run", epochs_run},
-            {"best_epoch", best_epoch},
-            {"stopped_early", stopped_early},
-            {"best_validation_error", bits(best_validation_error)},
-            {"best_validation_loss", bits(best_validation_loss)},
-            {"grad_norm_at_stop", bits(grad_norm_at_stop)}};
+    nlohmann::json j = nlohmann::json::object();
+    fields(*this, [&](const char* name, const auto& v) {
+      if constexpr (std::is_same_v<std::decay_t<decltype(v)>, double>) {
+        j[name] = bits(v);
+      } else {
+        j[name] = v;
+      }
+    });
+    return j;
   }
 
   static LoopState from_json(const nlohmann::json& j) {
     LoopState s;
-    s.k = j.at("k").get<std::int64_t>();
-    s.epoch = j.at("epoch").get<std::int64_t>();
-    s.finished = j.at("finished").get<bool>();
-    s.epoch_steps = j.at("epoch_steps").get<std::int64_t>();
-    s.epoch_examples = j.at("epoch_examples").get<std::int64_t>();
-    s.grad_norm_sum = from_bits(j.at("grad_norm_sum"));
-    s.running_loss = from_bits(j.at("running_loss"));
-    s.running_correct = from_bits(j.at("running_correct"));
-    s.running_seen = from_bits(j.at("running_seen"));
-    s.epoch_seconds = from_bits(j.at("epoch_seconds"));
-    s.wall_seconds = from_bits(j.at("wall_seconds"));
-    s.lr_scale = from_bits(j.at("lr_scale"));
-    s.divergences = j.at("divergences").get<std::int64_t>();
-    s.stop_best = from_bits(j.at("stop_best"));
-    s.stop_best_epoch = j.at("stop_best_epoch").get<std::int64_t>();
-    s.stop_bad_epochs = j.at("stop_bad_epochs").get<std::int64_t>();
-    s.epochs_run = j.at("epochs_run").get<std::int64_t>();
-    s.best_epoch = j.at("best_epoch").get<std::int64_t>();
-    s.stopped_early = j.at("stopped_early").get<bool>();
-    s.best_validation_error = from_bits(j.at("best_validation_error"));
-    s.best_validation_loss = from_bits(j.at("best_validation_loss"));
-    s.grad_norm_at_stop = from_bits(j.at("grad_norm_at_stop"));
+    fields(s, [&](const char* name, auto& v) {
+      using V = std::decay_t<decltype(v)>;
+      if constexpr (std::is_same_v<V, double>) {
+        v = from_bits(j.at(name));
+      } else {
+        v = j.at(name).get<V>();
+      }
+    });
     if (s.k < 0 || s.epoch < 1 || s.epoch_steps < 0 || !(s.lr_scale > 0)) throw DataError("inconsistent counters");
     return s;
   }
@@ -753,7 +750,12 @@ class Session {
       c.tensors.emplace_back("buffers", arena.buffers().clone());
       c.tensors.emplace_back("best_buffers", best_buffers_.clone());
     }
-    nlohmann::json state = {{"loop", state_.to_json()}, {"sampler", sampler_->save_state()}};
+    nlohmann::json state = {{"loop", state_.to_json()},
+                             {"sampler", sampler_->save_state()},
+                             {"early_stopping",
+                              {{"best", bits(stopper_.best())},
+                               {"best_epoch", stopper_.best_epoch()},
+                               {"bad_epochs", stopper_.bad_epochs()}}}};
     nlohmann::json dropout = nlohmann::json::array();
     for (std::size_t i = 0; i < model_.net->size(); ++i) {
       if (auto* d = dynamic_cast<nn::Dropout*>(&model_.net->at(i))) dropout.push_back(d->rng_state());
@@ -794,13 +796,16 @@ class Session {
   }
 
   // Puts the run back in the state of `c`: parameters, buffers, best copies, optimizer
-  // (rebuilt for the checkpoint's learning-rate scale), sampler, dropout generators, counters;
-  // metrics.jsonl is cut back to what it held then and reopened for appending.
-  void restore(const Checkpoint& c, const std::filesystem::path metrics_path) {  // a copy: metrics_ is reset below
-    const std::string source = last_source_.empty() ? result_.run_dir.string() : last_source_;
+  // (rebuilt for the checkpoint's learning-rate scale, or `lr_scale` when given: a rollback),
+  // sampler, dropout generators, counters; metrics.jsonl is cut back to what it held then and
+  // reopened for appending.
+  void restore(const Checkpoint& c, const std::filesystem::path metrics_path,  // a copy: metrics_ is reset below
+               std::optional<double> lr_scale = std::nullopt) {
+    const std::string source = result_.run_dir.string();
     ParameterArena& arena = *model_.arena;
     try {
       state_ = LoopState::from_json(c.state.at("loop"));
+      if (lr_scale) state_.lr_scale = *lr_scale;
       arena.values().copy_from(c.tensor("params", arena.values(), source));
       best_.copy_from(c.tensor("best", best_, source));
       if (best_buffers_.defined()) {
@@ -833,7 +838,9 @@ class Session {
         }
         optimizer_->load_state(arena, os);
       }
-      stopper_.restore(state_.stop_best, state_.stop_best_epoch, state_.stop_bad_epochs);
+      const nlohmann::json& stop = c.state.at("early_stopping");
+      stopper_.restore(from_bits(stop.at("best")), stop.at("best_epoch").get<std::int64_t>(),
+                       stop.at("bad_epochs").get<std::int64_t>());
       const auto bytes = c.state.at("metrics_bytes").get<std::uintmax_t>();
       metrics_.reset();
       std::error_code ec;
@@ -935,11 +942,7 @@ class Session {
     const double scale = state_.lr_scale * d.lr_scale;
     const std::int64_t events = state_.divergences;
     const double wall_so_far = state_.wall_seconds + seconds_since(t0_);
-    LoopState loop = LoopState::from_json(c->state.at("loop"));
-    loop.lr_scale = scale;  // the optimizer is rebuilt with it by restore()
-    Checkpoint scaled = *c;
-    scaled.state["loop"] = loop.to_json();
-    restore(scaled, metrics_->path());
+    restore(*c, metrics_->path(), scale);
     state_.divergences = events;
     state_.wall_seconds = wall_so_far;
     metrics_->write({{"kind", "divergence"}, {"step", state_.k}, {"epoch", state_.epoch}, {"policy", "rollback"},
@@ -1009,9 +1012,6 @@ class Session {
     const bool watch_loss = config_.early_stopping.monitor == "val_loss";
     const double metric = use_val ? (watch_loss ? va.loss : va.error) : (watch_loss ? tr.loss : tr.error);
     const bool stop = stopper_.update(epoch, metric);
-    state_.stop_best = stopper_.best();
-    state_.stop_best_epoch = stopper_.best_epoch();
-    state_.stop_bad_epochs = stopper_.bad_epochs();
     optimizer_->observe(metric);
     if (stopper_.improved()) {
       best_.copy_from(arena.values());
@@ -1102,7 +1102,6 @@ class Session {
   Progress progress_;
   RunResult result_;
   std::filesystem::path ckpt_dir_, last_checkpoint_;
-  std::string last_source_;
   Data data_;
   Model model_;
   std::unique_ptr<data::Sampler> sampler_;
