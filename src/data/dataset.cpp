@@ -223,17 +223,24 @@ Standardizer fit_standardizer(const Dataset& train, Standardizer::Mode mode) {
 }
 
 Standardizer fit_standardizer(const ByteDataset& train, float factor, Standardizer::Mode mode) {
-  const auto n = static_cast<std::size_t>(train.size());
-  const auto d = static_cast<std::size_t>(train.dim());
+  std::vector<std::int64_t> rows(static_cast<std::size_t>(train.size()));
+  std::iota(rows.begin(), rows.end(), 0);
+  return fit_standardizer(train, rows, factor, mode);
+}
+
+Standardizer fit_standardizer(const ByteDataset& data, std::span<const std::int64_t> rows, float factor,
+                              Standardizer::Mode mode) {
+  const auto n = rows.size();
+  const auto d = static_cast<std::size_t>(data.dim());
   if (n == 0 || d == 0) {
-    throw DataError("fit_standardizer: the training set is empty (" + shape_string(train.features.shape) +
-                    "), expected at least one value");
+    throw DataError("fit_standardizer: the training set is empty (" + std::to_string(n) + " of " +
+                    shape_string(data.features.shape) + "), expected at least one value");
   }
   const std::size_t stats = mode == Standardizer::Mode::global ? 1 : d;
   std::vector<std::int64_t> counts(stats * 256, 0);
-  const std::uint8_t* x = train.features.values.data();
-  for (std::size_t i = 0; i < n; ++i) {
-    for (std::size_t j = 0; j < d; ++j) ++counts[(stats == 1 ? 0 : j) * 256 + x[i * d + j]];
+  for (const std::int64_t r : rows) {
+    const std::uint8_t* x = data.features.values.data() + static_cast<std::size_t>(r) * d;
+    for (std::size_t j = 0; j < d; ++j) ++counts[(stats == 1 ? 0 : j) * 256 + x[j]];
   }
   const double per_column = static_cast<double>(n) * static_cast<double>(d / stats);
   Standardizer standardizer;

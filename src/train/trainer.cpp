@@ -106,14 +106,14 @@ Split to_split(const data::Dataset& d, DType dtype) {
 }
 
 // Decodes rows of byte features into `out` ([rows, d] of T): out[i, j] = values[b] or, per
-// feature, values[b * d + j], for the byte b of row rows[i] (a row number of `bytes`).
+// feature, values[b * d + j], for the byte b of row first + rows[i] of `bytes`.
 template <class T>
-void decode_rows(const std::uint8_t* bytes, const float* values, bool per_feature, std::int64_t d,
+void decode_rows(const std::uint8_t* bytes, std::int64_t first, const float* values, bool per_feature, std::int64_t d,
                  std::span<const std::int64_t> rows, T* out) {
   const auto n = static_cast<std::int64_t>(rows.size());
   parallel_for(n, std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(1, d)), [&](std::int64_t i0, std::int64_t i1) {
     for (std::int64_t i = i0; i < i1; ++i) {
-      const std::uint8_t* src = bytes + rows[static_cast<std::size_t>(i)] * d;
+      const std::uint8_t* src = bytes + (first + rows[static_cast<std::size_t>(i)]) * d;
       T* dst = out + i * d;
       if (per_feature) {
         for (std::int64_t j = 0; j < d; ++j) dst[j] = static_cast<T>(values[src[j] * d + j]);
@@ -184,23 +184,7 @@ Data load_byte_data(const TrainConfig& config) {
   std::optional<data::Standardizer> standardizer;
   if (c.standardize != "none") {
     const auto mode = c.standardize == "global" ? data::Standardizer::Mode::global : data::Standardizer::Mode::per_feature;
-    if (validation_rows.empty() || !c.validation_shuffle) {
-      data::ByteDataset head;  // the training part: the first rows, fitted in place
-      head.features.shape = {static_cast<std::int64_t>(train_rows.size()), tt.train.dim()};
-      std::span<const std::uint8_t> part(tt.train.features.values.data(), train_rows.size() * static_cast<std::size_t>(tt.train.dim()));
-      head.features.values.assign(part.begin(), part.end());
-      standardizer = data::fit_standardizer(head, factor, mode);
-    } else {
-      data::ByteDataset part;
-      part.features.shape = {static_cast<std::int64_t>(train_rows.size()), tt.train.dim()};
-      const auto row_bytes = static_cast<std::size_t>(tt.train.dim());
-      part.features.values.resize(train_rows.size() * row_bytes);
-      for (std::size_t i = 0; i < train_rows.size(); ++i) {
-        std::memcpy(part.features.values.data() + i * row_bytes,
-                    tt.train.features.values.data() + static_cast<std::size_t>(train_rows[i]) * row_bytes, row_bytes);
-      }
-      standardizer = data::fit_standardizer(part, factor, mode);
-    }
+    standardizer = data::fit_standardizer(tt.train, train_rows, factor, mode);  // the training part only
   }
   const auto values = std::make_shared<const std::vector<float>>(
       data::byte_values(factor, standardizer ? &*standardizer : nullptr, tt.train.dim()));
@@ -337,20 +321,24 @@ Tensor Split::rows(std::int64_t begin, std::int64_t end, Tensor& buffer) const {
   if (x.defined()) return x.rows(begin, end);
   std::vector<std::int64_t> idx(static_cast<std::size_t>(end - begin));
   std::iota(idx.begin(), idx.end(), begin);
-  Tensor labels;
-  gather(idx, buffer, labels);
+  copy_features(idx, buffer);
   return buffer;
 }
 
 void Split::gather(std::span<const std::int64_t> idx, Tensor& x_out, Tensor& y_out) const {
   const auto b = static_cast<std::int64_t>(idx.size());
-  const std::int64_t d = dim();
-  const DType t = x.defined() ? x.dtype() : dtype;
-  if (!x_out.defined() || x_out.dim(0) != b || x_out.dim(1) != d || x_out.dtype() != t) x_out = Tensor::empty({b, d}, t);
   if (!y_out.defined() || y_out.dim(0) != b) y_out = Tensor::empty({b}, DType::i32);
   const std::int32_t* ys = y.data<std::int32_t>();
   std::int32_t* yd = y_out.data<std::int32_t>();
   for (std::int64_t i = 0; i < b; ++i) yd[i] = ys[idx[static_cast<std::size_t>(i)]];
+  copy_features(idx, x_out);
+}
+
+void Split::copy_features(std::span<const std::int64_t> idx, Tensor& x_out) const {
+  const auto b = static_cast<std::int64_t>(idx.size());
+  const std::int64_t d = dim();
+  const DType t = x.defined() ? x.dtype() : dtype;
+  if (!x_out.defined() || x_out.dim(0) != b || x_out.dim(1) != d || x_out.dtype() != t) x_out = Tensor::empty({b, d}, t);
   if (x.defined()) {
     const std::size_t row_bytes = static_cast<std::size_t>(d) * dtype_size(t);
     auto* dst = static_cast<std::byte*>(x_out.raw());
@@ -361,13 +349,11 @@ void Split::gather(std::span<const std::int64_t> idx, Tensor& x_out, Tensor& y_o
     }
     return;
   }
-  std::vector<std::int64_t> rows(idx.begin(), idx.end());
-  for (std::int64_t& r : rows) r += first;
   const bool per_feature = values->size() != 256;
   if (t == DType::f64) {
-    decode_rows(bytes->data(), values->data(), per_feature, d, rows, x_out.data<double>());
+    decode_rows(bytes->data(), first, values->data(), per_feature, d, idx, x_out.data<double>());
   } else {
-    decode_rows(bytes->data(), values->data(), per_feature, d, rows, x_out.data<float>());
+    decode_rows(bytes->data(), first, values->data(), per_feature, d, idx, x_out.data<float>());
   }
 }
 

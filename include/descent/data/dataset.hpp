@@ -104,6 +104,9 @@ void apply(const Standardizer& standardizer, Dataset& dataset);
 // scale() computes it), from per-feature histograms of the bytes: O(n d) time, O(256 d)
 // memory, no float copy of the data.
 Standardizer fit_standardizer(const ByteDataset& train, float factor, Standardizer::Mode mode);
+// The same over the rows `rows` of `data` alone (the training part of a split), in place.
+Standardizer fit_standardizer(const ByteDataset& data, std::span<const std::int64_t> rows, float factor,
+                              Standardizer::Mode mode);
 
 // What each byte value stands for after scale(factor) and then `standardizer` (nullptr: none),
 // computed with those functions on a 256-row table, so the values are the ones the float path

@@ -51,6 +51,8 @@ struct Split {
   Tensor rows(std::int64_t begin, std::int64_t end, Tensor& buffer) const;
   // Copies the examples at `idx` into x [b, d] and y [b] (reallocated when b changes).
   void gather(std::span<const std::int64_t> idx, Tensor& x_out, Tensor& y_out) const;
+  // The same for the features alone.
+  void copy_features(std::span<const std::int64_t> idx, Tensor& x_out) const;
 };
 
 struct Data {
