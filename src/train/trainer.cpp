@@ -725,16 +725,18 @@ class Session {
  private:
   // ---- checkpoints -------------------------------------------------------------------
 
+  // The checkpoint of the current state, to be encoded at once (it holds views of live tensors).
   Checkpoint snapshot() {
     ParameterArena& arena = *model_.arena;
     Checkpoint c;
     c.step = state_.k;
     c.config_toml = to_toml(config_);
-    c.tensors.emplace_back("params", arena.values().clone());
-    c.tensors.emplace_back("best", best_.clone());
+    // Views, not copies: the checkpoint is encoded before anything changes them.
+    c.tensors.emplace_back("params", arena.values());
+    c.tensors.emplace_back("best", best_);
     if (best_buffers_.defined()) {
-      c.tensors.emplace_back("buffers", arena.buffers().clone());
-      c.tensors.emplace_back("best_buffers", best_buffers_.clone());
+      c.tensors.emplace_back("buffers", arena.buffers());
+      c.tensors.emplace_back("best_buffers", best_buffers_);
     }
     nlohmann::json state = {{"loop", state_.to_json()},
                              {"sampler", sampler_->save_state()},
