@@ -11,6 +11,12 @@
 
 namespace descent::cli {
 
+// The one-line message (without "descent: error: ") for a command line `args` (argv without
+// the program name) that `app` refused with `error`: an unknown command or option gets a
+// suggestion (the nearest command or option, or --set KEY=VALUE for a config key), anything
+// else CLI11's message and where to find the help. usage.cpp.
+std::string usage_error(CLI::App& app, const std::vector<std::string>& args, const CLI::ParseError& error);
+
 struct TrainArgs {
   std::string config;
   std::vector<std::string> overrides;
@@ -31,6 +37,7 @@ struct EvalArgs {
   std::string config;
   std::vector<std::string> overrides;
   std::string split = "test";
+  std::string params;  // checkpoints: "best" (the default) or "current"
 };
 void add_eval(CLI::App& app, EvalArgs& args);
 int run_eval(const EvalArgs& args);

@@ -1,26 +1,96 @@
-// descent eval MODEL.safetensors --config CONFIG.toml [--split test|validation|train]
+// descent eval MODEL --config CONFIG.toml [--split test|validation|train] [--params best|current]
+// MODEL is the model.safetensors of a run folder, other weights of the config's model (F32 or
+// F64: converted to the model's dtype), or a checkpoint (checkpoints/step-*.ckpt), whose best
+// parameters (or, with --params current, those of its last step) are evaluated.
 #include <iomanip>
 #include <iostream>
+#include <cstring>
+#include <limits>
 
 #include "commands.hpp"
+#include "descent/io/atomic_file.hpp"
 #include "descent/io/model_file.hpp"
+#include "descent/train/checkpoint.hpp"
 #include "descent/train/trainer.hpp"
 
 namespace descent::cli {
+namespace {
+
+// Loads the parameters `which` ("best" or "current") of the checkpoint at `path` into `model`.
+// The checkpoint's tensors are flat; they are given names by the model of the checkpoint's own
+// config, so that a checkpoint of another model is reported as a model file would be (the
+// first tensor that differs, with both shapes). Returns what was loaded, for the output.
+std::string load_checkpoint(const std::string& path, const std::string& which, const train::Data& data,
+                            train::Model& model, const io::LoadOptions& options) {
+  const train::Checkpoint c =
+      train::decode_checkpoint(io::read_file(path, std::numeric_limits<std::size_t>::max()), path);
+  const train::TrainConfig own_config = train::parse_train_config(c.config_toml, path + " (its config)");
+  train::Model own = train::build_model(own_config.model, data.dim, data.num_classes, own_config.seed);
+  ParameterArena& arena = *own.arena;
+  const bool best = which == "best";
+  arena.values().copy_from(c.tensor(best ? "best" : "params", arena.values(), path));
+  if (arena.buffer_size() > 0) arena.buffers().copy_from(c.tensor(best ? "best_buffers" : "buffers", arena.buffers(), path));
+  // The checkpoint's parameters under their names, as a model file holds them.
+  io::Safetensors named;
+  const auto add = [&](const std::string& name, const Shape& shape, const Tensor& t) {
+    io::TensorData d{name, arena.dtype() == DType::f64 ? "F64" : "F32",
+                     std::vector<std::int64_t>(shape.dims().begin(), shape.dims().end()),
+                     std::vector<std::byte>(t.nbytes())};
+    if (t.nbytes() > 0) std::memcpy(d.data.data(), t.raw(), t.nbytes());
+    named.tensors.push_back(std::move(d));
+  };
+  for (std::size_t i = 0; i < arena.count(); ++i) {
+    const ParamId id{static_cast<std::int32_t>(i)};
+    add(arena.entry(id).name, arena.entry(id).shape, arena.value(id));
+  }
+  for (std::size_t i = 0; i < arena.buffer_count(); ++i) {
+    const BufferId id{static_cast<std::int32_t>(i)};
+    add(arena.buffer_entry(id).name, arena.buffer_entry(id).shape, arena.buffer(id));
+  }
+  named.metadata["model"] = own.net->describe();
+  io::load_parameters(named, path, *model.arena, options);
+  std::string what = path + ": a checkpoint after " + std::to_string(c.step) + " updates; evaluating its ";
+  if (best) {
+    const auto& stopping = c.state.value("early_stopping", nlohmann::json::object());
+    what += "best parameters (by validation";
+    if (stopping.contains("best_epoch")) what += ", epoch " + std::to_string(stopping["best_epoch"].get<std::int64_t>());
+    what += "; --params current for those of its last step)";
+  } else {
+    what += "current parameters (those of its last step)";
+  }
+  return what;
+}
+
+}  // namespace
 
 void add_eval(CLI::App& app, EvalArgs& args) {
   CLI::App* cmd = app.add_subcommand("eval", "Evaluate saved weights: surrogate loss, 0-1 error, accuracy, confusion matrix");
-  cmd->add_option("model", args.model, "The weights (model.safetensors of a run folder)")->required();
+  cmd->add_option("model", args.model,
+                  "The weights: model.safetensors of a run folder, or one of its checkpoints/step-*.ckpt")
+      ->required();
   cmd->add_option("--config", args.config, "The config the model was trained with (its run folder's config.toml)")->required();
   cmd->add_option("--set", args.overrides, "Override a config key (repeatable)");
   cmd->add_option("--split", args.split, "Which data to evaluate on")->check(CLI::IsMember({"test", "validation", "train"}));
+  cmd->add_option("--params", args.params, "For a checkpoint: its best parameters (by validation) or those of its last step")
+      ->check(CLI::IsMember({"best", "current"}));
 }
 
 int run_eval(const EvalArgs& args) {
   const train::TrainConfig config = train::load_train_config(args.config, args.overrides);
+  // The file first: a file that is not weights is reported before the data is read.
+  const io::Safetensors file = io::read_model_file(args.model);
+  const bool checkpoint = io::is_checkpoint(file);
+  if (!checkpoint && !args.params.empty()) {
+    throw ConfigError("--params " + args.params + ": only for a checkpoint; " + args.model + " holds model weights");
+  }
   train::Data data = train::load_data(config);
   train::Model model = train::build_model(config.model, data.dim, data.num_classes, config.seed);
-  io::load_parameters(args.model, *model.arena);
+  const io::LoadOptions options{.model = "the model of this config (" + args.config + ")"};
+  if (checkpoint) {
+    std::cout << load_checkpoint(args.model, args.params.empty() ? "best" : args.params, data, model, options) << "\n";
+  } else {
+    io::load_parameters(file, args.model, *model.arena, options);
+  }
   const train::Split& split = args.split == "train" ? data.train : args.split == "validation" ? data.validation : data.test;
   if (split.size() == 0) throw ConfigError("the " + args.split + " split is empty");
   std::vector<std::int64_t> confusion;

@@ -1,8 +1,11 @@
 // descent: the command-line tool. Every subcommand lives in its own file; main parses the
-// command line, runs it, and turns a descent::Error into one line on stderr and exit 1.
+// command line, runs it, and turns a descent::Error or a usage error into one line on stderr
+// and exit 1 (README, "Exit status").
 #include <CLI/CLI.hpp>
 
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include "commands.hpp"
 #include "descent/error.hpp"
@@ -23,15 +26,20 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    // Anything else CLI11 refuses is a usage error: one line, exit 1, with a suggestion.
+    std::cerr << "descent: error: " << descent::cli::usage_error(app, std::vector<std::string>(argv + 1, argv + argc), e)
+              << "\n";
+    return 1;
   }
   try {
     if (app.got_subcommand("train")) return descent::cli::run_train(train_args);
     if (app.got_subcommand("resume")) return descent::cli::run_resume(resume_args);
     if (app.got_subcommand("eval")) return descent::cli::run_eval(eval_args);
     if (app.got_subcommand("optimize")) return descent::cli::run_optimize(optimize_args);
-    std::cout << app.help();
-    return 0;
+    std::cout << app.help();  // no command: the help, and a usage error
+    std::cerr << "descent: error: no command given; the commands are train, resume, eval and optimize\n";
+    return 1;
   } catch (const descent::Error& e) {
     std::cerr << "descent: error: " << e.what() << "\n";
     return 1;

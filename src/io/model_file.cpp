@@ -1,10 +1,10 @@
 #include "descent/io/model_file.hpp"
 
 #include <cstring>
+#include <fstream>
 #include <vector>
 
 #include "descent/error.hpp"
-#include "descent/io/safetensors.hpp"
 
 namespace descent::io {
 namespace {
@@ -15,19 +15,49 @@ TensorView view_of(const std::string& name, const Shape& shape, DType dtype, con
                     std::span<const std::byte>(static_cast<const std::byte*>(t.raw()), t.nbytes())};
 }
 
-// Throws unless the file holds `name` (a parameter or buffer, `what`) with this shape and dtype.
-const TensorData& expect_tensor(const Safetensors& file, const std::string& where, const char* what,
-                                const std::string& name, const Shape& shape, const char* dtype) {
-  const TensorData* t = file.find(name);
-  if (t == nullptr) throw DataError(where + ": " + what + " '" + name + "' is missing");
-  if (t->dtype != dtype) {
-    throw DataError(where + ": " + what + " '" + name + "' has dtype " + t->dtype + ", the model expects " + dtype);
-  }
+std::string shape_text(const std::vector<std::int64_t>& dims) {
+  return Shape(std::span<const std::int64_t>(dims)).str();
+}
+
+// How the file's tensor for a parameter or buffer (`what`) of the model differs from it: ""
+// when it is there with the same shape and dtype F32 or F64.
+std::string difference(const TensorData* t, const char* what, const std::string& name, const Shape& shape) {
+  if (t == nullptr) return std::string(what) + " '" + name + "' " + shape.str() + " of the model is not in the file";
   if (!(Shape(std::span<const std::int64_t>(t->shape)) == shape)) {
-    throw DataError(where + ": " + what + " '" + name + "' has shape " + Shape(std::span<const std::int64_t>(t->shape)).str() +
-                    ", the model expects " + shape.str());
+    return std::string(what) + " '" + name + "' is " + shape_text(t->shape) + " in the file, " + shape.str() +
+           " in the model";
   }
-  return *t;
+  if (t->dtype != "F32" && t->dtype != "F64") {
+    return std::string(what) + " '" + name + "' has dtype " + t->dtype + "; descent reads F32 and F64";
+  }
+  return "";
+}
+
+// Copies a tensor's F32 or F64 bytes into `dst`, converting to dst's dtype.
+void copy_converted(const TensorData& src, Tensor dst) {
+  const std::size_t n = static_cast<std::size_t>(dst.numel());
+  if (n == 0) return;
+  if (src.dtype == safetensors_dtype(dst.dtype())) {
+    std::memcpy(dst.raw(), src.data.data(), dst.nbytes());
+    return;
+  }
+  dispatch_float(dst.dtype(), [&](auto zero) {
+    using To = decltype(zero);
+    To* out = dst.data<To>();
+    const auto convert = [&](auto from) {
+      using From = decltype(from);
+      for (std::size_t i = 0; i < n; ++i) {
+        From v;
+        std::memcpy(&v, src.data.data() + i * sizeof(From), sizeof(From));
+        out[i] = static_cast<To>(v);
+      }
+    };
+    if (src.dtype == "F64") {
+      convert(double{});
+    } else {
+      convert(float{});
+    }
+  });
 }
 }  // namespace
 
@@ -52,30 +82,66 @@ void save_parameters(const std::filesystem::path& path, ParameterArena& arena, c
   write_safetensors(path, views, metadata);
 }
 
-std::map<std::string, std::string> load_parameters(const std::filesystem::path& path, ParameterArena& arena) {
-  const Safetensors file = read_safetensors(path);
-  const std::string where = path.string();
-  const char* dtype = safetensors_dtype(arena.dtype());
-  for (const TensorData& t : file.tensors) {
-    if (!arena.find(t.name).valid() && !arena.find_buffer(t.name).valid()) {
-      throw DataError(where + ": tensor '" + t.name + "' is neither a parameter nor a buffer of this model");
+Safetensors read_model_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (in) {  // unreadable or missing: read_safetensors says so
+    char head[9] = {};
+    in.read(head, sizeof head);
+    const std::streamsize got = in.gcount();
+    if (got < 9 || head[8] != '{') {
+      throw DataError(path.string() + ": not a safetensors file (" +
+                      (got < 9 ? std::to_string(got) + " bytes"
+                               : std::string("its first 8 bytes are no header length followed by '{'")) +
+                      "); descent reads the model.safetensors of a run folder");
     }
   }
+  return read_safetensors(path);
+}
+
+bool is_checkpoint(const Safetensors& file) {
+  const auto format = file.metadata.find("format");
+  return format != file.metadata.end() && format->second.rfind("descent-checkpoint/", 0) == 0;
+}
+
+void load_parameters(const Safetensors& file, const std::string& where, ParameterArena& arena,
+                     const LoadOptions& options) {
+  if (is_checkpoint(file)) {
+    throw DataError(where + ": a descent checkpoint (the training state of a run), not model weights; "
+                            "descent eval reads it, or use the run folder's model.safetensors");
+  }
+  const auto mismatch = [&](const std::string& detail) {
+    std::string message = where + ": the weights do not match " + options.model + ": " + detail;
+    if (const auto m = file.metadata.find("model"); m != file.metadata.end()) {
+      message += "; the file's model: " + printable_excerpt(m->second, 160);
+    }
+    return DataError(message);
+  };
+  // Validate everything before copying anything: the arena is unchanged on error.
   std::vector<const TensorData*> params, buffers;
   for (const ParamEntry& e : arena.entries()) {
-    params.push_back(&expect_tensor(file, where, "parameter", e.name, e.shape, dtype));
+    params.push_back(file.find(e.name));
+    if (std::string d = difference(params.back(), "parameter", e.name, e.shape); !d.empty()) throw mismatch(d);
   }
   for (const BufferEntry& e : arena.buffer_entries()) {
-    buffers.push_back(&expect_tensor(file, where, "buffer", e.name, e.shape, dtype));
+    buffers.push_back(file.find(e.name));
+    if (std::string d = difference(buffers.back(), "buffer", e.name, e.shape); !d.empty()) throw mismatch(d);
   }
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    Tensor dst = arena.value(ParamId{static_cast<std::int32_t>(i)});
-    if (dst.nbytes() > 0) std::memcpy(dst.raw(), params[i]->data.data(), dst.nbytes());
+  for (const TensorData& t : file.tensors) {
+    if (!arena.find(t.name).valid() && !arena.find_buffer(t.name).valid()) {
+      throw mismatch("the file holds '" + printable_excerpt(t.name, 120) + "' " + shape_text(t.shape) +
+                     ", which the model lacks");
+    }
   }
+  for (std::size_t i = 0; i < params.size(); ++i) copy_converted(*params[i], arena.value(ParamId{static_cast<std::int32_t>(i)}));
   for (std::size_t i = 0; i < buffers.size(); ++i) {
-    Tensor dst = arena.buffer(BufferId{static_cast<std::int32_t>(i)});
-    if (dst.nbytes() > 0) std::memcpy(dst.raw(), buffers[i]->data.data(), dst.nbytes());
+    copy_converted(*buffers[i], arena.buffer(BufferId{static_cast<std::int32_t>(i)}));
   }
+}
+
+std::map<std::string, std::string> load_parameters(const std::filesystem::path& path, ParameterArena& arena,
+                                                   const LoadOptions& options) {
+  const Safetensors file = read_model_file(path);
+  load_parameters(file, path.string(), arena, options);
   return file.metadata;
 }
 

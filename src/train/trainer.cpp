@@ -37,6 +37,7 @@
 #include "descent/nn/recurrent.hpp"
 #include "descent/optim/optimizer.hpp"
 #include "descent/train/checkpoint.hpp"
+#include "descent/train/model_card.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
 
@@ -199,6 +200,7 @@ Data load_byte_data(const TrainConfig& config) {
   out.train = byte_split(tt.train, train_bytes, train_rows, values, dtype);
   out.validation = byte_split(tt.train, train_bytes, validation_rows, values, dtype);
   out.test = byte_split(tt.test, test_bytes, test_rows, values, dtype);
+  out.standardizer = std::move(standardizer);
   return out;
 }
 
@@ -380,15 +382,17 @@ Data load_data(const TrainConfig& config) {
   } else {
     train = std::move(full);
   }
+  std::optional<data::Standardizer> standardizer;
   if (c.standardize != "none") {
     const auto mode = c.standardize == "global" ? data::Standardizer::Mode::global : data::Standardizer::Mode::per_feature;
-    const data::Standardizer s = data::fit_standardizer(train, mode);
-    data::apply(s, train);
-    if (validation.size() > 0) data::apply(s, validation);
-    data::apply(s, test);
+    standardizer = data::fit_standardizer(train, mode);
+    data::apply(*standardizer, train);
+    if (validation.size() > 0) data::apply(*standardizer, validation);
+    data::apply(*standardizer, test);
   }
   const DType dtype = model_dtype(config.model.dtype);
   Data out;
+  out.standardizer = std::move(standardizer);
   out.num_classes = std::max(train.num_classes, test.num_classes);
   out.dim = train.dim();
   out.train = to_split(train, dtype);
@@ -1051,8 +1055,7 @@ class Session {
     r.train = evaluate(model_, data_.train, eval_batch_);
     r.test = evaluate(model_, data_.test, eval_batch_);
     r.wall_seconds = wall();
-    io::save_parameters(r.run_dir / "model.safetensors", arena,
-                        {{"format", "descent"}, {"model", model_.net->describe()}, {"best_epoch", std::to_string(r.best_epoch)}});
+    io::save_parameters(r.run_dir / "model.safetensors", arena, model_metadata(config_, data_, model_, r.best_epoch));
     metrics_->write({{"kind", "final"},
                      {"epochs", r.epochs_run},
                      {"steps", r.steps},

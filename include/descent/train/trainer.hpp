@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <iosfwd>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -59,6 +60,7 @@ struct Data {
   Split train, validation, test;
   std::int32_t num_classes = 0;
   std::int64_t dim = 0;
+  std::optional<data::Standardizer> standardizer;  // the training split's statistics, when standardized
 };
 
 // Loads and preprocesses the data of a config (read, scale, split, standardize with the

@@ -1,0 +1,106 @@
+#include "descent/train/model_card.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "descent/error.hpp"
+#include "descent/version.hpp"
+
+namespace descent::train {
+namespace {
+
+// A layer of the config as JSON, with only the keys its type reads and defaults resolved.
+nlohmann::json layer_json(const LayerConfig& l, std::int32_t classes, bool last) {
+  nlohmann::json j = {{"type", l.type}};
+  if (l.type == "linear") {
+    j["units"] = l.units == 0 && last ? classes : l.units;
+    j["bias"] = l.bias;
+  } else if (l.type == "conv2d") {
+    j["units"] = l.units;
+    j["kernel"] = l.kernel;
+    j["stride"] = l.stride > 0 ? l.stride : 1;
+    j["padding"] = l.padding;
+    j["bias"] = l.bias;
+  } else if (l.type == "maxpool2d" || l.type == "avgpool2d") {
+    j["kernel"] = l.kernel;
+    j["stride"] = l.stride > 0 ? l.stride : l.kernel;
+  } else if (l.type == "unflatten") {
+    j["shape"] = l.shape;
+  } else if (l.type == "batchnorm") {
+    j["eps"] = l.eps;
+    j["momentum"] = l.momentum;
+  } else if (l.type == "dropout") {
+    j["p"] = l.p;
+  } else if (l.type == "rnn" || l.type == "lstm" || l.type == "gru") {
+    j["units"] = l.units;
+    j["input_size"] = l.input_size;
+    j["return_sequence"] = l.return_sequence;
+    j["truncate"] = l.truncate;
+    if (l.type == "lstm") j["forget_bias"] = l.forget_bias;
+  }
+  return j;
+}
+
+// The layers of config.model in the sequential form: one entry per module of the network.
+nlohmann::json layers_json(const ModelConfig& m, std::int32_t classes) {
+  nlohmann::json layers = nlohmann::json::array();
+  if (m.type == "mlp") {
+    for (const std::int64_t units : m.hidden) {
+      layers.push_back({{"type", "linear"}, {"units", units}, {"bias", true}});
+      if (m.activation != "identity") layers.push_back({{"type", m.activation}});
+    }
+    layers.push_back({{"type", "linear"}, {"units", classes}, {"bias", true}});
+    return layers;
+  }
+  for (std::size_t i = 0; i < m.layers.size(); ++i) {
+    layers.push_back(layer_json(m.layers[i], classes, i + 1 == m.layers.size()));
+  }
+  return layers;
+}
+
+}  // namespace
+
+std::map<std::string, std::string> model_metadata(const TrainConfig& config, const Data& data, const Model& model,
+                                                  std::int64_t best_epoch) {
+  nlohmann::json layers = layers_json(config.model, data.num_classes);
+  if (layers.size() != model.net->size()) {
+    throw ShapeError("model_metadata: the config lists " + std::to_string(layers.size()) + " layers, the network has " +
+                     std::to_string(model.net->size()) + " modules");
+  }
+  // Each module's tensors: the arena names "layers.<i>.<name>".
+  const ParameterArena& arena = *model.arena;
+  const auto add_tensor = [&](const std::string& full) {
+    const std::size_t dot = full.find('.');
+    const std::size_t next = full.find('.', dot + 1);
+    if (dot == std::string::npos || next == std::string::npos) return;
+    const std::size_t index = std::stoul(full.substr(dot + 1, next - dot - 1));
+    if (index < layers.size()) layers[index]["tensors"][full.substr(next + 1)] = full;
+  };
+  for (const ParamEntry& e : arena.entries()) add_tensor(e.name);
+  for (const BufferEntry& e : arena.buffer_entries()) add_tensor(e.name);
+
+  const DataConfig& d = config.data;
+  nlohmann::json pre = {{"scale", d.scale}, {"standardize", d.standardize}, {"dtype", config.model.dtype}};
+  if (data.standardizer) {
+    pre["mean"] = data.standardizer->mean;
+    pre["stddev"] = data.standardizer->stddev;
+  } else {
+    pre["mean"] = nlohmann::json::array();
+    pre["stddev"] = nlohmann::json::array();
+  }
+  pre["recipe"] =
+      "x = float32(raw) * float32(scale); if standardize is not none: x = (x - mean[j]) / stddev[j] in float32, "
+      "j the feature (per_feature) or 0 (global); then cast to dtype. MNIST-format images are flattened row by row.";
+  return {
+      {"format", "descent"},
+      {"descent_version", version},
+      {"model", model.net->describe()},
+      {"classes", std::to_string(data.num_classes)},
+      {"input_shape", nlohmann::json::array({data.dim}).dump()},
+      {"preprocessing", pre.dump()},
+      {"layers", layers.dump()},
+      {"output", "logits [batch, classes]: the predicted class is the argmax; the loss is the cross-entropy of their softmax"},
+      {"best_epoch", std::to_string(best_epoch)},
+  };
+}
+
+}  // namespace descent::train
