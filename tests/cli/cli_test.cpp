@@ -107,13 +107,132 @@ TEST_F(Cli, TrainThenEval) {
   EXPECT_NE(e.out.find("confusion matrix"), std::string::npos);
   EXPECT_NE(e.out.find("accuracy"), std::string::npos);
 
-  // The same weights under a different architecture: one clear line, exit 1.
+  // The same weights under a different architecture: one clear line, exit 1, naming the first
+  // tensor that differs and both shapes.
   Result wrong = run("eval " + (run_dir / "model.safetensors").string() + " --config " + (run_dir / "config.toml").string() +
                      " --set model.hidden=[9]");
   EXPECT_EQ(wrong.code, 1);
   EXPECT_EQ(lines(wrong.err), 1) << wrong.err;
-  EXPECT_NE(wrong.err.find("model.safetensors"), std::string::npos) << wrong.err;
-  EXPECT_NE(wrong.err.find("layers.0.weight"), std::string::npos) << wrong.err;
+  EXPECT_NE(wrong.err.find("model.safetensors: the weights do not match the model of this config"), std::string::npos)
+      << wrong.err;
+  EXPECT_NE(wrong.err.find("parameter 'layers.0.weight' is [8, 3] in the file, [9, 3] in the model"), std::string::npos)
+      << wrong.err;
+}
+
+// The first line of eval's figures: "test: N examples  loss ...  accuracy ...%".
+std::string figures(const std::string& out) {
+  const std::size_t at = out.find("test: ");
+  return at == std::string::npos ? "" : out.substr(at, out.find('\n', at) - at);
+}
+
+TEST_F(Cli, EvalReadsCheckpointsAndConvertsDtypes) {
+  const fs::path config = write_problem();
+  Result t = run("train " + config.string() + " --set optimizer.lr=0.2 --name r");
+  ASSERT_EQ(t.code, 0) << t.err;
+  const fs::path run_dir = dir_ / "runs" / "r";
+  const std::string with_config = " --config " + (run_dir / "config.toml").string();
+  Result model = run("eval " + (run_dir / "model.safetensors").string() + with_config);
+  ASSERT_EQ(model.code, 0) << model.err;
+  ASSERT_FALSE(figures(model.out).empty()) << model.out;
+
+  // The newest checkpoint: its best parameters are those of model.safetensors, so the figures
+  // are the same; it says what it evaluated.
+  fs::path newest;
+  for (const auto& e : fs::directory_iterator(run_dir / "checkpoints")) newest = std::max(newest, e.path());
+  Result best = run("eval " + newest.string() + with_config);
+  ASSERT_EQ(best.code, 0) << best.err;
+  EXPECT_NE(best.out.find("a checkpoint after 6 updates; evaluating its best parameters"), std::string::npos) << best.out;
+  EXPECT_EQ(figures(best.out), figures(model.out));
+  Result current = run("eval " + newest.string() + with_config + " --params current");
+  ASSERT_EQ(current.code, 0) << current.err;
+  EXPECT_NE(current.out.find("evaluating its current parameters"), std::string::npos) << current.out;
+  // A checkpoint of another model is refused as a model file is.
+  Result other = run("eval " + newest.string() + with_config + " --set model.hidden=[9]");
+  EXPECT_EQ(other.code, 1);
+  EXPECT_NE(other.err.find("the weights do not match the model of this config"), std::string::npos) << other.err;
+  EXPECT_NE(other.err.find("'layers.0.weight' is [8, 3] in the file, [9, 3] in the model"), std::string::npos) << other.err;
+
+  // F32 weights in an f64 model are converted (exactly), and evaluate to the same accuracy.
+  Result wide = run("eval " + (run_dir / "model.safetensors").string() + with_config + " --set model.dtype=\"f64\"");
+  ASSERT_EQ(wide.code, 0) << wide.err;
+  const std::string a = figures(model.out), b = figures(wide.out);
+  EXPECT_EQ(a.substr(a.find("0-1 error")), b.substr(b.find("0-1 error"))) << a << "\n" << b;
+}
+
+// Every way of giving eval something other than this model's weights: one line, exit 1.
+TEST_F(Cli, EvalRefusesWhatIsNotThisModelsWeights) {
+  const fs::path config = write_problem();
+  ASSERT_EQ(run("train " + config.string() + " --name r").code, 0);
+  const fs::path run_dir = dir_ / "runs" / "r";
+  const std::string with_config = " --config " + (run_dir / "config.toml").string();
+  {
+    std::ofstream(dir_ / "empty.safetensors");
+  }
+  struct Case {
+    std::string args, expect;
+  };
+  const Case cases[] = {
+      {"eval " + (run_dir / "config.toml").string() + with_config, "config.toml: not a safetensors file"},
+      {"eval " + (dir_ / "empty.safetensors").string() + with_config, "empty.safetensors: not a safetensors file (0 bytes)"},
+      {"eval " + (run_dir / "model.safetensors").string() + with_config + " --set model.hidden=[8,8]",
+       "the weights do not match the model of this config (" + (run_dir / "config.toml").string() +
+           "): parameter 'layers.2.weight' is [2, 8] in the file, [8, 8] in the model"},
+      {"eval " + (run_dir / "model.safetensors").string() + with_config + " --params best", "only for a checkpoint"},
+  };
+  for (const Case& c : cases) {
+    Result r = run(c.args);
+    EXPECT_EQ(r.code, 1) << c.args << "\n" << r.err;
+    EXPECT_EQ(lines(r.err), 1) << c.args << "\n" << r.err;
+    EXPECT_EQ(r.err.rfind("descent: error: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(c.expect), std::string::npos) << c.args << "\n" << r.err;
+  }
+}
+
+// What CLI11 refuses (exit codes 105-109 of its own) is a usage error like any other: one line
+// "descent: error: ...", exit 1, with a suggestion where one helps (README, "Exit status").
+TEST_F(Cli, UsageErrorsSuggestAndExitOne) {
+  const fs::path config = write_problem();
+  const std::string c = config.string();
+  struct Case {
+    std::string args, expect;
+  };
+  const Case cases[] = {
+      {"trian " + c, "unknown command 'trian'; did you mean 'descent train'?"},
+      {"evla x --config " + c, "did you mean 'descent eval'?"},
+      {"frobnicate", "unknown command 'frobnicate'; the commands are train, resume, eval and optimize"},
+      {"train " + c + " --lr 0.1", "unknown option --lr for descent train; optimizer.lr is a config key: use --set optimizer.lr=0.1"},
+      {"train " + c + " --lr=0.1", "use --set optimizer.lr=0.1"},
+      {"train " + c + " --epochs 5", "use --set epochs=5"},
+      {"train " + c + " --batch-size 64", "use --set sampler.batch_size=64"},
+      {"train " + c + " --optimizer.momentum", "use --set optimizer.momentum=VALUE"},
+      {"train " + c + " --patience 3", "--set KEY=VALUE, here schedule.patience or early_stopping.patience"},
+      {"eval m --config " + c + " --seed 3", "unknown option --seed for descent eval; seed is a config key: use --set seed=3"},
+      {"train " + c + " --nmae x", "unknown option --nmae for descent train; did you mean --name?"},
+      {"train " + c + " --zzzzzz", "unknown option --zzzzzz for descent train; its options are --help, --set, --out"},
+      {"optimize --function rosenbrock --lrr 3", "unknown option --lrr for descent optimize; did you mean --lr?"},
+      {"--frob train " + c, "unknown option --frob before the command"},
+      {"train", "config is required (descent train --help)"},
+      {"train " + c + " " + c, "not expected"},
+      {"eval x --config " + c + " --split nowhere", "--split"},
+      {"resume", "run_dir is required"},
+  };
+  for (const Case& k : cases) {
+    Result r = run(k.args);
+    EXPECT_EQ(r.code, 1) << k.args << "\n" << r.err;
+    EXPECT_EQ(lines(r.err), 1) << k.args << "\n" << r.err;
+    EXPECT_EQ(r.err.rfind("descent: error: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(k.expect), std::string::npos) << k.args << "\n" << r.err;
+    EXPECT_TRUE(r.out.empty()) << k.args << "\n" << r.out;
+  }
+}
+
+// No command: the help on stdout, one error line on stderr, exit 1.
+TEST_F(Cli, NoCommandPrintsTheHelpAndFails) {
+  Result r = run("");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("Subcommands:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("train"), std::string::npos) << r.out;
+  EXPECT_EQ(r.err, "descent: error: no command given; the commands are train, resume, eval and optimize\n");
 }
 
 TEST_F(Cli, BadInputIsOneLineAndExitOne) {
