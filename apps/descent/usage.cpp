@@ -79,6 +79,18 @@ std::vector<std::string> config_keys() {
   return keys;
 }
 
+// The config keys `word` names: the key itself ("optimizer.lr", "epochs"), else every key whose
+// last part it is ("lr": optimizer.lr); '-' counts as '_' ("batch-size").
+std::vector<std::string> matching_keys(std::string word) {
+  std::replace(word.begin(), word.end(), '-', '_');
+  std::vector<std::string> matches;
+  for (const std::string& key : config_keys()) {
+    if (key == word) return {key};
+    if (key.substr(key.rfind('.') + 1) == word) matches.push_back(key);
+  }
+  return matches;
+}
+
 bool is_option_like(const std::string& token) {
   if (token.size() < 2 || token[0] != '-') return false;
   const char c = token[1];
@@ -110,16 +122,7 @@ std::string unknown_option(CLI::App& command, const std::vector<std::string>& ar
 
   if (command.get_option_no_throw("--set") != nullptr) {
     const std::size_t start = name.find_first_not_of('-');
-    std::string bare = start == std::string::npos ? "" : name.substr(start);
-    std::replace(bare.begin(), bare.end(), '-', '_');
-    std::vector<std::string> matches;
-    for (const std::string& key : config_keys()) {
-      if (key == bare) {
-        matches = {key};
-        break;
-      }
-      if (key.substr(key.rfind('.') + 1) == bare) matches.push_back(key);
-    }
+    const std::vector<std::string> matches = matching_keys(start == std::string::npos ? "" : name.substr(start));
     if (matches.size() == 1) {
       return "unknown option " + shown + " for " + where + "; " + matches[0] + " is a config key: use --set " +
              matches[0] + "=" + value;
@@ -163,6 +166,16 @@ std::string usage_error(CLI::App& app, const std::vector<std::string>& args, con
     }
     for (std::size_t j = i + 1; j < args.size(); ++j) {
       if (args[j] == "--") break;
+      const std::size_t eq = args[j].find('=');
+      if (!is_option_like(args[j]) && eq != std::string::npos && command->get_option_no_throw("--set") != nullptr &&
+          (j == i + 1 || !is_option_like(args[j - 1]))) {
+        // "train x.toml lr=0.1": a key=value word where --set was meant.
+        const std::vector<std::string> keys = matching_keys(args[j].substr(0, eq));
+        if (keys.size() == 1) {
+          return "unexpected argument " + printable_excerpt(args[j], 80) + "; to set " + keys[0] + " use --set " +
+                 keys[0] + "=" + printable_excerpt(args[j].substr(eq + 1), 80);
+        }
+      }
       if (!is_option_like(args[j])) continue;
       if (command->get_option_no_throw(args[j].substr(0, args[j].find('='))) != nullptr) continue;
       return unknown_option(*command, args, j);

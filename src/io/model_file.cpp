@@ -83,6 +83,10 @@ void save_parameters(const std::filesystem::path& path, ParameterArena& arena, c
 }
 
 Safetensors read_model_file(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    throw IoError(path.string() + ": a folder, not a file; descent reads the model.safetensors of a run folder");
+  }
   std::ifstream in(path, std::ios::binary);
   if (in) {  // unreadable or missing: read_safetensors says so
     char head[9] = {};

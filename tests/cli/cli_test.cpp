@@ -174,6 +174,7 @@ TEST_F(Cli, EvalRefusesWhatIsNotThisModelsWeights) {
   const Case cases[] = {
       {"eval " + (run_dir / "config.toml").string() + with_config, "config.toml: not a safetensors file"},
       {"eval " + (dir_ / "empty.safetensors").string() + with_config, "empty.safetensors: not a safetensors file (0 bytes)"},
+      {"eval " + run_dir.string() + with_config, "r: a folder, not a file"},
       {"eval " + (run_dir / "model.safetensors").string() + with_config + " --set model.hidden=[8,8]",
        "the weights do not match the model of this config (" + (run_dir / "config.toml").string() +
            "): parameter 'layers.2.weight' is [2, 8] in the file, [8, 8] in the model"},
@@ -203,6 +204,7 @@ TEST_F(Cli, UsageErrorsSuggestAndExitOne) {
       {"train " + c + " --lr 0.1", "unknown option --lr for descent train; optimizer.lr is a config key: use --set optimizer.lr=0.1"},
       {"train " + c + " --lr=0.1", "use --set optimizer.lr=0.1"},
       {"train " + c + " --epochs 5", "use --set epochs=5"},
+      {"train " + c + " epochs=5", "unexpected argument epochs=5; to set epochs use --set epochs=5"},
       {"train " + c + " --batch-size 64", "use --set sampler.batch_size=64"},
       {"train " + c + " --optimizer.momentum", "use --set optimizer.momentum=VALUE"},
       {"train " + c + " --patience 3", "--set KEY=VALUE, here schedule.patience or early_stopping.patience"},
