@@ -16,18 +16,18 @@
 namespace descent::cli {
 namespace {
 
-// Loads the parameters `which` ("best" or "current") of the checkpoint at `path` into `model`.
-// The checkpoint's tensors are flat; they are given names by the model of the checkpoint's own
-// config, so that a checkpoint of another model is reported as a model file would be (the
-// first tensor that differs, with both shapes). Returns what was loaded, for the output.
-std::string load_checkpoint(const std::string& path, const std::string& which, const train::Data& data,
-                            train::Model& model, const io::LoadOptions& options) {
+// Loads the parameters args.params ("best", the default, or "current") of the checkpoint
+// args.model into `model`. The checkpoint's tensors are flat; they are given names by the model
+// of the checkpoint's own config, so that a checkpoint of another model is reported as a model
+// file would be (the first tensor that differs, with both shapes). Returns what was loaded.
+std::string load_checkpoint(const EvalArgs& args, const train::Data& data, train::Model& model) {
+  const std::string& path = args.model;
   const train::Checkpoint c =
       train::decode_checkpoint(io::read_file(path, std::numeric_limits<std::size_t>::max()), path);
   const train::TrainConfig own_config = train::parse_train_config(c.config_toml, path + " (its config)");
   train::Model own = train::build_model(own_config.model, data.dim, data.num_classes, own_config.seed);
   ParameterArena& arena = *own.arena;
-  const bool best = which == "best";
+  const bool best = args.params != "current";
   arena.values().copy_from(c.tensor(best ? "best" : "params", arena.values(), path));
   if (arena.buffer_size() > 0) arena.buffers().copy_from(c.tensor(best ? "best_buffers" : "buffers", arena.buffers(), path));
   // The checkpoint's parameters under their names, as a model file holds them.
@@ -48,7 +48,7 @@ std::string load_checkpoint(const std::string& path, const std::string& which, c
     add(arena.buffer_entry(id).name, arena.buffer_entry(id).shape, arena.buffer(id));
   }
   named.metadata["model"] = own.net->describe();
-  io::load_parameters(named, path, *model.arena, options);
+  io::load_parameters(named, path, *model.arena, {.model = "the model of this config (" + args.config + ")"});
   std::string what = path + ": a checkpoint after " + std::to_string(c.step) + " updates; evaluating its ";
   if (best) {
     const auto& stopping = c.state.value("early_stopping", nlohmann::json::object());
@@ -85,11 +85,10 @@ int run_eval(const EvalArgs& args) {
   }
   train::Data data = train::load_data(config);
   train::Model model = train::build_model(config.model, data.dim, data.num_classes, config.seed);
-  const io::LoadOptions options{.model = "the model of this config (" + args.config + ")"};
   if (checkpoint) {
-    std::cout << load_checkpoint(args.model, args.params.empty() ? "best" : args.params, data, model, options) << "\n";
+    std::cout << load_checkpoint(args, data, model) << "\n";
   } else {
-    io::load_parameters(file, args.model, *model.arena, options);
+    io::load_parameters(file, args.model, *model.arena, {.model = "the model of this config (" + args.config + ")"});
   }
   const train::Split& split = args.split == "train" ? data.train : args.split == "validation" ? data.validation : data.test;
   if (split.size() == 0) throw ConfigError("the " + args.split + " split is empty");
