@@ -13,6 +13,8 @@
 #include "commands.hpp"
 #include "descent/error.hpp"
 #include "descent/optim/optimizer.hpp"
+#include "descent/optim/registry.hpp"
+#include "descent/suggest.hpp"
 #include "descent/optim/test_functions.hpp"
 
 namespace descent::cli {
@@ -44,9 +46,7 @@ void add_optimize(CLI::App& app, OptimizeArgs& args) {
   CLI::App* cmd = app.add_subcommand("optimize", "Run an optimizer on an analytic 2-D function (the optimization lab)");
   cmd->add_option("--function", args.function, "quadratic, rosenbrock, beale, saddle, monkey_saddle or no_minimum")
       ->required();
-  cmd->add_option("--optimizer", args.spec.name, "sgd, momentum, nesterov, adagrad, rmsprop, rmsprop_nesterov, adadelta, "
-                                                 "adam, adamw, amsgrad, adamax or nadam")
-      ->required();
+  cmd->add_option("--optimizer", args.spec.name, "One of " + join(optim::optimizer_name_list()))->required();
   cmd->add_option("--form", args.spec.form, "textbook (Goodfellow et al. 2016) or pytorch (torch.optim's formulas)");
   cmd->add_option("--lr", args.lr, "Learning rate eps (default: the algorithm's)");
   cmd->add_option("--momentum", args.momentum, "Momentum alpha");

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "descent/error.hpp"
+#include "descent/optim/registry.hpp"
 #include "descent/tensor/parallel.hpp"
 
 namespace descent::optim {
@@ -395,17 +396,10 @@ bool pytorch_form(const OptimizerSpec& s) {
 }
 
 Defaults defaults_of(const OptimizerSpec& s, bool pt) {
-  const std::string& n = s.name;
-  if (n == "sgd") return {0.01, 0.0, 0.0, 0.0};
-  if (n == "momentum" || n == "nesterov") return {0.01, 0.9, 0.0, 0.0};
-  if (n == "adagrad") return {0.01, 0.0, 0.0, pt ? 1e-10 : 1e-7};
-  if (n == "rmsprop") return {0.01, 0.0, pt ? 0.99 : 0.9, pt ? 1e-8 : 1e-6};
-  if (n == "rmsprop_nesterov") return {0.001, 0.9, 0.9, 1e-6};
-  if (n == "adadelta") return {1.0, 0.0, 0.95, 1e-6};
-  if (n == "adam" || n == "adamw" || n == "amsgrad") return {0.001, 0.0, 0.0, 1e-8};
-  if (n == "adamax" || n == "nadam") return {0.002, 0.0, 0.0, 1e-8};
-  throw ConfigError("optimizer name \"" + n + "\" is unknown; expected one of sgd, momentum, nesterov, adagrad, "
-                    "rmsprop, rmsprop_nesterov, adadelta, adam, adamw, amsgrad, adamax, nadam");
+  const OptimizerEntry* e = find_optimizer(s.name);  // registry.cpp holds the defaults
+  if (e == nullptr) throw ConfigError("optimizer name: " + unknown_optimizer(s.name));
+  const OptimizerDefaults& d = pt ? e->pytorch : e->textbook;
+  return {d.lr, d.momentum, d.rho, d.delta};
 }
 
 struct Built {
@@ -542,12 +536,6 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerSpec& spec, std::shared
     throw ConfigError("optimizer " + spec.name + ": averaging_rho must be in [0, 1), got " + num(o.averaging_rho));
   }
   return std::make_unique<ChainOptimizer>(std::move(b.chain), o, b.fused, spec.name + " (" + spec.form + ")");
-}
-
-const std::vector<std::string>& optimizer_names() {
-  static const std::vector<std::string> names = {"sgd",      "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop_nesterov",
-                                                 "adadelta", "adam",     "adamw",    "amsgrad", "adamax",  "nadam"};
-  return names;
 }
 
 std::unique_ptr<Optimizer> sgd(const SgdOptions& options) {

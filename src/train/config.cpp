@@ -21,97 +21,20 @@
 #include <span>
 #include <stdexcept>
 #include <system_error>
+#include <type_traits>
 #include <utility>
+#include <variant>
 
+#include "config_schema.hpp"
 #include "descent/error.hpp"
+#include "descent/optim/registry.hpp"
+#include "descent/suggest.hpp"
 
 namespace descent::train {
 namespace {
 
 constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
 constexpr std::uintmax_t kMaxConfigBytes = 16u << 20;
-
-constexpr std::array<std::string_view, 11> kTables = {"data",      "model",          "init",      "optimizer",
-                                                      "schedule",  "clip",           "sampler",   "early_stopping",
-                                                      "averaging", "checkpoint",     "divergence"};
-
-// Every key a config may hold. `text`: the value is a string, so a --set value is taken
-// literally even when it parses as another TOML type.
-struct KeySpec {
-  std::string_view key;
-  bool text;
-};
-constexpr std::array<KeySpec, 69> kKeys = {{
-    {"name", true},
-    {"seed", false},
-    {"threads", false},
-    {"epochs", false},
-    {"eval_every_steps", false},
-    {"out_dir", true},
-    {"progress", true},
-    {"data.format", true},
-    {"data.dir", true},
-    {"data.train_features", true},
-    {"data.train_labels", true},
-    {"data.test_features", true},
-    {"data.test_labels", true},
-    {"data.csv_label_column", false},
-    {"data.csv_header", false},
-    {"data.scale", false},
-    {"data.standardize", true},
-    {"data.validation_size", false},
-    {"data.validation_shuffle", false},
-    {"data.limit_train", false},
-    {"data.limit_test", false},
-    {"model.type", true},
-    {"model.hidden", false},
-    {"model.activation", true},
-    {"model.dtype", true},
-    {"model.layers", false},
-    {"init.weights", true},
-    {"init.bias", false},
-    {"init.gain", false},
-    {"init.sparse_k", false},
-    {"optimizer.name", true},
-    {"optimizer.lr", false},
-    {"optimizer.momentum", false},
-    {"optimizer.nesterov", false},
-    {"optimizer.rho", false},
-    {"optimizer.rho1", false},
-    {"optimizer.rho2", false},
-    {"optimizer.delta", false},
-    {"optimizer.weight_decay", false},
-    {"optimizer.form", true},
-    {"optimizer.centered", false},
-    {"optimizer.amsgrad", false},
-    {"schedule.name", true},
-    {"schedule.lr_end", false},
-    {"schedule.tau", false},
-    {"schedule.gamma", false},
-    {"schedule.every", false},
-    {"schedule.decay", false},
-    {"schedule.warmup", false},
-    {"schedule.factor", false},
-    {"schedule.patience", false},
-    {"clip.global_norm", false},
-    {"clip.value", false},
-    {"clip.param_norm", false},
-    {"averaging.kind", true},
-    {"averaging.rho", false},
-    {"sampler.kind", true},
-    {"sampler.batch_size", false},
-    {"sampler.drop_last", false},
-    {"early_stopping.enabled", false},
-    {"early_stopping.monitor", true},
-    {"early_stopping.patience", false},
-    {"early_stopping.min_delta", false},
-    {"checkpoint.every_epochs", false},
-    {"checkpoint.every_steps", false},
-    {"checkpoint.keep", false},
-    {"divergence.policy", true},
-    {"divergence.lr_scale", false},
-    {"divergence.max_events", false},
-}};
 
 constexpr std::string_view kDivergence[] = {"stop", "skip", "rollback"};
 constexpr std::string_view kFormats[] = {"mnist", "idx", "csv", "npy"};
@@ -148,68 +71,39 @@ constexpr std::string_view kDtypes[] = {"f32", "f64"};
 constexpr std::string_view kWeightInits[] = {"zeros",          "constant",      "uniform",        "normal",
                                              "glorot_uniform", "glorot_normal", "fan_in_uniform", "he_normal",
                                              "he_uniform",     "orthogonal",    "sparse"};
-constexpr std::string_view kOptimizers[] = {"sgd",  "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop_nesterov",
-                                            "adadelta", "adam", "adamw",   "amsgrad", "adamax", "nadam"};
 constexpr std::string_view kForms[] = {"textbook", "pytorch"};
-constexpr std::string_view kSchedules[] = {"constant", "linear", "step", "exponential", "inverse_time", "cosine", "plateau"};
 constexpr std::string_view kAveraging[] = {"none", "arithmetic", "exponential"};
 constexpr std::string_view kSamplers[] = {"sequential", "shuffle_once", "reshuffle", "with_replacement", "stream"};
 constexpr std::string_view kMonitors[] = {"val_error", "val_loss"};
 constexpr std::string_view kProgress[] = {"auto", "bar", "plain", "none"};
 
-const KeySpec* find_key(std::string_view key) {
-  for (const KeySpec& k : kKeys)
-    if (k.key == key) return &k;
+using schema::Field;
+using schema::Kind;
+
+const Field* find_key(std::string_view key) {
+  for (const Field& f : schema::fields())
+    if (f.key == key) return &f;
   return nullptr;
 }
 
 bool is_table_name(std::string_view name) {
-  return std::find(kTables.begin(), kTables.end(), name) != kTables.end();
+  const auto t = schema::tables();
+  return std::find(t.begin(), t.end(), name) != t.end();
 }
 
-// Levenshtein distance (insertions, deletions, substitutions), O(|a| |b|).
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0u : 1u)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
-// The closest candidate within edit distance 2 (the first one on a tie), or "".
-std::string_view closest(std::string_view word, std::span<const std::string_view> candidates) {
-  std::string_view best;
-  std::size_t best_distance = 3;
-  for (std::string_view c : candidates) {
-    // The distance is at least the difference in length: skipping those keeps a hostile
-    // 16 MiB key from costing O(|key|) per candidate.
-    if (word.size() > c.size() + 2 || c.size() > word.size() + 2) continue;
-    const std::size_t d = edit_distance(word, c);
-    if (d < best_distance) {
-      best = c;
-      best_distance = d;
-    }
-  }
-  return best;
-}
+// Whether --set takes the value of this key as text even when it parses as another type.
+bool is_text(const Field& f) { return f.kind == Kind::text || f.kind == Kind::choice || f.text; }
 
 // "; did you mean X?" for an unknown dotted key: the closest valid key or table within edit
 // distance 2, else the valid keys with the same last component (a key in the wrong table).
 std::string key_suggestion(std::string_view key) {
-  std::vector<std::string_view> names(kTables.begin(), kTables.end());
-  for (const KeySpec& k : kKeys) names.push_back(k.key);
+  std::vector<std::string_view> names(schema::tables().begin(), schema::tables().end());
+  for (const Field& k : schema::fields()) names.push_back(k.key);
   const std::string_view best = closest(key, names);
   if (!best.empty()) return "; did you mean " + std::string(best) + "?";
   const std::string_view leaf = key.substr(key.rfind('.') + 1);
   std::vector<std::string_view> same_leaf;
-  for (const KeySpec& k : kKeys)
+  for (const Field& k : schema::fields())
     if (k.key.substr(k.key.rfind('.') + 1) == leaf) same_leaf.push_back(k.key);
   if (same_leaf.empty()) return "";
   std::string out = same_leaf.size() == 1 ? "; did you mean " : "; did you mean one of ";
@@ -255,12 +149,6 @@ std::string format_float(double v) {
   return s;
 }
 
-std::string join(std::span<const std::string_view> names) {
-  std::string out;
-  for (std::size_t i = 0; i < names.size(); ++i) out += (i > 0 ? ", " : "") + std::string(names[i]);
-  return out;
-}
-
 // A string from the config quoted for a message: at most 60 bytes, else cut to 57 at a
 // UTF-8 boundary and followed by "...".
 std::string quote_short(std::string_view s) {
@@ -299,6 +187,10 @@ std::string trim(std::string_view s) {
 std::string one_line(std::string_view s, std::size_t max_bytes = std::string_view::npos) {
   return printable_excerpt(s, max_bytes);
 }
+
+}  // namespace
+
+namespace schema {
 
 // Reads the fields of a merged table and says where a bad value came from.
 class Reader {
@@ -353,7 +245,7 @@ class Reader {
 
   // Throws std::logic_error unless every key of the schema was read (a bug of this file).
   void check_all_read() const {
-    for (const KeySpec& k : kKeys)
+    for (const Field& k : schema::fields())
       if (read_.count(k.key) == 0)
         throw std::logic_error("descent config: key " + std::string(k.key) + " is never read");
   }
@@ -601,6 +493,12 @@ class Reader {
   std::set<std::string_view> read_;
 };
 
+}  // namespace schema
+
+namespace {
+
+using schema::Reader;
+
 // Moves one --set argument into `root`.
 void apply_override(toml::table& root, const std::string& arg, const std::string& source) {
   const std::string at = source + ": --set " + one_line(arg, 80) + ": ";
@@ -612,11 +510,11 @@ void apply_override(toml::table& root, const std::string& arg, const std::string
   if (key.empty()) throw ConfigError(at + "the key before '=' is empty; expected key=value, e.g. optimizer.lr=0.01");
   if (is_table_name(key))
     throw ConfigError(at + key + " is a table; set one of its keys, e.g. " + key + "." +
-                      std::string(std::find_if(kKeys.begin(), kKeys.end(), [&](const KeySpec& k) {
+                      std::string(std::find_if(schema::fields().begin(), schema::fields().end(), [&](const Field& k) {
                                     return k.key.starts_with(key + ".");
                                   })->key.substr(key.size() + 1)) +
                       "=...");
-  const KeySpec* spec = find_key(key);
+  const Field* spec = find_key(key);
   if (spec == nullptr) throw ConfigError(at + one_line(key, 64) + ": unknown key" + key_suggestion(key));
 
   const std::string origin = "--set " + arg;
@@ -625,7 +523,7 @@ void apply_override(toml::table& root, const std::string& arg, const std::string
   try {
     parsed = toml::parse("v = " + text, std::string_view(origin));
     const toml::node* v = parsed.get("v");
-    literal = parsed.size() != 1 || v == nullptr || (spec->text && !v->is_string());
+    literal = parsed.size() != 1 || v == nullptr || (is_text(*spec) && !v->is_string());
   } catch (const toml::parse_error&) {
     literal = true;
   }
@@ -654,103 +552,378 @@ void apply_override(toml::table& root, const std::string& arg, const std::string
   table->insert_or_assign(leaf, std::move(value));
 }
 
-void read_fields(Reader& r, TrainConfig& c) {
+// ---- the schema ------------------------------------------------------------------------
+
+template <auto M>
+auto& top(TrainConfig& c) {
+  return c.*M;
+}
+template <auto S, auto M>
+auto& in(TrainConfig& c) {
+  return (c.*S).*M;
+}
+
+template <const auto& Array>
+std::span<const std::string_view> names() {
+  return Array;
+}
+
+Field base(std::string_view key, Kind kind, schema::Access at, std::string_view example, std::string_view doc) {
+  Field f;
+  f.key = key;
+  f.kind = kind;
+  f.access = at;
+  f.example = example;
+  f.doc = doc;
+  return f;
+}
+// A key with its own reader and writer: `type` and `default_doc` for the docs ("" : the
+// default config's value), `text`: --set takes its value as text.
+Field custom(std::string_view key, std::string_view type, bool text, void (*read)(Reader&, TrainConfig&),
+             std::string (*value)(const TrainConfig&), std::string_view example, std::string_view doc,
+             std::string_view default_doc = "") {
+  Field f = base(key, Kind::custom, std::monostate(), example, doc);
+  f.type = type;
+  f.text = text;
+  f.read = read;
+  f.value = value;
+  f.default_doc = default_doc;
+  return f;
+}
+Field flag(std::string_view key, bool& (*at)(TrainConfig&), std::string_view example, std::string_view doc) {
+  return base(key, Kind::boolean, at, example, doc);
+}
+Field text(std::string_view key, std::string& (*at)(TrainConfig&), bool non_empty, std::string_view example,
+           std::string_view doc) {
+  Field f = base(key, Kind::text, at, example, doc);
+  f.non_empty = non_empty;
+  return f;
+}
+Field choice(std::string_view key, std::string& (*at)(TrainConfig&), std::span<const std::string_view> (*names)(),
+             std::string_view example, std::string_view doc) {
+  Field f = base(key, Kind::choice, at, example, doc);
+  f.choices = names;
+  return f;
+}
+Field integer(std::string_view key, schema::Access at, std::int64_t lo, std::int64_t hi, std::string_view example,
+              std::string_view doc) {
+  Field f = base(key, Kind::integer, at, example, doc);
+  f.lo = lo;
+  f.hi = hi;
+  return f;
+}
+Field integer(std::string_view key, int& (*at)(TrainConfig&), std::int64_t lo, std::int64_t hi, std::string_view example,
+              std::string_view doc) {
+  return integer(key, schema::Access(at), lo, hi, example, doc);
+}
+Field integer(std::string_view key, std::int64_t& (*at)(TrainConfig&), std::int64_t lo, std::int64_t hi,
+              std::string_view example, std::string_view doc) {
+  return integer(key, schema::Access(at), lo, hi, example, doc);
+}
+Field number(std::string_view key, schema::Access at, Kind kind, bool (*ok)(double), std::string_view expected,
+             std::string_view example, std::string_view doc) {
+  Field f = base(key, kind, at, example, doc);
+  f.ok = ok;
+  f.expected = expected;
+  return f;
+}
+Field number(std::string_view key, double& (*at)(TrainConfig&), bool (*ok)(double), std::string_view expected,
+             std::string_view example, std::string_view doc) {
+  return number(key, schema::Access(at), Kind::number, ok, expected, example, doc);
+}
+Field number(std::string_view key, std::optional<double>& (*at)(TrainConfig&), bool (*ok)(double),
+             std::string_view expected, std::string_view example, std::string_view doc) {
+  return number(key, schema::Access(at), Kind::optional_number, ok, expected, example, doc);
+}
+
+bool any(double) { return true; }
+bool positive(double v) { return v > 0; }
+bool non_negative(double v) { return v >= 0; }
+bool unit(double v) { return v >= 0 && v < 1; }             // [0, 1)
+bool open_unit(double v) { return v > 0 && v < 1; }         // (0, 1)
+bool half_open_unit(double v) { return v > 0 && v <= 1; }   // (0, 1]
+
+void read_name(Reader& r, TrainConfig& c) {
   if (const toml::node* n = r.string("name", c.name, true);
       n != nullptr && (c.name.find('/') != std::string::npos || c.name == "." || c.name == ".."))
     r.fail_type("name", *n, "a folder name (not empty, no '/', not \".\" or \"..\")");
-  r.seed(c.seed);
-  r.integer("threads", c.threads, 0, 1024);
-  r.integer("epochs", c.epochs, 1, kInt64Max);
-  r.integer("eval_every_steps", c.eval_every_steps, 0, kInt64Max);
-  r.string("out_dir", c.out_dir, true);
-  r.choice("progress", c.progress, kProgress);
-
-  DataConfig& d = c.data;
-  r.choice("data.format", d.format, kFormats);
-  r.string("data.dir", d.dir, false);
-  r.string("data.train_features", d.train_features, false);
-  r.string("data.train_labels", d.train_labels, false);
-  r.string("data.test_features", d.test_features, false);
-  r.string("data.test_labels", d.test_labels, false);
-  r.integer("data.csv_label_column", d.csv_label_column, INT_MIN, INT_MAX);
-  r.boolean("data.csv_header", d.csv_header);
-  r.number("data.scale", d.scale, [](double v) { return v > 0; }, "a finite number > 0");
-  r.choice("data.standardize", d.standardize, kStandardize);
-  r.integer("data.validation_size", d.validation_size, 0, kInt64Max);
-  r.boolean("data.validation_shuffle", d.validation_shuffle);
-  r.integer("data.limit_train", d.limit_train, 0, kInt64Max);
-  r.integer("data.limit_test", d.limit_test, 0, kInt64Max);
-
-  ModelConfig& m = c.model;
-  r.choice("model.type", m.type, kModelTypes);
-  r.hidden(m.hidden);
-  r.choice("model.activation", m.activation, kActivations);
-  r.choice("model.dtype", m.dtype, kDtypes);
-  r.layers(m.layers);
-
-  InitConfig& i = c.init;
-  r.choice("init.weights", i.weights, kWeightInits);
-  r.number("init.bias", i.bias, [](double) { return true; }, "a finite number");
-  r.number("init.gain", i.gain, [](double v) { return v > 0; }, "a finite number > 0");
-  r.integer("init.sparse_k", i.sparse_k, 1, kInt64Max);
-
-  OptimizerConfig& o = c.optimizer;
-  const auto unit = [](double v) { return v >= 0 && v < 1; };
-  r.choice("optimizer.name", o.name, kOptimizers);
-  r.number("optimizer.lr", o.lr, [](double v) { return v > 0; }, "a finite number > 0");
-  r.number("optimizer.momentum", o.momentum, unit, "a number in [0, 1)");
-  r.boolean("optimizer.nesterov", o.nesterov);
-  r.number("optimizer.rho", o.rho, unit, "a number in [0, 1)");
-  r.number("optimizer.rho1", o.rho1, unit, "a number in [0, 1)");
-  r.number("optimizer.rho2", o.rho2, unit, "a number in [0, 1)");
-  r.number("optimizer.delta", o.delta, [](double v) { return v > 0; }, "a finite number > 0");
-  r.number("optimizer.weight_decay", o.weight_decay, [](double v) { return v >= 0; }, "a finite number >= 0");
-  r.choice("optimizer.form", o.form, kForms);
-  r.boolean("optimizer.centered", o.centered);
-  r.boolean("optimizer.amsgrad", o.amsgrad);
-
-  ScheduleConfig& s = c.schedule;
-  r.choice("schedule.name", s.name, kSchedules);
-  r.number("schedule.lr_end", s.lr_end, [](double) { return true; }, "a finite number (< 0: lr / 100)");
-  r.integer("schedule.tau", s.tau, 0, kInt64Max);
-  r.number("schedule.gamma", s.gamma, [](double v) { return v > 0 && v <= 1; }, "a number in (0, 1]");
-  r.integer("schedule.every", s.every, 1, kInt64Max);
-  r.number("schedule.decay", s.decay, [](double v) { return v >= 0; }, "a finite number >= 0");
-  r.integer("schedule.warmup", s.warmup, 0, kInt64Max);
-  r.number("schedule.factor", s.factor, [](double v) { return v > 0 && v < 1; }, "a number in (0, 1)");
-  r.integer("schedule.patience", s.patience, 0, kInt64Max);
-
-  ClipConfig& cl = c.clip;
-  const auto non_negative = [](double v) { return v >= 0; };
-  r.number("clip.global_norm", cl.global_norm, non_negative, "a finite number >= 0 (0: off)");
-  r.number("clip.value", cl.value, non_negative, "a finite number >= 0 (0: off)");
-  r.number("clip.param_norm", cl.param_norm, non_negative, "a finite number >= 0 (0: off)");
-
-  AveragingConfig& av = c.averaging;
-  r.choice("averaging.kind", av.kind, kAveraging);
-  r.number("averaging.rho", av.rho, unit, "a number in [0, 1)");
-
-  SamplerConfig& sa = c.sampler;
-  r.choice("sampler.kind", sa.kind, kSamplers);
-  r.batch_size(sa.batch_size);
-  r.boolean("sampler.drop_last", sa.drop_last);
-
-  EarlyStoppingConfig& e = c.early_stopping;
-  r.boolean("early_stopping.enabled", e.enabled);
-  r.choice("early_stopping.monitor", e.monitor, kMonitors);
-  r.integer("early_stopping.patience", e.patience, 1, kInt64Max);
-  r.number("early_stopping.min_delta", e.min_delta, [](double v) { return v >= 0; }, "a finite number >= 0");
-
-  CheckpointConfig& ck = c.checkpoint;
-  r.integer("checkpoint.every_epochs", ck.every_epochs, 0, kInt64Max);
-  r.integer("checkpoint.every_steps", ck.every_steps, 0, kInt64Max);
-  r.integer("checkpoint.keep", ck.keep, 1, 1000000);
-
-  DivergenceConfig& dv = c.divergence;
-  r.choice("divergence.policy", dv.policy, kDivergence);
-  r.number("divergence.lr_scale", dv.lr_scale, [](double v) { return v > 0 && v < 1; }, "a number in (0, 1)");
-  r.integer("divergence.max_events", dv.max_events, 1, kInt64Max);
 }
+std::string seed_value(const TrainConfig& c) {
+  const bool small_seed = c.seed <= static_cast<std::uint64_t>(kInt64Max);
+  return small_seed ? std::to_string(c.seed) : quote(std::to_string(c.seed));
+}
+std::string batch_size_value(const TrainConfig& c) {
+  return c.sampler.batch_size == 0 ? quote("full") : std::to_string(c.sampler.batch_size);
+}
+std::string hidden_value(const TrainConfig& c) {
+  const ModelConfig& m = c.model;
+  std::string hidden = "[";
+  for (std::size_t i = 0; i < m.hidden.size(); ++i) hidden += (i > 0 ? ", " : "") + std::to_string(m.hidden[i]);
+  return hidden + "]";
+}
+std::string layers_value(const TrainConfig& c);
+
+}  // namespace
+
+namespace schema {
+
+std::span<const Field> fields() {
+  using T = TrainConfig;
+  using D = DataConfig;
+  using M = ModelConfig;
+  using I = InitConfig;
+  using O = OptimizerConfig;
+  using S = ScheduleConfig;
+  using Cl = ClipConfig;
+  using Av = AveragingConfig;
+  using Sa = SamplerConfig;
+  using E = EarlyStoppingConfig;
+  using Ck = CheckpointConfig;
+  using Dv = DivergenceConfig;
+  static const Field kFields[] = {
+      custom("name", "string", true, read_name, [](const TrainConfig& c) { return quote(c.name); }, "\"fashion-adam\"",
+             "Name of the run folder `<out_dir>/<name>`. Must not be empty, contain `/`, or be `.` or `..`."),
+      custom("seed", "integer", false, [](Reader& r, TrainConfig& c) { r.seed(c.seed); }, seed_value, "42",
+             "Seeds everything random in the run: initialization, the validation shuffle and the sampler. It is a value "
+             "in [0, 2^63-1], or a string of decimal digits for a seed up to 2^64-1 (`seed = \"18446744073709551615\"`)."),
+      integer("threads", &top<&T::threads>, 0, 1024, "2", "Worker threads, in [0, 1024]. 0 means all cores."),
+      integer("epochs", &top<&T::epochs>, 1, kInt64Max, "30",
+              "Maximum number of passes over the training split, >= 1. Early stopping may end the run sooner."),
+      integer("eval_every_steps", &top<&T::eval_every_steps>, 0, kInt64Max, "500",
+              "Also evaluate on the validation split every this many steps, >= 0. 0 means only at the end of each epoch."),
+      text("out_dir", &top<&T::out_dir>, true, "\"experiments\"", "Parent folder of the run folder. Must not be empty."),
+      choice("progress", &top<&T::progress>, names<kProgress>, "\"plain\"",
+             "What training shows on stderr: `auto` (a bar on a terminal, plain lines otherwise), `bar`, `plain` (one "
+             "line per epoch) or `none` (nothing). The final summary line on stdout is printed in every mode."),
+
+      choice("data.format", &in<&T::data, &D::format>, names<kFormats>, "\"idx\"",
+             "`mnist`: `dir` holds the four IDX files of MNIST or Fashion-MNIST. `idx`, `npy`: the four files are named "
+             "by the path keys. `csv`: two CSV files, each with the label in a column."),
+      text("data.dir", &in<&T::data, &D::dir>, false, "\"\"", "The MNIST directory (format `mnist` only; required there)."),
+      text("data.train_features", &in<&T::data, &D::train_features>, false, "\"/data/fashion/train-images-idx3-ubyte\"",
+           "`idx`/`npy`: the training features file. `csv`: the training CSV file. Required for these formats."),
+      text("data.train_labels", &in<&T::data, &D::train_labels>, false, "\"/data/fashion/train-labels-idx1-ubyte\"",
+           "`idx`/`npy`: the training labels file (required). Unused by `csv`."),
+      text("data.test_features", &in<&T::data, &D::test_features>, false, "\"/data/fashion/t10k-images-idx3-ubyte\"",
+           "`idx`/`npy`: the test features file. `csv`: the test CSV file. Required for these formats."),
+      text("data.test_labels", &in<&T::data, &D::test_labels>, false, "\"/data/fashion/t10k-labels-idx1-ubyte\"",
+           "`idx`/`npy`: the test labels file (required). Unused by `csv`."),
+      integer("data.csv_label_column", &in<&T::data, &D::csv_label_column>, INT_MIN, INT_MAX, "-1",
+              "`csv` only: the 0-based column of the label. A negative value counts from the end (-1 is the last column)."),
+      flag("data.csv_header", &in<&T::data, &D::csv_header>, "true", "`csv` only: the first row is a header and is skipped."),
+      number("data.scale", &in<&T::data, &D::scale>, positive, "a finite number > 0", "0.5",
+             "The raw features are multiplied by this, > 0. The default, 1/255, maps bytes to [0, 1]."),
+      choice("data.standardize", &in<&T::data, &D::standardize>, names<kStandardize>, "\"per_feature\"",
+             "`none`; `global` (subtract the mean and divide by the standard deviation of all training features); "
+             "`per_feature` (the same for each feature on its own). The statistics come from the training split only."),
+      integer("data.validation_size", &in<&T::data, &D::validation_size>, 0, kInt64Max, "5000",
+              "Examples carved from the end of the training file for validation, >= 0."),
+      flag("data.validation_shuffle", &in<&T::data, &D::validation_shuffle>, "true",
+           "Shuffle the training file (seeded by `seed`) before carving the validation split."),
+      integer("data.limit_train", &in<&T::data, &D::limit_train>, 0, kInt64Max, "20000",
+              "Keep only the first N training examples, >= 0. 0 means all. Meant for quick runs and tests."),
+      integer("data.limit_test", &in<&T::data, &D::limit_test>, 0, kInt64Max, "5000",
+              "Keep only the first N test examples, >= 0. 0 means all."),
+
+      choice("model.type", &in<&T::model, &M::type>, names<kModelTypes>, "",
+             "`mlp`: a multilayer perceptron built from `hidden` and `activation`. `sequential`: the modules of "
+             "`layers`, in order."),
+      custom("model.hidden", "array of integers", false, [](Reader& r, TrainConfig& c) { r.hidden(c.model.hidden); },
+             hidden_value, "[512, 128]", "`mlp`: widths of the hidden layers, each >= 1. `[]` gives softmax regression."),
+      choice("model.activation", &in<&T::model, &M::activation>, names<kActivations>, "\"tanh\"",
+             "`mlp`: hidden-layer activation: `relu`, `tanh`, `sigmoid` or `identity`."),
+      choice("model.dtype", &in<&T::model, &M::dtype>, names<kDtypes>, "\"f64\"",
+             "Parameter and activation precision: `f32` or `f64`."),
+      custom("model.layers", "array of tables", false, [](Reader& r, TrainConfig& c) { r.layers(c.model.layers); },
+             layers_value, "", "`sequential` only, at least one: see below.", "`[]`"),
+
+      choice("init.weights", &in<&T::init, &I::weights>, names<kWeightInits>, "\"glorot_uniform\"",
+             "The weight scheme: `zeros`, `constant`, `uniform`, `normal`, `glorot_uniform`, `glorot_normal`, "
+             "`fan_in_uniform`, `he_normal`, `he_uniform`, `orthogonal` or `sparse`."),
+      number("init.bias", &in<&T::init, &I::bias>, any, "a finite number", "0.01", "Every bias starts at this value."),
+      number("init.gain", &in<&T::init, &I::gain>, positive, "a finite number > 0", "1.5",
+             "Scale factor of the `glorot_*`, `he_*` and `orthogonal` schemes, > 0."),
+      integer("init.sparse_k", &in<&T::init, &I::sparse_k>, 1, kInt64Max, "10",
+              "`sparse`: non-zero incoming weights per unit, >= 1. It must not exceed a layer's fan-in, which is checked "
+              "when the model is built."),
+
+      choice("optimizer.name", &in<&T::optimizer, &O::name>, optim::optimizer_name_list, "\"adam\"",
+             "The algorithm: one of the optimizers listed below."),
+      choice("optimizer.form", &in<&T::optimizer, &O::form>, names<kForms>, "\"pytorch\"",
+             "`textbook` (the book's equations) or `pytorch` (torch.optim's: learning rate outside the velocity, its "
+             "Nesterov reformulation, delta outside the root)."),
+      number("optimizer.lr", &in<&T::optimizer, &O::lr>, positive, "a finite number > 0", "0.002",
+             "The learning rate epsilon (its start value under a schedule), > 0. Unset: the algorithm's default (the "
+             "list below)."),
+      number("optimizer.momentum", &in<&T::optimizer, &O::momentum>, unit, "a number in [0, 1)", "0.5",
+             "Momentum coefficient alpha, in [0, 1). Unset: 0.9 for `momentum`, `nesterov`, `rmsprop_nesterov`, 0 "
+             "otherwise. `sgd` refuses a momentum > 0."),
+      flag("optimizer.nesterov", &in<&T::optimizer, &O::nesterov>, "",
+           "With `name = \"momentum\"`: use Nesterov momentum (the same as `name = \"nesterov\"`). Refused by the "
+           "others."),
+      number("optimizer.rho", &in<&T::optimizer, &O::rho>, unit, "a number in [0, 1)", "0.95",
+             "Decay rate of the squared-gradient average (`rmsprop`, `rmsprop_nesterov`, `adadelta`), in [0, 1)."),
+      number("optimizer.rho1", &in<&T::optimizer, &O::rho1>, unit, "a number in [0, 1)", "0.85",
+             "Adam's first-moment decay, in [0, 1). Unset: 0.9."),
+      number("optimizer.rho2", &in<&T::optimizer, &O::rho2>, unit, "a number in [0, 1)", "0.99",
+             "Adam's second-moment decay, in [0, 1). Unset: 0.999."),
+      number("optimizer.delta", &in<&T::optimizer, &O::delta>, positive, "a finite number > 0", "1e-07",
+             "The small constant for numerical stability, > 0. Unset: the algorithm's default (the list below)."),
+      number("optimizer.weight_decay", &in<&T::optimizer, &O::weight_decay>, non_negative, "a finite number >= 0",
+             "0.0001",
+             "L2 weight decay coefficient, >= 0 (added to the gradient). `adamw` applies it decoupled from the "
+             "gradient (default 0.01 there)."),
+      flag("optimizer.centered", &in<&T::optimizer, &O::centered>, "",
+           "`rmsprop`: PyTorch's centered variant (divides by an estimate of the variance). Refused by the others."),
+      flag("optimizer.amsgrad", &in<&T::optimizer, &O::amsgrad>, "true",
+           "`adam`/`adamw`: the AMSGrad maximum of the second moment. Refused by the others."),
+
+      choice("schedule.name", &in<&T::schedule, &S::name>, optim::schedule_name_list, "\"cosine\"",
+             "The schedule: one of those listed below."),
+      number("schedule.lr_end", &in<&T::schedule, &S::lr_end>, any, "a finite number (< 0: lr / 100)", "0.00001",
+             "`linear`: eps_tau; a negative value means lr / 100, the textbook's rule of thumb. `cosine`, `plateau`: "
+             "the floor (negative: 0)."),
+      integer("schedule.tau", &in<&T::schedule, &S::tau>, 0, kInt64Max, "10000",
+              "`linear`, `cosine`: the step at which the decay ends, >= 0. 0 means the run's total number of steps "
+              "(epochs x steps per epoch)."),
+      number("schedule.gamma", &in<&T::schedule, &S::gamma>, half_open_unit, "a number in (0, 1]", "0.5",
+             "`step`, `exponential`: the factor, in (0, 1]."),
+      integer("schedule.every", &in<&T::schedule, &S::every>, 1, kInt64Max, "2000", "`step`: updates between drops, >= 1."),
+      number("schedule.decay", &in<&T::schedule, &S::decay>, non_negative, "a finite number >= 0", "0.01",
+             "`inverse_time`: the decay per update, >= 0."),
+      integer("schedule.warmup", &in<&T::schedule, &S::warmup>, 0, kInt64Max, "500", "`cosine`: warmup updates, >= 0."),
+      number("schedule.factor", &in<&T::schedule, &S::factor>, open_unit, "a number in (0, 1)", "0.5",
+             "`plateau`: the cut, in (0, 1)."),
+      integer("schedule.patience", &in<&T::schedule, &S::patience>, 0, kInt64Max, "3",
+              "`plateau`: evaluations without improvement beyond which the rate is cut, >= 0."),
+
+      number("clip.global_norm", &in<&T::clip, &Cl::global_norm>, non_negative, "a finite number >= 0 (0: off)", "5.0",
+             "Rescale the whole gradient to norm c when its norm exceeds c."),
+      number("clip.value", &in<&T::clip, &Cl::value>, non_negative, "a finite number >= 0 (0: off)", "1.0",
+             "Clamp every component to [-c, c]."),
+      number("clip.param_norm", &in<&T::clip, &Cl::param_norm>, non_negative, "a finite number >= 0 (0: off)", "2.0",
+             "Rescale each parameter tensor's gradient to norm c when its norm exceeds c."),
+
+      choice("averaging.kind", &in<&T::averaging, &Av::kind>, names<kAveraging>, "\"exponential\"",
+             "`none`, `arithmetic` (the running mean of all iterates) or `exponential` (a moving average)."),
+      number("averaging.rho", &in<&T::averaging, &Av::rho>, unit, "a number in [0, 1)", "0.99",
+             "`exponential`: theta_avg <- rho theta_avg + (1 - rho) theta, in [0, 1)."),
+
+      choice("sampler.kind", &in<&T::sampler, &Sa::kind>, names<kSamplers>, "\"with_replacement\"",
+             "`sequential`, `shuffle_once`, `reshuffle`, `with_replacement` or `stream`."),
+      custom("sampler.batch_size", "integer or `\"full\"`", false,
+             [](Reader& r, TrainConfig& c) { r.batch_size(c.sampler.batch_size); }, batch_size_value, "64",
+             "Examples per minibatch, >= 0. 1 is online learning. 0 or `\"full\"` is the whole training split (batch "
+             "gradient descent)."),
+      flag("sampler.drop_last", &in<&T::sampler, &Sa::drop_last>, "true", "Drop the last, partial minibatch of each epoch."),
+
+      flag("early_stopping.enabled", &in<&T::early_stopping, &E::enabled>, "false",
+           "Stop early. If false, all `epochs` run, but the best parameters are still the ones kept."),
+      choice("early_stopping.monitor", &in<&T::early_stopping, &E::monitor>, names<kMonitors>, "\"val_loss\"",
+             "The validation metric: `val_error` (0-1 error) or `val_loss` (the surrogate, cross-entropy)."),
+      integer("early_stopping.patience", &in<&T::early_stopping, &E::patience>, 1, kInt64Max, "8",
+              "Epochs without improvement before stopping, >= 1."),
+      number("early_stopping.min_delta", &in<&T::early_stopping, &E::min_delta>, non_negative, "a finite number >= 0",
+             "0.001", "The smallest decrease of the metric that counts as an improvement, >= 0."),
+
+      integer("checkpoint.every_epochs", &in<&T::checkpoint, &Ck::every_epochs>, 0, kInt64Max, "2",
+              "Write one after every N epochs, >= 0 (0: not by epoch)."),
+      integer("checkpoint.every_steps", &in<&T::checkpoint, &Ck::every_steps>, 0, kInt64Max, "1000",
+              "Write one after every N updates, >= 0 (0: not by step)."),
+      integer("checkpoint.keep", &in<&T::checkpoint, &Ck::keep>, 1, 1000000, "5",
+              "Keep the newest K, in [1, 1000000]; older ones are removed."),
+
+      choice("divergence.policy", &in<&T::divergence, &Dv::policy>, names<kDivergence>, "\"rollback\"",
+             "`stop`: end the run with an error naming the step and the first parameter tensor whose gradient is not "
+             "finite. `skip`: drop the batch and go on. `rollback`: return to the newest checkpoint and multiply the "
+             "learning rate by `lr_scale`."),
+      number("divergence.lr_scale", &in<&T::divergence, &Dv::lr_scale>, open_unit, "a number in (0, 1)", "0.25",
+             "`rollback`: the factor, in (0, 1). It compounds over rollbacks and multiplies every rate of the schedule."),
+      integer("divergence.max_events", &in<&T::divergence, &Dv::max_events>, 1, kInt64Max, "3",
+              "`skip` and `rollback`: the run stops with the error after this many divergences, >= 1."),
+  };
+  return kFields;
+}
+
+std::span<const std::string_view> tables() {
+  static const std::vector<std::string_view> kTables = [] {
+    std::vector<std::string_view> out;
+    for (const Field& f : fields()) {
+      const std::string_view t = table_of(f.key);
+      if (!t.empty() && std::find(out.begin(), out.end(), t) == out.end()) out.push_back(t);
+    }
+    return out;
+  }();
+  return kTables;
+}
+
+std::string_view table_of(std::string_view key) {
+  const auto dot = key.find('.');
+  return dot == std::string_view::npos ? std::string_view() : key.substr(0, dot);
+}
+std::string_view leaf_of(std::string_view key) { return key.substr(key.find('.') + 1); }
+
+std::string value_text(const Field& f, const TrainConfig& config) {
+  // The accessors give mutable references; nothing is written through them here.
+  auto& c = const_cast<TrainConfig&>(config);
+  switch (f.kind) {
+    case Kind::boolean: return std::get<bool& (*)(TrainConfig&)>(f.access)(c) ? "true" : "false";
+    case Kind::text:
+    case Kind::choice: return quote(std::get<std::string& (*)(TrainConfig&)>(f.access)(c));
+    case Kind::integer:
+      if (const auto* at = std::get_if<int& (*)(TrainConfig&)>(&f.access)) return std::to_string((*at)(c));
+      return std::to_string(std::get<std::int64_t& (*)(TrainConfig&)>(f.access)(c));
+    case Kind::number: return format_float(std::get<double& (*)(TrainConfig&)>(f.access)(c));
+    case Kind::optional_number: {
+      const std::optional<double>& v = std::get<std::optional<double>& (*)(TrainConfig&)>(f.access)(c);
+      return v ? format_float(*v) : std::string();
+    }
+    case Kind::custom: return f.value(config);
+  }
+  return {};
+}
+
+std::string_view type_name(const Field& f) {
+  switch (f.kind) {
+    case Kind::boolean: return "boolean";
+    case Kind::text:
+    case Kind::choice: return "string";
+    case Kind::integer: return "integer";
+    case Kind::number:
+    case Kind::optional_number: return "float";
+    case Kind::custom: break;
+  }
+  return f.type;
+}
+
+}  // namespace schema
+
+namespace {
+
+void read_field(Reader& r, TrainConfig& c, const Field& f) {
+  switch (f.kind) {
+    case Kind::boolean: r.boolean(f.key, std::get<bool& (*)(TrainConfig&)>(f.access)(c)); break;
+    case Kind::text: r.string(f.key, std::get<std::string& (*)(TrainConfig&)>(f.access)(c), f.non_empty); break;
+    case Kind::choice: r.choice(f.key, std::get<std::string& (*)(TrainConfig&)>(f.access)(c), f.choices()); break;
+    case Kind::integer:
+      if (const auto* at = std::get_if<int& (*)(TrainConfig&)>(&f.access)) {
+        r.integer(f.key, (*at)(c), f.lo, f.hi);
+      } else {
+        r.integer(f.key, std::get<std::int64_t& (*)(TrainConfig&)>(f.access)(c), f.lo, f.hi);
+      }
+      break;
+    case Kind::number: r.number(f.key, std::get<double& (*)(TrainConfig&)>(f.access)(c), f.ok, f.expected); break;
+    case Kind::optional_number:
+      r.number(f.key, std::get<std::optional<double>& (*)(TrainConfig&)>(f.access)(c), f.ok, f.expected);
+      break;
+    case Kind::custom: f.read(r, c); break;
+  }
+}
+
+void read_fields(Reader& r, TrainConfig& c) {
+  for (const Field& f : schema::fields()) read_field(r, c, f);
+}
+
 
 // The paths that data.format needs must be set. The message points at the path key when the
 // config sets it (to ""), else at data.format.
@@ -788,6 +961,52 @@ void check_model(Reader& r, const TrainConfig& c) {
 
 void line(std::string& out, std::string_view key, const std::string& value) {
   out.append(key).append(" = ").append(value).append("\n");
+}
+
+std::string layers_value(const TrainConfig& c) {
+  const ModelConfig& m = c.model;
+  if (m.layers.empty()) return "";
+  std::string out = "[\n";
+  for (const LayerConfig& l : m.layers) {
+    out += "  {type = " + quote(l.type);
+    for (const std::string_view key : layer_keys(l.type)) {
+      std::string value;
+      if (key == "units" || key == "channels" || key == "hidden") {
+        if (l.units == 0) continue;
+        value = std::to_string(l.units);
+      } else if (key == "kernel") {
+        value = std::to_string(l.kernel);
+      } else if (key == "stride") {
+        if (l.stride == 0) continue;
+        value = std::to_string(l.stride);
+      } else if (key == "padding") {
+        value = std::to_string(l.padding);
+      } else if (key == "bias") {
+        value = l.bias ? "true" : "false";
+      } else if (key == "shape") {
+        value = "[";
+        for (std::size_t j = 0; j < l.shape.size(); ++j) value += (j > 0 ? ", " : "") + std::to_string(l.shape[j]);
+        value += "]";
+      } else if (key == "eps") {
+        value = format_float(l.eps);
+      } else if (key == "momentum") {
+        value = format_float(l.momentum);
+      } else if (key == "p") {
+        value = format_float(l.p);
+      } else if (key == "input_size") {
+        value = std::to_string(l.input_size);
+      } else if (key == "return_sequence") {
+        value = l.return_sequence ? "true" : "false";
+      } else if (key == "truncate") {
+        value = std::to_string(l.truncate);
+      } else if (key == "forget_bias") {
+        value = format_float(l.forget_bias);
+      }
+      out.append(", ").append(key).append(" = ").append(value);
+    }
+    out += "},\n";
+  }
+  return out + "]";
 }
 
 }  // namespace
@@ -839,160 +1058,20 @@ std::string to_toml(const TrainConfig& c) {
   for (const char ch : c.source) source += (ch >= 0x20 && ch < 0x7F) ? ch : '?';
   std::string out = "# descent training config, resolved: every key, defaults included.\n";
   if (!source.empty()) out += "# From " + source + ".\n";
-  line(out, "name", quote(c.name));
-  const bool small_seed = c.seed <= static_cast<std::uint64_t>(kInt64Max);
-  line(out, "seed", small_seed ? std::to_string(c.seed) : quote(std::to_string(c.seed)));
-  line(out, "threads", std::to_string(c.threads));
-  line(out, "epochs", std::to_string(c.epochs));
-  line(out, "eval_every_steps", std::to_string(c.eval_every_steps));
-  line(out, "out_dir", quote(c.out_dir));
-  line(out, "progress", quote(c.progress));
-
-  const DataConfig& d = c.data;
-  out += "\n[data]\n";
-  line(out, "format", quote(d.format));
-  line(out, "dir", quote(d.dir));
-  line(out, "train_features", quote(d.train_features));
-  line(out, "train_labels", quote(d.train_labels));
-  line(out, "test_features", quote(d.test_features));
-  line(out, "test_labels", quote(d.test_labels));
-  line(out, "csv_label_column", std::to_string(d.csv_label_column));
-  line(out, "csv_header", d.csv_header ? "true" : "false");
-  line(out, "scale", format_float(d.scale));
-  line(out, "standardize", quote(d.standardize));
-  line(out, "validation_size", std::to_string(d.validation_size));
-  line(out, "validation_shuffle", d.validation_shuffle ? "true" : "false");
-  line(out, "limit_train", std::to_string(d.limit_train));
-  line(out, "limit_test", std::to_string(d.limit_test));
-
-  const ModelConfig& m = c.model;
-  out += "\n[model]\n";
-  line(out, "type", quote(m.type));
-  std::string hidden = "[";
-  for (std::size_t i = 0; i < m.hidden.size(); ++i) hidden += (i > 0 ? ", " : "") + std::to_string(m.hidden[i]);
-  line(out, "hidden", hidden + "]");
-  line(out, "activation", quote(m.activation));
-  line(out, "dtype", quote(m.dtype));
-  if (!m.layers.empty()) {
-    out += "layers = [\n";
-    for (const LayerConfig& l : m.layers) {
-      out += "  {type = " + quote(l.type);
-      for (const std::string_view key : layer_keys(l.type)) {
-        std::string value;
-        if (key == "units" || key == "channels" || key == "hidden") {
-          if (l.units == 0) continue;
-          value = std::to_string(l.units);
-        } else if (key == "kernel") {
-          value = std::to_string(l.kernel);
-        } else if (key == "stride") {
-          if (l.stride == 0) continue;
-          value = std::to_string(l.stride);
-        } else if (key == "padding") {
-          value = std::to_string(l.padding);
-        } else if (key == "bias") {
-          value = l.bias ? "true" : "false";
-        } else if (key == "shape") {
-          value = "[";
-          for (std::size_t j = 0; j < l.shape.size(); ++j) value += (j > 0 ? ", " : "") + std::to_string(l.shape[j]);
-          value += "]";
-        } else if (key == "eps") {
-          value = format_float(l.eps);
-        } else if (key == "momentum") {
-          value = format_float(l.momentum);
-        } else if (key == "p") {
-          value = format_float(l.p);
-        } else if (key == "input_size") {
-          value = std::to_string(l.input_size);
-        } else if (key == "return_sequence") {
-          value = l.return_sequence ? "true" : "false";
-        } else if (key == "truncate") {
-          value = std::to_string(l.truncate);
-        } else if (key == "forget_bias") {
-          value = format_float(l.forget_bias);
-        }
-        out.append(", ").append(key).append(" = ").append(value);
-      }
-      out += "},\n";
+  std::string_view table;
+  for (const Field& f : schema::fields()) {
+    if (const std::string_view t = schema::table_of(f.key); t != table) {
+      out.append("\n[").append(t).append("]\n");
+      table = t;
     }
-    out += "]\n";
-  }
-
-  const InitConfig& i = c.init;
-  out += "\n[init]\n";
-  line(out, "weights", quote(i.weights));
-  line(out, "bias", format_float(i.bias));
-  line(out, "gain", format_float(i.gain));
-  line(out, "sparse_k", std::to_string(i.sparse_k));
-
-  const OptimizerConfig& o = c.optimizer;
-  out += "\n[optimizer]\n";
-  line(out, "name", quote(o.name));
-  line(out, "form", quote(o.form));
-  const auto optional = [&out](std::string_view key, const std::optional<double>& v) {
-    if (v) {
-      line(out, key, format_float(*v));
-    } else {
+    const std::string_view key = schema::leaf_of(f.key);
+    const std::string value = schema::value_text(f, c);
+    if (!value.empty()) {
+      line(out, key, value);
+    } else if (f.kind == Kind::optional_number) {
       out.append("# ").append(key).append(" unset: the algorithm's default\n");
     }
-  };
-  optional("lr", o.lr);
-  optional("momentum", o.momentum);
-  line(out, "nesterov", o.nesterov ? "true" : "false");
-  optional("rho", o.rho);
-  optional("rho1", o.rho1);
-  optional("rho2", o.rho2);
-  optional("delta", o.delta);
-  line(out, "weight_decay", format_float(o.weight_decay));
-  line(out, "centered", o.centered ? "true" : "false");
-  line(out, "amsgrad", o.amsgrad ? "true" : "false");
-
-  const ScheduleConfig& s = c.schedule;
-  out += "\n[schedule]\n";
-  line(out, "name", quote(s.name));
-  line(out, "lr_end", format_float(s.lr_end));
-  line(out, "tau", std::to_string(s.tau));
-  line(out, "gamma", format_float(s.gamma));
-  line(out, "every", std::to_string(s.every));
-  line(out, "decay", format_float(s.decay));
-  line(out, "warmup", std::to_string(s.warmup));
-  line(out, "factor", format_float(s.factor));
-  line(out, "patience", std::to_string(s.patience));
-
-  const ClipConfig& cl = c.clip;
-  out += "\n[clip]\n";
-  line(out, "global_norm", format_float(cl.global_norm));
-  line(out, "value", format_float(cl.value));
-  line(out, "param_norm", format_float(cl.param_norm));
-
-  const AveragingConfig& av = c.averaging;
-  out += "\n[averaging]\n";
-  line(out, "kind", quote(av.kind));
-  line(out, "rho", format_float(av.rho));
-
-  const SamplerConfig& sa = c.sampler;
-  out += "\n[sampler]\n";
-  line(out, "kind", quote(sa.kind));
-  line(out, "batch_size", sa.batch_size == 0 ? quote("full") : std::to_string(sa.batch_size));
-  line(out, "drop_last", sa.drop_last ? "true" : "false");
-
-  const EarlyStoppingConfig& e = c.early_stopping;
-  out += "\n[early_stopping]\n";
-  line(out, "enabled", e.enabled ? "true" : "false");
-  line(out, "monitor", quote(e.monitor));
-  line(out, "patience", std::to_string(e.patience));
-  line(out, "min_delta", format_float(e.min_delta));
-
-  const CheckpointConfig& ck = c.checkpoint;
-  out += "\n[checkpoint]\n";
-  line(out, "every_epochs", std::to_string(ck.every_epochs));
-  line(out, "every_steps", std::to_string(ck.every_steps));
-  line(out, "keep", std::to_string(ck.keep));
-
-  const DivergenceConfig& dv = c.divergence;
-  out += "\n[divergence]\n";
-  line(out, "policy", quote(dv.policy));
-  line(out, "lr_scale", format_float(dv.lr_scale));
-  line(out, "max_events", std::to_string(dv.max_events));
+  }
   return out;
 }
 

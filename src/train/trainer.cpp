@@ -36,6 +36,7 @@
 #include "descent/nn/normalization.hpp"
 #include "descent/nn/recurrent.hpp"
 #include "descent/optim/optimizer.hpp"
+#include "descent/optim/registry.hpp"
 #include "descent/train/checkpoint.hpp"
 #include "descent/train/model_card.hpp"
 #include "descent/tensor/kernels.hpp"
@@ -204,52 +205,10 @@ Data load_byte_data(const TrainConfig& config) {
   return out;
 }
 
-optim::OptimizerSpec optimizer_spec(const TrainConfig& c) {
-  const OptimizerConfig& o = c.optimizer;
-  optim::OptimizerSpec spec;
-  spec.name = o.name == "momentum" && o.nesterov ? "nesterov" : o.name;
-  spec.form = o.form;
-  spec.lr = o.lr;
-  spec.momentum = o.momentum;
-  spec.rho = o.rho;
-  spec.rho1 = o.rho1;
-  spec.rho2 = o.rho2;
-  spec.delta = o.delta;
-  spec.weight_decay = o.weight_decay;
-  spec.centered = o.centered;
-  spec.amsgrad = o.amsgrad;
-  spec.clip_global_norm = c.clip.global_norm;
-  spec.clip_value = c.clip.value;
-  spec.clip_param_norm = c.clip.param_norm;
-  spec.averaging = c.averaging.kind == "arithmetic"    ? optim::Averaging::arithmetic
-                   : c.averaging.kind == "exponential" ? optim::Averaging::exponential
-                                                       : optim::Averaging::none;
-  spec.averaging_rho = c.averaging.rho;
-  return spec;
-}
-
-// lr_scale multiplies every rate of the schedule (a rollback after divergence lowers it).
-std::shared_ptr<optim::Schedule> make_schedule(const TrainConfig& c, double lr, std::int64_t total_steps,
-                                               double lr_scale) {
-  ScheduleConfig s = c.schedule;
-  lr *= lr_scale;
-  if (s.lr_end >= 0) s.lr_end *= lr_scale;
-  const std::int64_t tau = s.tau > 0 ? s.tau : std::max<std::int64_t>(1, total_steps);
-  const double floor = s.lr_end < 0 ? 0.0 : s.lr_end;
-  if (s.name == "linear") return optim::linear_decay(lr, s.lr_end < 0 ? lr / 100.0 : s.lr_end, tau);
-  if (s.name == "step") return optim::step_decay({.eps0 = lr, .gamma = s.gamma, .every = s.every});
-  if (s.name == "exponential") return optim::exponential_decay({.eps0 = lr, .gamma = s.gamma});
-  if (s.name == "inverse_time") return optim::inverse_time({.eps0 = lr, .decay = s.decay});
-  if (s.name == "cosine") return optim::cosine({.eps0 = lr, .eps_min = floor, .warmup = s.warmup, .total = tau});
-  if (s.name == "plateau") {
-    return optim::reduce_on_plateau({.eps0 = lr, .factor = s.factor, .patience = s.patience, .eps_min = floor});
-  }
-  return optim::constant(lr);
-}
-
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, std::int64_t total_steps, double lr_scale) {
-  const optim::OptimizerSpec spec = optimizer_spec(c);
-  return optim::make_optimizer(spec, make_schedule(c, optim::default_learning_rate(spec), total_steps, lr_scale));
+  if (const optim::KeyConflict k = optim::check_keys(c.optimizer); !k.key.empty())
+    throw ConfigError(c.source + ": " + k.key + ": " + k.message);
+  return optim::make_optimizer(c.optimizer, c.schedule, c.clip, c.averaging, total_steps, lr_scale);
 }
 
 // The progress display: a bar redrawn in place on a terminal, one line per epoch otherwise.

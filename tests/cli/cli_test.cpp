@@ -267,3 +267,16 @@ TEST_F(Cli, BadInputIsOneLineAndExitOne) {
 }
 
 }  // namespace
+
+// Issue 19: `--set optimizer.name=sgd` on a config with momentum 0.9 was refused by the
+// optimizer factory without naming the file or the key.
+TEST_F(Cli, OptimizerKeyConflictNamesTheFileAndTheKey) {
+  const fs::path config = write_problem();
+  const Result r = run("train " + config.string() + " --set optimizer.name=momentum --set optimizer.momentum=0.9 "
+                                                    "--set optimizer.name=sgd");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find(config.string() + ": optimizer.momentum: optimizer.name = \"sgd\" has no momentum"),
+            std::string::npos)
+      << r.err;
+}

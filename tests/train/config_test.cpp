@@ -1,6 +1,7 @@
 // Tests of the training config: defaults, a full file, --set overrides, the to_toml round
 // trip, and one malformed config per error class. Each error test checks that the message names
 // the file, the key and the line.
+#include "descent/optim/registry.hpp"
 #include "descent/train/config.hpp"
 
 #include <gtest/gtest.h>
@@ -291,9 +292,13 @@ TEST(ConfigTest, EveryEnumeratedNameIsAccepted) {
   accepts("model.dtype", {"f32", "f64"});
   accepts("init.weights", {"zeros", "constant", "uniform", "normal", "glorot_uniform", "glorot_normal",
                            "fan_in_uniform", "he_normal", "he_uniform", "orthogonal", "sparse"});
-  accepts("optimizer.name", {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop_nesterov", "adadelta",
-                             "adam", "adamw"});
-  accepts("schedule.name", {"constant", "linear"});
+  // The optimizers and schedules: every name of the registry (tests/optim/registry_test.cpp
+  // builds and trains each one).
+  const auto all = [](std::span<const std::string_view> names) { return std::vector<std::string>(names.begin(), names.end()); };
+  ASSERT_EQ(optim::optimizer_name_list().size(), 12u);
+  ASSERT_EQ(optim::schedule_name_list().size(), 7u);
+  accepts("optimizer.name", all(optim::optimizer_name_list()));
+  accepts("schedule.name", all(optim::schedule_name_list()));
   accepts("sampler.kind", {"sequential", "shuffle_once", "reshuffle", "with_replacement", "stream"});
   accepts("early_stopping.monitor", {"val_error", "val_loss"});
   accepts("progress", {"auto", "bar", "plain", "none"});

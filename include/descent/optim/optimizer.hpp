@@ -130,7 +130,7 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerSpec& spec, std::shared
 // The learning rate a spec uses when its lr is unset (the algorithm's default in its form);
 // schedules built outside the factory start from it. Throws as make_optimizer.
 double default_learning_rate(const OptimizerSpec& spec);
-// The names make_optimizer accepts.
+// The names make_optimizer accepts: those of optimizers() (registry.hpp), in its order.
 const std::vector<std::string>& optimizer_names();
 
 // Stochastic gradient descent (Algorithm 8.1), with momentum when alpha > 0 (Algorithm 8.2):
