@@ -91,8 +91,8 @@ const std::array<ScheduleEntry, 7> kSchedules = {{
        return cosine({.eps0 = lr, .eps_min = floor_of(s), .warmup = s.warmup, .total = horizon(s, total)});
      }},
     {"plateau",
-     "multiply the rate by `factor` when the monitored validation metric has not improved for more than `patience` "
-     "evaluations, down to lr_end (< 0: 0)",
+     "multiply the rate by `factor` when the validation metric that early_stopping.monitor names has not improved "
+     "for more than `patience` epochs, down to lr_end (< 0: 0)",
      kPlateauKeys,
      [](const ScheduleConfig& s, double lr, std::int64_t) {
        return reduce_on_plateau({.eps0 = lr, .factor = s.factor, .patience = s.patience, .eps_min = floor_of(s)});

@@ -759,8 +759,8 @@ std::span<const Field> fields() {
              "Momentum coefficient alpha, in [0, 1). Unset: 0.9 for `momentum`, `nesterov`, `rmsprop_nesterov`, 0 "
              "otherwise. `sgd` refuses a momentum > 0."),
       flag("optimizer.nesterov", &in<&T::optimizer, &O::nesterov>, "",
-           "With `name = \"momentum\"`: use Nesterov momentum (the same as `name = \"nesterov\"`). Refused by the "
-           "others."),
+           "With `name = \"momentum\"`: use Nesterov momentum (the same as `name = \"nesterov\"`). Ignored by "
+           "the others."),
       number("optimizer.rho", &in<&T::optimizer, &O::rho>, unit, "a number in [0, 1)", "0.95",
              "Decay rate of the squared-gradient average (`rmsprop`, `rmsprop_nesterov`, `adadelta`), in [0, 1)."),
       number("optimizer.rho1", &in<&T::optimizer, &O::rho1>, unit, "a number in [0, 1)", "0.85",
@@ -795,7 +795,7 @@ std::span<const Field> fields() {
       number("schedule.factor", &in<&T::schedule, &S::factor>, open_unit, "a number in (0, 1)", "0.5",
              "`plateau`: the cut, in (0, 1)."),
       integer("schedule.patience", &in<&T::schedule, &S::patience>, 0, kInt64Max, "3",
-              "`plateau`: evaluations without improvement beyond which the rate is cut, >= 0."),
+              "`plateau`: epochs without improvement before a cut, >= 0 (the cut comes at the next one)."),
 
       number("clip.global_norm", &in<&T::clip, &Cl::global_norm>, non_negative, "a finite number >= 0 (0: off)", "5.0",
              "Rescale the whole gradient to norm c when its norm exceeds c."),

@@ -3,9 +3,11 @@
 //
 // A config is a TOML file (https://toml.io, v1.0). The top-level keys are name, seed, threads,
 // epochs, eval_every_steps, out_dir and progress. The tables [data], [model], [init],
-// [optimizer], [schedule], [sampler] and [early_stopping] hold the fields of the structs below,
-// under the same names. Every key is optional: a missing key keeps the default written here.
-// docs/config.md lists every key with its type, default, range and meaning.
+// [optimizer], [schedule], [clip], [averaging], [sampler], [early_stopping], [checkpoint] and
+// [divergence] hold the fields of the structs below (the optimizer's four in
+// descent/optim/config.hpp), under the same names. Every key is optional: a missing key keeps
+// the default written here. The schema (src/train/config.cpp, schema::fields()) describes each
+// key once: reading, range checks, to_toml and docs/config.md's key tables all come from it.
 //
 // Errors: every function here throws descent::ConfigError, and load_train_config also throws
 // descent::IoError. A message starts with the file name. For a key written in the file it
