@@ -397,7 +397,7 @@ bool pytorch_form(const OptimizerSpec& s) {
 
 Defaults defaults_of(const OptimizerSpec& s, bool pt) {
   const OptimizerEntry* e = find_optimizer(s.name);  // registry.cpp holds the defaults
-  if (e == nullptr) throw ConfigError("optimizer name: " + unknown_optimizer(s.name));
+  if (e == nullptr) throw ConfigError(unknown_optimizer(s.name));
   const OptimizerDefaults& d = pt ? e->pytorch : e->textbook;
   return {d.lr, d.momentum, d.rho, d.delta};
 }

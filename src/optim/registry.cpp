@@ -109,7 +109,7 @@ std::array<std::string_view, N> names_of(const std::array<Entry, N>& entries) {
 std::string unknown(std::string_view what, std::string_view name, std::span<const std::string_view> names) {
   const std::string_view near = closest(name, names);
   std::string shown(name.substr(0, 60));
-  return "unknown " + std::string(what) + " \"" + shown + (name.size() > 60 ? "\"..." : "\"") + "; expected one of " +
+  return "unknown " + std::string(what) + " name \"" + shown + (name.size() > 60 ? "\"..." : "\"") + "; expected one of " +
          join(names) + (near.empty() ? "" : "; did you mean " + std::string(near) + "?");
 }
 

@@ -72,14 +72,14 @@ TEST(Registry, NamesAreUniqueAndListedInOrder) {
 
 TEST(Registry, UnknownNamesSuggestTheClosest) {
   EXPECT_EQ(optim::unknown_optimizer("adamm"),
-            "unknown optimizer \"adamm\"; expected one of sgd, momentum, nesterov, adagrad, rmsprop, rmsprop_nesterov, "
+            "unknown optimizer name \"adamm\"; expected one of sgd, momentum, nesterov, adagrad, rmsprop, rmsprop_nesterov, "
             "adadelta, adam, adamw, amsgrad, adamax, nadam; did you mean adam?");
   EXPECT_EQ(optim::find_optimizer("adamm"), nullptr);
   try {
     optim::make_schedule({.name = "cosin"}, 0.1, 10);
     ADD_FAILURE() << "no error";
   } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("unknown schedule \"cosin\"; expected one of constant, linear, step, "
+    EXPECT_NE(std::string(e.what()).find("unknown schedule name \"cosin\"; expected one of constant, linear, step, "
                                          "exponential, inverse_time, cosine, plateau; did you mean cosine?"),
               std::string::npos)
         << e.what();

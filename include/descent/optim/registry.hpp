@@ -56,7 +56,7 @@ std::span<const std::string_view> schedule_name_list();
 // The entry of a name, or nullptr.
 const OptimizerEntry* find_optimizer(std::string_view name);
 const ScheduleEntry* find_schedule(std::string_view name);
-// `unknown optimizer "adamm"; expected one of sgd, ..., nadam; did you mean adam?`
+// `unknown optimizer name "adamm"; expected one of sgd, ..., nadam; did you mean adam?`
 std::string unknown_optimizer(std::string_view name);
 std::string unknown_schedule(std::string_view name);
 
