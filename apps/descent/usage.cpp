@@ -8,40 +8,16 @@
 
 #include "commands.hpp"
 #include "descent/error.hpp"
+#include "descent/suggest.hpp"
 #include "descent/train/config.hpp"
 
 namespace descent::cli {
 namespace {
 
-// Levenshtein distance (insertions, deletions, substitutions), O(|a| |b|).
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0u : 1u)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
 // The candidate closest to `word` within edit distance 2 (the first on a tie), or "".
 std::string closest(std::string_view word, const std::vector<std::string>& candidates) {
-  std::string best;
-  std::size_t best_distance = 3;
-  for (const std::string& c : candidates) {
-    if (word.size() > c.size() + 2 || c.size() > word.size() + 2) continue;
-    const std::size_t d = edit_distance(word, c);
-    if (d < best_distance) {
-      best = c;
-      best_distance = d;
-    }
-  }
-  return best;
+  const std::vector<std::string_view> views(candidates.begin(), candidates.end());
+  return std::string(descent::closest(word, views));
 }
 
 // "a, b and c" (last_separator " and "); with separator " | ", "a | b | c".
@@ -55,36 +31,12 @@ std::string join(const std::vector<std::string>& items, const std::string& last_
   return out;
 }
 
-// Every dotted config key, from the resolved default config as to_toml writes it ("key = ..."
-// under "[table]", or "# key unset: ..." for a key without a default).
-std::vector<std::string> config_keys() {
-  std::vector<std::string> keys;
-  std::istringstream in(train::to_toml(train::TrainConfig{}));
-  std::string line, table;
-  while (std::getline(in, line)) {
-    if (line.rfind("[[", 0) == 0) break;  // arrays of tables (model.layers) come last
-    if (line.rfind('[', 0) == 0) {
-      table = line.substr(1, line.find(']') - 1);
-      continue;
-    }
-    std::string key;
-    if (line.rfind("# ", 0) == 0 && line.find(" unset") != std::string::npos) {
-      key = line.substr(2, line.find(" unset") - 2);
-    } else if (const std::size_t eq = line.find(" = "); eq != std::string::npos && line[0] != '#') {
-      key = line.substr(0, eq);
-    }
-    if (key.empty() || key.find(' ') != std::string::npos) continue;
-    keys.push_back(table.empty() ? key : table + "." + key);
-  }
-  return keys;
-}
-
 // The config keys `word` names: the key itself ("optimizer.lr", "epochs"), else every key whose
 // last part it is ("lr": optimizer.lr); '-' counts as '_' ("batch-size").
 std::vector<std::string> matching_keys(std::string word) {
   std::replace(word.begin(), word.end(), '-', '_');
   std::vector<std::string> matches;
-  for (const std::string& key : config_keys()) {
+  for (const std::string& key : train::config_keys()) {
     if (key == word) return {key};
     if (key.substr(key.rfind('.') + 1) == word) matches.push_back(key);
   }

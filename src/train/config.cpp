@@ -1052,6 +1052,12 @@ TrainConfig load_train_config(const std::filesystem::path& path, const std::vect
   return parse_train_config(text, name, overrides);
 }
 
+std::vector<std::string> config_keys() {
+  std::vector<std::string> keys;
+  for (const Field& f : schema::fields()) keys.emplace_back(f.key);
+  return keys;
+}
+
 std::string to_toml(const TrainConfig& c) {
   // A TOML comment must be valid UTF-8 without control characters: keep printable ASCII only.
   std::string source;

@@ -199,4 +199,7 @@ TrainConfig parse_train_config(std::string_view toml_text, const std::string& so
 // only in a comment. Does not validate and does not throw, except std::bad_alloc.
 std::string to_toml(const TrainConfig& config);
 
+// Every dotted key of the schema ("name", ..., "optimizer.lr", ...), in to_toml's order.
+std::vector<std::string> config_keys();
+
 }  // namespace descent::train
