@@ -1,5 +1,6 @@
 #include "descent/nn/module.hpp"
 
+#include <algorithm>
 #include <sstream>
 
 namespace descent::nn {
@@ -73,6 +74,21 @@ void Sequential::append(std::unique_ptr<Module> module) {
 void Sequential::set_training(bool training) {
   training_ = training;
   for (auto& m : modules_) m->set_training(training);
+}
+
+std::int64_t Sequential::min_batch_size() const {
+  std::int64_t m = 1;
+  for (const auto& module : modules_) m = std::max(m, module->min_batch_size());
+  return m;
+}
+
+std::int64_t Sequential::eval_chunk() const {
+  std::int64_t chunk = 0;
+  for (const auto& module : modules_) {
+    const std::int64_t c = module->eval_chunk();
+    if (c > 0 && (chunk == 0 || c < chunk)) chunk = c;
+  }
+  return chunk;
 }
 
 Var Sequential::forward(Tape& tape, Var x) {

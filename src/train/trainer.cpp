@@ -2,30 +2,21 @@
 
 #include "descent/train/early_stopping.hpp"
 
-#include <unistd.h>
-
-#include <algorithm>
 #include <atomic>
 #include <bit>
-#include <csignal>
-#include <limits>
-#include <numeric>
-#include <optional>
-#include <span>
-#include <type_traits>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
+#include <csignal>
 #include <iomanip>
+#include <numeric>
+#include <optional>
 #include <ostream>
+#include <span>
 #include <sstream>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
-#include "descent/data/csv.hpp"
-#include "descent/data/idx.hpp"
-#include "descent/data/npy.hpp"
 #include "descent/data/sampler.hpp"
 #include "descent/io/atomic_file.hpp"
 #include "descent/io/json_lines.hpp"
@@ -39,6 +30,7 @@
 #include "descent/optim/registry.hpp"
 #include "descent/train/checkpoint.hpp"
 #include "descent/train/model_card.hpp"
+#include "descent/train/step.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
 
@@ -51,206 +43,11 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 DType model_dtype(const std::string& name) { return name == "f64" ? DType::f64 : DType::f32; }
 
-// The number of classes of integer labels 0..C-1: the largest label + 1. A label of a million
-// or more is refused (a classifier with that many outputs is not what the file meant), before
-// the float-to-int conversion could overflow.
-std::int32_t max_label_plus_one(const data::Array& a, const std::string& a_source, const data::Array& b,
-                                const std::string& b_source) {
-  constexpr double kMaxClasses = 1'000'000;
-  double m = 0.0;
-  for (const auto& [array, source] : {std::pair{&a, &a_source}, std::pair{&b, &b_source}}) {
-    for (const float v : array->values) {
-      if (!(static_cast<double>(v) < kMaxClasses)) {
-        std::ostringstream text;
-        text << v;
-        throw DataError(*source + ": label " + text.str() + " is not a class index below 1000000");
-      }
-      m = std::max(m, static_cast<double>(v));
-    }
-  }
-  return static_cast<std::int32_t>(m) + 1;
-}
-
-data::TrainTest read_files(const DataConfig& c) {
-  if (c.format == "mnist") return data::load_mnist_dir(c.dir);
-  if (c.format == "csv") {
-    data::CsvOptions o;
-    o.label_column = c.csv_label_column;
-    o.header = c.csv_header ? data::CsvOptions::Header::yes : data::CsvOptions::Header::no;
-    data::TrainTest tt{data::read_csv(c.train_features, o), data::read_csv(c.test_features, o)};
-    const std::int32_t classes = std::max(tt.train.num_classes, tt.test.num_classes);
-    tt.train.num_classes = tt.test.num_classes = classes;
-    return tt;
-  }
-  auto read = [&](const std::string& path) { return c.format == "idx" ? data::read_idx(path) : data::read_npy(path); };
-  data::Array train_x = read(c.train_features), train_y = read(c.train_labels);
-  data::Array test_x = read(c.test_features), test_y = read(c.test_labels);
-  const std::int32_t classes = max_label_plus_one(train_y, c.train_labels, test_y, c.test_labels);
-  return {data::make_dataset(std::move(train_x), train_y, classes, c.train_labels),
-          data::make_dataset(std::move(test_x), test_y, classes, c.test_labels)};
-}
-
-data::Dataset first(const data::Dataset& d, std::int64_t limit) {
-  if (limit <= 0 || limit >= d.size()) return d;
-  std::vector<std::int64_t> idx(static_cast<std::size_t>(limit));
-  for (std::int64_t i = 0; i < limit; ++i) idx[static_cast<std::size_t>(i)] = i;
-  return data::subset(d, idx);
-}
-
-Split to_split(const data::Dataset& d, DType dtype) {
-  Split s;
-  s.dtype = dtype;
-  if (d.size() == 0) return s;
-  Tensor x = Tensor::from<float>({d.size(), d.dim()}, std::span<const float>(d.features.values));
-  s.x = dtype == DType::f32 ? x : x.to(dtype);
-  s.y = Tensor::from<std::int32_t>({d.size()}, std::span<const std::int32_t>(d.labels));
-  return s;
-}
-
-// Decodes rows of byte features into `out` ([rows, d] of T): out[i, j] = values[b] or, per
-// feature, values[b * d + j], for the byte b of row first + rows[i] of `bytes`.
-template <class T>
-void decode_rows(const std::uint8_t* bytes, std::int64_t first, const float* values, bool per_feature, std::int64_t d,
-                 std::span<const std::int64_t> rows, T* out) {
-  const auto n = static_cast<std::int64_t>(rows.size());
-  parallel_for(n, std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(1, d)), [&](std::int64_t i0, std::int64_t i1) {
-    for (std::int64_t i = i0; i < i1; ++i) {
-      const std::uint8_t* src = bytes + (first + rows[static_cast<std::size_t>(i)]) * d;
-      T* dst = out + i * d;
-      if (per_feature) {
-        for (std::int64_t j = 0; j < d; ++j) dst[j] = static_cast<T>(values[src[j] * d + j]);
-      } else {
-        for (std::int64_t j = 0; j < d; ++j) dst[j] = static_cast<T>(values[src[j]]);
-      }
-    }
-  });
-}
-
-// A split of byte features: the rows `rows` of `d` (shared when they are one contiguous range,
-// copied otherwise) with their labels.
-Split byte_split(const data::ByteDataset& d, const std::shared_ptr<const std::vector<std::uint8_t>>& all,
-                 std::span<const std::int64_t> rows, const std::shared_ptr<const std::vector<float>>& values,
-                 DType dtype) {
-  Split s;
-  s.dtype = dtype;
-  s.features = d.dim();
-  s.values = values;
-  const auto n = static_cast<std::int64_t>(rows.size());
-  std::vector<std::int32_t> labels(rows.size());
-  for (std::size_t i = 0; i < rows.size(); ++i) labels[i] = d.labels[static_cast<std::size_t>(rows[i])];
-  s.y = Tensor::from<std::int32_t>({n}, std::span<const std::int32_t>(labels));
-  const bool contiguous = n == 0 || rows.back() - rows.front() + 1 == n;
-  if (contiguous) {
-    s.bytes = all;
-    s.first = n == 0 ? 0 : rows.front();
-    return s;
-  }
-  auto copy = std::make_shared<std::vector<std::uint8_t>>(rows.size() * static_cast<std::size_t>(d.dim()));
-  const auto row_bytes = static_cast<std::size_t>(d.dim());
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    std::memcpy(copy->data() + i * row_bytes, all->data() + static_cast<std::size_t>(rows[i]) * row_bytes, row_bytes);
-  }
-  s.bytes = std::move(copy);
-  return s;
-}
-
-// Fashion-MNIST and other MNIST-format folders: the images stay bytes (data::load_mnist_dir_bytes);
-// the split, the standardization statistics (of the training part) and the byte values are those
-// the float path computes.
-Data load_byte_data(const TrainConfig& config) {
-  const DataConfig& c = config.data;
-  data::ByteTrainTest tt = data::load_mnist_dir_bytes(c.dir);
-  const auto limit = [](data::ByteDataset& d, std::int64_t n) {
-    if (n <= 0 || n >= d.size()) return;
-    d.features.values.resize(static_cast<std::size_t>(n * d.dim()));
-    d.features.values.shrink_to_fit();
-    d.features.shape[0] = n;
-    d.labels.resize(static_cast<std::size_t>(n));
-  };
-  limit(tt.train, c.limit_train);
-  limit(tt.test, c.limit_test);
-  const std::int64_t n = tt.train.size();
-  std::vector<std::int64_t> train_rows, validation_rows;
-  if (c.validation_size > 0) {
-    if (c.validation_size >= n) {
-      throw ConfigError(config.source + ": data.validation_size = " + std::to_string(c.validation_size) +
-                        " leaves no training examples (the training file has " + std::to_string(n) + ")");
-    }
-    std::tie(train_rows, validation_rows) = data::validation_split_indices(
-        n, {.validation_size = c.validation_size, .shuffle = c.validation_shuffle, .seed = config.seed});
-  } else {
-    train_rows.resize(static_cast<std::size_t>(n));
-    std::iota(train_rows.begin(), train_rows.end(), 0);
-  }
-  const auto factor = static_cast<float>(c.scale);
-  std::optional<data::Standardizer> standardizer;
-  if (c.standardize != "none") {
-    const auto mode = c.standardize == "global" ? data::Standardizer::Mode::global : data::Standardizer::Mode::per_feature;
-    standardizer = data::fit_standardizer(tt.train, train_rows, factor, mode);  // the training part only
-  }
-  const auto values = std::make_shared<const std::vector<float>>(
-      data::byte_values(factor, standardizer ? &*standardizer : nullptr, tt.train.dim()));
-  const DType dtype = model_dtype(config.model.dtype);
-  const auto train_bytes = std::make_shared<const std::vector<std::uint8_t>>(std::move(tt.train.features.values));
-  const auto test_bytes = std::make_shared<const std::vector<std::uint8_t>>(std::move(tt.test.features.values));
-  std::vector<std::int64_t> test_rows(static_cast<std::size_t>(tt.test.size()));
-  std::iota(test_rows.begin(), test_rows.end(), 0);
-  Data out;
-  out.num_classes = std::max(tt.train.num_classes, tt.test.num_classes);
-  out.dim = tt.train.dim();
-  out.train = byte_split(tt.train, train_bytes, train_rows, values, dtype);
-  out.validation = byte_split(tt.train, train_bytes, validation_rows, values, dtype);
-  out.test = byte_split(tt.test, test_bytes, test_rows, values, dtype);
-  out.standardizer = std::move(standardizer);
-  return out;
-}
-
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, std::int64_t total_steps, double lr_scale) {
   if (const optim::KeyConflict k = optim::check_keys(c.optimizer); !k.key.empty())
     throw ConfigError(c.source + ": " + k.key + ": " + k.message);
   return optim::make_optimizer(c.optimizer, c.schedule, c.clip, c.averaging, total_steps, lr_scale);
 }
-
-// The progress display: a bar redrawn in place on a terminal, one line per epoch otherwise.
-class Progress {
- public:
-  Progress(std::ostream* out, const std::string& mode, std::int64_t epochs, std::int64_t steps_per_epoch)
-      : out_(out), epochs_(epochs), steps_per_epoch_(std::max<std::int64_t>(1, steps_per_epoch)) {
-    const bool tty = isatty(STDERR_FILENO) != 0;
-    bar_ = out_ != nullptr && (mode == "bar" || (mode == "auto" && tty));
-    if (mode == "none") out_ = nullptr;
-    start_ = last_ = Clock::now();
-  }
-
-  void step(std::int64_t epoch, std::int64_t position, double loss, double accuracy) {
-    if (!bar_) return;
-    if (seconds_since(last_) < 0.1 && position != steps_per_epoch_) return;
-    last_ = Clock::now();
-    const double done = (static_cast<double>(epoch - 1) + static_cast<double>(position) / steps_per_epoch_) / epochs_;
-    const double elapsed = seconds_since(start_);
-    const double eta = done > 0 ? elapsed * (1 - done) / done : 0.0;
-    constexpr int width = 28;
-    const int filled = static_cast<int>(static_cast<double>(width) * static_cast<double>(position) / steps_per_epoch_);
-    std::ostringstream line;
-    line << "\repoch " << epoch << "/" << epochs_ << " [" << std::string(static_cast<std::size_t>(filled), '=')
-         << std::string(static_cast<std::size_t>(width - filled), ' ') << "] " << std::fixed << std::setprecision(0)
-         << 100.0 * position / steps_per_epoch_ << "%  ETA " << std::setprecision(1) << eta << " s  loss "
-         << std::setprecision(4) << loss << "  acc " << std::setprecision(2) << 100.0 * accuracy << "%   ";
-    *out_ << line.str() << std::flush;
-  }
-
-  void line(const std::string& text) {
-    if (out_ == nullptr) return;
-    if (bar_) *out_ << "\r\033[K";
-    *out_ << text << "\n" << std::flush;
-  }
-
- private:
-  std::ostream* out_;
-  std::int64_t epochs_, steps_per_epoch_;
-  bool bar_ = false;
-  Clock::time_point start_, last_;
-};
 
 std::string first_non_finite_gradient(ParameterArena& arena) {
   for (std::size_t i = 0; i < arena.count(); ++i) {
@@ -260,104 +57,33 @@ std::string first_non_finite_gradient(ParameterArena& arena) {
   return "(none)";
 }
 
-// Batch normalization in training needs two or more examples per batch (the variance of
-// one value is undefined). Refuse, before training starts, a sampler that would give it one.
-void check_batch_norm_batches(nn::Sequential& net, const TrainConfig& config, std::int64_t n) {
-  bool has_batch_norm = false;
-  for (std::size_t i = 0; i < net.size(); ++i) has_batch_norm |= dynamic_cast<nn::BatchNorm*>(&net.at(i)) != nullptr;
-  if (!has_batch_norm) return;
+// A module that needs n > 1 examples per minibatch to train (batch normalization: the
+// variance of one value is undefined). Refuse, before training starts, a sampler that would
+// give it fewer.
+void check_min_batch(nn::Sequential& net, const TrainConfig& config, std::int64_t n) {
+  const std::int64_t need = net.min_batch_size();
+  if (need <= 1) return;
+  std::string who;
+  for (std::size_t i = 0; i < net.size() && who.empty(); ++i) {
+    if (net.at(i).min_batch_size() == need) who = net.at(i).describe();
+  }
   const std::int64_t batch = config.sampler.batch_size == 0 ? n : config.sampler.batch_size;
-  if (batch == 1 || n == 1)
-    throw ConfigError(config.source + ": sampler.batch_size: batch normalization needs at least 2 examples per batch");
-  if (!config.sampler.drop_last && n % batch == 1)
-    throw ConfigError(config.source + ": sampler.drop_last: the last batch of each epoch would hold 1 example (" +
-                      std::to_string(n) + " = " + std::to_string(n / batch) + " x " + std::to_string(batch) +
-                      " + 1), which batch normalization cannot normalize; set sampler.drop_last = true or "
-                      "change sampler.batch_size");
+  if (batch < need || n < need) {
+    throw ConfigError(config.source + ": sampler.batch_size: " + who + " needs at least " + std::to_string(need) +
+                      " examples per batch");
+  }
+  const std::int64_t rest = n % batch;
+  if (!config.sampler.drop_last && rest != 0 && rest < need)
+    throw ConfigError(config.source + ": sampler.drop_last: the last batch of each epoch would hold " +
+                      std::to_string(rest) + " example(s) (" + std::to_string(n) + " = " + std::to_string(n / batch) +
+                      " x " + std::to_string(batch) + " + " + std::to_string(rest) + "), which " + who +
+                      " cannot train on; set sampler.drop_last = true or change sampler.batch_size");
 }
 
 }  // namespace
 
-Tensor Split::rows(std::int64_t begin, std::int64_t end, Tensor& buffer) const {
-  if (x.defined()) return x.rows(begin, end);
-  std::vector<std::int64_t> idx(static_cast<std::size_t>(end - begin));
-  std::iota(idx.begin(), idx.end(), begin);
-  copy_features(idx, buffer);
-  return buffer;
-}
-
-void Split::gather(std::span<const std::int64_t> idx, Tensor& x_out, Tensor& y_out) const {
-  const auto b = static_cast<std::int64_t>(idx.size());
-  if (!y_out.defined() || y_out.dim(0) != b) y_out = Tensor::empty({b}, DType::i32);
-  const std::int32_t* ys = y.data<std::int32_t>();
-  std::int32_t* yd = y_out.data<std::int32_t>();
-  for (std::int64_t i = 0; i < b; ++i) yd[i] = ys[idx[static_cast<std::size_t>(i)]];
-  copy_features(idx, x_out);
-}
-
-void Split::copy_features(std::span<const std::int64_t> idx, Tensor& x_out) const {
-  const auto b = static_cast<std::int64_t>(idx.size());
-  const std::int64_t d = dim();
-  const DType t = x.defined() ? x.dtype() : dtype;
-  if (!x_out.defined() || x_out.dim(0) != b || x_out.dim(1) != d || x_out.dtype() != t) x_out = Tensor::empty({b, d}, t);
-  if (x.defined()) {
-    const std::size_t row_bytes = static_cast<std::size_t>(d) * dtype_size(t);
-    auto* dst = static_cast<std::byte*>(x_out.raw());
-    const auto* src = static_cast<const std::byte*>(x.raw());
-    for (std::int64_t i = 0; i < b; ++i) {
-      std::memcpy(dst + static_cast<std::size_t>(i) * row_bytes, src + static_cast<std::size_t>(idx[static_cast<std::size_t>(i)]) * row_bytes,
-                  row_bytes);
-    }
-    return;
-  }
-  const bool per_feature = values->size() != 256;
-  if (t == DType::f64) {
-    decode_rows(bytes->data(), first, values->data(), per_feature, d, idx, x_out.data<double>());
-  } else {
-    decode_rows(bytes->data(), first, values->data(), per_feature, d, idx, x_out.data<float>());
-  }
-}
-
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& config, std::int64_t total_steps) {
   return make_optimizer(config, total_steps, 1.0);
-}
-
-Data load_data(const TrainConfig& config) {
-  const DataConfig& c = config.data;
-  if (c.format == "mnist") return load_byte_data(config);
-  data::TrainTest tt = read_files(c);
-  data::Dataset full = first(tt.train, c.limit_train);
-  data::Dataset test = first(tt.test, c.limit_test);
-  data::scale(full, static_cast<float>(c.scale));
-  data::scale(test, static_cast<float>(c.scale));
-  data::Dataset train, validation;
-  if (c.validation_size > 0) {
-    if (c.validation_size >= full.size()) {
-      throw ConfigError(config.source + ": data.validation_size = " + std::to_string(c.validation_size) +
-                        " leaves no training examples (the training file has " + std::to_string(full.size()) + ")");
-    }
-    std::tie(train, validation) = data::split_validation(
-        std::move(full), {.validation_size = c.validation_size, .shuffle = c.validation_shuffle, .seed = config.seed});
-  } else {
-    train = std::move(full);
-  }
-  std::optional<data::Standardizer> standardizer;
-  if (c.standardize != "none") {
-    const auto mode = c.standardize == "global" ? data::Standardizer::Mode::global : data::Standardizer::Mode::per_feature;
-    standardizer = data::fit_standardizer(train, mode);
-    data::apply(*standardizer, train);
-    if (validation.size() > 0) data::apply(*standardizer, validation);
-    data::apply(*standardizer, test);
-  }
-  const DType dtype = model_dtype(config.model.dtype);
-  Data out;
-  out.standardizer = std::move(standardizer);
-  out.num_classes = std::max(train.num_classes, test.num_classes);
-  out.dim = train.dim();
-  out.train = to_split(train, dtype);
-  out.validation = to_split(validation, dtype);
-  out.test = to_split(test, dtype);
-  return out;
 }
 
 namespace {
@@ -500,35 +226,7 @@ void initialize_model(Model& model, const TrainConfig& config) {
 }
 
 Evaluation evaluate(Model& model, const Split& split, std::int64_t batch, std::vector<std::int64_t>* confusion) {
-  Evaluation e;
-  const std::int64_t n = split.size();
-  if (n == 0) return e;
-  double loss_sum = 0.0;
-  std::int64_t errors = 0;
-  autodiff::Tape tape;
-  Tensor buffer;
-  // Evaluation mode (batch normalization uses its running statistics, dropout is off).
-  const bool was_training = model.net->training();
-  model.net->set_training(false);
-  struct Restore {
-    nn::Sequential& net;
-    bool mode;
-    ~Restore() { net.set_training(mode); }
-  } restore{*model.net, was_training};
-  for (std::int64_t begin = 0; begin < n; begin += batch) {
-    const std::int64_t end = std::min(n, begin + batch);
-    tape.clear();
-    Tensor x = split.rows(begin, end, buffer);
-    Tensor y = split.y.rows(begin, end);
-    autodiff::Var logits = model.net->forward(tape, tape.constant(x));
-    loss_sum += loss::cross_entropy(logits, y).value().item() * static_cast<double>(end - begin);
-    errors += loss::count_errors(logits.value(), y);
-    if (confusion != nullptr) loss::accumulate_confusion(logits.value(), y, *confusion);
-  }
-  e.examples = n;
-  e.loss = loss_sum / static_cast<double>(n);
-  e.error = static_cast<double>(errors) / static_cast<double>(n);
-  return e;
+  return evaluate(*model.net, split, batch, confusion);
 }
 
 namespace {
@@ -546,6 +244,90 @@ const char* signal_name(int signal) {
     default: return "a signal";
   }
 }
+
+// Parsed once: the loop does not compare strings per step.
+enum class DivergencePolicy { stop, skip, rollback };
+DivergencePolicy parse_divergence_policy(const std::string& name) {
+  if (name == "skip") return DivergencePolicy::skip;
+  if (name == "rollback") return DivergencePolicy::rollback;
+  return DivergencePolicy::stop;  // config.cpp admits no other name
+}
+
+// ---- the trainer's own callbacks ---------------------------------------------------------
+
+// metrics.jsonl: a "step" record per update, an "eval" record per eval_every_steps
+// evaluation, an "epoch" record per epoch (docs/metrics.md).
+class MetricsRecords final : public Callback {
+ public:
+  bool on_step(const StepContext& c) override {
+    c.run.metrics().write({{"kind", "step"},
+                           {"step", c.step},
+                           {"epoch", c.epoch},
+                           {"loss", c.gradient.loss_value},
+                           {"grad_norm", c.gradient.grad_norm},
+                           {"lr", c.lr},
+                           {"wall_s", c.run.wall_seconds()}});
+    return false;
+  }
+
+  bool on_evaluation(const EvalContext& c) override {
+    if (c.end_of_epoch) return false;  // the epoch record holds it
+    nlohmann::json r = {{"kind", "eval"},          {"step", c.step},           {"epoch", c.epoch},
+                        {"train_loss", c.train.loss}, {"train_error", c.train.error}, {"wall_s", c.run.wall_seconds()}};
+    if (c.validation != nullptr) {
+      r["val_loss"] = c.validation->loss;
+      r["val_error"] = c.validation->error;
+    }
+    c.run.metrics().write(r);
+    return false;
+  }
+
+  bool on_epoch_end(const EpochContext& c) override {
+    nlohmann::json r = {{"kind", "epoch"},
+                        {"epoch", c.epoch},
+                        {"step", c.step},
+                        {"train_loss", c.train.loss},
+                        {"train_error", c.train.error},
+                        {"lr", c.lr},
+                        {"grad_norm_mean", c.grad_norm_mean},
+                        {"clip_count", c.run.optimizer().clip_count()},
+                        {"examples_per_s", c.examples_per_s},
+                        {"wall_s", c.run.wall_seconds()}};
+    if (c.validation != nullptr) {
+      r["val_loss"] = c.validation->loss;
+      r["val_error"] = c.validation->error;
+    }
+    c.run.metrics().write(r);
+    return false;
+  }
+};
+
+// The display: the bar per step, a line per epoch, the reason of a stop.
+class ProgressDisplay final : public Callback {
+ public:
+  bool on_step(const StepContext& c) override {
+    c.run.progress().step(c.epoch, c.position, c.epoch_loss, c.epoch_accuracy);
+    return false;
+  }
+
+  bool on_epoch_end(const EpochContext& c) override {
+    std::ostringstream line;
+    line << std::fixed << "epoch " << c.epoch << "/" << c.run.config().epochs << "  train loss " << std::setprecision(4)
+         << c.train.loss << " error " << std::setprecision(2) << 100 * c.train.error << "%";
+    if (c.validation != nullptr) {
+      line << "  val loss " << std::setprecision(4) << c.validation->loss << " error " << std::setprecision(2)
+           << 100 * c.validation->error << "%";
+    }
+    line << "  |g| " << std::setprecision(3) << c.grad_norm_mean << "  " << std::setprecision(0) << c.examples_per_s
+         << " ex/s";
+    c.run.progress().line(line.str());
+    return false;
+  }
+
+  void on_stop(const StopContext& c) override {
+    if (!c.message.empty()) c.run.progress().line(c.message);
+  }
+};
 
 // Everything of a run that is not a tensor and changes as it trains: with the parameters,
 // the optimizer's, sampler's, dropout generators' and early stopping's states it decides the
@@ -618,10 +400,12 @@ struct LoopState {
   }
 };
 
-// One training run, fresh or resumed from a checkpoint.
-class Session {
+// One training run, fresh or resumed from a checkpoint: the loop's core. What is not the
+// loop is a callback (the ones above, early stopping and checkpoints below, the caller's).
+class Session final : public Run {
  public:
-  Session(const TrainConfig& config, std::ostream* log, std::filesystem::path run_dir, const Checkpoint* from)
+  Session(const TrainConfig& config, std::ostream* log, std::filesystem::path run_dir, const Checkpoint* from,
+          const std::vector<Callback*>& extra)
       : config_(config), t0_(Clock::now()), progress_(log, config.progress, config.epochs, 1) {
     if (config_.threads > 0) set_num_threads(config_.threads);
     result_.run_dir = std::move(run_dir);
@@ -640,13 +424,12 @@ class Session {
     so.seed = config_.seed + 1;  // a stream of its own, independent of the initialization's
     sampler_ = std::make_unique<data::Sampler>(data_.train.size(), so);
     steps_per_epoch_ = sampler_->batches_per_epoch();
-    check_batch_norm_batches(*model_.net, config_, data_.train.size());
-    // Evaluation runs in chunks; a convolutional network's activations for 1,000 images are
-    // hundreds of MB (kept by the storage cache), so it evaluates 200 at a time.
-    for (std::size_t i = 0; i < model_.net->size(); ++i) {
-      if (dynamic_cast<nn::Conv2d*>(&model_.net->at(i)) != nullptr) eval_batch_ = 200;
-    }
+    check_min_batch(*model_.net, config_, data_.train.size());
+    eval_batch_ = evaluation_chunk(*model_.net);
     progress_ = Progress(log, config_.progress, config_.epochs, steps_per_epoch_);
+    callbacks_ = {&metrics_records_, &progress_display_, &early_stop_};
+    callbacks_.insert(callbacks_.end(), extra.begin(), extra.end());
+    callbacks_.push_back(&periodic_checkpoint_);
     ParameterArena& arena = *model_.arena;
     best_ = arena.values().clone();
     best_buffers_ = arena.buffer_size() > 0 ? arena.buffers().clone() : Tensor();
@@ -676,18 +459,77 @@ class Session {
   RunResult go() {
     while (!state_.finished) {
       if (state_.epoch > config_.epochs || sampler_->exhausted()) {
-        finish_loop();
+        finish(StopReason::completed, "");
         break;
       }
-      if (!run_epoch()) continue;  // rolled back: start again from the checkpoint's position
-      end_epoch();
+      const EpochEnd end = run_epoch();
+      if (end == EpochEnd::rolled_back) continue;  // start again from the checkpoint's position
+      end_epoch(end == EpochEnd::stopped);
     }
     return final_evaluation();
   }
 
- private:
-  // ---- checkpoints -------------------------------------------------------------------
+  // ---- Run: what callbacks see ---------------------------------------------------------
+  const TrainConfig& config() const override { return config_; }
+  nn::Module& net() override { return *model_.net; }
+  ParameterArena& arena() override { return *model_.arena; }
+  optim::Optimizer& optimizer() override { return *optimizer_; }
+  const data::Data& data() const override { return data_; }
+  const std::filesystem::path& run_dir() const override { return result_.run_dir; }
+  io::JsonLinesWriter& metrics() override { return *metrics_; }
+  Progress& progress() override { return progress_; }
+  double wall_seconds() const override { return state_.wall_seconds + seconds_since(t0_); }
+  Evaluation evaluate(const data::Split& split) override { return train::evaluate(*model_.net, split, eval_batch_); }
 
+ private:
+  // ---- early stopping and checkpoints: callbacks that hold the session's state ---------
+
+  // Early stopping (section 7.8) on the monitored figure; keeps the best parameters.
+  class EarlyStop final : public Callback {
+   public:
+    explicit EarlyStop(Session& s) : s_(s) {}
+    bool on_epoch_end(const EpochContext& c) override {
+      const bool stop = s_.stopper_.update(c.epoch, c.monitored);
+      if (s_.stopper_.improved()) {
+        s_.best_.copy_from(c.evaluated);
+        if (s_.best_buffers_.defined()) s_.best_buffers_.copy_from(s_.model_.arena->buffers());
+        s_.state_.best_epoch = c.epoch;
+        s_.state_.best_validation_error = c.validation != nullptr ? c.validation->error : 0.0;
+        s_.state_.best_validation_loss = c.validation != nullptr ? c.validation->loss : 0.0;
+      }
+      if (stop) {
+        c.stop_message = "early stopping: no improvement of the " + s_.config_.early_stopping.monitor + " for " +
+                         std::to_string(s_.stopper_.bad_epochs()) + " epochs; restoring epoch " +
+                         std::to_string(s_.state_.best_epoch);
+      }
+      return stop;
+    }
+
+   private:
+    Session& s_;
+  };
+
+  // checkpoint.every_steps and checkpoint.every_epochs (the first, the rollback's and the
+  // last checkpoints are the core's).
+  class PeriodicCheckpoint final : public Callback {
+   public:
+    explicit PeriodicCheckpoint(Session& s) : s_(s) {}
+    bool on_step(const StepContext& c) override {
+      const std::int64_t every = s_.config_.checkpoint.every_steps;
+      if (every > 0 && (c.step + 1) % every == 0) s_.save_checkpoint();
+      return false;
+    }
+    bool on_epoch_end(const EpochContext& c) override {
+      const std::int64_t every = s_.config_.checkpoint.every_epochs;
+      if (!s_.stopping_ && every > 0 && c.epoch % every == 0 && s_.saved_at_ != s_.state_.k) s_.save_checkpoint();
+      return false;
+    }
+
+   private:
+    Session& s_;
+  };
+
+  // ---- checkpoints -------------------------------------------------------------------
   // The checkpoint of the current state, to be encoded at once (it holds views of live tensors).
   Checkpoint snapshot() {
     ParameterArena& arena = *model_.arena;
@@ -707,11 +549,16 @@ class Session {
                               {{"best", bits(stopper_.best())},
                                {"best_epoch", stopper_.best_epoch()},
                                {"bad_epochs", stopper_.bad_epochs()}}}};
-    nlohmann::json dropout = nlohmann::json::array();
+    nlohmann::json dropout = nlohmann::json::array();  // the generators of modules that draw (Dropout)
     for (std::size_t i = 0; i < model_.net->size(); ++i) {
-      if (auto* d = dynamic_cast<nn::Dropout*>(&model_.net->at(i))) dropout.push_back(d->rng_state());
+      if (model_.net->at(i).has_rng()) dropout.push_back(model_.net->at(i).rng_state());
     }
     state["dropout"] = dropout;
+    nlohmann::json callbacks = nlohmann::json::object();
+    for (const Callback* cb : callbacks_) {
+      if (const std::string key = cb->state_key(); !key.empty()) callbacks[key] = cb->save_state();
+    }
+    if (!callbacks.empty()) state["callbacks"] = std::move(callbacks);
     if (state_.k > 0) {  // before the first update the optimizer holds nothing yet
       const optim::OptimizerState o = optimizer_->save_state();
       nlohmann::json schedules = nlohmann::json::array();
@@ -767,9 +614,16 @@ class Session {
       const nlohmann::json& dropout = c.state.at("dropout");
       std::size_t next = 0;
       for (std::size_t i = 0; i < model_.net->size(); ++i) {
-        if (auto* d = dynamic_cast<nn::Dropout*>(&model_.net->at(i))) {
+        if (model_.net->at(i).has_rng()) {
           if (next >= dropout.size()) throw DataError("fewer dropout generator states than dropout layers");
-          d->set_rng_state(dropout.at(next++).get<std::string>());
+          model_.net->at(i).set_rng_state(dropout.at(next++).get<std::string>());
+        }
+      }
+      if (c.state.contains("callbacks")) {
+        const nlohmann::json& saved = c.state.at("callbacks");
+        for (Callback* cb : callbacks_) {
+          const std::string key = cb->state_key();
+          if (!key.empty() && saved.contains(key)) cb->load_state(saved.at(key));
         }
       }
       optimizer_ = make_optimizer(config_, steps_per_epoch_ * config_.epochs, state_.lr_scale);
@@ -811,52 +665,64 @@ class Session {
 
   // ---- the loop ----------------------------------------------------------------------
 
-  // Trains the rest of the epoch in progress. Returns false when a divergence rolled the run
+  enum class EpochEnd { done, stopped, rolled_back };
+
+  // Trains the rest of the epoch in progress: per minibatch, sample, the gradient
+  // (train::compute_gradient), the divergence policy, before_update, the update, the
+  // counters, then each callback's on_step (and on_evaluation when eval_every_steps is due).
+  // Returns stopped when a callback stopped the run, rolled_back when a divergence rolled it
   // back to a checkpoint (the epoch loop starts again from there).
-  bool run_epoch() {
+  EpochEnd run_epoch() {
     ParameterArena& arena = *model_.arena;
     epoch_t0_ = Clock::now();
     while (sampler_->next(idx_)) {
       data_.train.gather(idx_, bx_, by_);
-      tape_.clear();
-      arena.zero_grad();
-      const bool keep_iterate = config_.divergence.policy == "skip" && optimizer_->has_interim();
+      const bool keep_iterate = divergence_ == DivergencePolicy::skip && optimizer_->has_interim();
       if (keep_iterate) before_prepare_ = arena.values().clone();
-      optimizer_->prepare(arena, state_.k);
-      autodiff::Var logits = model_.net->forward(tape_, tape_.constant(bx_));
-      autodiff::Var loss = loss::cross_entropy(logits, by_);
-      tape_.backward(loss);
-      const double loss_value = loss.value().item();
-      const double grad_norm = std::sqrt(kernels::sum_squares(arena.grads()));
-      if (!std::isfinite(loss_value) || !std::isfinite(grad_norm)) {
-        if (!diverged(loss_value, keep_iterate)) return false;
+      const Gradient g = compute_gradient(*model_.net, arena, *optimizer_, tape_, bx_, by_, state_.k);
+      if (!g.finite()) {
+        if (!diverged(g.loss_value, keep_iterate)) return EpochEnd::rolled_back;
         continue;  // skipped
       }
-      const double lr = optimizer_->learning_rate(state_.k);
+      std::string stop_message;
+      StepContext ctx{.run = *this,
+                      .step = state_.k,
+                      .epoch = state_.epoch,
+                      .position = sampler_->position(),
+                      .steps_per_epoch = steps_per_epoch_,
+                      .x = bx_,
+                      .y = by_,
+                      .tape = tape_,
+                      .gradient = g,
+                      .lr = optimizer_->learning_rate(state_.k),
+                      .stop_message = stop_message};
+      for (Callback* c : callbacks_) c->before_update(ctx);
       optimizer_->step(arena, state_.k);
-      metrics_->write({{"kind", "step"},
-                       {"step", state_.k},
-                       {"epoch", state_.epoch},
-                       {"loss", loss_value},
-                       {"grad_norm", grad_norm},
-                       {"lr", lr},
-                       {"wall_s", wall()}});
       ++state_.k;
-      if (config_.eval_every_steps > 0 && state_.k % config_.eval_every_steps == 0) eval_step_record();
       ++state_.epoch_steps;
       state_.epoch_examples += by_.numel();
-      state_.grad_norm_sum += grad_norm;
+      state_.grad_norm_sum += g.grad_norm;
       const auto b = static_cast<double>(by_.numel());
-      state_.running_loss += loss_value * b;
-      state_.running_correct += b - static_cast<double>(loss::count_errors(logits.value(), by_));
+      state_.running_loss += g.loss_value * b;
+      state_.running_correct += b - static_cast<double>(loss::count_errors(g.logits.value(), by_));
       state_.running_seen += b;
-      progress_.step(state_.epoch, sampler_->position(), state_.running_loss / state_.running_seen,
-                     state_.running_correct / state_.running_seen);
-      const std::int64_t every = config_.checkpoint.every_steps;
-      if (every > 0 && state_.k % every == 0) save_checkpoint();
+      ctx.epoch_loss = state_.running_loss / state_.running_seen;
+      ctx.epoch_accuracy = state_.running_correct / state_.running_seen;
+      std::optional<Evaluation> tr, va;
+      if (config_.eval_every_steps > 0 && state_.k % config_.eval_every_steps == 0) {
+        tr = evaluate(data_.train);
+        if (data_.validation.size() > 0) va = evaluate(data_.validation);
+      }
+      const EvalContext ectx{*this, state_.k, state_.epoch, false, tr ? *tr : Evaluation{}, va ? &*va : nullptr};
+      for (Callback* c : callbacks_) {
+        if (c->on_step(ctx) || (tr && c->on_evaluation(ectx))) {
+          stop_message_ = stop_message;
+          return EpochEnd::stopped;
+        }
+      }
       check_stop_request();
     }
-    return true;
+    return EpochEnd::done;
   }
 
   // A non-finite loss or gradient at update k, caught before the parameters changed. Returns
@@ -869,19 +735,19 @@ class Session {
                              std::to_string(state_.epoch) + "): loss " + std::to_string(loss_value) +
                              ", first non-finite gradient in '" + first_non_finite_gradient(arena) + "'";
     ++state_.divergences;
-    if (d.policy == "stop") throw NumericError(what + "; the parameters were not updated");
+    if (divergence_ == DivergencePolicy::stop) throw NumericError(what + "; the parameters were not updated");
     if (state_.divergences > d.max_events) {
       throw NumericError(what + "; this is divergence " + std::to_string(state_.divergences) +
                          ", more than divergence.max_events = " + std::to_string(d.max_events) + " (policy " +
                          d.policy + "); the parameters were not updated");
     }
-    if (d.policy == "skip") {
+    if (divergence_ == DivergencePolicy::skip) {
       if (keep_iterate) {
         arena.values().copy_from(before_prepare_);
         optimizer_->discard_prepared();
       }
       metrics_->write({{"kind", "divergence"}, {"step", state_.k}, {"epoch", state_.epoch}, {"policy", "skip"},
-                       {"loss", loss_value}, {"wall_s", wall()}});
+                       {"loss", loss_value}, {"wall_s", wall_seconds()}});
       progress_.line(what + "; batch skipped");
       return true;
     }
@@ -897,29 +763,20 @@ class Session {
     state_.divergences = events;
     state_.wall_seconds = wall_so_far;
     metrics_->write({{"kind", "divergence"}, {"step", state_.k}, {"epoch", state_.epoch}, {"policy", "rollback"},
-                     {"loss", loss_value}, {"lr_scale", scale}, {"wall_s", wall()}});
+                     {"loss", loss_value}, {"lr_scale", scale}, {"wall_s", wall_seconds()}});
     progress_.line(what + "; rolled back to step " + std::to_string(state_.k) + ", learning rate scaled to " +
                    std::to_string(scale) + " of the configured one");
     save_checkpoint();  // the new scale survives a crash from here on
     return false;
   }
 
-  void eval_step_record() {
-    const Evaluation tr = evaluate(model_, data_.train, eval_batch_);
-    nlohmann::json r = {{"kind", "eval"},        {"step", state_.k},         {"epoch", state_.epoch},
-                        {"train_loss", tr.loss}, {"train_error", tr.error}, {"wall_s", wall()}};
-    if (data_.validation.size() > 0) {
-      const Evaluation va = evaluate(model_, data_.validation, eval_batch_);
-      r["val_loss"] = va.loss;
-      r["val_error"] = va.error;
-    }
-    metrics_->write(r);
-  }
-
-  void end_epoch() {
+  // The epoch's evaluation (of the averaged iterate under Polyak averaging), its counters
+  // closed, then each callback's on_evaluation and on_epoch_end. `stopped`: a callback
+  // stopped the run in this epoch's on_step; the run ends after this.
+  void end_epoch(bool stopped) {
     ParameterArena& arena = *model_.arena;
     if (state_.epoch_steps == 0) {
-      finish_loop();
+      finish(stopped ? StopReason::callback : StopReason::completed, stop_message_);
       return;
     }
     const std::int64_t epoch = state_.epoch;
@@ -933,66 +790,55 @@ class Session {
       arena.values().copy_from(avg);
     }
     const bool use_val = data_.validation.size() > 0;
-    const Evaluation tr = evaluate(model_, data_.train, eval_batch_);
-    const Evaluation va = evaluate(model_, data_.validation, eval_batch_);
+    const Evaluation tr = evaluate(data_.train);
+    const Evaluation va = evaluate(data_.validation);
+    if (iterate.defined()) arena.values().copy_from(iterate);  // training goes on from the iterate
     const double rate = epoch_seconds > 0 ? static_cast<double>(state_.epoch_examples) / epoch_seconds : 0.0;
-    nlohmann::json r = {{"kind", "epoch"},
-                        {"epoch", epoch},
-                        {"step", state_.k},
-                        {"train_loss", tr.loss},
-                        {"train_error", tr.error},
-                        {"lr", optimizer_->learning_rate(state_.k)},
-                        {"grad_norm_mean", grad_norm_mean},
-                        {"clip_count", optimizer_->clip_count()},
-                        {"examples_per_s", rate},
-                        {"wall_s", wall()}};
-    if (use_val) {
-      r["val_loss"] = va.loss;
-      r["val_error"] = va.error;
-    }
-    metrics_->write(r);
-    std::ostringstream line;
-    line << std::fixed << "epoch " << epoch << "/" << config_.epochs << "  train loss " << std::setprecision(4) << tr.loss
-         << " error " << std::setprecision(2) << 100 * tr.error << "%";
-    if (use_val) line << "  val loss " << std::setprecision(4) << va.loss << " error " << std::setprecision(2) << 100 * va.error << "%";
-    line << "  |g| " << std::setprecision(3) << grad_norm_mean << "  " << std::setprecision(0) << rate << " ex/s";
-    progress_.line(line.str());
-
+    const double lr = optimizer_->learning_rate(state_.k);
+    const double monitored = use_val ? (monitor_loss_ ? va.loss : va.error) : (monitor_loss_ ? tr.loss : tr.error);
+    optimizer_->observe(monitored);
     state_.epochs_run = epoch;
     state_.grad_norm_at_stop = grad_norm_mean;
-    const bool watch_loss = config_.early_stopping.monitor == "val_loss";
-    const double metric = use_val ? (watch_loss ? va.loss : va.error) : (watch_loss ? tr.loss : tr.error);
-    const bool stop = stopper_.update(epoch, metric);
-    optimizer_->observe(metric);
-    if (stopper_.improved()) {
-      best_.copy_from(arena.values());
-      if (best_buffers_.defined()) best_buffers_.copy_from(arena.buffers());
-      state_.best_epoch = epoch;
-      state_.best_validation_error = va.error;
-      state_.best_validation_loss = va.loss;
-    }
-    if (iterate.defined()) arena.values().copy_from(iterate);  // training goes on from the iterate
     state_.epoch = epoch + 1;
     state_.epoch_steps = state_.epoch_examples = 0;
     state_.grad_norm_sum = state_.running_loss = state_.running_correct = state_.running_seen = 0;
     state_.epoch_seconds = 0;
     epoch_t0_ = Clock::now();
-    if (stop) {
-      state_.stopped_early = true;
-      progress_.line("early stopping: no improvement of the " + config_.early_stopping.monitor + " for " +
-                     std::to_string(stopper_.bad_epochs()) + " epochs; restoring epoch " +
-                     std::to_string(state_.best_epoch));
-      finish_loop();
+
+    stopping_ = stopped;
+    std::string message = stop_message_;
+    const Evaluation* validation = use_val ? &va : nullptr;
+    const EvalContext ectx{*this, state_.k, epoch, true, tr, validation};
+    const EpochContext ctx{.run = *this,
+                           .epoch = epoch,
+                           .step = state_.k,
+                           .train = tr,
+                           .validation = validation,
+                           .monitored = monitored,
+                           .grad_norm_mean = grad_norm_mean,
+                           .examples_per_s = rate,
+                           .lr = lr,
+                           .evaluated = avg.defined() ? avg : arena.values(),
+                           .stop_message = message};
+    for (Callback* c : callbacks_) {
+      if (c->on_evaluation(ectx) || c->on_epoch_end(ctx)) {
+        stopped = true;
+        break;
+      }
+    }
+    if (stopped) {
+      finish(StopReason::callback, message);
       return;
     }
-    const std::int64_t every = config_.checkpoint.every_epochs;
-    if (every > 0 && epoch % every == 0 && saved_at_ != state_.k) save_checkpoint();
     check_stop_request();
   }
 
-  // The training loop is over: the last checkpoint says so, and a resume only redoes the
-  // final evaluation.
-  void finish_loop() {
+  // The training loop is over: each callback's on_stop, then the last checkpoint says so, and
+  // a resume only redoes the final evaluation.
+  void finish(StopReason reason, const std::string& message) {
+    if (reason == StopReason::callback) state_.stopped_early = true;
+    const StopContext ctx{*this, reason, message, state_.k, state_.epochs_run};
+    for (Callback* c : callbacks_) c->on_stop(ctx);
     state_.finished = true;
     save_checkpoint();
   }
@@ -1011,9 +857,9 @@ class Session {
     r.grad_norm_at_stop = state_.grad_norm_at_stop;
     r.divergences = state_.divergences;
     r.last_checkpoint = last_checkpoint_;
-    r.train = evaluate(model_, data_.train, eval_batch_);
-    r.test = evaluate(model_, data_.test, eval_batch_);
-    r.wall_seconds = wall();
+    r.train = evaluate(data_.train);
+    r.test = evaluate(data_.test);
+    r.wall_seconds = wall_seconds();
     io::save_parameters(r.run_dir / "model.safetensors", arena, model_metadata(config_, data_, model_, r.best_epoch));
     metrics_->write({{"kind", "final"},
                      {"epochs", r.epochs_run},
@@ -1045,8 +891,6 @@ class Session {
                       signal);
   }
 
-  double wall() const { return state_.wall_seconds + seconds_since(t0_); }
-
   const TrainConfig& config_;
   Clock::time_point t0_, epoch_t0_ = Clock::now();
   Progress progress_;
@@ -1062,7 +906,17 @@ class Session {
   EarlyStopping stopper_{config_.early_stopping.patience, config_.early_stopping.min_delta, config_.early_stopping.enabled};
   Tensor best_, best_buffers_, before_prepare_;
   std::int64_t saved_at_ = -1;
-  std::int64_t eval_batch_ = 1000;
+  std::int64_t eval_batch_ = 1000;  // the model's evaluation chunk (Module::eval_chunk)
+  const DivergencePolicy divergence_ = parse_divergence_policy(config_.divergence.policy);
+  const bool monitor_loss_ = config_.early_stopping.monitor == "val_loss";
+  // The callbacks in order: metrics, progress, early stopping, the caller's, checkpoints.
+  MetricsRecords metrics_records_;
+  ProgressDisplay progress_display_;
+  EarlyStop early_stop_{*this};
+  PeriodicCheckpoint periodic_checkpoint_{*this};
+  std::vector<Callback*> callbacks_;
+  std::string stop_message_;  // what the callback that stopped the run in on_step said
+  bool stopping_ = false;     // the epoch ending is the last one
   std::vector<std::int64_t> idx_;
   Tensor bx_, by_;
   autodiff::Tape tape_;
@@ -1073,12 +927,12 @@ class Session {
 void request_stop(int signal) noexcept { g_stop_signal.store(signal, std::memory_order_relaxed); }
 void clear_stop_request() noexcept { g_stop_signal.store(0, std::memory_order_relaxed); }
 
-RunResult run(const TrainConfig& config, std::ostream* log) {
-  Session session(config, log, std::filesystem::path(config.out_dir) / config.name, nullptr);
+RunResult run(const TrainConfig& config, std::ostream* log, const std::vector<Callback*>& callbacks) {
+  Session session(config, log, std::filesystem::path(config.out_dir) / config.name, nullptr, callbacks);
   return session.go();
 }
 
-RunResult resume(const std::filesystem::path& run_dir, std::ostream* log) {
+RunResult resume(const std::filesystem::path& run_dir, std::ostream* log, const std::vector<Callback*>& callbacks) {
   std::error_code ec;
   if (!std::filesystem::is_directory(run_dir, ec)) throw IoError(run_dir.string() + ": no such run folder");
   std::vector<std::string> warnings;
@@ -1092,7 +946,7 @@ RunResult resume(const std::filesystem::path& run_dir, std::ostream* log) {
   }
   const std::string source = (run_dir / "checkpoints" / checkpoint_file_name(c->step)).string();
   TrainConfig config = parse_train_config(c->config_toml, source);
-  Session session(config, log, run_dir, &*c);
+  Session session(config, log, run_dir, &*c, callbacks);
   return session.go();
 }
 

@@ -34,6 +34,7 @@ class Conv2d : public Module {
   void declare(ParameterArena& arena, const std::string& prefix) override;
   Var forward(Tape& tape, Var x) override;
   std::string describe() const override;  // "Conv2d(1 -> 32, kernel 5, stride 1, padding 2, bias)"
+  std::int64_t eval_chunk() const override { return 200; }
   ParamId weight() const { return weight_; }
   ParamId bias() const { return bias_; }
   std::int64_t in_channels() const { return in_; }

@@ -42,6 +42,19 @@ class Module {
   virtual void set_training(bool training) { training_ = training; }
   bool training() const { return training_; }
 
+  // What a trainer needs to know of a module without knowing its type (train/ never casts):
+  // The smallest minibatch it can train on (BatchNorm: 2, the variance of one value is
+  // undefined). Containers give the largest of their children's.
+  virtual std::int64_t min_batch_size() const { return 1; }
+  // How many examples it prefers to evaluate at once, 0 for no preference (Conv2d: 200, its
+  // activations for 1,000 images are hundreds of MB). Containers give the smallest preference.
+  virtual std::int64_t eval_chunk() const { return 0; }
+  // Whether it draws random numbers in training (Dropout's masks). Its generator's state is
+  // then part of a checkpoint: rng_state() saves it, set_rng_state() restores it.
+  virtual bool has_rng() const { return false; }
+  virtual std::string rng_state() const { return {}; }
+  virtual void set_rng_state(const std::string& state) { (void)state; }
+
  protected:
   bool training_ = true;
 };
@@ -108,6 +121,8 @@ class Sequential : public Module {
   Var forward(Tape& tape, Var x) override;
   std::string describe() const override;
   void set_training(bool training) override;
+  std::int64_t min_batch_size() const override;
+  std::int64_t eval_chunk() const override;
   std::size_t size() const { return modules_.size(); }
   Module& at(std::size_t i) { return *modules_.at(i); }
   ParameterArena& arena() { return *arena_; }

@@ -46,6 +46,7 @@ class BatchNorm : public Module {
   void declare(ParameterArena& arena, const std::string& prefix) override;
   Var forward(Tape& tape, Var x) override;
   std::string describe() const override;  // "BatchNorm(256, eps 1e-05, momentum 0.1)"
+  std::int64_t min_batch_size() const override { return 2; }
 
   std::int64_t num_features() const { return features_; }
   const BatchNormOptions& options() const { return options_; }
@@ -78,8 +79,9 @@ class Dropout : public Module {
   std::string describe() const override;  // "Dropout(0.5)"
 
   double p() const { return p_; }
-  std::string rng_state() const { return rng_.save_state(); }
-  void set_rng_state(const std::string& state) { rng_.load_state(state); }
+  bool has_rng() const override { return true; }
+  std::string rng_state() const override { return rng_.save_state(); }
+  void set_rng_state(const std::string& state) override { rng_.load_state(state); }
 
  private:
   double p_;

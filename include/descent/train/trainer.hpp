@@ -1,6 +1,12 @@
 #pragma once
 // The training loop: learning is not pure optimization (Goodfellow et al. 2016, 8.1).
 //
+// The loop is a small core (sample, train::compute_gradient, the divergence policy, the
+// update, the epoch's evaluation) with callbacks (train/callback.hpp): metrics.jsonl, the
+// progress display, early stopping and periodic checkpoints are callbacks of the trainer,
+// and run() takes more. Data splits come from train/data.hpp, evaluation from
+// train/evaluate.hpp.
+//
 // It minimizes the surrogate loss (negative log-likelihood, mean over the minibatch) and
 // reports the true loss (0-1 error) on train, validation and test; it stops early on the
 // validation 0-1 error (or surrogate) and restores the best parameters. The test set is
@@ -21,51 +27,18 @@
 #include <filesystem>
 #include <iosfwd>
 #include <memory>
-#include <optional>
 #include <span>
 #include <vector>
 
-#include "descent/data/dataset.hpp"
 #include "descent/error.hpp"
 #include "descent/nn/module.hpp"
 #include "descent/optim/optimizer.hpp"
+#include "descent/train/callback.hpp"
 #include "descent/train/config.hpp"
+#include "descent/train/data.hpp"
+#include "descent/train/evaluate.hpp"
 
 namespace descent::train {
-
-// A data split: labels i32 [n] and features [n, d] of the model's dtype. The features are a
-// tensor, or (Fashion-MNIST and other MNIST-format data: unsigned bytes) the bytes themselves
-// with the value each byte stands for after scaling and standardization: a quarter of the
-// memory, decoded as rows are copied into a batch (bit for bit the values of the float path).
-struct Split {
-  Tensor x;  // [n, d], or undefined when the features are bytes
-  Tensor y;  // i32 [n]
-  std::shared_ptr<const std::vector<std::uint8_t>> bytes;  // byte features: rows [first, first + n) of [*, d]
-  std::shared_ptr<const std::vector<float>> values;        // value of byte b: [b] or, per feature j, [b * d + j]
-  std::int64_t first = 0, features = 0;
-  DType dtype = DType::f32;
-
-  std::int64_t size() const { return y.defined() ? y.dim(0) : 0; }
-  std::int64_t dim() const { return x.defined() ? x.dim(1) : features; }
-  // The features of rows [begin, end): a view of x, or the rows decoded into `buffer`
-  // (reallocated when its shape differs).
-  Tensor rows(std::int64_t begin, std::int64_t end, Tensor& buffer) const;
-  // Copies the examples at `idx` into x [b, d] and y [b] (reallocated when b changes).
-  void gather(std::span<const std::int64_t> idx, Tensor& x_out, Tensor& y_out) const;
-  // The same for the features alone.
-  void copy_features(std::span<const std::int64_t> idx, Tensor& x_out) const;
-};
-
-struct Data {
-  Split train, validation, test;
-  std::int32_t num_classes = 0;
-  std::int64_t dim = 0;
-  std::optional<data::Standardizer> standardizer;  // the training split's statistics, when standardized
-};
-
-// Loads and preprocesses the data of a config (read, scale, split, standardize with the
-// training split's statistics, limits). Throws the readers' errors.
-Data load_data(const TrainConfig& config);
 
 // A model and the arena that holds its parameters.
 struct Model {
@@ -87,13 +60,7 @@ void initialize_model(Model& model, const TrainConfig& config);
 // as run() builds it. Throws ConfigError as optim::make_optimizer.
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& config, std::int64_t total_steps);
 
-struct Evaluation {
-  double loss = 0.0;   // mean surrogate (cross-entropy)
-  double error = 0.0;  // 0-1 error
-  std::int64_t examples = 0;
-};
-// Surrogate and 0-1 loss of the model on a split, in chunks of `batch` examples.
-// With `confusion`, also the [C, C] confusion counts (row: true class, column: predicted).
+// evaluate() of the model's network (train/evaluate.hpp).
 Evaluation evaluate(Model& model, const Split& split, std::int64_t batch = 1000,
                     std::vector<std::int64_t>* confusion = nullptr);
 
@@ -129,18 +96,20 @@ void request_stop(int signal) noexcept;
 void clear_stop_request() noexcept;
 
 // Trains per the config and writes the run folder. `log` receives the progress display and
-// the summary (nullptr: silent).
+// the summary (nullptr: silent). `callbacks` (not owned; they must outlive the call) are
+// attached to the loop after the trainer's own and before checkpoints (train/callback.hpp).
 // Divergence (a NaN or infinite loss or gradient, caught before the update) follows
 // config.divergence.policy: stop (NumericError naming the step and the first non-finite
 // gradient), skip the batch, or roll back to the newest checkpoint with the learning rate
 // scaled by divergence.lr_scale. Throws Interrupted after request_stop.
-RunResult run(const TrainConfig& config, std::ostream* log);
+RunResult run(const TrainConfig& config, std::ostream* log, const std::vector<Callback*>& callbacks = {});
 
 // Continues the run in `run_dir` from its newest valid checkpoint (damaged ones are skipped
 // with a warning on `log`) with the config saved in it. With the same thread count the
 // result is bit for bit that of the run never interrupted (docs/reliability.md). A run whose
 // loop had ended only redoes the final evaluation. Throws IoError when the folder or a valid
 // checkpoint is missing, DataError when the checkpoint does not fit the data or the model.
-RunResult resume(const std::filesystem::path& run_dir, std::ostream* log);
+// `callbacks` as for run(): those with a state_key get their saved state back.
+RunResult resume(const std::filesystem::path& run_dir, std::ostream* log, const std::vector<Callback*>& callbacks = {});
 
 }  // namespace descent::train

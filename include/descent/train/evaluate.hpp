@@ -1,0 +1,28 @@
+#pragma once
+// The true loss of section 8.1: surrogate (mean cross-entropy) and 0-1 error of a model on a
+// data split, in evaluation mode, without touching the gradients.
+#include <cstdint>
+#include <vector>
+
+#include "descent/data/split.hpp"
+#include "descent/nn/module.hpp"
+
+namespace descent::train {
+
+struct Evaluation {
+  double loss = 0.0;   // mean surrogate (cross-entropy)
+  double error = 0.0;  // 0-1 error
+  std::int64_t examples = 0;
+};
+
+// Surrogate and 0-1 loss of `net` on a split, in chunks of `batch` examples, in evaluation
+// mode (batch normalization uses its running statistics, dropout is off; the mode is put
+// back afterwards). With `confusion`, also the [C, C] confusion counts (row: true class,
+// column: predicted). An empty split gives zeros.
+Evaluation evaluate(nn::Module& net, const data::Split& split, std::int64_t batch = 1000,
+                    std::vector<std::int64_t>* confusion = nullptr);
+
+// The chunk the trainer evaluates `net` in: its preference (Module::eval_chunk), else 1,000.
+std::int64_t evaluation_chunk(const nn::Module& net);
+
+}  // namespace descent::train

@@ -1,0 +1,48 @@
+#pragma once
+// One step of minibatch stochastic gradient descent (Goodfellow et al. 2016, Algorithm 8.1,
+// with Algorithm 8.3's interim point): the body of every training loop of descent (the
+// trainer, the benchmarks, the tests), written once.
+//
+//   autodiff::Tape tape;
+//   for (std::int64_t k = 0; ...; ++k) {
+//     split.gather(indices, x, y);                                          // sample
+//     train::Gradient g = train::compute_gradient(net, arena, *opt, tape, x, y, k);
+//     if (!g.finite()) ...;                                                 // caught before the update
+//     opt->step(arena, k);                                                  // update
+//   }
+//   // or, when nothing happens between the gradient and the update:
+//   double loss = train::train_step(net, arena, *opt, tape, x, y, k);
+#include <cstdint>
+
+#include "descent/autodiff/tape.hpp"
+#include "descent/nn/module.hpp"
+#include "descent/optim/optimizer.hpp"
+
+namespace descent::train {
+
+// What compute_gradient leaves behind. The tape still holds the step's graph (logits and loss
+// are its nodes, at the parameters the gradient was taken at), arena.grads() the gradient:
+// enough for a Hessian-vector product at this point before the update moves the parameters.
+struct Gradient {
+  autodiff::Var logits;  // [b, classes]
+  autodiff::Var loss;    // the mean cross-entropy over the minibatch (a scalar)
+  double loss_value = 0.0;
+  double grad_norm = -1.0;  // ||g||_2 over every parameter; -1 when not measured
+  bool finite() const;      // the loss and (when measured) the gradient norm are finite
+};
+
+// Clears the tape, zeroes the gradients, lets the optimizer move the parameters to its
+// interim point (optimizer.prepare(arena, k): Nesterov's theta + alpha v, a no-op for the
+// others), records the forward pass of `net` on x [b, d], the mean cross-entropy against
+// y i32 [b], and backpropagates it into arena.grads(). With measure_norm, also ||g||_2
+// (one pass over the gradient). Throws the errors of the forward pass and the loss.
+Gradient compute_gradient(nn::Module& net, ParameterArena& arena, optim::Optimizer& optimizer, autodiff::Tape& tape,
+                          const Tensor& x, const Tensor& y, std::int64_t k, bool measure_norm = true);
+
+// compute_gradient without the norm, then optimizer.step(arena, k). Returns the minibatch's
+// mean loss (at the parameters before the update). No divergence check: a non-finite loss
+// is returned and the update still happens.
+double train_step(nn::Module& net, ParameterArena& arena, optim::Optimizer& optimizer, autodiff::Tape& tape,
+                  const Tensor& x, const Tensor& y, std::int64_t k);
+
+}  // namespace descent::train

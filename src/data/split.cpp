@@ -1,0 +1,196 @@
+#include "descent/data/split.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+#include <string>
+
+#include "descent/error.hpp"
+#include "descent/tensor/parallel.hpp"
+
+namespace descent::data {
+namespace {
+
+Dataset first(const Dataset& d, std::int64_t limit) {
+  if (limit <= 0 || limit >= d.size()) return d;
+  std::vector<std::int64_t> idx(static_cast<std::size_t>(limit));
+  std::iota(idx.begin(), idx.end(), 0);
+  return subset(d, idx);
+}
+
+void check_validation_size(const PrepareOptions& o, std::int64_t n) {
+  if (o.validation_size >= n) {
+    throw ConfigError("validation_size = " + std::to_string(o.validation_size) +
+                      " leaves no training examples (the training file has " + std::to_string(n) + ")");
+  }
+}
+
+// Decodes rows of byte features into `out` ([rows, d] of T): out[i, j] = values[b] or, per
+// feature, values[b * d + j], for the byte b of row first + rows[i] of `bytes`.
+template <class T>
+void decode_rows(const std::uint8_t* bytes, std::int64_t first, const float* values, bool per_feature, std::int64_t d,
+                 std::span<const std::int64_t> rows, T* out) {
+  const auto n = static_cast<std::int64_t>(rows.size());
+  parallel_for(n, std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(1, d)), [&](std::int64_t i0, std::int64_t i1) {
+    for (std::int64_t i = i0; i < i1; ++i) {
+      const std::uint8_t* src = bytes + (first + rows[static_cast<std::size_t>(i)]) * d;
+      T* dst = out + i * d;
+      if (per_feature) {
+        for (std::int64_t j = 0; j < d; ++j) dst[j] = static_cast<T>(values[src[j] * d + j]);
+      } else {
+        for (std::int64_t j = 0; j < d; ++j) dst[j] = static_cast<T>(values[src[j]]);
+      }
+    }
+  });
+}
+
+// A split of byte features: the rows `rows` of `d` (shared when they are one contiguous range,
+// copied otherwise) with their labels.
+Split byte_split(const ByteDataset& d, const std::shared_ptr<const std::vector<std::uint8_t>>& all,
+                 std::span<const std::int64_t> rows, const std::shared_ptr<const std::vector<float>>& values,
+                 DType dtype) {
+  Split s;
+  s.dtype = dtype;
+  s.features = d.dim();
+  s.values = values;
+  const auto n = static_cast<std::int64_t>(rows.size());
+  std::vector<std::int32_t> labels(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) labels[i] = d.labels[static_cast<std::size_t>(rows[i])];
+  s.y = Tensor::from<std::int32_t>({n}, std::span<const std::int32_t>(labels));
+  const bool contiguous = n == 0 || rows.back() - rows.front() + 1 == n;
+  if (contiguous) {
+    s.bytes = all;
+    s.first = n == 0 ? 0 : rows.front();
+    return s;
+  }
+  auto copy = std::make_shared<std::vector<std::uint8_t>>(rows.size() * static_cast<std::size_t>(d.dim()));
+  const auto row_bytes = static_cast<std::size_t>(d.dim());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    std::memcpy(copy->data() + i * row_bytes, all->data() + static_cast<std::size_t>(rows[i]) * row_bytes, row_bytes);
+  }
+  s.bytes = std::move(copy);
+  return s;
+}
+
+}  // namespace
+
+Tensor Split::rows(std::int64_t begin, std::int64_t end, Tensor& buffer) const {
+  if (x.defined()) return x.rows(begin, end);
+  std::vector<std::int64_t> idx(static_cast<std::size_t>(end - begin));
+  std::iota(idx.begin(), idx.end(), begin);
+  copy_features(idx, buffer);
+  return buffer;
+}
+
+void Split::gather(std::span<const std::int64_t> idx, Tensor& x_out, Tensor& y_out) const {
+  const auto b = static_cast<std::int64_t>(idx.size());
+  if (!y_out.defined() || y_out.dim(0) != b) y_out = Tensor::empty({b}, DType::i32);
+  const std::int32_t* ys = y.data<std::int32_t>();
+  std::int32_t* yd = y_out.data<std::int32_t>();
+  for (std::int64_t i = 0; i < b; ++i) yd[i] = ys[idx[static_cast<std::size_t>(i)]];
+  copy_features(idx, x_out);
+}
+
+void Split::copy_features(std::span<const std::int64_t> idx, Tensor& x_out) const {
+  const auto b = static_cast<std::int64_t>(idx.size());
+  const std::int64_t d = dim();
+  const DType t = x.defined() ? x.dtype() : dtype;
+  if (!x_out.defined() || x_out.dim(0) != b || x_out.dim(1) != d || x_out.dtype() != t) x_out = Tensor::empty({b, d}, t);
+  if (x.defined()) {
+    const std::size_t row_bytes = static_cast<std::size_t>(d) * dtype_size(t);
+    auto* dst = static_cast<std::byte*>(x_out.raw());
+    const auto* src = static_cast<const std::byte*>(x.raw());
+    for (std::int64_t i = 0; i < b; ++i) {
+      std::memcpy(dst + static_cast<std::size_t>(i) * row_bytes, src + static_cast<std::size_t>(idx[static_cast<std::size_t>(i)]) * row_bytes,
+                  row_bytes);
+    }
+    return;
+  }
+  const bool per_feature = values->size() != 256;
+  if (t == DType::f64) {
+    decode_rows(bytes->data(), first, values->data(), per_feature, d, idx, x_out.data<double>());
+  } else {
+    decode_rows(bytes->data(), first, values->data(), per_feature, d, idx, x_out.data<float>());
+  }
+}
+
+Split to_split(const Dataset& d, DType dtype) {
+  Split s;
+  s.dtype = dtype;
+  if (d.size() == 0) return s;
+  Tensor x = Tensor::from<float>({d.size(), d.dim()}, std::span<const float>(d.features.values));
+  s.x = dtype == DType::f32 ? x : x.to(dtype);
+  s.y = Tensor::from<std::int32_t>({d.size()}, std::span<const std::int32_t>(d.labels));
+  return s;
+}
+
+Data prepare(TrainTest files, const PrepareOptions& o) {
+  Dataset full = first(files.train, o.limit_train);
+  Dataset test = first(files.test, o.limit_test);
+  scale(full, static_cast<float>(o.scale));
+  scale(test, static_cast<float>(o.scale));
+  Dataset train, validation;
+  if (o.validation_size > 0) {
+    check_validation_size(o, full.size());
+    std::tie(train, validation) = split_validation(
+        std::move(full), {.validation_size = o.validation_size, .shuffle = o.validation_shuffle, .seed = o.seed});
+  } else {
+    train = std::move(full);
+  }
+  std::optional<Standardizer> standardizer;
+  if (o.standardize) {
+    standardizer = fit_standardizer(train, *o.standardize);
+    apply(*standardizer, train);
+    if (validation.size() > 0) apply(*standardizer, validation);
+    apply(*standardizer, test);
+  }
+  Data out;
+  out.standardizer = std::move(standardizer);
+  out.num_classes = std::max(train.num_classes, test.num_classes);
+  out.dim = train.dim();
+  out.train = to_split(train, o.dtype);
+  out.validation = to_split(validation, o.dtype);
+  out.test = to_split(test, o.dtype);
+  return out;
+}
+
+Data prepare(ByteTrainTest tt, const PrepareOptions& o) {
+  const auto limit = [](ByteDataset& d, std::int64_t n) {
+    if (n <= 0 || n >= d.size()) return;
+    d.features.values.resize(static_cast<std::size_t>(n * d.dim()));
+    d.features.values.shrink_to_fit();
+    d.features.shape[0] = n;
+    d.labels.resize(static_cast<std::size_t>(n));
+  };
+  limit(tt.train, o.limit_train);
+  limit(tt.test, o.limit_test);
+  const std::int64_t n = tt.train.size();
+  std::vector<std::int64_t> train_rows, validation_rows;
+  if (o.validation_size > 0) {
+    check_validation_size(o, n);
+    std::tie(train_rows, validation_rows) = validation_split_indices(
+        n, {.validation_size = o.validation_size, .shuffle = o.validation_shuffle, .seed = o.seed});
+  } else {
+    train_rows.resize(static_cast<std::size_t>(n));
+    std::iota(train_rows.begin(), train_rows.end(), 0);
+  }
+  const auto factor = static_cast<float>(o.scale);
+  std::optional<Standardizer> standardizer;
+  if (o.standardize) standardizer = fit_standardizer(tt.train, train_rows, factor, *o.standardize);  // the training part only
+  const auto values = std::make_shared<const std::vector<float>>(
+      byte_values(factor, standardizer ? &*standardizer : nullptr, tt.train.dim()));
+  const auto train_bytes = std::make_shared<const std::vector<std::uint8_t>>(std::move(tt.train.features.values));
+  const auto test_bytes = std::make_shared<const std::vector<std::uint8_t>>(std::move(tt.test.features.values));
+  std::vector<std::int64_t> test_rows(static_cast<std::size_t>(tt.test.size()));
+  std::iota(test_rows.begin(), test_rows.end(), 0);
+  Data out;
+  out.num_classes = std::max(tt.train.num_classes, tt.test.num_classes);
+  out.dim = tt.train.dim();
+  out.train = byte_split(tt.train, train_bytes, train_rows, values, o.dtype);
+  out.validation = byte_split(tt.train, train_bytes, validation_rows, values, o.dtype);
+  out.test = byte_split(tt.test, test_bytes, test_rows, values, o.dtype);
+  out.standardizer = std::move(standardizer);
+  return out;
+}
+
+}  // namespace descent::data
