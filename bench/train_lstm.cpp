@@ -29,76 +29,33 @@
 #include "descent/optim/optimizer.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
+#include "descent/train/step.hpp"
+
+#include "bench_options.hpp"
 
 using namespace descent;
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
+using bench::median;
+using bench::seconds;
 
 namespace {
 
 constexpr std::int64_t rows_per_image = 28;  // T
 constexpr std::int64_t pixels_per_row = 28;  // D
 
-double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-struct Options {
+struct Options : bench::Common {
   std::string cell = "lstm";
   std::int64_t hidden = 128;
-  std::int64_t batch = 128;
-  double lr = 0.01;
-  int threads = 2;
-  int reps = 1;
-  std::int64_t examples = 0;  // 0: the whole training file
-  std::string data = data::default_mnist_dir;
-  bool profile = false;
 };
 
 bool parse(int argc, char** argv, Options& o) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--profile") {
-      o.profile = true;
-      continue;
-    }
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "train_lstm: %s needs a value\n", a.c_str());
-      return false;
-    }
-    const std::string v = argv[++i];
-    if (a == "--cell") {
-      o.cell = v;
-    } else if (a == "--hidden") {
-      o.hidden = std::atoll(v.c_str());
-    } else if (a == "--batch") {
-      o.batch = std::atoll(v.c_str());
-    } else if (a == "--lr") {
-      o.lr = std::atof(v.c_str());
-    } else if (a == "--threads") {
-      o.threads = std::atoi(v.c_str());
-    } else if (a == "--reps") {
-      o.reps = std::atoi(v.c_str());
-    } else if (a == "--examples") {
-      o.examples = std::atoll(v.c_str());
-    } else if (a == "--data") {
-      o.data = v;
-    } else {
-      std::fprintf(stderr, "train_lstm: unknown option %s\n", a.c_str());
-      return false;
-    }
-  }
-  if (o.cell != "lstm" && o.cell != "gru" && o.cell != "rnn") {
-    std::fprintf(stderr, "train_lstm: --cell must be lstm, gru or rnn\n");
-    return false;
-  }
-  if (o.hidden < 1 || o.batch < 1 || o.threads < 1 || o.reps < 1 || o.examples < 0) {
-    std::fprintf(stderr, "train_lstm: --hidden, --batch, --threads and --reps must be >= 1\n");
-    return false;
-  }
+  bench::Options p("train_lstm");
+  p.common(o);
+  p.value("--cell", o.cell);
+  p.value("--hidden", o.hidden);
+  if (!p.parse(argc, argv) || !p.check_common(o)) return false;
+  if (o.cell != "lstm" && o.cell != "gru" && o.cell != "rnn") return p.fail("--cell must be lstm, gru or rnn");
+  if (o.hidden < 1) return p.fail("--hidden must be >= 1");
   return true;
 }
 
@@ -137,13 +94,7 @@ struct Model {
     opt = optim::sgd({.schedule = optim::constant(o.lr), .alpha = 0.9});
   }
   double step(Batches& data, std::int64_t b) {
-    tape.clear();
-    arena.zero_grad();
-    autodiff::Var logits = net.forward(tape, tape.constant(data.x.rows(0, b)));
-    autodiff::Var loss = loss::cross_entropy(logits, data.y.rows(0, b));
-    tape.backward(loss);
-    opt->step(arena, k++);
-    return loss.value().item();
+    return train::train_step(net, arena, *opt, tape, data.x.rows(0, b), data.y.rows(0, b), k++);
   }
 };
 

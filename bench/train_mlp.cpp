@@ -35,33 +35,27 @@
 #include "descent/optim/optimizer.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
+#include "descent/train/step.hpp"
+
+#include "bench_options.hpp"
 
 using namespace descent;
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
+using bench::median;
+using bench::seconds;
 
 namespace {
 
 const Clock::time_point main_entry = Clock::now();
 
-double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-struct Options {
+struct Options : bench::Common {
   std::vector<std::int64_t> sizes = {784, 256, 256, 10};
-  std::int64_t batch = 128;
   std::string optimizer = "momentum";
-  double lr = 0;  // 0: default_lr(optimizer)
-  int threads = 2;
-  int reps = 3;
-  std::int64_t examples = 0;  // 0: the whole training file
-  std::string data = data::default_mnist_dir;
-  bool profile = false;
   bool peak = false;
+  Options() {
+    lr = 0;  // 0: default_lr(optimizer)
+    reps = 3;
+  }
 };
 
 std::vector<std::int64_t> parse_sizes(const std::string& text) {
@@ -73,51 +67,18 @@ std::vector<std::int64_t> parse_sizes(const std::string& text) {
 }
 
 bool parse(int argc, char** argv, Options& o) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--profile") {
-      o.profile = true;
-      continue;
-    }
-    if (a == "--peak") {
-      o.peak = true;
-      continue;
-    }
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "train_mlp: %s needs a value\n", a.c_str());
-      return false;
-    }
-    const std::string v = argv[++i];
-    if (a == "--sizes") {
-      o.sizes = parse_sizes(v);
-    } else if (a == "--batch") {
-      o.batch = std::atoll(v.c_str());
-    } else if (a == "--optimizer") {
-      o.optimizer = v;
-    } else if (a == "--lr") {
-      o.lr = std::atof(v.c_str());
-      if (!(o.lr > 0)) {
-        std::fprintf(stderr, "train_mlp: --lr must be > 0\n");
-        return false;
-      }
-    } else if (a == "--threads") {
-      o.threads = std::atoi(v.c_str());
-    } else if (a == "--reps") {
-      o.reps = std::atoi(v.c_str());
-    } else if (a == "--examples") {
-      o.examples = std::atoll(v.c_str());
-    } else if (a == "--data") {
-      o.data = v;
-    } else {
-      std::fprintf(stderr, "train_mlp: unknown option %s\n", a.c_str());
-      return false;
-    }
-  }
+  bench::Options p("train_mlp");
+  p.common(o);
+  std::string sizes;
+  p.value("--sizes", sizes);
+  p.value("--optimizer", o.optimizer);
+  p.flag("--peak", o.peak);
+  if (!p.parse(argc, argv)) return false;
+  if (!sizes.empty()) o.sizes = parse_sizes(sizes);
+  if (o.lr < 0) return p.fail("--lr must be > 0");
   const bool sizes_ok = o.sizes.size() >= 2 && std::all_of(o.sizes.begin(), o.sizes.end(), [](auto s) { return s >= 1; });
   if (!sizes_ok || o.batch < 1 || o.threads < 1 || o.reps < 1 || o.examples < 0) {
-    std::fprintf(stderr, "train_mlp: expected --sizes a,b,... (>= 2 positive), --batch/--threads/--reps >= 1, "
-                         "--examples >= 0\n");
-    return false;
+    return p.fail("expected --sizes a,b,... (>= 2 positive), --batch/--threads/--reps >= 1, --examples >= 0");
   }
   return true;
 }
@@ -216,16 +177,9 @@ struct Model {
     nn::initialize(arena, {.weights = init::Scheme::fan_in_uniform, .seed = 1});
     opt = make_optimizer(o.optimizer, o.lr);
   }
-  // One training step on the first b rows of the buffers; returns the loss.
+  // One training step (train::train_step) on the first b rows of the buffers; returns the loss.
   double step(Batches& data, std::int64_t b) {
-    tape.clear();
-    arena.zero_grad();
-    opt->prepare(arena, k);
-    autodiff::Var logits = net.forward(tape, tape.constant(data.x.rows(0, b)));
-    autodiff::Var loss = loss::cross_entropy(logits, data.y.rows(0, b));
-    tape.backward(loss);
-    opt->step(arena, k++);
-    return loss.value().item();
+    return train::train_step(net, arena, *opt, tape, data.x.rows(0, b), data.y.rows(0, b), k++);
   }
 };
 
