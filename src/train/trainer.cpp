@@ -28,6 +28,7 @@
 #include "descent/nn/recurrent.hpp"
 #include "descent/optim/optimizer.hpp"
 #include "descent/optim/registry.hpp"
+#include "descent/train/callbacks.hpp"
 #include "descent/train/checkpoint.hpp"
 #include "descent/train/model_card.hpp"
 #include "descent/train/step.hpp"
@@ -253,82 +254,6 @@ DivergencePolicy parse_divergence_policy(const std::string& name) {
   return DivergencePolicy::stop;  // config.cpp admits no other name
 }
 
-// ---- the trainer's own callbacks ---------------------------------------------------------
-
-// metrics.jsonl: a "step" record per update, an "eval" record per eval_every_steps
-// evaluation, an "epoch" record per epoch (docs/metrics.md).
-class MetricsRecords final : public Callback {
- public:
-  bool on_step(const StepContext& c) override {
-    c.run.metrics().write({{"kind", "step"},
-                           {"step", c.step},
-                           {"epoch", c.epoch},
-                           {"loss", c.gradient.loss_value},
-                           {"grad_norm", c.gradient.grad_norm},
-                           {"lr", c.lr},
-                           {"wall_s", c.run.wall_seconds()}});
-    return false;
-  }
-
-  bool on_evaluation(const EvalContext& c) override {
-    if (c.end_of_epoch) return false;  // the epoch record holds it
-    nlohmann::json r = {{"kind", "eval"},          {"step", c.step},           {"epoch", c.epoch},
-                        {"train_loss", c.train.loss}, {"train_error", c.train.error}, {"wall_s", c.run.wall_seconds()}};
-    if (c.validation != nullptr) {
-      r["val_loss"] = c.validation->loss;
-      r["val_error"] = c.validation->error;
-    }
-    c.run.metrics().write(r);
-    return false;
-  }
-
-  bool on_epoch_end(const EpochContext& c) override {
-    nlohmann::json r = {{"kind", "epoch"},
-                        {"epoch", c.epoch},
-                        {"step", c.step},
-                        {"train_loss", c.train.loss},
-                        {"train_error", c.train.error},
-                        {"lr", c.lr},
-                        {"grad_norm_mean", c.grad_norm_mean},
-                        {"clip_count", c.run.optimizer().clip_count()},
-                        {"examples_per_s", c.examples_per_s},
-                        {"wall_s", c.run.wall_seconds()}};
-    if (c.validation != nullptr) {
-      r["val_loss"] = c.validation->loss;
-      r["val_error"] = c.validation->error;
-    }
-    c.run.metrics().write(r);
-    return false;
-  }
-};
-
-// The display: the bar per step, a line per epoch, the reason of a stop.
-class ProgressDisplay final : public Callback {
- public:
-  bool on_step(const StepContext& c) override {
-    c.run.progress().step(c.epoch, c.position, c.epoch_loss, c.epoch_accuracy);
-    return false;
-  }
-
-  bool on_epoch_end(const EpochContext& c) override {
-    std::ostringstream line;
-    line << std::fixed << "epoch " << c.epoch << "/" << c.run.config().epochs << "  train loss " << std::setprecision(4)
-         << c.train.loss << " error " << std::setprecision(2) << 100 * c.train.error << "%";
-    if (c.validation != nullptr) {
-      line << "  val loss " << std::setprecision(4) << c.validation->loss << " error " << std::setprecision(2)
-           << 100 * c.validation->error << "%";
-    }
-    line << "  |g| " << std::setprecision(3) << c.grad_norm_mean << "  " << std::setprecision(0) << c.examples_per_s
-         << " ex/s";
-    c.run.progress().line(line.str());
-    return false;
-  }
-
-  void on_stop(const StopContext& c) override {
-    if (!c.message.empty()) c.run.progress().line(c.message);
-  }
-};
-
 // Everything of a run that is not a tensor and changes as it trains: with the parameters,
 // the optimizer's, sampler's, dropout generators' and early stopping's states it decides the
 // rest of the run.
@@ -401,7 +326,7 @@ struct LoopState {
 };
 
 // One training run, fresh or resumed from a checkpoint: the loop's core. What is not the
-// loop is a callback (the ones above, early stopping and checkpoints below, the caller's).
+// loop is a callback (train/callbacks.hpp, early stopping and checkpoints below, the caller's).
 class Session final : public Run {
  public:
   Session(const TrainConfig& config, std::ostream* log, std::filesystem::path run_dir, const Checkpoint* from,

@@ -19,6 +19,9 @@
 // on the best parameters. The trainer's own callbacks come first (metrics, progress, early
 // stopping), then the caller's, then checkpoints (so a checkpoint holds what every callback
 // wrote before it).
+//
+// This header exposes nlohmann::json (a callback's checkpointed state): code that includes it
+// (and train/trainer.hpp) needs nlohmann-json on its include path.
 #include <cstdint>
 #include <filesystem>
 #include <string>
