@@ -226,6 +226,35 @@ TEST_F(TrainerTest, DivergenceIsCaughtBeforeTheUpdate) {
   }
 }
 
+// The trainer asks the model (nn::Module::min_batch_size) instead of looking for BatchNorm.
+TEST_F(TrainerTest, AModelNeedingTwoExamplesPerBatchIsRefusedUpFront) {
+  const auto with_batch = [&](int batch, bool drop_last) {
+    std::ostringstream t;
+    t << "name = \"bn\"\nout_dir = \"" << dir_.string() << "\"\nprogress = \"none\"\n[data]\nformat = \"csv\"\n"
+      << "train_features = \"" << (dir_ / "train.csv").string() << "\"\ntest_features = \""
+      << (dir_ / "test.csv").string() << "\"\nvalidation_size = 200\n[model]\ntype = \"sequential\"\n"
+      << "layers = [{type = \"linear\", units = 8}, {type = \"batchnorm\"}, {type = \"relu\"}, {type = \"linear\"}]\n"
+      << "[sampler]\nbatch_size = " << batch << "\ndrop_last = " << (drop_last ? "true" : "false") << "\n";
+    return train::parse_train_config(t.str(), "bn.toml");
+  };
+  const auto message = [](const train::TrainConfig& c) -> std::string {
+    try {
+      train::run(c, nullptr);
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  const std::string one = message(with_batch(1, false));
+  EXPECT_NE(one.find("bn.toml: sampler.batch_size: BatchNorm(8"), std::string::npos) << one;
+  EXPECT_NE(one.find("at least 2 examples"), std::string::npos) << one;
+  // 500 training examples in batches of 499 leave a last batch of 1.
+  const std::string last = message(with_batch(499, false));
+  EXPECT_NE(last.find("sampler.drop_last: the last batch of each epoch would hold 1 example"), std::string::npos) << last;
+  EXPECT_FALSE(fs::exists(dir_ / "bn"));  // refused before the run folder was made
+  EXPECT_EQ(message(with_batch(250, false)), "");
+}
+
 TEST_F(TrainerTest, BadDataIsAnErrorNamingTheFile) {
   {
     std::ofstream out(dir_ / "train.csv", std::ios::app);

@@ -69,7 +69,7 @@ struct RunResult {
   std::int64_t epochs_run = 0;
   std::int64_t steps = 0;
   std::int64_t best_epoch = 0;
-  bool stopped_early = false;
+  bool stopped_early = false;      // a callback ended the loop before its epochs (early stopping, ...)
   double best_validation_error = 0.0;
   double best_validation_loss = 0.0;
   double grad_norm_at_stop = 0.0;  // mean gradient norm over the last epoch run
