@@ -2,13 +2,14 @@
 // a Tensor preprocessed as a config says (train::load_data). Built and run by ctest
 // (example.library.load_data); docs/library.md quotes it.
 #include <cstdio>
+#include <exception>
 #include <string>
 
 #include <descent/data/idx.hpp>
 #include <descent/train/config.hpp>
 #include <descent/train/trainer.hpp>
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   const std::string config_path = argc > 1 ? argv[1] : "examples/fashion_mlp.toml";
   // [read_idx]
   descent::data::Array images =
@@ -27,11 +28,20 @@ int main(int argc, char** argv) {
   double mean = 0.0;
   for (std::int64_t i = 0; i < x.numel(); ++i) mean += x.at(i);
   mean /= static_cast<double>(x.numel());
-  std::printf("read_idx: %lld x %lld x %lld, first pixel row sum %g; first %lld examples: x %s, y %s, mean %.3g\n",
+  std::printf("read_idx: %lld x %lld x %lld, first pixel %g; first %lld examples: x %s, y %s, mean %.3g\n",
               static_cast<long long>(images.shape[0]), static_cast<long long>(images.shape[1]),
               static_cast<long long>(images.shape[2]), static_cast<double>(images.values[0]), static_cast<long long>(n),
               x.shape().str().c_str(), y.shape().str().c_str(), mean);
   const bool ok = images.shape.size() == 3 && images.shape[0] == 10000 && x.dim(0) == n && x.dim(1) == 784 &&
                   y.dim(0) == n && data.num_classes == 10;
   return ok ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // descent::Error: one line naming the file
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
 }

@@ -1,13 +1,14 @@
 // Build a model, save its parameters, load them into a second copy of the model.
 // Built and run by ctest (example.library.model_io); docs/library.md quotes it.
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 
 #include <descent/io/model_file.hpp>
 #include <descent/nn/initialize.hpp>
 #include <descent/nn/module.hpp>
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   const std::filesystem::path path = argc > 1 ? argv[1] : "example-model.safetensors";
   // [build]
   descent::ParameterArena arena(descent::DType::f32);
@@ -27,4 +28,13 @@ int main(int argc, char** argv) {
   std::printf("%s: %lld parameters, model = \"%s\", loaded %s\n", path.string().c_str(),
               static_cast<long long>(arena.size()), metadata["model"].c_str(), same ? "identical" : "DIFFERENT");
   return same ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // descent::Error: one line naming the file
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
 }
