@@ -21,7 +21,7 @@ int run(int argc, char** argv) {
   // [load]
   descent::ParameterArena loaded(descent::DType::f32);
   descent::nn::Sequential copy = descent::nn::mlp(loaded, {784, 100, 10}, descent::nn::Activation::tanh);
-  auto metadata = descent::io::load_parameters(path, loaded);  // every name, shape and dtype must match
+  auto metadata = descent::io::load_parameters(path, loaded);  // every name and shape must match
   // [load]
   bool same = loaded.size() == arena.size();
   for (std::int64_t i = 0; same && i < arena.size(); ++i) same = loaded.values().at(i) == arena.values().at(i);
