@@ -1,6 +1,8 @@
 #include "descent/autodiff/tape.hpp"
 
+#include <cstdint>
 #include <cstring>
+#include <string>
 
 namespace descent::autodiff {
 namespace {
@@ -138,14 +140,60 @@ void Tape::backward(Var loss, const Tensor& param_grads) {
   sweep(loss, false);
 }
 
+namespace {
+
+// True when the bytes of a and b overlap (views of one storage, or the same view).
+bool overlaps(const Tensor& a, const Tensor& b) {
+  if (!a.defined() || !b.defined() || a.nbytes() == 0 || b.nbytes() == 0) return false;
+  const auto a0 = reinterpret_cast<std::uintptr_t>(a.raw());
+  const auto b0 = reinterpret_cast<std::uintptr_t>(b.raw());
+  return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
+}
+
+void check_flat(const Tensor& t, const ParameterArena& arena, const char* what) {
+  if (!t.defined()) {
+    throw ShapeError(std::string("hvp: ") + what + " is an undefined Tensor; pass a flat vector of the arena's " +
+                     std::to_string(arena.size()) + " parameters (e.g. Tensor::empty({arena.size()}, arena.dtype()))");
+  }
+  if (t.numel() != arena.size()) {
+    throw ShapeError(std::string("hvp: ") + what + " has " + std::to_string(t.numel()) + " elements, the arena has " +
+                     std::to_string(arena.size()) + " parameters");
+  }
+  if (t.dtype() != arena.dtype()) {
+    throw ShapeError(std::string("hvp: ") + what + " is " + dtype_name(t.dtype()) + ", the arena is " +
+                     dtype_name(arena.dtype()));
+  }
+}
+
+}  // namespace
+
 void Tape::hvp(Var loss, const Tensor& v, const Tensor& hv, const Tensor& param_grads) {
   if (loss.tape != this) throw ShapeError("hvp: the loss belongs to another tape");
+  Tensor direction = v;
+  Tensor grads = param_grads;
+  if (arena_ != nullptr) {
+    check_flat(v, *arena_, "v");
+    check_flat(hv, *arena_, "hv");
+    if (grads.defined()) {
+      check_flat(grads, *arena_, "param_grads");
+      if (overlaps(hv, grads)) throw ShapeError("hvp: hv and param_grads share memory; pass two separate buffers");
+      if (overlaps(grads, arena_->values())) {
+        throw ShapeError("hvp: param_grads shares memory with the parameter values (arena.values())");
+      }
+    } else {
+      grads = Tensor::empty(Shape{arena_->size()}, arena_->dtype());
+    }
+    if (overlaps(hv, arena_->values())) throw ShapeError("hvp: hv shares memory with the parameter values (arena.values())");
+    // Both outputs are zeroed before the sweeps read v: an input that shares memory with
+    // either (hvp(loss, w, w), or Hg by hvp(loss, arena.grads(), hg, arena.grads())) is
+    // copied first, so the product is always with v as it was on entry.
+    if (overlaps(v, hv) || overlaps(v, grads)) direction = v.clone();
+  }
   reset_derivatives();
   if (arena_ != nullptr) {
-    Tensor grads = param_grads.defined() ? param_grads : Tensor::empty(Shape{arena_->size()}, arena_->dtype());
     std::memset(hv.raw(), 0, hv.nbytes());
     std::memset(grads.raw(), 0, grads.nbytes());
-    bind_param_sinks(grads, &v, &hv);
+    bind_param_sinks(grads, &direction, &hv);
   }
   for (auto& n : nodes_) {
     if (n->num_inputs == 0) continue;

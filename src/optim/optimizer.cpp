@@ -10,6 +10,7 @@
 #include "descent/error.hpp"
 #include "descent/optim/registry.hpp"
 #include "descent/tensor/parallel.hpp"
+#include "../tensor/dispatch.hpp"  // DESCENT_DISPATCH
 
 namespace descent::optim {
 namespace {
@@ -42,7 +43,7 @@ struct FusedArgs {
 };
 
 template <class T, bool L2>
-void fused_chunk(Kernel kernel, const FusedArgs<T>& f, std::int64_t i0, std::int64_t i1) {
+DESCENT_DISPATCH void fused_chunk(Kernel kernel, const FusedArgs<T>& f, std::int64_t i0, std::int64_t i1) {
   T* const th = f.th;
   const T* const g = f.g;
   T* const a = f.a;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "descent/tensor/parallel.hpp"
+#include "dispatch.hpp"
 
 namespace descent::kernels {
 namespace {
@@ -37,6 +38,28 @@ double blocked_sum(std::int64_t n, F&& f) {
   double s = 0.0;
   for (double p : partial) s += p;
   return s;
+}
+
+// o[c0, c1) += the rows of p (rows x cols), summed in row order.
+template <class T>
+DESCENT_DISPATCH void add_rows(const T* p, T* o, std::int64_t rows, std::int64_t cols, std::int64_t c0, std::int64_t c1) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const T* row = p + r * cols;
+#pragma omp simd
+    for (std::int64_t c = c0; c < c1; ++c) o[c] += row[c];
+  }
+}
+
+// y = a x (beta_zero) or y = a x + b y over [i0, i1).
+template <class T>
+DESCENT_DISPATCH void scale_add(T a, const T* x, T b, T* y, bool beta_zero, std::int64_t i0, std::int64_t i1) {
+  if (beta_zero) {
+#pragma omp simd
+    for (std::int64_t i = i0; i < i1; ++i) y[i] = a * x[i];
+  } else {
+#pragma omp simd
+    for (std::int64_t i = i0; i < i1; ++i) y[i] = a * x[i] + b * y[i];
+  }
 }
 
 }  // namespace
@@ -122,11 +145,7 @@ void sum_rows(const Tensor& x, const Tensor& out, double beta) {
     parallel_for(cols, std::max<std::int64_t>(64, parallel_grain / std::max<std::int64_t>(rows, 1)),
                  [&](std::int64_t c0, std::int64_t c1) {
                    for (std::int64_t c = c0; c < c1; ++c) o[c] = beta == 0.0 ? T(0) : o[c];
-                   for (std::int64_t r = 0; r < rows; ++r) {
-                     const T* row = p + r * cols;
-#pragma omp simd
-                     for (std::int64_t c = c0; c < c1; ++c) o[c] += row[c];
-                   }
+                   add_rows(p, o, rows, cols, c0, c1);
                  });
   });
 }
@@ -140,15 +159,8 @@ void axpby(double alpha, const Tensor& x, double beta, const Tensor& y) {
     T* yp = y.data<T>();
     const T a = static_cast<T>(alpha);
     const T b = static_cast<T>(beta);
-    parallel_for(x.numel(), parallel_grain, [&](std::int64_t i0, std::int64_t i1) {
-      if (beta == 0.0) {
-#pragma omp simd
-        for (std::int64_t i = i0; i < i1; ++i) yp[i] = a * xp[i];
-      } else {
-#pragma omp simd
-        for (std::int64_t i = i0; i < i1; ++i) yp[i] = a * xp[i] + b * yp[i];
-      }
-    });
+    parallel_for(x.numel(), parallel_grain,
+                 [&](std::int64_t i0, std::int64_t i1) { scale_add(a, xp, b, yp, beta == 0.0, i0, i1); });
   });
 }
 

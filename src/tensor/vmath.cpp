@@ -1,10 +1,12 @@
 #include "vmath.hpp"
 
+#include "dispatch.hpp"
+
 namespace descent::vmath {
 namespace {
 
 template <class T, class F>
-void apply(const T* x, T* y, std::int64_t n, F f) {
+DESCENT_DISPATCH void apply(const T* x, T* y, std::int64_t n, F f) {
 #pragma omp simd
   for (std::int64_t i = 0; i < n; ++i) y[i] = f(x[i]);
 }

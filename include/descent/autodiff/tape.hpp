@@ -19,7 +19,8 @@
 // An undefined tangent or gradient means zero: terms with it are skipped, so a data
 // input costs nothing in either sweep.
 //
-// Cost: backward ~ 2x the forward's flops; hvp ~ 2.3x backward on an MLP (see bench/).
+// Cost: backward ~ 2x the forward's flops; one hvp (its forward pass included) costs 2.45
+// gradients on the MLP 784-256-256-10 at batch 1000 (bench/hvp_cost; docs/performance.md).
 // Not thread-safe: one tape per thread.
 #include <cstdint>
 #include <memory>
@@ -91,8 +92,19 @@ class Tape {
   void backward(Var loss, const Tensor& param_grads);
 
   // Exact Hessian-vector product of `loss` with respect to the parameters of `arena`:
-  // hv <- H v, and param_grads <- g (both overwritten; flat vectors of the arena's layout;
-  // param_grads may be an undefined Tensor to skip it... it is computed regardless).
+  // hv <- H v and param_grads <- g, both overwritten (not accumulated).
+  // The contract, for a tape that recorded parameters of an arena:
+  //   - v, hv (and param_grads when given) are flat vectors of the arena's layout:
+  //     arena.size() elements of arena.dtype(); anything else, an undefined v or hv
+  //     included, throws ShapeError naming the argument.
+  //   - param_grads may be an undefined Tensor: g is then computed into a scratch buffer
+  //     and dropped (the sweep computes it regardless).
+  //   - v may share memory with hv or param_grads: it is read as it was on entry (copied
+  //     first), so hvp(loss, w, w) overwrites w with Hw, and
+  //     hvp(loss, arena.grads(), hg, arena.grads()) gives hg = H g for the g in
+  //     arena.grads() on entry (and leaves the fresh g there).
+  //   - hv and param_grads must not share memory with each other or with arena.values():
+  //     ShapeError.
   // Variables take their tangents from set_tangent and give R(grad) by grad_tangent(v).
   // The forward values are reused: many products at the same point (Lanczos) cost one
   // tangent-forward and one backward sweep each, never a new forward pass.

@@ -1,0 +1,186 @@
+// Tape::hvp's contract (tape.hpp) on a small float64 MLP, each case against the dense
+// Hessian computed independently: central differences of the gradient, column by column.
+//   - outputs that are undefined, of the wrong size or dtype: a clear ShapeError;
+//   - v aliasing hv (hvp(loss, w, w)): w becomes H w;
+//   - v aliasing param_grads (Hg by hvp(loss, arena.grads(), hg, arena.grads())): H g;
+//   - hv aliasing param_grads or the parameter values: refused.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "descent/autodiff/tape.hpp"
+#include "descent/error.hpp"
+#include "descent/init/rng.hpp"
+#include "descent/loss/loss.hpp"
+#include "descent/nn/module.hpp"
+
+namespace descent {
+namespace {
+
+struct Fixture {
+  ParameterArena arena{DType::f64};
+  nn::Sequential net = nn::mlp(arena, {3, 4, 2}, nn::Activation::tanh);
+  Tensor x = Tensor::empty({5, 3}, DType::f64);
+  Tensor labels = Tensor::from<std::int32_t>({5}, {0, 1, 1, 0, 1});
+
+  Fixture() {
+    Rng rng(7);
+    double* w = arena.values().data<double>();
+    for (std::int64_t i = 0; i < arena.size(); ++i) w[i] = rng.uniform(-1.0, 1.0);
+    double* px = x.data<double>();
+    for (std::int64_t i = 0; i < x.numel(); ++i) px[i] = rng.uniform(-2.0, 2.0);
+  }
+  autodiff::Var loss(autodiff::Tape& tape) { return loss::cross_entropy(net.forward(tape, tape.constant(x)), labels); }
+
+  std::vector<double> gradient() {
+    autodiff::Tape tape;
+    arena.zero_grad();
+    tape.backward(loss(tape));
+    const double* g = arena.grads().data<double>();
+    return {g, g + arena.size()};
+  }
+  // H[i][j] = (g_i(w + h e_j) - g_i(w - h e_j)) / 2h, symmetrized.
+  std::vector<std::vector<double>> dense_hessian() {
+    const std::int64_t n = arena.size();
+    const double h = 1e-5;
+    std::vector<std::vector<double>> H(static_cast<std::size_t>(n), std::vector<double>(static_cast<std::size_t>(n)));
+    double* w = arena.values().data<double>();
+    for (std::int64_t j = 0; j < n; ++j) {
+      const double keep = w[j];
+      w[j] = keep + h;
+      const auto gp = gradient();
+      w[j] = keep - h;
+      const auto gm = gradient();
+      w[j] = keep;
+      for (std::int64_t i = 0; i < n; ++i) H[i][j] = (gp[i] - gm[i]) / (2 * h);
+    }
+    for (std::int64_t i = 0; i < n; ++i) {
+      for (std::int64_t j = 0; j < i; ++j) H[i][j] = H[j][i] = 0.5 * (H[i][j] + H[j][i]);
+    }
+    return H;
+  }
+  Tensor random_vector(std::uint64_t seed) {
+    Tensor v = Tensor::empty({arena.size()}, DType::f64);
+    Rng rng(seed);
+    for (double& e : v.span<double>()) e = rng.uniform(-1.0, 1.0);
+    return v;
+  }
+};
+
+std::vector<double> times(const std::vector<std::vector<double>>& H, const std::vector<double>& v) {
+  std::vector<double> out(v.size(), 0.0);
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    for (std::size_t j = 0; j < v.size(); ++j) out[i] += H[i][j] * v[j];
+  }
+  return out;
+}
+
+std::vector<double> values(const Tensor& t) {
+  const double* p = t.data<double>();
+  return {p, p + t.numel()};
+}
+
+// max |a - b| / max(1, max |b|)
+double relative_error(const std::vector<double>& a, const std::vector<double>& b) {
+  double worst = 0.0, scale = 1.0;
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    worst = std::max(worst, std::abs(a[i] - b[i]));
+    scale = std::max(scale, std::abs(b[i]));
+  }
+  return worst / scale;
+}
+
+constexpr double tol = 1e-6;
+
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ShapeError& e) {
+    return e.what();
+  }
+  return "(no ShapeError)";
+}
+
+TEST(HvpContract, SeparateBuffersGiveHvAndTheGradient) {
+  Fixture f;
+  const auto H = f.dense_hessian();
+  const auto g = f.gradient();
+  const Tensor v = f.random_vector(3);
+  Tensor hv = Tensor::empty({f.arena.size()}, DType::f64);
+  Tensor grads = Tensor::empty({f.arena.size()}, DType::f64);
+  autodiff::Tape tape;
+  tape.hvp(f.loss(tape), v, hv, grads);
+  EXPECT_LT(relative_error(values(hv), times(H, values(v))), tol);
+  EXPECT_LT(relative_error(values(grads), g), 1e-12);
+}
+
+TEST(HvpContract, OutputAliasingTheInputGivesHTimesTheInput) {
+  Fixture f;
+  const auto H = f.dense_hessian();
+  Tensor w = f.random_vector(4);
+  const auto expected = times(H, values(w));
+  autodiff::Tape tape;
+  tape.hvp(f.loss(tape), w, w);  // w <- H w
+  EXPECT_LT(relative_error(values(w), expected), tol);
+}
+
+TEST(HvpContract, HgFromTheArenaGradientsInPlace) {
+  Fixture f;
+  const auto H = f.dense_hessian();
+  const auto g = f.gradient();  // leaves g in arena.grads()
+  const auto expected = times(H, g);
+  Tensor hg = Tensor::empty({f.arena.size()}, DType::f64);
+  autodiff::Tape tape;
+  tape.hvp(f.loss(tape), f.arena.grads(), hg, f.arena.grads());
+  EXPECT_LT(relative_error(values(hg), expected), tol);
+  EXPECT_LT(relative_error(values(f.arena.grads()), g), 1e-12);  // the fresh gradient, the same point
+}
+
+TEST(HvpContract, ManyProductsAtOnePointWithTheOutputAsTheNextInput) {
+  Fixture f;
+  const auto H = f.dense_hessian();
+  Tensor w = f.random_vector(5);
+  auto expected = values(w);
+  autodiff::Tape tape;
+  const autodiff::Var loss = f.loss(tape);
+  for (int k = 0; k < 3; ++k) {  // power iteration without a second buffer: w <- H w
+    tape.hvp(loss, w, w);
+    expected = times(H, expected);
+  }
+  EXPECT_LT(relative_error(values(w), expected), 1e-5);
+}
+
+TEST(HvpContract, UndefinedOrMisshapenArgumentsAreRefusedByName) {
+  Fixture f;
+  const Tensor v = f.random_vector(6);
+  Tensor hv = Tensor::empty({f.arena.size()}, DType::f64);
+  autodiff::Tape tape;
+  const autodiff::Var loss = f.loss(tape);
+  EXPECT_NE(message_of([&] { tape.hvp(loss, v, Tensor()); }).find("hvp: hv is an undefined Tensor"), std::string::npos);
+  EXPECT_NE(message_of([&] { tape.hvp(loss, Tensor(), hv); }).find("hvp: v is an undefined Tensor"), std::string::npos);
+  EXPECT_NE(message_of([&] { tape.hvp(loss, v, Tensor::empty({3}, DType::f64)); }).find("hv has 3 elements, the arena has 26"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] { tape.hvp(loss, v, hv, Tensor::empty({26}, DType::f32)); }).find("param_grads is f32"),
+            std::string::npos);
+}
+
+TEST(HvpContract, OutputsSharingMemoryAreRefused) {
+  Fixture f;
+  const Tensor v = f.random_vector(8);
+  Tensor hv = Tensor::empty({f.arena.size()}, DType::f64);
+  autodiff::Tape tape;
+  const autodiff::Var loss = f.loss(tape);
+  EXPECT_NE(message_of([&] { tape.hvp(loss, v, hv, hv); }).find("hv and param_grads share memory"), std::string::npos);
+  EXPECT_NE(message_of([&] { tape.hvp(loss, v, f.arena.values()); }).find("hv shares memory with the parameter values"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] { tape.hvp(loss, v, hv, f.arena.values()); })
+                .find("param_grads shares memory with the parameter values"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace descent
