@@ -9,8 +9,8 @@
 
 #include "descent/error.hpp"
 #include "descent/tensor/kernels.hpp"
-#include "rules.hpp"
 #include "descent/tensor/parallel.hpp"
+#include "rules.hpp"
 
 namespace descent::optim {
 namespace {
@@ -150,7 +150,7 @@ class Trace final : public Stateful {
       T* v = state<T>(0);
       rules::with_nesterov(o_.nesterov, [&](auto kind) {
         const rules::Trace<T, decltype(kind)::value> rule(o_);
-        each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], v[i]); });
+        each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], v[i]); });  // v <- alpha v + u; u <- v (or a Nesterov form)
       });
     });
   }
@@ -207,7 +207,7 @@ class ScaleByAdagrad final : public Stateful {
       T* p = u.data<T>();
       T* r = state<T>(0);
       const rules::Adagrad<T> rule(o_);
-      each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], r[i]); });
+      each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], r[i]); });  // r <- r + g (.) g; u <- g / (delta + sqrt(r))
     });
   }
   std::string describe() const override { return "adagrad(delta " + num(o_.delta) + ")"; }
@@ -229,9 +229,9 @@ class ScaleByRms final : public Stateful {
         const rules::Rms<T, decltype(at)::value> rule(o_);
         if (o_.centered) {
           T* s = state<T>(1);
-          each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], r[i], s[i]); });
+          each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], r[i], s[i]); });  // centered: r - s (.) s for r
         } else {
-          each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], r[i]); });
+          each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], r[i]); });  // r <- rho r + (1 - rho) g (.) g; u <- g / sqrt(delta + r)
         }
       });
     });
@@ -255,7 +255,7 @@ class ScaleByAdadelta final : public Stateful {
       T* eg2 = state<T>(0);
       T* edx2 = state<T>(1);
       const rules::Adadelta<T> rule(o_);
-      each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], eg2[i], edx2[i]); });
+      each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], eg2[i], edx2[i]); });  // u <- dx = RMS[dx] / RMS[g] g
     });
   }
   std::string describe() const override { return "adadelta(rho " + num(o_.rho) + ", delta " + num(o_.delta) + ")"; }
@@ -281,9 +281,9 @@ class ScaleByAdam final : public Stateful {
         const rules::Adam<T, decltype(at)::value> rule(o_, t);
         if (o_.amsgrad) {
           T* r_max = state<T>(2);
-          each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], s[i], r[i], r_max[i]); });
+          each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], s[i], r[i], r_max[i]); });  // r_max <- max(r_max, r) for r
         } else {
-          each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], s[i], r[i]); });
+          each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], s[i], r[i]); });  // u <- s_hat / (sqrt(r_hat) + delta)
         }
       });
     });
@@ -308,7 +308,7 @@ class ScaleByAdamax final : public Stateful {
       T* s = state<T>(0);
       T* m = state<T>(1);
       const rules::Adamax<T> rule(o_, t);
-      each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], s[i], m[i]); });
+      each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], s[i], m[i]); });  // u <- s / ((1 - rho1^t) m)
     });
   }
   std::string describe() const override {
@@ -336,7 +336,7 @@ class ScaleByNadam final : public Stateful {
       T* s = state<T>(0);
       T* r = state<T>(1);
       const rules::Nadam<T> rule(o_, t, product_);
-      each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], s[i], r[i]); });
+      each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], s[i], r[i]); });  // u <- (w_g g + w_s s) / d
     });
   }
   std::string describe() const override {
