@@ -265,7 +265,9 @@ class ChainOptimizer final : public Optimizer {
         T* v = state_tensor<T>("trace.v");
         rules::with_nesterov(fused_.kernel == Kernel::nesterov ? Nesterov::interim : Nesterov::none, [&](auto kind) {
           const rules::Trace<T, decltype(kind)::value> trace(trace_options());
-          fused_pass<T>(theta, grads, [=](T g, T th, std::int64_t i) { return trace(lr(grad(g, th)), v[i]); });
+          // u = -eps g enters after alpha v, as in the link (see rules::Trace)
+          fused_pass<T>(theta, grads,
+                        [=](T g, T th, std::int64_t i) { return trace([=] { return lr(grad(g, th)); }, v[i]); });
         });
         break;
       }

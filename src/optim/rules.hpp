@@ -96,14 +96,23 @@ struct Trace {
   T alpha;
   explicit Trace(const TraceOptions& o) : alpha(static_cast<T>(o.alpha)) {}
   T operator()(T u, T& v) const {
+    return (*this)([u] { return u; }, v);
+  }
+  // The same rule with the incoming update computed by `in()` after alpha v: a fused loop
+  // passes the preceding rules here, so that the compiler contracts alpha v + u into one
+  // FMA as it does in the link (where u is a stored value), not (-eps) g + alpha v.
+  template <class In>
+    requires std::is_invocable_r_v<T, In>
+  T operator()(In in, T& v) const {
     if constexpr (N == Nesterov::none) {
-      v = alpha * v + u;  // v <- alpha v + u
-      return v;           // u <- v
+      v = alpha * v + in();  // v <- alpha v + u
+      return v;              // u <- v
     } else if constexpr (N == Nesterov::interim) {
       const T v_old = v;
-      v = alpha * v + u;        // v <- alpha v + u            (u = -eps g, g at theta + alpha v_old)
-      return v - alpha * v_old; // from theta + alpha v_old to theta + v
+      v = alpha * v + in();      // v <- alpha v + u            (u = -eps g, g at theta + alpha v_old)
+      return v - alpha * v_old;  // from theta + alpha v_old to theta + v
     } else {
+      const T u = in();
       v = alpha * v + u;     // v <- mu v + g
       return u + alpha * v;  // u <- g + mu v
     }
@@ -227,21 +236,22 @@ inline double nadam_mu(const NadamOptions& o, std::int64_t t) {
 template <class T>
 struct Nadam {
   T rho1, one_minus_rho1, rho2, one_minus_rho2, bc2, delta, wg, ws;
-  // product: P_t (the link keeps it across updates).
-  Nadam(const NadamOptions& o, std::int64_t t, double product)
+  // w_g = (1 - mu_t) / (1 - P_t), w_s = mu_{t+1} / (1 - P_t mu_{t+1}): the link computes
+  // them, since it keeps P_t across updates.
+  Nadam(const NadamOptions& o, std::int64_t t, double w_g, double w_s)
       : rho1(static_cast<T>(o.rho1)),
         one_minus_rho1(static_cast<T>(1.0 - o.rho1)),
         rho2(static_cast<T>(o.rho2)),
         one_minus_rho2(static_cast<T>(1.0 - o.rho2)),
         bc2(static_cast<T>(bias_correction(o.rho2, t))),
         delta(static_cast<T>(o.delta)),
-        wg(static_cast<T>((1.0 - nadam_mu(o, t)) / (1.0 - product))),  // (1 - mu_t) / (1 - P_t)
-        ws(static_cast<T>(nadam_mu(o, t + 1) / (1.0 - product * nadam_mu(o, t + 1)))) {}  // mu_{t+1} / (1 - P_t mu_{t+1})
+        wg(static_cast<T>(w_g)),
+        ws(static_cast<T>(w_s)) {}
   T operator()(T g, T& s, T& r) const {
-    s = rho1 * s + one_minus_rho1 * g;      // s <- rho1 s + (1 - rho1) g
-    r = rho2 * r + one_minus_rho2 * g * g;  // r <- rho2 r + (1 - rho2) g (.) g
-    const T d = std::sqrt(r / bc2) + delta; // sqrt(r / (1 - rho2^t)) + delta
-    return wg * g / d + ws * s / d;
+    s = rho1 * s + one_minus_rho1 * g;       // s <- rho1 s + (1 - rho1) g
+    r = rho2 * r + one_minus_rho2 * g * g;   // r <- rho2 r + (1 - rho2) g (.) g
+    const T d = std::sqrt(r / bc2) + delta;  // sqrt(r / (1 - rho2^t)) + delta
+    return wg * g / d + ws * s / d;          // w_g g / d + w_s s / d
   }
 };
 

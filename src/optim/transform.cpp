@@ -328,14 +328,17 @@ class ScaleByNadam final : public Stateful {
       product_ = 1.0;
       for (std::int64_t i = 1; i < t; ++i) product_ *= rules::nadam_mu(o_, i);
     }
-    product_ *= rules::nadam_mu(o_, t);  // P_t = prod_{i <= t} mu_i
+    const double mu_t = rules::nadam_mu(o_, t), mu_next = rules::nadam_mu(o_, t + 1);
+    product_ *= mu_t;  // P_t = prod_{i <= t} mu_i
     product_t_ = t;
+    const double c_g = (1.0 - mu_t) / (1.0 - product_);       // weight of g
+    const double c_s = mu_next / (1.0 - product_ * mu_next);  // weight of s
     dispatch_float(u.dtype(), [&](auto zero) {
       using T = decltype(zero);
       T* p = u.data<T>();
       T* s = state<T>(0);
       T* r = state<T>(1);
-      const rules::Nadam<T> rule(o_, t, product_);
+      const rules::Nadam<T> rule(o_, t, c_g, c_s);
       each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], s[i], r[i]); });  // u <- (w_g g + w_s s) / d
     });
   }
