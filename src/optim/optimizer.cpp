@@ -6,11 +6,13 @@
 #include <algorithm>
 #include <cmath>
 #include <sstream>
+#include <stdexcept>
 
 #include "descent/error.hpp"
 #include "descent/optim/registry.hpp"
 #include "descent/tensor/parallel.hpp"
 #include "../tensor/dispatch.hpp"  // DESCENT_DISPATCH
+#include "rules.hpp"
 
 namespace descent::optim {
 namespace {
@@ -21,9 +23,12 @@ std::string num(double v) {
   return out.str();
 }
 
-// The fused loops. Each reads g and theta once and writes theta and its state once.
+// The fused loops. Each reads g and theta once and writes theta and its state once, and
+// computes, element by element, its chain's rules (rules.hpp) composed in the chain's
+// order: the arithmetic is the links' own, only the passes over memory are fewer.
 enum class Kernel : std::uint8_t { none, sgd, momentum, momentum_pytorch, nesterov, nesterov_pytorch, adagrad, rms, adam };
 
+// Which chain a fused loop stands for, with the hyperparameters its links were given.
 struct Fused {
   Kernel kernel = Kernel::none;
   double l2 = 0.0;         // add_decayed_weights before the scaling (L2)
@@ -32,126 +37,21 @@ struct Fused {
   Delta at = Delta::outside_root;
 };
 
-template <class T>
-struct FusedArgs {
-  T* th;
-  const T* g;
-  T* a;  // first state tensor: v, r or s
-  T* b;  // second: Adam's r
-  T minus_eps, l2, decoupled, alpha, rho, one_minus_rho, rho2, one_minus_rho2, bc1, bc2, delta;
-  bool inside;
-};
+// One chunk of a fused pass: compiled for the baseline and for AVX2/AVX-512, chosen at start-up
+// (tensor/dispatch.hpp); the rule is inlined into each version.
+template <class T, class Update>
+DESCENT_DISPATCH void fused_chunk(T* th, const T* g, const Update& u, std::int64_t i0, std::int64_t i1) {
+  const Update rule = u;  // a local copy: its scalars stay in registers (stores to th cannot alias them)
+#pragma omp simd
+  for (std::int64_t i = i0; i < i1; ++i) th[i] = th[i] + rule(g[i], th[i], i);
+}
 
-template <class T, bool L2>
-DESCENT_DISPATCH void fused_chunk(Kernel kernel, const FusedArgs<T>& f, std::int64_t i0, std::int64_t i1) {
-  T* const th = f.th;
-  const T* const g = f.g;
-  T* const a = f.a;
-  T* const b = f.b;
-  const T me = f.minus_eps, l2 = f.l2;
-// g_i, with L2 weight decay added when the chain has it: g + lambda theta
-#define DESCENT_G(i) (L2 ? g[i] + l2 * th[i] : g[i])
-  switch (kernel) {
-    case Kernel::none:
-      break;
-    case Kernel::sgd:
-#pragma omp simd
-      for (std::int64_t i = i0; i < i1; ++i) th[i] = th[i] + DESCENT_G(i) * me;  // theta <- theta - eps g
-      break;
-    case Kernel::momentum: {
-      const T al = f.alpha;
-#pragma omp simd
-      for (std::int64_t i = i0; i < i1; ++i) {
-        a[i] = al * a[i] + DESCENT_G(i) * me;  // v <- alpha v - eps g
-        th[i] = th[i] + a[i];                  // theta <- theta + v
-      }
-      break;
-    }
-    case Kernel::momentum_pytorch: {
-      const T al = f.alpha;
-#pragma omp simd
-      for (std::int64_t i = i0; i < i1; ++i) {
-        a[i] = al * a[i] + DESCENT_G(i);  // v <- mu v + g
-        th[i] = th[i] + a[i] * me;        // theta <- theta - lr v
-      }
-      break;
-    }
-    case Kernel::nesterov: {
-      const T al = f.alpha;
-#pragma omp simd
-      for (std::int64_t i = i0; i < i1; ++i) {
-        const T v_old = a[i];
-        a[i] = al * a[i] + DESCENT_G(i) * me;  // v <- alpha v - eps g(theta + alpha v)
-        th[i] = th[i] + (a[i] - al * v_old);   // from theta + alpha v_old to theta + v
-      }
-      break;
-    }
-    case Kernel::nesterov_pytorch: {
-      const T al = f.alpha;
-#pragma omp simd
-      for (std::int64_t i = i0; i < i1; ++i) {
-        const T gi = DESCENT_G(i);
-        a[i] = al * a[i] + gi;                // v <- mu v + g
-        th[i] = th[i] + (gi + al * a[i]) * me;  // theta <- theta - lr (g + mu v)
-      }
-      break;
-    }
-    case Kernel::adagrad: {
-      const T delta = f.delta;
-#pragma omp simd
-      for (std::int64_t i = i0; i < i1; ++i) {
-        const T gi = DESCENT_G(i);
-        a[i] = a[i] + gi * gi;                                 // r <- r + g (.) g
-        th[i] = th[i] + gi / (delta + std::sqrt(a[i])) * me;  // theta <- theta - eps g / (delta + sqrt(r))
-      }
-      break;
-    }
-    case Kernel::rms: {
-      const T rho = f.rho, omr = f.one_minus_rho, delta = f.delta;
-      if (f.inside) {
-#pragma omp simd
-        for (std::int64_t i = i0; i < i1; ++i) {
-          const T gi = DESCENT_G(i);
-          a[i] = rho * a[i] + omr * gi * gi;                    // r <- rho r + (1 - rho) g (.) g
-          th[i] = th[i] + gi / std::sqrt(delta + a[i]) * me;  // theta <- theta - eps g / sqrt(delta + r)
-        }
-      } else {
-#pragma omp simd
-        for (std::int64_t i = i0; i < i1; ++i) {
-          const T gi = DESCENT_G(i);
-          a[i] = rho * a[i] + omr * gi * gi;                      // r <- rho r + (1 - rho) g (.) g
-          th[i] = th[i] + gi / (std::sqrt(a[i]) + delta) * me;  // theta <- theta - eps g / (sqrt(r) + delta)
-        }
-      }
-      break;
-    }
-    case Kernel::adam: {
-      const T rho1 = f.rho, omr1 = f.one_minus_rho, rho2 = f.rho2, omr2 = f.one_minus_rho2;
-      const T bc1 = f.bc1, bc2 = f.bc2, delta = f.delta, wd = f.decoupled;
-      if (f.inside) {
-#pragma omp simd
-        for (std::int64_t i = i0; i < i1; ++i) {
-          const T gi = DESCENT_G(i);
-          a[i] = rho1 * a[i] + omr1 * gi;       // s <- rho1 s + (1 - rho1) g
-          b[i] = rho2 * b[i] + omr2 * gi * gi;  // r <- rho2 r + (1 - rho2) g (.) g
-          const T u = a[i] / bc1 / std::sqrt(b[i] / bc2 + delta) + wd * th[i];
-          th[i] = th[i] + u * me;
-        }
-      } else {
-#pragma omp simd
-        for (std::int64_t i = i0; i < i1; ++i) {
-          const T gi = DESCENT_G(i);
-          a[i] = rho1 * a[i] + omr1 * gi;       // s <- rho1 s + (1 - rho1) g
-          b[i] = rho2 * b[i] + omr2 * gi * gi;  // r <- rho2 r + (1 - rho2) g (.) g
-          // s_hat / (sqrt(r_hat) + delta) (+ lambda theta for AdamW); theta <- theta - eps (...)
-          const T u = a[i] / bc1 / (std::sqrt(b[i] / bc2) + delta) + wd * th[i];
-          th[i] = th[i] + u * me;
-        }
-      }
-      break;
-    }
-  }
-#undef DESCENT_G
+// theta_i <- theta_i + u(g_i, theta_i, i) over the buffer: parallel chunks, each vectorized.
+template <class T, class Update>
+void fused_pass(const Tensor& theta, const Tensor& grads, Update u) {
+  T* const th = theta.data<T>();
+  const T* const g = grads.data<T>();
+  parallel_for(theta.numel(), parallel_grain, [&](std::int64_t i0, std::int64_t i1) { fused_chunk<T>(th, g, u, i0, i1); });
 }
 
 class ChainOptimizer final : public Optimizer {
@@ -172,11 +72,11 @@ class ChainOptimizer final : public Optimizer {
       using T = decltype(zero);
       T* th = theta.data<T>();
       if (fused_.kernel == Kernel::nesterov) {
-        const T* v = refs_.tensors[0].data<T>();
-        const T al = static_cast<T>(fused_.alpha);
+        const T* v = state_tensor<T>("trace.v");
+        const rules::Trace<T, Nesterov::interim> trace(trace_options());
         parallel_for(theta.numel(), parallel_grain, [&](std::int64_t i0, std::int64_t i1) {
 #pragma omp simd
-          for (std::int64_t i = i0; i < i1; ++i) th[i] = th[i] + al * v[i];  // theta <- theta + alpha v
+          for (std::int64_t i = i0; i < i1; ++i) th[i] = th[i] + trace.interim(v[i]);  // theta <- theta + alpha v
         });
         return;
       }
@@ -309,44 +209,117 @@ class ChainOptimizer final : public Optimizer {
     initialized_ = true;
   }
 
+  // The state tensor (counter) the chain calls `name` ("adam.s", "adam.t"): the fused
+  // loops find their state by name, as the chain's links declared it.
+  std::size_t state_index(const std::vector<std::string>& names, const std::string& name) const {
+    const auto it = std::find(names.begin(), names.end(), name);
+    if (it == names.end()) {
+      throw std::logic_error(name_ + ": the fused loop needs state \"" + name + "\" but the chain has [" + join(names) +
+                             "]");
+    }
+    return static_cast<std::size_t>(it - names.begin());
+  }
+  template <class T>
+  T* state_tensor(const std::string& name) const {
+    return refs_.tensors[state_index(refs_.names, name)].data<T>();
+  }
+  std::int64_t& counter(const std::string& name) const {
+    return *refs_.counters[state_index(refs_.counter_names, name)];
+  }
+
+  // The options the chain's links were built with (make_chain passes the same values).
+  TraceOptions trace_options() const { return {.alpha = fused_.alpha}; }
+  AdagradOptions adagrad_options() const { return {.delta = fused_.delta}; }
+  RmsOptions rms_options() const { return {.rho = fused_.rho, .delta = fused_.delta, .at = fused_.at}; }
+  AdamOptions adam_options() const {
+    return {.rho1 = fused_.rho1, .rho2 = fused_.rho2, .delta = fused_.delta, .at = fused_.at};
+  }
+
+  // One fused update: the chain's rules composed per element (see build() for the chains).
   void fused_step(const Tensor& theta, const Tensor& grads, std::int64_t k) {
     const double eps = schedules_.empty() ? 1.0 : schedules_[0]->at(k);
-    double c1 = 1.0, c2 = 1.0;
-    if (fused_.kernel == Kernel::adam) {
-      const std::int64_t t = ++*refs_.counters[0];                   // t <- t + 1
-      c1 = 1.0 - std::pow(fused_.rho1, static_cast<double>(t));    // 1 - rho1^t
-      c2 = 1.0 - std::pow(fused_.rho2, static_cast<double>(t));    // 1 - rho2^t
-    }
     dispatch_float(theta.dtype(), [&](auto zero) {
       using T = decltype(zero);
-      FusedArgs<T> f{};
-      f.th = theta.data<T>();
-      f.g = grads.data<T>();
-      f.a = refs_.tensors.empty() ? nullptr : refs_.tensors[0].data<T>();
-      f.b = refs_.tensors.size() < 2 ? nullptr : refs_.tensors[1].data<T>();
-      f.minus_eps = static_cast<T>(-eps);
-      f.l2 = static_cast<T>(fused_.l2);
-      f.decoupled = static_cast<T>(fused_.decoupled);
-      f.alpha = static_cast<T>(fused_.alpha);
-      const double rho = fused_.kernel == Kernel::adam ? fused_.rho1 : fused_.rho;
-      f.rho = static_cast<T>(rho);
-      f.one_minus_rho = static_cast<T>(1.0 - rho);
-      f.rho2 = static_cast<T>(fused_.rho2);
-      f.one_minus_rho2 = static_cast<T>(1.0 - fused_.rho2);
-      f.bc1 = static_cast<T>(c1);
-      f.bc2 = static_cast<T>(c2);
-      f.delta = static_cast<T>(fused_.delta);
-      f.inside = fused_.at == Delta::inside_root;
-      const Kernel kernel = fused_.kernel;
-      const bool l2 = fused_.l2 != 0.0;
-      parallel_for(theta.numel(), parallel_grain, [&](std::int64_t i0, std::int64_t i1) {
-        if (l2) {
-          fused_chunk<T, true>(kernel, f, i0, i1);
-        } else {
-          fused_chunk<T, false>(kernel, f, i0, i1);
-        }
-      });
+      if (fused_.l2 != 0.0) {
+        fused_kernel<T, true>(theta, grads, eps);
+      } else {
+        fused_kernel<T, false>(theta, grads, eps);
+      }
     });
+  }
+
+  template <class T, bool L2>
+  void fused_kernel(const Tensor& theta, const Tensor& grads, double eps) {
+    const rules::Rate<T> lr(eps);                // u <- -eps_k u
+    const rules::Decay<T> decay(fused_.l2);      // u <- u + lambda theta
+    auto grad = [decay](T g, T th) {             // g, or g + lambda theta with L2 decay
+      if constexpr (L2) {
+        return decay(g, th);
+      } else {
+        (void)th;
+        return g;
+      }
+    };
+    switch (fused_.kernel) {
+      case Kernel::none:
+        break;
+      case Kernel::sgd:  // chain: lr
+        fused_pass<T>(theta, grads, [=](T g, T th, std::int64_t) { return lr(grad(g, th)); });
+        break;
+      case Kernel::momentum:  // chain: lr, trace (Algorithm 8.2)
+      case Kernel::nesterov: {  // chain: lr, trace(interim) (Algorithm 8.3; prepare() moved theta)
+        T* v = state_tensor<T>("trace.v");
+        rules::with_nesterov(fused_.kernel == Kernel::nesterov ? Nesterov::interim : Nesterov::none, [&](auto kind) {
+          const rules::Trace<T, decltype(kind)::value> trace(trace_options());
+          // u = -eps g enters after alpha v, as in the link (see rules::Trace)
+          fused_pass<T>(theta, grads,
+                        [=](T g, T th, std::int64_t i) { return trace([=] { return lr(grad(g, th)); }, v[i]); });
+        });
+        break;
+      }
+      case Kernel::momentum_pytorch:    // chain: trace, lr (torch.optim.SGD(momentum))
+      case Kernel::nesterov_pytorch: {  // chain: trace(pytorch), lr (nesterov=True)
+        T* v = state_tensor<T>("trace.v");
+        rules::with_nesterov(fused_.kernel == Kernel::nesterov_pytorch ? Nesterov::pytorch : Nesterov::none,
+                             [&](auto kind) {
+                               const rules::Trace<T, decltype(kind)::value> trace(trace_options());
+                               fused_pass<T>(theta, grads,
+                                             [=](T g, T th, std::int64_t i) { return lr(trace(grad(g, th), v[i])); });
+                             });
+        break;
+      }
+      case Kernel::adagrad: {  // chain: adagrad, lr (Algorithm 8.4)
+        T* r = state_tensor<T>("adagrad.r");
+        const rules::Adagrad<T> adagrad(adagrad_options());
+        fused_pass<T>(theta, grads, [=](T g, T th, std::int64_t i) { return lr(adagrad(grad(g, th), r[i])); });
+        break;
+      }
+      case Kernel::rms: {  // chain: rms, lr (Algorithm 8.5, or torch.optim.RMSprop)
+        T* r = state_tensor<T>("rms.r");
+        rules::with_delta(fused_.at, [&](auto at) {
+          const rules::Rms<T, decltype(at)::value> rms(rms_options());
+          fused_pass<T>(theta, grads, [=](T g, T th, std::int64_t i) { return lr(rms(grad(g, th), r[i])); });
+        });
+        break;
+      }
+      case Kernel::adam: {  // chain: adam[, decoupled decay], lr (Algorithm 8.7; AdamW)
+        T* s = state_tensor<T>("adam.s");
+        T* r = state_tensor<T>("adam.r");
+        const std::int64_t t = ++counter("adam.t");  // t <- t + 1
+        rules::with_delta(fused_.at, [&](auto at) {
+          const rules::Adam<T, decltype(at)::value> adam(adam_options(), t);
+          if (fused_.decoupled != 0.0) {
+            const rules::Decay<T> decoupled(fused_.decoupled);
+            fused_pass<T>(theta, grads, [=](T g, T th, std::int64_t i) {
+              return lr(decoupled(adam(grad(g, th), s[i], r[i]), th));
+            });
+          } else {
+            fused_pass<T>(theta, grads, [=](T g, T th, std::int64_t i) { return lr(adam(grad(g, th), s[i], r[i])); });
+          }
+        });
+        break;
+      }
+    }
   }
 
   void average(const Tensor& theta) {

@@ -1,14 +1,16 @@
-// The links of the gradient-transformation chains. Each update loop carries its equation;
-// the fused loops of the common chains (fused.cpp) must compute the same numbers.
+// The links of the gradient-transformation chains. Each link's element-wise arithmetic is
+// its rule in rules.hpp (with the equations), which the fused loops (optimizer.cpp) call too.
 #include "descent/optim/transform.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <sstream>
+#include <type_traits>
 
 #include "descent/error.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
+#include "rules.hpp"
 
 namespace descent::optim {
 namespace {
@@ -35,8 +37,9 @@ void check_nonnegative(double v, const char* link, const char* field) {
 template <class F>
 void each(std::int64_t n, F&& f) {
   parallel_for(n, parallel_grain, [&](std::int64_t i0, std::int64_t i1) {
+    const std::decay_t<F> local = f;  // a local copy: its scalars stay in registers (stores cannot alias them)
 #pragma omp simd
-    for (std::int64_t i = i0; i < i1; ++i) f(i);
+    for (std::int64_t i = i0; i < i1; ++i) local(i);
   });
 }
 
@@ -124,8 +127,8 @@ class ScaleByLearningRate final : public GradientTransform {
     dispatch_float(u.dtype(), [&](auto zero) {
       using T = decltype(zero);
       T* p = u.data<T>();
-      const T minus_eps = static_cast<T>(-eps);
-      each(u.numel(), [=](std::int64_t i) { p[i] *= minus_eps; });  // u <- -eps_k u
+      const rules::Rate<T> rate(eps);
+      each(u.numel(), [=](std::int64_t i) { p[i] = rate(p[i]); });  // u <- -eps_k u
     });
   }
   std::string describe() const override { return "lr " + schedule_->describe(); }
@@ -145,28 +148,10 @@ class Trace final : public Stateful {
       using T = decltype(zero);
       T* p = u.data<T>();
       T* v = state<T>(0);
-      const T a = static_cast<T>(o_.alpha);
-      switch (o_.nesterov) {
-        case Nesterov::none:
-          each(u.numel(), [=](std::int64_t i) {
-            v[i] = a * v[i] + p[i];  // v <- alpha v + u
-            p[i] = v[i];             // u <- v
-          });
-          break;
-        case Nesterov::interim:
-          each(u.numel(), [=](std::int64_t i) {
-            const T v_old = v[i];
-            v[i] = a * v[i] + p[i];  // v <- alpha v + u            (u = -eps g, g at theta + alpha v_old)
-            p[i] = v[i] - a * v_old; // from theta + alpha v_old to theta + v
-          });
-          break;
-        case Nesterov::pytorch:
-          each(u.numel(), [=](std::int64_t i) {
-            v[i] = a * v[i] + p[i];  // v <- mu v + g
-            p[i] = p[i] + a * v[i];  // u <- g + mu v
-          });
-          break;
-      }
+      rules::with_nesterov(o_.nesterov, [&](auto kind) {
+        const rules::Trace<T, decltype(kind)::value> rule(o_);
+        each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], v[i]); });  // v <- alpha v + u; u <- v (or a Nesterov form)
+      });
     });
   }
   bool has_interim_point() const override { return o_.nesterov == Nesterov::interim; }
@@ -176,8 +161,8 @@ class Trace final : public Stateful {
       using T = decltype(zero);
       T* d = shift.data<T>();
       const T* v = state<T>(0);
-      const T a = static_cast<T>(o_.alpha);
-      each(shift.numel(), [=](std::int64_t i) { d[i] += a * v[i]; });  // theta_interim = theta + alpha v
+      const rules::Trace<T, Nesterov::interim> rule(o_);
+      each(shift.numel(), [=](std::int64_t i) { d[i] += rule.interim(v[i]); });  // theta_interim = theta + alpha v
     });
   }
   std::string describe() const override {
@@ -200,8 +185,8 @@ class AddDecayedWeights final : public GradientTransform {
       using T = decltype(zero);
       T* p = u.data<T>();
       const T* th = theta.data<T>();
-      const T l = static_cast<T>(lambda_);
-      each(u.numel(), [=](std::int64_t i) { p[i] = p[i] + l * th[i]; });  // u <- u + lambda theta
+      const rules::Decay<T> decay(lambda_);
+      each(u.numel(), [=](std::int64_t i) { p[i] = decay(p[i], th[i]); });  // u <- u + lambda theta
     });
   }
   std::string describe() const override { return "weight_decay(" + num(lambda_) + ")"; }
@@ -221,11 +206,8 @@ class ScaleByAdagrad final : public Stateful {
       using T = decltype(zero);
       T* p = u.data<T>();
       T* r = state<T>(0);
-      const T delta = static_cast<T>(o_.delta);
-      each(u.numel(), [=](std::int64_t i) {
-        r[i] = r[i] + p[i] * p[i];                // r <- r + g (.) g
-        p[i] = p[i] / (delta + std::sqrt(r[i]));  // g / (delta + sqrt(r))
-      });
+      const rules::Adagrad<T> rule(o_);
+      each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], r[i]); });  // r <- r + g (.) g; u <- g / (delta + sqrt(r))
     });
   }
   std::string describe() const override { return "adagrad(delta " + num(o_.delta) + ")"; }
@@ -243,19 +225,14 @@ class ScaleByRms final : public Stateful {
       using T = decltype(zero);
       T* p = u.data<T>();
       T* r = state<T>(0);
-      T* s = o_.centered ? state<T>(1) : nullptr;
-      const T rho = static_cast<T>(o_.rho), one_minus_rho = static_cast<T>(1.0 - o_.rho);
-      const T delta = static_cast<T>(o_.delta);
-      const bool inside = o_.at == Delta::inside_root;
-      each(u.numel(), [=](std::int64_t i) {
-        r[i] = rho * r[i] + one_minus_rho * p[i] * p[i];  // r <- rho r + (1 - rho) g (.) g
-        T m = r[i];
-        if (s) {
-          s[i] = rho * s[i] + one_minus_rho * p[i];  // s <- rho s + (1 - rho) g   (centered)
-          m = r[i] - s[i] * s[i];                    // r - s (.) s: the variance estimate
+      rules::with_delta(o_.at, [&](auto at) {
+        const rules::Rms<T, decltype(at)::value> rule(o_);
+        if (o_.centered) {
+          T* s = state<T>(1);
+          each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], r[i], s[i]); });  // centered: r - s (.) s for r
+        } else {
+          each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], r[i]); });  // r <- rho r + (1 - rho) g (.) g; u <- g / sqrt(delta + r)
         }
-        p[i] = inside ? p[i] / std::sqrt(delta + m)   // textbook: g / sqrt(delta + r)
-                      : p[i] / (std::sqrt(m) + delta);  // PyTorch: g / (sqrt(r) + delta)
       });
     });
   }
@@ -277,14 +254,8 @@ class ScaleByAdadelta final : public Stateful {
       T* p = u.data<T>();
       T* eg2 = state<T>(0);
       T* edx2 = state<T>(1);
-      const T rho = static_cast<T>(o_.rho), one_minus_rho = static_cast<T>(1.0 - o_.rho);
-      const T delta = static_cast<T>(o_.delta);
-      each(u.numel(), [=](std::int64_t i) {
-        eg2[i] = rho * eg2[i] + one_minus_rho * p[i] * p[i];                // E[g^2] <- rho E[g^2] + (1 - rho) g^2
-        const T dx = std::sqrt(edx2[i] + delta) / std::sqrt(eg2[i] + delta) * p[i];  // RMS[dx] / RMS[g] g
-        edx2[i] = rho * edx2[i] + one_minus_rho * dx * dx;                  // E[dx^2] <- rho E[dx^2] + (1 - rho) dx^2
-        p[i] = dx;
-      });
+      const rules::Adadelta<T> rule(o_);
+      each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], eg2[i], edx2[i]); });  // u <- dx = RMS[dx] / RMS[g] g
     });
   }
   std::string describe() const override { return "adadelta(rho " + num(o_.rho) + ", delta " + num(o_.delta) + ")"; }
@@ -301,27 +272,19 @@ class ScaleByAdam final : public Stateful {
         o_(o) {}
   void update(const Tensor& u, const Tensor&, std::int64_t) override {
     const std::int64_t t = ++counters_[0];  // t <- t + 1
-    const double c1 = 1.0 - std::pow(o_.rho1, static_cast<double>(t));  // 1 - rho1^t
-    const double c2 = 1.0 - std::pow(o_.rho2, static_cast<double>(t));  // 1 - rho2^t
     dispatch_float(u.dtype(), [&](auto zero) {
       using T = decltype(zero);
       T* p = u.data<T>();
       T* s = state<T>(0);
       T* r = state<T>(1);
-      T* r_max = o_.amsgrad ? state<T>(2) : nullptr;
-      const T rho1 = static_cast<T>(o_.rho1), one_minus_rho1 = static_cast<T>(1.0 - o_.rho1);
-      const T rho2 = static_cast<T>(o_.rho2), one_minus_rho2 = static_cast<T>(1.0 - o_.rho2);
-      const T bc1 = static_cast<T>(c1), bc2 = static_cast<T>(c2), delta = static_cast<T>(o_.delta);
-      const bool inside = o_.at == Delta::inside_root;
-      each(u.numel(), [=](std::int64_t i) {
-        s[i] = rho1 * s[i] + one_minus_rho1 * p[i];         // s <- rho1 s + (1 - rho1) g
-        r[i] = rho2 * r[i] + one_minus_rho2 * p[i] * p[i];  // r <- rho2 r + (1 - rho2) g (.) g
-        T rr = r[i];
-        if (r_max) rr = r_max[i] = std::max(r_max[i], r[i]);  // AMSGrad: the largest r so far
-        const T s_hat = s[i] / bc1;                          // s_hat = s / (1 - rho1^t)
-        const T r_hat = rr / bc2;                            // r_hat = r / (1 - rho2^t)
-        p[i] = inside ? s_hat / std::sqrt(r_hat + delta)     // sqrt(r_hat + delta)
-                      : s_hat / (std::sqrt(r_hat) + delta);  // s_hat / (sqrt(r_hat) + delta)
+      rules::with_delta(o_.at, [&](auto at) {
+        const rules::Adam<T, decltype(at)::value> rule(o_, t);
+        if (o_.amsgrad) {
+          T* r_max = state<T>(2);
+          each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], s[i], r[i], r_max[i]); });  // r_max <- max(r_max, r) for r
+        } else {
+          each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], s[i], r[i]); });  // u <- s_hat / (sqrt(r_hat) + delta)
+        }
       });
     });
   }
@@ -338,20 +301,14 @@ class ScaleByAdamax final : public Stateful {
  public:
   explicit ScaleByAdamax(const AdamOptions& o) : Stateful("adamax", {"s", "m"}, {"t"}), o_(o) {}
   void update(const Tensor& u, const Tensor&, std::int64_t) override {
-    const std::int64_t t = ++counters_[0];
-    const double c1 = 1.0 - std::pow(o_.rho1, static_cast<double>(t));
+    const std::int64_t t = ++counters_[0];  // t <- t + 1
     dispatch_float(u.dtype(), [&](auto zero) {
       using T = decltype(zero);
       T* p = u.data<T>();
       T* s = state<T>(0);
       T* m = state<T>(1);
-      const T rho1 = static_cast<T>(o_.rho1), one_minus_rho1 = static_cast<T>(1.0 - o_.rho1);
-      const T rho2 = static_cast<T>(o_.rho2), bc1 = static_cast<T>(c1), delta = static_cast<T>(o_.delta);
-      each(u.numel(), [=](std::int64_t i) {
-        s[i] = rho1 * s[i] + one_minus_rho1 * p[i];          // s <- rho1 s + (1 - rho1) g
-        m[i] = std::max(rho2 * m[i], std::abs(p[i]) + delta);  // m <- max(rho2 m, |g| + delta)
-        p[i] = s[i] / (bc1 * m[i]);                          // s / ((1 - rho1^t) m)
-      });
+      const rules::Adamax<T> rule(o_, t);
+      each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], s[i], m[i]); });  // u <- s / ((1 - rho1^t) m)
     });
   }
   std::string describe() const override {
@@ -365,36 +322,24 @@ class ScaleByAdamax final : public Stateful {
 class ScaleByNadam final : public Stateful {
  public:
   explicit ScaleByNadam(const NadamOptions& o) : Stateful("nadam", {"s", "r"}, {"t"}), o_(o) {}
-  double mu(std::int64_t t) const {  // mu_t = rho1 (1 - 0.5 * 0.96^(t psi))
-    return o_.rho1 * (1.0 - 0.5 * std::pow(0.96, static_cast<double>(t) * o_.psi));
-  }
   void update(const Tensor& u, const Tensor&, std::int64_t) override {
-    const std::int64_t t = ++counters_[0];
+    const std::int64_t t = ++counters_[0];  // t <- t + 1
     if (product_t_ != t - 1) {  // after a restore: P_{t-1} from its definition
       product_ = 1.0;
-      for (std::int64_t i = 1; i < t; ++i) product_ *= mu(i);
+      for (std::int64_t i = 1; i < t; ++i) product_ *= rules::nadam_mu(o_, i);
     }
-    const double mu_t = mu(t), mu_next = mu(t + 1);
+    const double mu_t = rules::nadam_mu(o_, t), mu_next = rules::nadam_mu(o_, t + 1);
     product_ *= mu_t;  // P_t = prod_{i <= t} mu_i
     product_t_ = t;
-    const double c_g = (1.0 - mu_t) / (1.0 - product_);          // weight of g
-    const double c_s = mu_next / (1.0 - product_ * mu_next);     // weight of s
-    const double c2 = 1.0 - std::pow(o_.rho2, static_cast<double>(t));
+    const double c_g = (1.0 - mu_t) / (1.0 - product_);       // weight of g
+    const double c_s = mu_next / (1.0 - product_ * mu_next);  // weight of s
     dispatch_float(u.dtype(), [&](auto zero) {
       using T = decltype(zero);
       T* p = u.data<T>();
       T* s = state<T>(0);
       T* r = state<T>(1);
-      const T rho1 = static_cast<T>(o_.rho1), one_minus_rho1 = static_cast<T>(1.0 - o_.rho1);
-      const T rho2 = static_cast<T>(o_.rho2), one_minus_rho2 = static_cast<T>(1.0 - o_.rho2);
-      const T bc2 = static_cast<T>(c2), delta = static_cast<T>(o_.delta);
-      const T wg = static_cast<T>(c_g), ws = static_cast<T>(c_s);
-      each(u.numel(), [=](std::int64_t i) {
-        s[i] = rho1 * s[i] + one_minus_rho1 * p[i];         // s <- rho1 s + (1 - rho1) g
-        r[i] = rho2 * r[i] + one_minus_rho2 * p[i] * p[i];  // r <- rho2 r + (1 - rho2) g (.) g
-        const T d = std::sqrt(r[i] / bc2) + delta;          // sqrt(r / (1 - rho2^t)) + delta
-        p[i] = wg * p[i] / d + ws * s[i] / d;
-      });
+      const rules::Nadam<T> rule(o_, t, c_g, c_s);
+      each(u.numel(), [=](std::int64_t i) { p[i] = rule(p[i], s[i], r[i]); });  // u <- (w_g g + w_s s) / d
     });
   }
   std::string describe() const override {

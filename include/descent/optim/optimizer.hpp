@@ -5,8 +5,9 @@
 // arena.grads() into an update u, runs the chain on it and applies theta <- theta + u.
 // The common chains (SGD, momentum, Nesterov, AdaGrad, RMSProp, Adam, AdamW; either form,
 // with or without L2 weight decay) also have one fused, vectorized, parallel loop each that
-// reads and writes the same state tensors: make_optimizer picks it unless spec.fused is
-// false, and the tests check that both paths give the same trajectory.
+// composes the same element-wise rules as the links (src/optim/rules.hpp, each written once)
+// and reads and writes the same state tensors, found by their names: make_optimizer picks it
+// unless spec.fused is false, and the tests check that both paths give the same trajectory.
 //
 // The trainer's loop, for update k = 0, 1, ...:
 //   optimizer->prepare(arena, k);   // Nesterov (Algorithm 8.3): theta <- theta + alpha v
