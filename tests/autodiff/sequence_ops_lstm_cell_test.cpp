@@ -10,6 +10,7 @@
 
 #include "descent/autodiff/ops.hpp"
 #include "descent/autodiff/sequence.hpp"
+#include "support/expect_error.hpp"
 #include "support/gradcheck.hpp"
 
 namespace descent {
@@ -18,6 +19,7 @@ namespace {
 using autodiff::Tape;
 using autodiff::Var;
 using testing::Builder;
+using testing::expect_close;
 using testing::random_tensor;
 
 constexpr double fd_tol = 1e-6;     // against central differences
@@ -39,21 +41,12 @@ using Cell = Var (*)(Var, Var);
 Var fused_cell(Var a, Var state) { return autodiff::lstm_cell(a, state); }
 
 // L = sum(w (.) y) + 1/2 sum(y^2): a non-uniform gy and a non-zero R(gy).
-Var head(Tape& t, Var y, std::uint64_t seed) {
-  Var w = t.constant(random_tensor(y.shape(), y.dtype(), seed));
-  return autodiff::add(autodiff::sum(autodiff::mul(w, y)), autodiff::scale(autodiff::sum(autodiff::square(y)), 0.5));
-}
-
-void expect_close(const Tensor& a, const Tensor& b, double tol, const std::string& what) {
-  ASSERT_EQ(a.numel(), b.numel()) << what;
-  EXPECT_LT(testing::relative_difference(a, b), tol) << what;
-}
+Var head(Tape& t, Var y, std::uint64_t seed) { return testing::quadratic_head(t, y, seed); }
 
 // Gradient and Hv of `build` under the fused and the reference cell, element by element.
 void expect_same_derivatives(const std::function<Var(Tape&, const std::vector<Var>&, Cell)>& build,
                              const std::vector<Tensor>& inputs, std::uint64_t seed) {
-  std::vector<Tensor> tangents;
-  for (std::size_t k = 0; k < inputs.size(); ++k) tangents.push_back(random_tensor(inputs[k].shape(), DType::f64, seed + k));
+  const std::vector<Tensor> tangents = testing::random_tangents(inputs, seed);
   std::vector<Tensor> grads[2], hvs[2], values[2];
   const Cell cells[2] = {fused_cell, reference_cell};
   for (int which = 0; which < 2; ++which) {
@@ -79,11 +72,7 @@ void expect_same_derivatives(const std::function<Var(Tape&, const std::vector<Va
   }
   // The fused cell against central differences too.
   Builder fused = [&](Tape& t, const std::vector<Var>& v) { return build(t, v, fused_cell); };
-  auto g = testing::check_gradient(fused, inputs);
-  EXPECT_LT(g.relative_error, fd_tol) << "gradient, |g| = " << g.analytic_norm;
-  auto h = testing::check_hvp(fused, inputs, tangents);
-  EXPECT_LT(h.relative_error, fd_tol) << "Hv, |Hv| = " << h.analytic_norm;
-  EXPECT_GT(h.analytic_norm, 0.0);
+  testing::expect_derivatives(fused, inputs, seed, fd_tol);
 }
 
 TEST(LstmCell, ValuesByHand) {
@@ -223,14 +212,7 @@ TEST(LstmCell, Float32GradientAndHvpAgreeWithFloat64) {
 TEST(LstmCell, ShapeErrors) {
   Tape tape;
   Var a = tape.variable(Tensor::zeros({3, 8}, DType::f64));
-  auto expect_error = [](auto&& f, const std::string& needle) {
-    try {
-      f();
-      ADD_FAILURE() << "no ShapeError (expected one mentioning '" << needle << "')";
-    } catch (const ShapeError& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
-  };
+  auto expect_error = [](auto&& f, const std::string& needle) { testing::expect_error<ShapeError>(f, {needle}); };
   expect_error([&] { autodiff::lstm_cell(tape.variable(Tensor::zeros({3, 6}, DType::f64))); },
                "lstm_cell: gates [3, 6] (expected [batch, 4 * hidden]");
   expect_error([&] { autodiff::lstm_cell(a, tape.variable(Tensor::zeros({3, 2}, DType::f64))); },
