@@ -11,6 +11,7 @@
 #include "descent/autodiff/ops.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
+#include "support/expect_error.hpp"
 #include "support/gradcheck.hpp"
 
 namespace descent {
@@ -19,49 +20,11 @@ namespace {
 using autodiff::Tape;
 using autodiff::Var;
 using testing::Builder;
+using testing::expect_derivatives;
+using testing::head;
+using testing::random_tangents;
 using testing::random_tensor;
-
-constexpr double grad_tol = 1e-6;
-constexpr double hvp_tol = 1e-6;
-
-// L = sum(c (.) y) + 1/2 sum(y^2): a non-uniform gy and a non-zero R(gy) (as in ops_test).
-Builder head(std::function<Var(Tape&, const std::vector<Var>&)> op, Shape out_shape, std::uint64_t seed) {
-  Tensor c = random_tensor(out_shape, DType::f64, seed);
-  return [op, c](Tape& t, const std::vector<Var>& v) {
-    Var y = op(t, v);
-    Var cc = t.constant(c.reshape(y.shape()));
-    return autodiff::add(autodiff::sum(autodiff::mul(cc, y)), autodiff::scale(autodiff::sum(autodiff::square(y)), 0.5));
-  };
-}
-
-std::vector<Tensor> random_tangents(const std::vector<Tensor>& inputs, std::uint64_t seed) {
-  std::vector<Tensor> out;
-  for (std::size_t k = 0; k < inputs.size(); ++k) out.push_back(random_tensor(inputs[k].shape(), DType::f64, seed + k));
-  return out;
-}
-
-void expect_derivatives(const Builder& b, const std::vector<Tensor>& inputs, std::uint64_t seed) {
-  auto g = testing::check_gradient(b, inputs);
-  EXPECT_LT(g.relative_error, grad_tol) << "gradient, |g| = " << g.analytic_norm;
-  EXPECT_GT(g.analytic_norm, 0.0);
-  auto h = testing::check_hvp(b, inputs, random_tangents(inputs, seed));
-  EXPECT_LT(h.relative_error, hvp_tol) << "Hv, |Hv| = " << h.analytic_norm;
-  EXPECT_GT(h.analytic_norm, 0.0);
-}
-
-// The tape's R(gradient) of every input along `tangents`.
-std::vector<Tensor> tape_hvp(const Builder& build, const std::vector<Tensor>& inputs, const std::vector<Tensor>& tangents) {
-  Tape tape;
-  std::vector<Var> vars;
-  for (std::size_t k = 0; k < inputs.size(); ++k) {
-    vars.push_back(tape.variable(inputs[k]));
-    tape.set_tangent(vars.back(), tangents[k]);
-  }
-  tape.hvp(build(tape, vars), Tensor(), Tensor());
-  std::vector<Tensor> out;
-  for (Var v : vars) out.push_back(tape.grad_tangent(v).clone());
-  return out;
-}
+using testing::tape_hvp;
 
 Var bn(const std::vector<Var>& v) { return autodiff::batch_norm(v[0], v[1], v[2], {.eps = 1e-3}); }
 
@@ -328,14 +291,7 @@ TEST(BatchOps, ShapeErrorsNameTheOperationAndTheShapes) {
   Var x = t.constant(Tensor::zeros({4, 3}, DType::f64));
   Var g3 = t.constant(Tensor::zeros({3}, DType::f64));
   Var g2 = t.constant(Tensor::zeros({2}, DType::f64));
-  auto expect_shape_error = [](auto&& f, const std::string& part) {
-    try {
-      f();
-      ADD_FAILURE() << "no ShapeError";
-    } catch (const ShapeError& e) {
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-    }
-  };
+  auto expect_shape_error = [](auto&& f, const std::string& part) { testing::expect_error<ShapeError>(f, {part}); };
   expect_shape_error([&] { autodiff::batch_norm(x, g2, g3); }, "batch_norm: scale (gamma) [2] does not fit input [4, 3]");
   expect_shape_error([&] { autodiff::batch_norm(x, g3, g2); }, "batch_norm: shift (beta) [2]");
   expect_shape_error([&] { autodiff::batch_norm(t.constant(Tensor::zeros({3}, DType::f64)), g3, g3); },

@@ -13,6 +13,7 @@
 #include "descent/autodiff/ops.hpp"
 #include "descent/init/rng.hpp"
 #include "descent/tensor/parallel.hpp"
+#include "support/expect_error.hpp"
 #include "support/gradcheck.hpp"
 
 namespace descent {
@@ -22,32 +23,9 @@ using autodiff::Conv2dOptions;
 using autodiff::Tape;
 using autodiff::Var;
 using testing::Builder;
+using testing::expect_derivatives;
+using testing::head;
 using testing::random_tensor;
-
-constexpr double grad_tol = 1e-6;
-constexpr double hvp_tol = 1e-6;
-
-// L = sum(c (.) y) + 1/2 sum(y^2): a non-uniform gy and a non-zero R(gy) (as in ops_test).
-Builder head(std::function<Var(Tape&, const std::vector<Var>&)> op, Shape out_shape, std::uint64_t seed) {
-  Tensor c = random_tensor(out_shape, DType::f64, seed);
-  return [op, c](Tape& t, const std::vector<Var>& v) {
-    Var y = op(t, v);
-    EXPECT_EQ(y.shape(), c.shape());
-    Var cc = t.constant(c);
-    return autodiff::add(autodiff::sum(autodiff::mul(cc, y)), autodiff::scale(autodiff::sum(autodiff::square(y)), 0.5));
-  };
-}
-
-void expect_derivatives(const Builder& b, const std::vector<Tensor>& inputs, std::uint64_t seed) {
-  auto g = testing::check_gradient(b, inputs);
-  EXPECT_LT(g.relative_error, grad_tol) << "gradient, |g| = " << g.analytic_norm;
-  EXPECT_GT(g.analytic_norm, 0.0);
-  std::vector<Tensor> tangents;
-  for (std::size_t k = 0; k < inputs.size(); ++k) tangents.push_back(random_tensor(inputs[k].shape(), DType::f64, seed + 100 + k));
-  auto h = testing::check_hvp(b, inputs, tangents);
-  EXPECT_LT(h.relative_error, hvp_tol) << "Hv, |Hv| = " << h.analytic_norm;
-  EXPECT_GT(h.analytic_norm, 0.0);
-}
 
 // y = conv(x, w) + b by the definition, with direct nested loops (no patch matrix).
 Tensor direct_conv(const Tensor& x, const Tensor& w, const Tensor& b, std::int64_t stride, std::int64_t pad) {
@@ -308,13 +286,7 @@ TEST(AvgPool2d, HandComputedValues) {
 
 template <class F>
 void expect_shape_error(F&& f, const std::vector<std::string>& fragments) {
-  try {
-    f();
-    ADD_FAILURE() << "expected ShapeError";
-  } catch (const ShapeError& e) {
-    const std::string msg = e.what();
-    for (const auto& frag : fragments) EXPECT_NE(msg.find(frag), std::string::npos) << msg << " lacks " << frag;
-  }
+  testing::expect_error<ShapeError>(std::forward<F>(f), fragments);
 }
 
 TEST(Conv2d, ShapeErrors) {

@@ -15,33 +15,9 @@ namespace {
 using autodiff::Tape;
 using autodiff::Var;
 using testing::Builder;
+using testing::expect_derivatives;
+using testing::head;
 using testing::random_tensor;
-
-constexpr double grad_tol = 1e-6;
-constexpr double hvp_tol = 1e-6;
-
-// Wraps an operation into a scalar loss with a linear and a nonlinear part,
-//   L = sum(c (.) y) + 1/2 sum(y^2),  y = op(inputs),
-// so the operation's backward sees a non-uniform gy and its R-backward a non-zero R(gy).
-Builder head(std::function<Var(Tape&, const std::vector<Var>&)> op, Shape out_shape, std::uint64_t seed) {
-  Tensor c = random_tensor(out_shape, DType::f64, seed);
-  return [op, c](Tape& t, const std::vector<Var>& v) {
-    Var y = op(t, v);
-    Var cc = t.constant(c.reshape(y.shape()));
-    return autodiff::add(autodiff::sum(autodiff::mul(cc, y)), autodiff::scale(autodiff::sum(autodiff::square(y)), 0.5));
-  };
-}
-
-void expect_derivatives(const Builder& b, const std::vector<Tensor>& inputs, std::uint64_t seed) {
-  auto g = testing::check_gradient(b, inputs);
-  EXPECT_LT(g.relative_error, grad_tol) << "gradient, |g| = " << g.analytic_norm;
-  EXPECT_GT(g.analytic_norm, 0.0);
-  std::vector<Tensor> tangents;
-  for (std::size_t k = 0; k < inputs.size(); ++k) tangents.push_back(random_tensor(inputs[k].shape(), DType::f64, seed + 100 + k));
-  auto h = testing::check_hvp(b, inputs, tangents);
-  EXPECT_LT(h.relative_error, hvp_tol) << "Hv, |Hv| = " << h.analytic_norm;
-  EXPECT_GT(h.analytic_norm, 0.0);
-}
 
 Tensor away_from_zero(const Shape& s, std::uint64_t seed) {
   Tensor t = random_tensor(s, DType::f64, seed, 0.1, 1.0);

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "descent/autodiff/ops.hpp"
+#include "support/expect_error.hpp"
 #include "support/gradcheck.hpp"
 
 namespace descent {
@@ -16,40 +17,13 @@ namespace {
 using autodiff::Tape;
 using autodiff::Var;
 using testing::Builder;
+using testing::expect_derivatives;
+using testing::head;
 using testing::random_tensor;
-
-constexpr double grad_tol = 1e-6;
-constexpr double hvp_tol = 1e-6;
-
-// L = sum(c (.) y) + 1/2 sum(y^2): a non-uniform gy and a non-zero R(gy) (as in ops_test).
-Builder head(std::function<Var(Tape&, const std::vector<Var>&)> op, Shape out_shape, std::uint64_t seed) {
-  Tensor c = random_tensor(out_shape, DType::f64, seed);
-  return [op, c](Tape& t, const std::vector<Var>& v) {
-    Var y = op(t, v);
-    Var cc = t.constant(c.reshape(y.shape()));
-    return autodiff::add(autodiff::sum(autodiff::mul(cc, y)), autodiff::scale(autodiff::sum(autodiff::square(y)), 0.5));
-  };
-}
-
-void expect_derivatives(const Builder& b, const std::vector<Tensor>& inputs, std::uint64_t seed) {
-  auto g = testing::check_gradient(b, inputs);
-  EXPECT_LT(g.relative_error, grad_tol) << "gradient, |g| = " << g.analytic_norm;
-  EXPECT_GT(g.analytic_norm, 0.0);
-  std::vector<Tensor> tangents;
-  for (std::size_t k = 0; k < inputs.size(); ++k) tangents.push_back(random_tensor(inputs[k].shape(), DType::f64, seed + 100 + k));
-  auto h = testing::check_hvp(b, inputs, tangents);
-  EXPECT_LT(h.relative_error, hvp_tol) << "Hv, |Hv| = " << h.analytic_norm;
-  EXPECT_GT(h.analytic_norm, 0.0);
-}
 
 template <class F>
 void expect_shape_error(F&& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no ShapeError (expected one mentioning '" << needle << "')";
-  } catch (const ShapeError& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
+  testing::expect_error<ShapeError>(std::forward<F>(f), {needle});
 }
 
 TEST(SequenceOps, SliceColsValues) {

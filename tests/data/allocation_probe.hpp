@@ -1,7 +1,7 @@
 #pragma once
 // The largest single heap allocation made while a callable runs: the tests use it to show that
 // a reader refuses a header claiming 10^12 elements before allocating anything for it.
-// allocation_probe_test.cpp replaces the global operator new of the data_tests binary; outside
+// allocation_probe.cpp replaces the global operator new of the data_tests binary; outside
 // a probe the replacement only forwards to malloc.
 #include <cstddef>
 #include <functional>

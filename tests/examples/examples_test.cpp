@@ -72,6 +72,24 @@ TEST_F(Examples, MlpWithBatchNormLearnsAndSavesItsRunningStatistics) {
   EXPECT_GT(moved, 200);
 }
 
+// The settings docs/models.md and README state for the default example, whose full-data
+// figures (test accuracy over seeds 1-5) depend on them: the linear decay runs over the whole
+// run (tau = 0) and nothing stops the run before the decay ends.
+TEST(DefaultExample, DecaysOverAllThirtyEpochsWithoutStoppingEarly) {
+  const train::TrainConfig c = train::load_train_config(fs::path(DESCENT_SOURCE_DIR) / "examples" / "fashion_mlp.toml", {});
+  EXPECT_EQ(c.model.hidden, (std::vector<std::int64_t>{256, 256}));
+  EXPECT_EQ(c.epochs, 30);
+  EXPECT_EQ(c.optimizer.name, "momentum");
+  EXPECT_EQ(c.optimizer.lr, 0.05);
+  EXPECT_EQ(c.optimizer.momentum, 0.9);
+  EXPECT_EQ(c.schedule.name, "linear");
+  EXPECT_EQ(c.schedule.tau, 0);
+  EXPECT_EQ(c.sampler.batch_size, 128);
+  EXPECT_FALSE(c.early_stopping.enabled);
+  EXPECT_EQ(c.early_stopping.monitor, "val_error");
+  EXPECT_EQ(c.seed, 1u);
+}
+
 TEST_F(Examples, DefaultMlpLearns) {
   const train::RunResult r = train::run(small("fashion_mlp.toml", 3000, 2), nullptr);
   EXPECT_LT(r.test.error, 0.30);

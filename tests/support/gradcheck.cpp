@@ -1,5 +1,7 @@
 #include "support/gradcheck.hpp"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -83,17 +85,7 @@ Comparison check_gradient(const Builder& build, const std::vector<Tensor>& input
 Comparison check_hvp(const Builder& build, const std::vector<Tensor>& inputs, const std::vector<Tensor>& tangents,
                      double h) {
   std::vector<double> analytic;
-  {
-    Tape tape;
-    std::vector<Var> vars;
-    for (std::size_t k = 0; k < inputs.size(); ++k) {
-      vars.push_back(tape.variable(inputs[k]));
-      tape.set_tangent(vars.back(), tangents[k]);
-    }
-    Var loss = build(tape, vars);
-    tape.hvp(loss, Tensor(), Tensor());
-    for (Var v : vars) append(analytic, tape.grad_tangent(v));
-  }
+  for (const Tensor& hv : tape_hvp(build, inputs, tangents)) append(analytic, hv);
   auto shifted = [&](double sign) {
     std::vector<Tensor> x = copies(inputs);
     for (std::size_t k = 0; k < x.size(); ++k) kernels::axpby(sign * h, tangents[k], 1.0, x[k]);
@@ -127,6 +119,54 @@ double relative_difference(const Tensor& a, const Tensor& b) {
   append(x, a);
   append(y, b);
   return compare(x, y).relative_error;
+}
+
+void expect_close(const Tensor& a, const Tensor& b, double tol, const std::string& what) {
+  ASSERT_EQ(a.numel(), b.numel()) << what;
+  EXPECT_LT(relative_difference(a, b), tol) << what;
+}
+
+Var quadratic_head(Tape& tape, Var y, std::uint64_t seed) {
+  Var c = tape.constant(random_tensor(y.shape(), y.dtype(), seed));
+  return autodiff::add(autodiff::sum(autodiff::mul(c, y)), autodiff::scale(autodiff::sum(autodiff::square(y)), 0.5));
+}
+
+Builder head(Operation op, const Shape& out_shape, std::uint64_t seed) {
+  Tensor c = random_tensor(out_shape, DType::f64, seed);
+  return [op = std::move(op), c](Tape& tape, const std::vector<Var>& v) {
+    Var y = op(tape, v);
+    EXPECT_EQ(y.shape(), c.shape());
+    Var cc = tape.constant(c.reshape(y.shape()));
+    return autodiff::add(autodiff::sum(autodiff::mul(cc, y)), autodiff::scale(autodiff::sum(autodiff::square(y)), 0.5));
+  };
+}
+
+std::vector<Tensor> random_tangents(const std::vector<Tensor>& inputs, std::uint64_t seed) {
+  std::vector<Tensor> out;
+  for (std::size_t k = 0; k < inputs.size(); ++k) out.push_back(random_tensor(inputs[k].shape(), DType::f64, seed + 100 + k));
+  return out;
+}
+
+std::vector<Tensor> tape_hvp(const Builder& build, const std::vector<Tensor>& inputs, const std::vector<Tensor>& tangents) {
+  Tape tape;
+  std::vector<Var> vars;
+  for (std::size_t k = 0; k < inputs.size(); ++k) {
+    vars.push_back(tape.variable(inputs[k]));
+    tape.set_tangent(vars.back(), tangents[k]);
+  }
+  tape.hvp(build(tape, vars), Tensor(), Tensor());
+  std::vector<Tensor> out;
+  for (Var v : vars) out.push_back(tape.grad_tangent(v).clone());
+  return out;
+}
+
+void expect_derivatives(const Builder& build, const std::vector<Tensor>& inputs, std::uint64_t seed, double tol) {
+  const Comparison g = check_gradient(build, inputs);
+  EXPECT_LT(g.relative_error, tol) << "gradient, |g| = " << g.analytic_norm;
+  EXPECT_GT(g.analytic_norm, 0.0);
+  const Comparison h = check_hvp(build, inputs, random_tangents(inputs, seed));
+  EXPECT_LT(h.relative_error, tol) << "Hv, |Hv| = " << h.analytic_norm;
+  EXPECT_GT(h.analytic_norm, 0.0);
 }
 
 }  // namespace descent::testing

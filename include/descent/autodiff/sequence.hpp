@@ -42,7 +42,7 @@ Var concat_cols(Var a, Var b);
 // values and derivatives as the graph of slices, sigmoids, tanhs, products and a sum, in
 // one pass over the elements instead of about fifteen, keeping the activated gates and
 // tanh(c_t) for the backward pass. Exact R-rules (second-order terms of sigma and tanh);
-// tests/autodiff/lstm_cell_test.cpp checks them against that graph and central differences.
+// tests/autodiff/sequence_ops_lstm_cell_test.cpp checks them against that graph and central differences.
 // Requires gates [B, 4H] and state [B, 2H] of one dtype; throws ShapeError otherwise.
 // Cost: O(B H) with five sigmoid/tanh per element (vectorized for float).
 Var lstm_cell(Var gates, Var state = Var{});
