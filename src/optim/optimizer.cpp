@@ -7,11 +7,13 @@
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
+#include <utility>
 
 #include "descent/error.hpp"
 #include "descent/optim/registry.hpp"
 #include "descent/tensor/parallel.hpp"
 #include "../tensor/dispatch.hpp"  // DESCENT_DISPATCH
+#include "recipe.hpp"
 #include "rules.hpp"
 
 namespace descent::optim {
@@ -23,19 +25,10 @@ std::string num(double v) {
   return out.str();
 }
 
-// The fused loops. Each reads g and theta once and writes theta and its state once, and
-// computes, element by element, its chain's rules (rules.hpp) composed in the chain's
-// order: the arithmetic is the links' own, only the passes over memory are fewer.
-enum class Kernel : std::uint8_t { none, sgd, momentum, momentum_pytorch, nesterov, nesterov_pytorch, adagrad, rms, adam };
-
-// Which chain a fused loop stands for, with the hyperparameters its links were given.
-struct Fused {
-  Kernel kernel = Kernel::none;
-  double l2 = 0.0;         // add_decayed_weights before the scaling (L2)
-  double decoupled = 0.0;  // add_decayed_weights after scale_by_adam (AdamW)
-  double alpha = 0.0, rho = 0.0, rho1 = 0.0, rho2 = 0.0, delta = 0.0;
-  Delta at = Delta::outside_root;
-};
+// The fused loops (Kernel, Fused: recipe.hpp). Each reads g and theta once and writes theta
+// and its state once, and computes, element by element, its chain's rules (rules.hpp)
+// composed in the chain's order: the arithmetic is the links' own, only the passes over
+// memory are fewer.
 
 // One chunk of a fused pass: compiled for the baseline and for AVX2/AVX-512, chosen at start-up
 // (tensor/dispatch.hpp); the rule is inlined into each version.
@@ -235,7 +228,7 @@ class ChainOptimizer final : public Optimizer {
     return {.rho1 = fused_.rho1, .rho2 = fused_.rho2, .delta = fused_.delta, .at = fused_.at};
   }
 
-  // One fused update: the chain's rules composed per element (see build() for the chains).
+  // One fused update: the chain's rules composed per element (the chains: registry.cpp).
   void fused_step(const Tensor& theta, const Tensor& grads, std::int64_t k) {
     const double eps = schedules_.empty() ? 1.0 : schedules_[0]->at(k);
     dispatch_float(theta.dtype(), [&](auto zero) {
@@ -356,34 +349,25 @@ class ChainOptimizer final : public Optimizer {
 
 // ---- the factory -------------------------------------------------------------------
 
-struct Defaults {
-  double lr;
-  double momentum;
-  double rho;
-  double delta;
-};
-
 bool pytorch_form(const OptimizerSpec& s) {
   if (s.form == "textbook") return false;
   if (s.form == "pytorch") return true;
   throw ConfigError("optimizer " + s.name + ": form must be \"textbook\" or \"pytorch\", got \"" + s.form + "\"");
 }
 
-Defaults defaults_of(const OptimizerSpec& s, bool pt) {
-  const OptimizerEntry* e = find_optimizer(s.name);  // registry.cpp holds the defaults
+// The registry entry of a spec's name (registry.cpp holds the defaults and the chains).
+const OptimizerEntry& entry_of(const OptimizerSpec& s) {
+  const OptimizerEntry* e = find_optimizer(s.name);
   if (e == nullptr) throw ConfigError(unknown_optimizer(s.name));
-  const OptimizerDefaults& d = pt ? e->pytorch : e->textbook;
-  return {d.lr, d.momentum, d.rho, d.delta};
+  return *e;
 }
 
-struct Built {
-  Transform chain;
-  Fused fused;
-};
-
-Built build(const OptimizerSpec& s, std::shared_ptr<Schedule> schedule) {
+// The chain of a spec: the checks every optimizer shares, clipping and L2 decay in front,
+// then what the registry entry of the name appends (registry.cpp), and its fused loop.
+ChainRecipe build(const OptimizerSpec& s, std::shared_ptr<Schedule> schedule) {
   const bool pt = pytorch_form(s);
-  const Defaults d = defaults_of(s, pt);
+  const OptimizerEntry& e = entry_of(s);
+  const OptimizerDefaults& d = pt ? e.pytorch : e.textbook;
   if (s.lr && !(*s.lr > 0.0)) throw ConfigError("optimizer " + s.name + ": lr must be > 0, got " + num(*s.lr));
   if (!schedule) schedule = constant(s.lr.value_or(d.lr));
   const double alpha = s.momentum.value_or(d.momentum);
@@ -402,91 +386,43 @@ Built build(const OptimizerSpec& s, std::shared_ptr<Schedule> schedule) {
   if (!(s.weight_decay >= 0.0)) {
     throw ConfigError("optimizer " + s.name + ": weight_decay must be >= 0, got " + num(s.weight_decay));
   }
-  if (s.centered && s.name != "rmsprop") throw ConfigError("optimizer " + s.name + ": centered applies to rmsprop only");
-  if (s.amsgrad && s.name != "adam" && s.name != "adamw") {
-    throw ConfigError("optimizer " + s.name + ": amsgrad applies to adam and adamw only");
+  for (const auto& [key, on] : {std::pair<std::string_view, bool>{"centered", s.centered}, {"amsgrad", s.amsgrad}}) {
+    if (on && std::ranges::find(e.keys, key) == e.keys.end()) {
+      throw ConfigError("optimizer " + s.name + ": " + std::string(key) + " applies to " + readers_of(key) + " only");
+    }
   }
 
-  std::vector<Transform> links;
-  Fused f;
-  if (s.clip_global_norm > 0.0) links.push_back(clip_by_global_norm(s.clip_global_norm));
-  if (s.clip_param_norm > 0.0) links.push_back(clip_by_param_norm(s.clip_param_norm));
-  if (s.clip_value > 0.0) links.push_back(clip_by_value(s.clip_value));
+  ChainRecipe r;
+  if (s.clip_global_norm > 0.0) r.links.push_back(clip_by_global_norm(s.clip_global_norm));
+  if (s.clip_param_norm > 0.0) r.links.push_back(clip_by_param_norm(s.clip_param_norm));
+  if (s.clip_value > 0.0) r.links.push_back(clip_by_value(s.clip_value));
   if (s.clip_global_norm < 0.0 || s.clip_param_norm < 0.0 || s.clip_value < 0.0) {
     throw ConfigError("optimizer " + s.name + ": clipping thresholds must be >= 0 (0 turns clipping off)");
   }
-  const bool clipped = !links.empty();
-  const bool decoupled = s.name == "adamw";
-  const double wd = decoupled && s.weight_decay == 0.0 ? 0.01 : s.weight_decay;
-  if (wd > 0.0 && !decoupled) {
-    links.push_back(add_decayed_weights(wd));
-    f.l2 = wd;
+  const bool clipped = !r.links.empty();
+  const double wd = s.weight_decay == 0.0 ? d.weight_decay : s.weight_decay;
+  if (wd > 0.0 && !e.decoupled_weight_decay) {
+    r.links.push_back(add_decayed_weights(wd));
+    r.fused.l2 = wd;
   }
-  f.alpha = alpha;
-  f.rho = rho;
-  f.rho1 = rho1;
-  f.rho2 = rho2;
-  f.delta = delta;
-  const std::string& n = s.name;
-  if (n == "sgd") {
-    if (alpha > 0.0) throw ConfigError("optimizer sgd: momentum must be 0 (use name = \"momentum\"), got " + num(alpha));
-    links.push_back(scale_by_learning_rate(schedule));
-    f.kernel = Kernel::sgd;
-  } else if (n == "momentum" || n == "nesterov") {
-    const Nesterov kind = n == "momentum" ? Nesterov::none : pt ? Nesterov::pytorch : Nesterov::interim;
-    if (pt) {
-      links.push_back(trace({.alpha = alpha, .nesterov = kind}));
-      links.push_back(scale_by_learning_rate(schedule));
-    } else {
-      links.push_back(scale_by_learning_rate(schedule));
-      links.push_back(trace({.alpha = alpha, .nesterov = kind}));
-    }
-    f.kernel = n == "momentum" ? (pt ? Kernel::momentum_pytorch : Kernel::momentum)
-                               : (pt ? Kernel::nesterov_pytorch : Kernel::nesterov);
-  } else if (n == "adagrad") {
-    links.push_back(scale_by_adagrad({.delta = delta}));
-    links.push_back(scale_by_learning_rate(schedule));
-    f.kernel = Kernel::adagrad;
-  } else if (n == "rmsprop" || n == "rmsprop_nesterov") {
-    if (n == "rmsprop_nesterov" && pt) {
-      throw ConfigError("optimizer rmsprop_nesterov: PyTorch has no RMSprop with Nesterov momentum; use form = \"textbook\"");
-    }
-    f.at = pt ? Delta::outside_root : Delta::inside_root;
-    links.push_back(scale_by_rms({.rho = rho, .delta = delta, .at = f.at, .centered = s.centered}));
-    if (n == "rmsprop_nesterov") {
-      links.push_back(scale_by_learning_rate(schedule));
-      links.push_back(trace({.alpha = alpha, .nesterov = Nesterov::interim}));
-    } else if (alpha > 0.0 && pt) {
-      links.push_back(trace({.alpha = alpha}));  // torch: v <- mu v + g / (sqrt(r) + delta); theta -= lr v
-      links.push_back(scale_by_learning_rate(schedule));
-    } else if (alpha > 0.0) {
-      links.push_back(scale_by_learning_rate(schedule));
-      links.push_back(trace({.alpha = alpha}));  // velocity form: v <- alpha v - eps g / sqrt(delta + r)
-    } else {
-      links.push_back(scale_by_learning_rate(schedule));
-      if (!s.centered) f.kernel = Kernel::rms;
-    }
-  } else if (n == "adadelta") {
-    links.push_back(scale_by_adadelta({.rho = rho, .delta = delta}));
-    links.push_back(scale_by_learning_rate(pt ? schedule : constant(1.0)));
-  } else if (n == "adam" || n == "adamw" || n == "amsgrad") {
-    const bool ams = s.amsgrad || n == "amsgrad";
-    links.push_back(scale_by_adam({.rho1 = rho1, .rho2 = rho2, .delta = delta, .amsgrad = ams}));
-    if (decoupled) {
-      links.push_back(add_decayed_weights(wd));
-      f.decoupled = wd;
-    }
-    links.push_back(scale_by_learning_rate(schedule));
-    if (!ams) f.kernel = Kernel::adam;
-  } else if (n == "adamax") {
-    links.push_back(scale_by_adamax({.rho1 = rho1, .rho2 = rho2, .delta = delta}));
-    links.push_back(scale_by_learning_rate(schedule));
-  } else if (n == "nadam") {
-    links.push_back(scale_by_nadam({.rho1 = rho1, .rho2 = rho2, .delta = delta}));
-    links.push_back(scale_by_learning_rate(schedule));
-  }
-  if (clipped || !s.fused) f.kernel = Kernel::none;
-  return {chain(std::move(links)), f};
+  r.fused.alpha = alpha;
+  r.fused.rho = rho;
+  r.fused.rho1 = rho1;
+  r.fused.rho2 = rho2;
+  r.fused.delta = delta;
+  const ChainArgs args{.spec = s,
+                       .pytorch = pt,
+                       .alpha = alpha,
+                       .rho = rho,
+                       .rho1 = rho1,
+                       .rho2 = rho2,
+                       .delta = delta,
+                       .weight_decay = wd,
+                       .schedule = std::move(schedule)};
+  if (e.chain == nullptr) throw std::logic_error("optimizer " + s.name + ": its registry entry has no chain builder");
+  e.chain(args, r);
+  if (clipped || !s.fused) r.fused.kernel = Kernel::none;
+  return r;
 }
 
 }  // namespace
@@ -500,16 +436,16 @@ std::unique_ptr<Optimizer> make_optimizer(Transform c, const OptimizerOptions& o
 }
 
 Transform make_chain(const OptimizerSpec& spec, std::shared_ptr<Schedule> schedule) {
-  return build(spec, std::move(schedule)).chain;
+  return chain(build(spec, std::move(schedule)).links);
 }
 
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerSpec& spec, std::shared_ptr<Schedule> schedule) {
-  Built b = build(spec, std::move(schedule));
+  ChainRecipe b = build(spec, std::move(schedule));
   const OptimizerOptions o{.averaging = spec.averaging, .averaging_rho = spec.averaging_rho};
   if (o.averaging == Averaging::exponential && !(o.averaging_rho >= 0.0 && o.averaging_rho < 1.0)) {
     throw ConfigError("optimizer " + spec.name + ": averaging_rho must be in [0, 1), got " + num(o.averaging_rho));
   }
-  return std::make_unique<ChainOptimizer>(std::move(b.chain), o, b.fused, spec.name + " (" + spec.form + ")");
+  return std::make_unique<ChainOptimizer>(chain(std::move(b.links)), o, b.fused, spec.name + " (" + spec.form + ")");
 }
 
 std::unique_ptr<Optimizer> sgd(const SgdOptions& options) {
@@ -523,7 +459,9 @@ std::unique_ptr<Optimizer> sgd(const SgdOptions& options) {
 }
 
 double default_learning_rate(const OptimizerSpec& spec) {
-  return spec.lr.value_or(defaults_of(spec, pytorch_form(spec)).lr);
+  const bool pt = pytorch_form(spec);
+  const OptimizerEntry& e = entry_of(spec);
+  return spec.lr.value_or((pt ? e.pytorch : e.textbook).lr);
 }
 
 }  // namespace descent::optim

@@ -1,13 +1,16 @@
-// The registry of optimizers and schedules (registry.hpp), and building them from config.
+// The registry of optimizers and schedules (registry.hpp): each optimizer's defaults, keys and
+// chain of links, each schedule's constructor, and building them from config.
 #include "descent/optim/registry.hpp"
 
 #include <algorithm>
 #include <array>
+#include <sstream>
 #include <utility>
 #include <vector>
 
 #include "descent/error.hpp"
 #include "descent/suggest.hpp"
+#include "recipe.hpp"
 
 namespace descent::optim {
 namespace {
@@ -26,29 +29,164 @@ constexpr std::string_view kAdamFamilyKeys[] = {"lr", "rho1", "rho2", "delta"};
 constexpr OptimizerDefaults kPlain{.lr = 0.01};
 constexpr OptimizerDefaults kWithMomentum{.lr = 0.01, .momentum = 0.9};
 constexpr OptimizerDefaults kAdamDefaults{.lr = 0.001, .delta = 1e-8};
+constexpr OptimizerDefaults kAdamWDefaults{.lr = 0.001, .delta = 1e-8, .weight_decay = 0.01};
 constexpr OptimizerDefaults kAdamaxDefaults{.lr = 0.002, .delta = 1e-8};
 
+// ---- the chains: each entry's links after clipping and L2 decay (see recipe.hpp) --------
+// Links before scale_by_learning_rate act on a gradient-like direction, links after it on a
+// displacement of theta (docs/optimizers.md, "How an optimizer is built").
+
+Transform rate(const ChainArgs& a) { return scale_by_learning_rate(a.schedule); }
+
+void sgd_chain(const ChainArgs& a, ChainRecipe& r) {  // Algorithm 8.1
+  if (a.alpha > 0.0) {
+    std::ostringstream v;
+    v << a.alpha;
+    throw ConfigError("optimizer sgd: momentum must be 0 (use name = \"momentum\"), got " + v.str());
+  }
+  r.links.push_back(rate(a));
+  r.fused.kernel = Kernel::sgd;
+}
+
+// Algorithms 8.2 and 8.3: the textbook's velocity comes after the rate, PyTorch's before it.
+void momentum_chain(const ChainArgs& a, ChainRecipe& r, bool nesterov) {
+  const Nesterov kind = !nesterov ? Nesterov::none : a.pytorch ? Nesterov::pytorch : Nesterov::interim;
+  if (a.pytorch) {
+    r.links.push_back(trace({.alpha = a.alpha, .nesterov = kind}));
+    r.links.push_back(rate(a));
+  } else {
+    r.links.push_back(rate(a));
+    r.links.push_back(trace({.alpha = a.alpha, .nesterov = kind}));
+  }
+  r.fused.kernel = !nesterov ? (a.pytorch ? Kernel::momentum_pytorch : Kernel::momentum)
+                             : (a.pytorch ? Kernel::nesterov_pytorch : Kernel::nesterov);
+}
+
+void adagrad_chain(const ChainArgs& a, ChainRecipe& r) {  // Algorithm 8.4
+  r.links.push_back(scale_by_adagrad({.delta = a.delta}));
+  r.links.push_back(rate(a));
+  r.fused.kernel = Kernel::adagrad;
+}
+
+// Algorithm 8.5 (with momentum when alpha > 0), or Algorithm 8.6 (Nesterov).
+void rmsprop_chain(const ChainArgs& a, ChainRecipe& r, bool nesterov) {
+  if (nesterov && a.pytorch) {
+    throw ConfigError("optimizer rmsprop_nesterov: PyTorch has no RMSprop with Nesterov momentum; use form = \"textbook\"");
+  }
+  r.fused.at = a.pytorch ? Delta::outside_root : Delta::inside_root;
+  r.links.push_back(scale_by_rms({.rho = a.rho, .delta = a.delta, .at = r.fused.at, .centered = a.spec.centered}));
+  if (nesterov) {
+    r.links.push_back(rate(a));
+    r.links.push_back(trace({.alpha = a.alpha, .nesterov = Nesterov::interim}));
+  } else if (a.alpha > 0.0 && a.pytorch) {
+    r.links.push_back(trace({.alpha = a.alpha}));  // torch: v <- mu v + g / (sqrt(r) + delta); theta -= lr v
+    r.links.push_back(rate(a));
+  } else if (a.alpha > 0.0) {
+    r.links.push_back(rate(a));
+    r.links.push_back(trace({.alpha = a.alpha}));  // velocity form: v <- alpha v - eps g / sqrt(delta + r)
+  } else {
+    r.links.push_back(rate(a));
+    if (!a.spec.centered) r.fused.kernel = Kernel::rms;
+  }
+}
+
+void adadelta_chain(const ChainArgs& a, ChainRecipe& r) {  // the textbook form runs at rate 1
+  r.links.push_back(scale_by_adadelta({.rho = a.rho, .delta = a.delta}));
+  r.links.push_back(scale_by_learning_rate(a.pytorch ? a.schedule : constant(1.0)));
+}
+
+// Algorithm 8.7; AMSGrad; AdamW's decoupled decay sits between Adam and the rate.
+void adam_chain(const ChainArgs& a, ChainRecipe& r, bool amsgrad, bool decoupled) {
+  r.links.push_back(scale_by_adam({.rho1 = a.rho1, .rho2 = a.rho2, .delta = a.delta, .amsgrad = amsgrad}));
+  if (decoupled) {
+    r.links.push_back(add_decayed_weights(a.weight_decay));
+    r.fused.decoupled = a.weight_decay;
+  }
+  r.links.push_back(rate(a));
+  if (!amsgrad) r.fused.kernel = Kernel::adam;
+}
+
+void adamax_chain(const ChainArgs& a, ChainRecipe& r) {
+  r.links.push_back(scale_by_adamax({.rho1 = a.rho1, .rho2 = a.rho2, .delta = a.delta}));
+  r.links.push_back(rate(a));
+}
+
+void nadam_chain(const ChainArgs& a, ChainRecipe& r) {
+  r.links.push_back(scale_by_nadam({.rho1 = a.rho1, .rho2 = a.rho2, .delta = a.delta}));
+  r.links.push_back(rate(a));
+}
+
 const std::array<OptimizerEntry, 12> kOptimizers = {{
-    {"sgd", "stochastic gradient descent (Algorithm 8.1)", kSgdKeys, kPlain, kPlain},
-    {"momentum", "SGD with momentum (Algorithm 8.2); nesterov = true makes it Nesterov's", kMomentumKeys, kWithMomentum,
-     kWithMomentum},
-    {"nesterov", "SGD with Nesterov momentum (Algorithm 8.3)", kNesterovKeys, kWithMomentum, kWithMomentum},
-    {"adagrad", "AdaGrad (Algorithm 8.4)", kAdagradKeys, {.lr = 0.01, .delta = 1e-7}, {.lr = 0.01, .delta = 1e-10}},
-    {"rmsprop", "RMSProp (Algorithm 8.5), with momentum when momentum > 0", kRmspropKeys,
-     {.lr = 0.01, .rho = 0.9, .delta = 1e-6}, {.lr = 0.01, .rho = 0.99, .delta = 1e-8}},
-    {"rmsprop_nesterov", "RMSProp with Nesterov momentum (Algorithm 8.6)", kRmspropNesterovKeys,
-     {.lr = 0.001, .momentum = 0.9, .rho = 0.9, .delta = 1e-6}, {.lr = 0.001, .momentum = 0.9, .rho = 0.9, .delta = 1e-6},
-     false},
-    {"adadelta", "AdaDelta (Zeiler 2012); the textbook form ignores lr and the schedule", kAdadeltaKeys,
-     {.lr = 1.0, .rho = 0.95, .delta = 1e-6}, {.lr = 1.0, .rho = 0.95, .delta = 1e-6}},
-    {"adam", "Adam (Algorithm 8.7); amsgrad = true for AMSGrad", kAdamKeys, kAdamDefaults, kAdamDefaults},
-    {"adamw", "Adam with decoupled weight decay (Loshchilov & Hutter 2019; weight_decay 0.01 by default)", kAdamKeys,
-     kAdamDefaults, kAdamDefaults},
-    {"amsgrad", "Adam with the AMSGrad maximum of the second moment (Reddi et al. 2018)", kAdamFamilyKeys, kAdamDefaults,
-     kAdamDefaults},
-    {"adamax", "Adamax, Adam with the infinity norm (Kingma & Ba 2015)", kAdamFamilyKeys, kAdamaxDefaults,
-     kAdamaxDefaults},
-    {"nadam", "Nadam, Adam with Nesterov momentum (Dozat 2016)", kAdamFamilyKeys, kAdamaxDefaults, kAdamaxDefaults},
+    {.name = "sgd", .doc = "stochastic gradient descent (Algorithm 8.1)", .keys = kSgdKeys, .textbook = kPlain,
+     .pytorch = kPlain, .chain = sgd_chain},
+    {.name = "momentum",
+     .doc = "SGD with momentum (Algorithm 8.2); nesterov = true makes it Nesterov's",
+     .keys = kMomentumKeys,
+     .textbook = kWithMomentum,
+     .pytorch = kWithMomentum,
+     .chain = [](const ChainArgs& a, ChainRecipe& r) { momentum_chain(a, r, false); }},
+    {.name = "nesterov",
+     .doc = "SGD with Nesterov momentum (Algorithm 8.3)",
+     .keys = kNesterovKeys,
+     .textbook = kWithMomentum,
+     .pytorch = kWithMomentum,
+     .chain = [](const ChainArgs& a, ChainRecipe& r) { momentum_chain(a, r, true); }},
+    {.name = "adagrad",
+     .doc = "AdaGrad (Algorithm 8.4)",
+     .keys = kAdagradKeys,
+     .textbook = {.lr = 0.01, .delta = 1e-7},
+     .pytorch = {.lr = 0.01, .delta = 1e-10},
+     .chain = adagrad_chain},
+    {.name = "rmsprop",
+     .doc = "RMSProp (Algorithm 8.5), with momentum when momentum > 0",
+     .keys = kRmspropKeys,
+     .textbook = {.lr = 0.01, .rho = 0.9, .delta = 1e-6},
+     .pytorch = {.lr = 0.01, .rho = 0.99, .delta = 1e-8},
+     .chain = [](const ChainArgs& a, ChainRecipe& r) { rmsprop_chain(a, r, false); }},
+    {.name = "rmsprop_nesterov",
+     .doc = "RMSProp with Nesterov momentum (Algorithm 8.6)",
+     .keys = kRmspropNesterovKeys,
+     .textbook = {.lr = 0.001, .momentum = 0.9, .rho = 0.9, .delta = 1e-6},
+     .pytorch = {.lr = 0.001, .momentum = 0.9, .rho = 0.9, .delta = 1e-6},
+     .has_pytorch_form = false,
+     .chain = [](const ChainArgs& a, ChainRecipe& r) { rmsprop_chain(a, r, true); }},
+    {.name = "adadelta",
+     .doc = "AdaDelta (Zeiler 2012); the textbook form ignores lr and the schedule",
+     .keys = kAdadeltaKeys,
+     .textbook = {.lr = 1.0, .rho = 0.95, .delta = 1e-6},
+     .pytorch = {.lr = 1.0, .rho = 0.95, .delta = 1e-6},
+     .chain = adadelta_chain},
+    {.name = "adam",
+     .doc = "Adam (Algorithm 8.7); amsgrad = true for AMSGrad",
+     .keys = kAdamKeys,
+     .textbook = kAdamDefaults,
+     .pytorch = kAdamDefaults,
+     .chain = [](const ChainArgs& a, ChainRecipe& r) { adam_chain(a, r, a.spec.amsgrad, false); }},
+    {.name = "adamw",
+     .doc = "Adam with decoupled weight decay (Loshchilov & Hutter 2019; weight_decay 0.01 by default)",
+     .keys = kAdamKeys,
+     .textbook = kAdamWDefaults,
+     .pytorch = kAdamWDefaults,
+     .decoupled_weight_decay = true,
+     .chain = [](const ChainArgs& a, ChainRecipe& r) { adam_chain(a, r, a.spec.amsgrad, true); }},
+    {.name = "amsgrad",
+     .doc = "Adam with the AMSGrad maximum of the second moment (Reddi et al. 2018)",
+     .keys = kAdamFamilyKeys,
+     .textbook = kAdamDefaults,
+     .pytorch = kAdamDefaults,
+     .chain = [](const ChainArgs& a, ChainRecipe& r) { adam_chain(a, r, true, false); }},
+    {.name = "adamax",
+     .doc = "Adamax, Adam with the infinity norm (Kingma & Ba 2015)",
+     .keys = kAdamFamilyKeys,
+     .textbook = kAdamaxDefaults,
+     .pytorch = kAdamaxDefaults,
+     .chain = adamax_chain},
+    {.name = "nadam",
+     .doc = "Nadam, Adam with Nesterov momentum (Dozat 2016)",
+     .keys = kAdamFamilyKeys,
+     .textbook = kAdamaxDefaults,
+     .pytorch = kAdamaxDefaults,
+     .chain = nadam_chain},
 }};
 
 // What tau = 0 means: the run's planned number of updates.
@@ -115,7 +253,8 @@ std::string unknown(std::string_view what, std::string_view name, std::span<cons
 
 bool reads(const OptimizerEntry& e, std::string_view key) { return std::ranges::find(e.keys, key) != e.keys.end(); }
 
-// "rmsprop" or "adam and adamw": the optimizers that read `key`.
+}  // namespace
+
 std::string readers_of(std::string_view key) {
   std::vector<std::string_view> names;
   for (const OptimizerEntry& e : kOptimizers)
@@ -125,8 +264,6 @@ std::string readers_of(std::string_view key) {
     out += (i == 0 ? "" : i + 1 == names.size() ? " and " : ", ") + std::string(names[i]);
   return out;
 }
-
-}  // namespace
 
 std::span<const OptimizerEntry> optimizers() { return kOptimizers; }
 std::span<const ScheduleEntry> schedules() { return kSchedules; }

@@ -3,11 +3,14 @@
 // config's validation, the CLI's help, the "did you mean" of errors, docs/config.md's lists
 // and the tests' lists of names all come.
 //
-// Adding an optimizer: its update rule (transform.hpp / optimizer.cpp), one entry in
-// kOptimizers (src/optim/registry.cpp) with its defaults and the keys it reads, one test
-// (tests/optim/registry_test.cpp builds and trains every entry by itself) and one section of
-// docs/optimizers.md. Adding a schedule: its class (schedule.hpp) and one entry in kSchedules
-// with its constructor from ScheduleConfig; docs/config.md's list is regenerated from here.
+// Adding an optimizer: its element-wise update rule (src/optim/rules.hpp) with the link that
+// runs it (transform.hpp / transform.cpp), one entry in kOptimizers (src/optim/registry.cpp:
+// defaults, the keys it reads, and the function that appends its links to the chain and
+// names its fused loop, if any), one test (tests/optim/registry_test.cpp builds and trains
+// every entry by itself; an algorithms_test.cpp case checks it against its equations) and
+// one section of docs/optimizers.md. The factory (make_optimizer) only looks the name up.
+// Adding a schedule: its class (schedule.hpp) and one entry in kSchedules with its
+// constructor from ScheduleConfig; docs/config.md's list is regenerated from here.
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -26,7 +29,12 @@ struct OptimizerDefaults {
   double momentum = 0.0;  // alpha (mu)
   double rho = 0.0;       // rmsprop, adadelta
   double delta = 0.0;
+  double weight_decay = 0.0;  // lambda when the config leaves it 0 (adamw: 0.01)
 };
+
+// Defined in src/optim/recipe.hpp (internal): what an entry's chain builder is given and fills.
+struct ChainArgs;
+struct ChainRecipe;
 
 struct OptimizerEntry {
   std::string_view name;
@@ -36,6 +44,13 @@ struct OptimizerEntry {
   OptimizerDefaults textbook;
   OptimizerDefaults pytorch;
   bool has_pytorch_form = true;
+  // true: weight_decay is decoupled (the builder places it, AdamW); false: L2 decay, which
+  // the factory puts in front of the builder's links.
+  bool decoupled_weight_decay = false;
+  // Appends the algorithm's links (scale_by_learning_rate included) to recipe.links and,
+  // where a fused loop computes that chain, sets recipe.fused.kernel. Throws ConfigError
+  // for a combination it refuses, naming the optimizer.
+  void (*chain)(const ChainArgs& args, ChainRecipe& recipe) = nullptr;
 };
 
 struct ScheduleEntry {
@@ -59,6 +74,9 @@ const ScheduleEntry* find_schedule(std::string_view name);
 // `unknown optimizer name "adamm"; expected one of sgd, ..., nadam; did you mean adam?`
 std::string unknown_optimizer(std::string_view name);
 std::string unknown_schedule(std::string_view name);
+
+// "rmsprop" or "adam and adamw": the optimizers whose entry reads `key`.
+std::string readers_of(std::string_view key);
 
 // A combination of keys that the named optimizer refuses, exactly those make_optimizer
 // refuses: sgd with momentum > 0, centered or amsgrad on an optimizer that does not read
