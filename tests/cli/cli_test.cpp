@@ -200,7 +200,7 @@ TEST_F(Cli, UsageErrorsSuggestAndExitOne) {
   const Case cases[] = {
       {"trian " + c, "unknown command 'trian'; did you mean 'descent train'?"},
       {"evla x --config " + c, "did you mean 'descent eval'?"},
-      {"frobnicate", "unknown command 'frobnicate'; the commands are train, resume, eval and optimize"},
+      {"frobnicate", "unknown command 'frobnicate'; the commands are train, resume, eval, optimize and report"},
       {"train " + c + " --lr 0.1", "unknown option --lr for descent train; optimizer.lr is a config key: use --set optimizer.lr=0.1"},
       {"train " + c + " --lr=0.1", "use --set optimizer.lr=0.1"},
       {"train " + c + " --epochs 5", "use --set epochs=5"},
