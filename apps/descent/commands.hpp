@@ -64,7 +64,7 @@ int run_optimize(const OptimizeArgs& args);
 struct ReportArgs {
   std::vector<std::string> run_dirs;
   std::string out;
-  std::size_t max_points = 2000;
+  std::size_t max_points = 1000;
 };
 void add_report(CLI::App& app, ReportArgs& args);
 int run_report(const ReportArgs& args);

@@ -163,8 +163,9 @@ constexpr std::string_view kScript = R"JS(
   function col(records, field, f) { return records.map(function (r) { const v = r[field]; return v === undefined ? null : (f ? f(v) : v); }); }
   function band(s, field, f) {
     f = f || function (v) { return v; };
+    const lo = s[field].min || s[field].mean, hi = s[field].max || s[field].mean;  // buckets of one: mean only
     return s[field].mean.map(function (m, i) {
-      return m === null ? null : [f(s[field].min[i]), f(m), f(s[field].max[i])];
+      return m === null ? null : [f(lo[i]), f(m), f(hi[i])];
     });
   }
 

@@ -51,6 +51,8 @@ std::vector<Record> read_metrics(const fs::path& path) {
     } catch (const json::parse_error& e) {
       throw DataError(where + "malformed JSON at byte " + std::to_string(e.byte) +
                       " of the line, expected one JSON object per line (docs/metrics.md)");
+    } catch (const json::exception&) {  // e.g. a number beyond the range of a double
+      throw DataError(where + "malformed JSON: a number out of range (docs/metrics.md)");
     }
     if (!value.is_object()) {
       throw DataError(where + "holds a JSON " + std::string(value.type_name()) + ", expected an object");
@@ -79,6 +81,14 @@ std::optional<double> number(const Record& r, const char* kind, const char* fiel
 
 json as_json(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
+// The step series are for looking: 6 significant digits (metrics.jsonl keeps every digit).
+json rounded(double v) {
+  if (!std::isfinite(v)) return nullptr;
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.6g", v);
+  return std::strtod(buffer, nullptr);
+}
+
 // Copies the listed numeric fields of a record (checked) into a JSON object; absent fields
 // stay absent, null stays null.
 json pick(const Record& r, const char* kind, std::initializer_list<const char*> required,
@@ -102,9 +112,10 @@ void bucket_stats(const std::vector<double>& v, std::size_t begin, std::size_t e
     sum += v[i];
     ++n;
   }
-  series["min"].push_back(n ? json(lo) : json(nullptr));
-  series["mean"].push_back(n ? json(sum / static_cast<double>(n)) : json(nullptr));
-  series["max"].push_back(n ? json(hi) : json(nullptr));
+  series["mean"].push_back(n ? rounded(sum / static_cast<double>(n)) : json(nullptr));
+  if (end - begin == 1) return;  // buckets of one update: min = mean = max, written once
+  series["min"].push_back(n ? rounded(lo) : json(nullptr));
+  series["max"].push_back(n ? rounded(hi) : json(nullptr));
 }
 
 // The step records aggregated (report.hpp), and the running mean of grad_norm: the mean of
@@ -112,11 +123,11 @@ void bucket_stats(const std::vector<double>& v, std::size_t begin, std::size_t e
 // each bucket's last update.
 json aggregate_steps(const std::vector<const Record*>& steps, std::size_t max_points) {
   const std::size_t n = steps.size();
-  std::vector<double> step(n), epoch(n), wall(n), loss(n), grad(n), lr(n);
+  std::vector<double> step(n), wall(n), loss(n), grad(n), lr(n);
   for (std::size_t i = 0; i < n; ++i) {
     const Record& r = *steps[i];
     step[i] = *number(r, "step", "step", true);
-    epoch[i] = number(r, "step", "epoch", false).value_or(std::numeric_limits<double>::quiet_NaN());
+    number(r, "step", "epoch", false);  // checked, not drawn
     wall[i] = number(r, "step", "wall_s", false).value_or(std::numeric_limits<double>::quiet_NaN());
     loss[i] = *number(r, "step", "loss", true);
     grad[i] = *number(r, "step", "grad_norm", true);
@@ -134,16 +145,16 @@ json aggregate_steps(const std::vector<const Record*>& steps, std::size_t max_po
     if (count) running[i] = sum / static_cast<double>(count);
   }
   json out = {{"count", n}, {"bucket", bucket}, {"window", window}, {"step", json::array()},
-              {"epoch", json::array()}, {"wall_s", json::array()}, {"grad_norm_running", json::array()}};
+              {"wall_s", json::array()}, {"grad_norm_running", json::array()}};
   for (const char* f : {"loss", "grad_norm", "lr"}) {
-    out[f] = {{"min", json::array()}, {"mean", json::array()}, {"max", json::array()}};
+    out[f] = {{"mean", json::array()}};
+    if (bucket > 1) out[f]["min"] = out[f]["max"] = json::array();
   }
   for (std::size_t b = 0; b < n; b += bucket) {
     const std::size_t e = std::min(n, b + bucket);
     out["step"].push_back(as_json(step[b]));
-    out["epoch"].push_back(as_json(epoch[b]));
-    out["wall_s"].push_back(as_json(wall[e - 1]));
-    out["grad_norm_running"].push_back(as_json(running[e - 1]));
+    out["wall_s"].push_back(rounded(wall[e - 1]));
+    out["grad_norm_running"].push_back(rounded(running[e - 1]));
     bucket_stats(loss, b, e, out["loss"]);
     bucket_stats(grad, b, e, out["grad_norm"]);
     bucket_stats(lr, b, e, out["lr"]);
@@ -205,6 +216,8 @@ json read_json_file(const fs::path& path) {
     return json::parse(text);
   } catch (const json::parse_error& e) {
     throw DataError(path.string() + ": malformed JSON at byte " + std::to_string(e.byte));
+  } catch (const json::exception&) {
+    throw DataError(path.string() + ": malformed JSON: a number out of range");
   }
 }
 

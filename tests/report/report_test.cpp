@@ -63,6 +63,12 @@ std::vector<json> records(const fs::path& metrics, const std::string& kind) {
   return out;
 }
 
+// Equal to 6 significant digits (the page rounds its step series).
+bool close6(const json& page, const json& metrics) {
+  const double a = page.get<double>(), b = metrics.get<double>();
+  return std::abs(a - b) <= 5e-6 * std::abs(b);
+}
+
 // A real run of the CLI on a small CSV problem (validation split, clipping that fires),
 // made once for the suite.
 class Report : public ::testing::Test {
@@ -136,13 +142,11 @@ TEST_F(Report, EmbeddedDataMatchMetrics) {
   const json& s = r["steps"];
   ASSERT_EQ(s["bucket"], 1);
   ASSERT_EQ(s["step"].size(), steps.size());
+  EXPECT_FALSE(s["loss"].contains("min"));  // buckets of one: the mean alone
   for (std::size_t i = 0; i < steps.size(); ++i) {
     EXPECT_EQ(s["step"][i], steps[i]["step"]);
-    EXPECT_EQ(s["loss"]["mean"][i], steps[i]["loss"]);
-    EXPECT_EQ(s["loss"]["min"][i], steps[i]["loss"]);
-    EXPECT_EQ(s["grad_norm"]["max"][i], steps[i]["grad_norm"]);
-    EXPECT_EQ(s["lr"]["mean"][i], steps[i]["lr"]);
-    EXPECT_EQ(s["wall_s"][i], steps[i]["wall_s"]);
+    for (const char* f : {"loss", "grad_norm", "lr"}) EXPECT_TRUE(close6(s[f]["mean"][i], steps[i][f])) << i << " " << f;
+    EXPECT_TRUE(close6(s["wall_s"][i], steps[i]["wall_s"])) << i;
   }
   const json final_record = records(metrics, "final").at(0);
   for (const char* f : {"test_error", "test_loss", "best_epoch", "epochs", "steps", "stopped_early", "best_val_error"}) {
@@ -179,14 +183,14 @@ TEST_F(Report, LongRunsAreAggregatedByTheStatedRule) {
     double lo = 1e300, hi = -1e300, sum = 0;
     for (int i = b; i < e; ++i) lo = std::min(lo, loss[i]), hi = std::max(hi, loss[i]), sum += loss[i];
     EXPECT_EQ(s["step"][k], b);
-    EXPECT_DOUBLE_EQ(s["loss"]["min"][k].get<double>(), lo);
-    EXPECT_DOUBLE_EQ(s["loss"]["max"][k].get<double>(), hi);
-    EXPECT_NEAR(s["loss"]["mean"][k].get<double>(), sum / (e - b), 1e-12);
-    EXPECT_DOUBLE_EQ(s["wall_s"][k].get<double>(), (e - 1) * 0.001);
+    EXPECT_TRUE(close6(s["loss"]["min"][k], lo)) << k;
+    EXPECT_TRUE(close6(s["loss"]["max"][k], hi)) << k;
+    EXPECT_TRUE(close6(s["loss"]["mean"][k], sum / (e - b))) << k;
+    EXPECT_TRUE(close6(s["wall_s"][k], (e - 1) * 0.001)) << k;
     double running = 0;
     const int from = std::max(0, e - window);
     for (int i = from; i < e; ++i) running += grad[i];
-    EXPECT_NEAR(s["grad_norm_running"][k].get<double>(), running / (e - from), 1e-9) << k;
+    EXPECT_TRUE(close6(s["grad_norm_running"][k], running / (e - from))) << k;
   }
 }
 
@@ -220,6 +224,7 @@ TEST_F(Report, MalformedMetricsNameFileAndLine) {
   const Case cases[] = {
       {"{\"kind\":\"step\",\"step\":1,", "line 3: malformed JSON"},
       {"[1,2]", "line 3: holds a JSON array, expected an object"},
+      {"{\"kind\":\"step\",\"step\":1e999}", "line 3: malformed JSON: a number out of range"},
       {"{\"step\":1}", "line 3: lacks a string \"kind\""},
       {"{\"kind\":\"step\",\"step\":1,\"loss\":\"x\",\"grad_norm\":1}", "line 3: step record: \"loss\" is a JSON string, expected a number"},
       {"{\"kind\":\"step\",\"step\":1,\"loss\":1}", "line 3: step record lacks \"grad_norm\""},

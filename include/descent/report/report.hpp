@@ -10,7 +10,8 @@
 // Long runs stay legible: at most `max_points` per step series. Beyond that the step records
 // are cut into buckets of B = ceil(steps / max_points) consecutive updates, and each bucket
 // gives its first step, its last wall time, and the min, mean and max of loss, grad_norm and lr
-// over the bucket (non-finite values, written as null, left out).
+// over the bucket (non-finite values, written as null, left out). The step series are rounded
+// to 6 significant digits; the epoch, eval, divergence and final records keep every digit.
 #include <cstddef>
 #include <filesystem>
 #include <string>
@@ -19,7 +20,7 @@
 namespace descent::report {
 
 struct Options {
-  std::size_t max_points = 2000;  // per step series; >= 1
+  std::size_t max_points = 1000;  // per step series; >= 1
   std::filesystem::path chart_library;  // empty: chart_library_path()
 };
 
