@@ -234,7 +234,7 @@ TEST_F(Cli, NoCommandPrintsTheHelpAndFails) {
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.out.find("Subcommands:"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("train"), std::string::npos) << r.out;
-  EXPECT_EQ(r.err, "descent: error: no command given; the commands are train, resume, eval and optimize\n");
+  EXPECT_EQ(r.err, "descent: error: no command given; the commands are train, resume, eval, optimize and report\n");
 }
 
 TEST_F(Cli, BadInputIsOneLineAndExitOne) {
