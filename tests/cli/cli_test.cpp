@@ -95,7 +95,8 @@ TEST_F(Cli, TrainThenEval) {
   Result t = run("train " + config.string() + " --set optimizer.lr=0.2 --name first");
   ASSERT_EQ(t.code, 0) << t.err;
   EXPECT_NE(t.out.find("test accuracy"), std::string::npos) << t.out;
-  EXPECT_EQ(lines(t.out), 1) << t.out;  // the one-line summary
+  EXPECT_EQ(lines(t.out), 2) << t.out;  // the one-line summary, then the report's path
+  EXPECT_NE(t.out.find("\nreport " + (dir_ / "runs" / "first" / "report.html").string() + "\n"), std::string::npos) << t.out;
   EXPECT_NE(t.err.find("epoch 3/3"), std::string::npos) << t.err;  // plain progress lines
   const fs::path run_dir = dir_ / "runs" / "first";
   for (const char* f : {"config.toml", "metrics.jsonl", "model.safetensors"}) EXPECT_TRUE(fs::exists(run_dir / f)) << f;
