@@ -347,6 +347,7 @@ std::string browse(const fs::path& page, const fs::path& png) {
                             work);
   EXPECT_EQ(shot.code, 0) << shot.err;
   EXPECT_TRUE(fs::exists(png) && fs::file_size(png) > 10000) << png;
+  fs::remove_all(work / "profile");  // keep the browser's logs, not its profile
   return dom.out;
 }
 
