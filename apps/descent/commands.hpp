@@ -2,7 +2,9 @@
 // The subcommands of the descent CLI.
 #include <CLI/CLI.hpp>
 
+#include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <limits>
 #include <string>
 #include <vector>
@@ -58,5 +60,15 @@ struct OptimizeArgs {
 };
 void add_optimize(CLI::App& app, OptimizeArgs& args);
 int run_optimize(const OptimizeArgs& args);
+
+struct ReportArgs {
+  std::vector<std::string> run_dirs;
+  std::string out;
+  std::size_t max_points = 1000;
+};
+void add_report(CLI::App& app, ReportArgs& args);
+int run_report(const ReportArgs& args);
+// Writes RUN_DIR/report.html after a run and prints its path (a warning if it cannot).
+void report_after_run(const std::filesystem::path& run_dir);
 
 }  // namespace descent::cli

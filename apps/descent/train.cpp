@@ -46,6 +46,7 @@ int report(const train::RunResult& r) {
             << r.best_epoch << " of " << r.epochs_run << (r.stopped_early ? " (stopped early)" : "") << "  |g| at stop "
             << std::setprecision(3) << r.grad_norm_at_stop << "  " << std::setprecision(1) << r.wall_seconds << " s  "
             << r.run_dir.string() << "\n";
+  report_after_run(r.run_dir);
   return 0;
 }
 

@@ -95,7 +95,8 @@ TEST_F(Cli, TrainThenEval) {
   Result t = run("train " + config.string() + " --set optimizer.lr=0.2 --name first");
   ASSERT_EQ(t.code, 0) << t.err;
   EXPECT_NE(t.out.find("test accuracy"), std::string::npos) << t.out;
-  EXPECT_EQ(lines(t.out), 1) << t.out;  // the one-line summary
+  EXPECT_EQ(lines(t.out), 2) << t.out;  // the one-line summary, then the report's path
+  EXPECT_NE(t.out.find("\nreport " + (dir_ / "runs" / "first" / "report.html").string() + "\n"), std::string::npos) << t.out;
   EXPECT_NE(t.err.find("epoch 3/3"), std::string::npos) << t.err;  // plain progress lines
   const fs::path run_dir = dir_ / "runs" / "first";
   for (const char* f : {"config.toml", "metrics.jsonl", "model.safetensors"}) EXPECT_TRUE(fs::exists(run_dir / f)) << f;
@@ -200,7 +201,7 @@ TEST_F(Cli, UsageErrorsSuggestAndExitOne) {
   const Case cases[] = {
       {"trian " + c, "unknown command 'trian'; did you mean 'descent train'?"},
       {"evla x --config " + c, "did you mean 'descent eval'?"},
-      {"frobnicate", "unknown command 'frobnicate'; the commands are train, resume, eval and optimize"},
+      {"frobnicate", "unknown command 'frobnicate'; the commands are train, resume, eval, optimize and report"},
       {"train " + c + " --lr 0.1", "unknown option --lr for descent train; optimizer.lr is a config key: use --set optimizer.lr=0.1"},
       {"train " + c + " --lr=0.1", "use --set optimizer.lr=0.1"},
       {"train " + c + " --epochs 5", "use --set epochs=5"},
@@ -234,7 +235,7 @@ TEST_F(Cli, NoCommandPrintsTheHelpAndFails) {
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.out.find("Subcommands:"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("train"), std::string::npos) << r.out;
-  EXPECT_EQ(r.err, "descent: error: no command given; the commands are train, resume, eval and optimize\n");
+  EXPECT_EQ(r.err, "descent: error: no command given; the commands are train, resume, eval, optimize and report\n");
 }
 
 TEST_F(Cli, BadInputIsOneLineAndExitOne) {
