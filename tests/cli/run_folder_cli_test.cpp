@@ -17,6 +17,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -497,6 +498,40 @@ TEST_F(RunFolderCli, AFullDiskWhileTheModelIsWrittenLeavesTheRunResumable) {
   ASSERT_EQ(resume(exp, "resumed"), 0) << err("resumed");
   EXPECT_TRUE(slurp(exp / "model.safetensors") == reference);
   EXPECT_EQ(records(exp / "metrics.jsonl").size(), metrics_lines);
+}
+
+// A real full disk: a 1 MiB tmpfs (in a mount namespace of its own, `unshare -rm`; skipped
+// where that is not allowed) holds the step-0 checkpoint but not the next one: ENOSPC. The
+// tmpfs is then grown and the run resumed, in the same namespace.
+TEST_F(RunFolderCli, ARealFullDiskIsOneErrorAndTheRunResumesOnceThereIsRoom) {
+  if (std::system("unshare -rm true >/dev/null 2>&1") != 0) GTEST_SKIP() << "no mount namespace here (unshare -rm)";
+  ASSERT_EQ(train({"--name", "reference", "--set", "model.hidden=[256, 256]"}, "reference"), 0) << err("reference");
+  const fs::path mnt = dir_ / "mnt", script = dir_ / "full.sh";
+  {
+    std::ofstream s(script);
+    s << "mkdir -p '" << mnt.string() << "'\n"
+      << "mount -t tmpfs -o size=1m tmpfs '" << mnt.string() << "' || exit 77\n"
+      << "'" << DESCENT_CLI << "' train '" << (dir_ / "run.toml").string() << "' --out '" << mnt.string()
+      << "' --set 'model.hidden=[256, 256]' > '" << (dir_ / "full.out").string() << "' 2> '" << (dir_ / "full.err").string()
+      << "'\necho $? > '" << (dir_ / "full.code").string() << "'\n"
+      << "ls '" << (mnt / "exp" / "checkpoints").string() << "' > '" << (dir_ / "full.ls").string() << "'\n"
+      << "mount -o remount,size=64m '" << mnt.string() << "' || exit 78\n"
+      << "'" << DESCENT_CLI << "' resume '" << (mnt / "exp").string() << "' > '" << (dir_ / "resumed.out").string()
+      << "' 2> '" << (dir_ / "resumed.err").string() << "'\necho $? > '" << (dir_ / "resumed.code").string() << "'\n"
+      << "cp '" << (mnt / "exp" / "model.safetensors").string() << "' '" << (dir_ / "model.safetensors").string() << "'\n";
+  }
+  const int status = std::system(("unshare -rm sh '" + script.string() + "'").c_str());
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 77) GTEST_SKIP() << "cannot mount a tmpfs here";
+  ASSERT_EQ(slurp(dir_ / "full.code"), "1\n") << err("full");
+  const std::string e = err("full");
+  EXPECT_EQ(count(e, "descent: error: "), 1u) << e;
+  EXPECT_NE(e.find("descent: error: " + (mnt / "exp" / "checkpoints" / "step-000000000009.ckpt").string() + ": cannot write"),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("No space left on device"), std::string::npos) << e;
+  EXPECT_EQ(slurp(dir_ / "full.ls"), "step-000000000000.ckpt\n");
+  ASSERT_EQ(slurp(dir_ / "resumed.code"), "0\n") << err("resumed");
+  EXPECT_TRUE(slurp(dir_ / "model.safetensors") == slurp(runs_ / "reference" / "model.safetensors"));
 }
 
 }  // namespace
