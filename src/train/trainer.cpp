@@ -31,6 +31,7 @@
 #include "descent/train/callbacks.hpp"
 #include "descent/train/checkpoint.hpp"
 #include "descent/train/model_card.hpp"
+#include "descent/train/run_folder.hpp"
 #include "descent/train/step.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
@@ -329,11 +330,11 @@ struct LoopState {
 // loop is a callback (train/callbacks.hpp, early stopping and checkpoints below, the caller's).
 class Session final : public Run {
  public:
-  Session(const TrainConfig& config, std::ostream* log, std::filesystem::path run_dir, const Checkpoint* from,
+  Session(const TrainConfig& config, std::ostream* log, RunFolder& folder, const Checkpoint* from,
           const std::vector<Callback*>& extra)
-      : config_(config), t0_(Clock::now()), progress_(log, config.progress, config.epochs, 1) {
+      : config_(config), folder_(folder), t0_(Clock::now()), progress_(log, config.progress, config.epochs, 1) {
     if (config_.threads > 0) set_num_threads(config_.threads);
-    result_.run_dir = std::move(run_dir);
+    result_.run_dir = folder.path();
     ckpt_dir_ = result_.run_dir / "checkpoints";
     data_ = load_data(config_);
     try {
@@ -359,9 +360,7 @@ class Session final : public Run {
     best_ = arena.values().clone();
     best_buffers_ = arena.buffer_size() > 0 ? arena.buffers().clone() : Tensor();
     // The run folder is made only once the data and the model are known to be good.
-    std::error_code ec;
-    std::filesystem::create_directories(result_.run_dir, ec);
-    if (ec) throw IoError(result_.run_dir.string() + ": cannot create the run folder: " + ec.message());
+    folder_.open();
     const std::filesystem::path metrics_path = result_.run_dir / "metrics.jsonl";
     if (from == nullptr) {
       io::write_file_atomic(result_.run_dir / "config.toml", to_toml(config_));
@@ -484,6 +483,7 @@ class Session final : public Run {
       if (const std::string key = cb->state_key(); !key.empty()) callbacks[key] = cb->save_state();
     }
     if (!callbacks.empty()) state["callbacks"] = std::move(callbacks);
+    state["run_id"] = folder_.id();
     if (state_.k > 0) {  // before the first update the optimizer holds nothing yet
       const optim::OptimizerState o = optimizer_->save_state();
       nlohmann::json schedules = nlohmann::json::array();
@@ -573,10 +573,7 @@ class Session final : public Run {
                        stop.at("bad_epochs").get<std::int64_t>());
       const auto bytes = c.state.at("metrics_bytes").get<std::uintmax_t>();
       metrics_.reset();
-      std::error_code ec;
-      std::filesystem::resize_file(metrics_path, bytes, ec);
-      if (ec) throw IoError(metrics_path.string() + ": cannot cut it back to the checkpoint's " + std::to_string(bytes) +
-                            " bytes: " + ec.message());
+      cut_metrics(metrics_path, bytes, (ckpt_dir_ / checkpoint_file_name(c.step)).string());
       metrics_ = std::make_unique<io::JsonLinesWriter>(metrics_path, /*append=*/true);
     } catch (const nlohmann::json::exception& e) {
       throw DataError(source + ": checkpoint state: " + e.what());
@@ -660,11 +657,18 @@ class Session final : public Run {
                              std::to_string(state_.epoch) + "): loss " + std::to_string(loss_value) +
                              ", first non-finite gradient in '" + first_non_finite_gradient(arena) + "'";
     ++state_.divergences;
-    if (divergence_ == DivergencePolicy::stop) throw NumericError(what + "; the parameters were not updated");
-    if (state_.divergences > d.max_events) {
-      throw NumericError(what + "; this is divergence " + std::to_string(state_.divergences) +
-                         ", more than divergence.max_events = " + std::to_string(d.max_events) + " (policy " +
-                         d.policy + "); the parameters were not updated");
+    const bool stop = divergence_ == DivergencePolicy::stop;
+    if (stop || state_.divergences > d.max_events) {
+      const std::string message =
+          what + (stop ? "" : "; this is divergence " + std::to_string(state_.divergences) +
+                                  ", more than divergence.max_events = " + std::to_string(d.max_events) + " (policy " +
+                                  d.policy + ")") +
+          "; the parameters were not updated";
+      write_stopped_record(*metrics_, {.reason = "diverged", .step = state_.k, .epoch = state_.epoch, .message = message,
+                                       .wall_s = wall_seconds(),
+                                       .details = {{"policy", d.policy}, {"loss", loss_value},
+                                                   {"divergences", state_.divergences}}});
+      throw NumericError(message);
     }
     if (divergence_ == DivergencePolicy::skip) {
       if (keep_iterate) {
@@ -810,13 +814,19 @@ class Session final : public Run {
     const int signal = g_stop_signal.load(std::memory_order_relaxed);
     if (signal == 0) return;
     if (saved_at_ != state_.k) save_checkpoint();
-    throw Interrupted(std::string("interrupted by ") + signal_name(signal) + " after step " + std::to_string(state_.k) +
-                          " (epoch " + std::to_string(state_.epoch) + "); checkpoint " + last_checkpoint_.string() +
-                          " written; continue with: descent resume " + result_.run_dir.string(),
-                      signal);
+    const std::string message = std::string("interrupted by ") + signal_name(signal) + " after step " +
+                                std::to_string(state_.k) + " (epoch " + std::to_string(state_.epoch) + "); checkpoint " +
+                                last_checkpoint_.string() + " written; continue with: descent resume " +
+                                result_.run_dir.string();
+    write_stopped_record(*metrics_, {.reason = "interrupted", .step = state_.k, .epoch = state_.epoch,
+                                     .message = message, .wall_s = wall_seconds(),
+                                     .details = {{"signal", signal_name(signal)},
+                                                 {"checkpoint", last_checkpoint_.string()}}});  // a resume cuts it away
+    throw Interrupted(message, signal);
   }
 
   const TrainConfig& config_;
+  RunFolder& folder_;
   Clock::time_point t0_, epoch_t0_ = Clock::now();
   Progress progress_;
   RunResult result_;
@@ -852,27 +862,59 @@ class Session final : public Run {
 void request_stop(int signal) noexcept { g_stop_signal.store(signal, std::memory_order_relaxed); }
 void clear_stop_request() noexcept { g_stop_signal.store(0, std::memory_order_relaxed); }
 
-RunResult run(const TrainConfig& config, std::ostream* log, const std::vector<Callback*>& callbacks) {
-  Session session(config, log, std::filesystem::path(config.out_dir) / config.name, nullptr, callbacks);
-  return session.go();
+namespace {
+
+// Trains in `folder`, which records how the run ended (run.json; a run that fails before its
+// first checkpoint leaves nothing behind).
+RunResult train_in(RunFolder& folder, const TrainConfig& config, std::ostream* log, const Checkpoint* from,
+                   const std::vector<Callback*>& callbacks) {
+  try {
+    Session session(config, log, folder, from, callbacks);
+    RunResult r = session.go();
+    folder.finished();
+    return r;
+  } catch (const Interrupted& e) {
+    folder.interrupted(e.what());
+    throw;
+  } catch (const IoError& e) {  // a full disk, an unwritable folder: the checkpoints before are intact
+    folder.failed(e.what());
+    if (!folder.resumable()) throw;
+    throw IoError(std::string(e.what()) + "; the checkpoints written before are intact: once the disk has room (or the "
+                  "fault is fixed), continue with: descent resume " + folder.path().string());
+  } catch (const std::exception& e) {
+    folder.failed(e.what());
+    throw;
+  }
+}
+
+}  // namespace
+
+RunResult run(const TrainConfig& config, std::ostream* log, const std::vector<Callback*>& callbacks,
+              ExistingRun existing) {
+  RunFolder folder = RunFolder::for_new_run(std::filesystem::path(config.out_dir) / config.name, existing);
+  if (log != nullptr && !folder.requested().empty()) {
+    *log << "descent: " << folder.requested().string() << " holds another run; this one goes to "
+         << folder.path().string() << "\n";
+  }
+  return train_in(folder, config, log, nullptr, callbacks);
 }
 
 RunResult resume(const std::filesystem::path& run_dir, std::ostream* log, const std::vector<Callback*>& callbacks) {
-  std::error_code ec;
-  if (!std::filesystem::is_directory(run_dir, ec)) throw IoError(run_dir.string() + ": no such run folder");
+  RunFolder folder = RunFolder::for_resume(run_dir);
   std::vector<std::string> warnings;
-  const std::optional<Checkpoint> c = load_latest_checkpoint(run_dir / "checkpoints", &warnings);
+  std::filesystem::path file;
+  const std::optional<Checkpoint> c = load_latest_checkpoint(folder.path() / "checkpoints", &warnings, &file);
   if (log != nullptr) {
     for (const std::string& w : warnings) *log << "descent: warning: " << w << "\n";
   }
   if (!c) {
-    throw IoError(run_dir.string() + ": no valid checkpoint in " + (run_dir / "checkpoints").string() +
+    throw IoError(folder.path().string() + ": no valid checkpoint in " + (folder.path() / "checkpoints").string() +
                   (warnings.empty() ? " (none was written yet)" : " (all are damaged)"));
   }
-  const std::string source = (run_dir / "checkpoints" / checkpoint_file_name(c->step)).string();
+  const std::string source = file.string();
+  folder.adopt(*c, source);
   TrainConfig config = parse_train_config(c->config_toml, source);
-  Session session(config, log, run_dir, &*c, callbacks);
-  return session.go();
+  return train_in(folder, config, log, &*c, callbacks);
 }
 
 }  // namespace descent::train
