@@ -97,14 +97,14 @@ TEST_F(RunFolderTest, ASecondRunIsRefusedReplacedOrRenamedAsAsked) {
   }
   EXPECT_EQ(slurp(first.run_dir / "model.safetensors"), model);
 
-  const RunResult renamed = run(config("exp", 0.1), nullptr, ExistingRun::fresh_name);
+  const RunResult renamed = run(config("exp", 0.1), nullptr, {}, ExistingRun::fresh_name);
   EXPECT_EQ(renamed.run_dir, dir_ / "runs" / "exp-2");
   EXPECT_EQ(slurp(first.run_dir / "model.safetensors"), model);
 
   // Overwrite: the same config trains to the same model, with a new id; the other run's files go.
   const std::string old_id = nlohmann::json::parse(slurp(first.run_dir / "run.json")).at("run_id");
   { std::ofstream(first.run_dir / "checkpoints" / "step-000000999999.ckpt") << "stale"; }
-  const RunResult again = run(config("exp"), nullptr, ExistingRun::overwrite);
+  const RunResult again = run(config("exp"), nullptr, {}, ExistingRun::overwrite);
   EXPECT_EQ(again.run_dir, first.run_dir);
   EXPECT_EQ(slurp(again.run_dir / "model.safetensors"), model);
   EXPECT_FALSE(fs::exists(again.run_dir / "checkpoints" / "step-000000999999.ckpt"));
