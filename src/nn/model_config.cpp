@@ -97,6 +97,18 @@ std::unique_ptr<Module> build_recurrent(const LayerConfig& l, const LayerInput& 
       RecurrentOptions{.return_sequence = l.return_sequence, .truncate = l.truncate, .forget_bias = l.forget_bias});
 }
 
+// ---- The values unset keys take ----
+
+void resolve_linear(LayerConfig& l, const LayerInput& in) {
+  if (l.units == 0 && in.last) l.units = in.classes;
+}
+void resolve_conv2d(LayerConfig& l, const LayerInput&) {
+  if (l.stride == 0) l.stride = 1;
+}
+void resolve_pool(LayerConfig& l, const LayerInput&) {
+  if (l.stride == 0) l.stride = l.kernel;
+}
+
 // ---- The keys ----
 
 constexpr LayerKey kBias{.name = "bias", .boolean = &LayerConfig::bias, .default_text = "true",
@@ -108,7 +120,8 @@ constexpr LayerKey kLinearKeys[] = {
     kBias,
 };
 constexpr LayerKey kConvKeys[] = {
-    {.name = "channels", .integer = &LayerConfig::units, .required = true, .min = 1, .doc = "Output channels."},
+    {.name = "channels", .integer = &LayerConfig::units, .required = true, .min = 1, .doc = "Output channels.",
+     .metadata_name = "units"},
     {.name = "kernel", .integer = &LayerConfig::kernel, .required = true, .min = 1, .doc = "Side of the square kernel."},
     {.name = "stride", .integer = &LayerConfig::stride, .min = 1, .default_text = "1", .doc = "Step between windows."},
     {.name = "padding", .integer = &LayerConfig::padding, .default_text = "0",
@@ -135,7 +148,7 @@ constexpr LayerKey kDropoutKeys[] = {
      .doc = "Probability of dropping a unit."},
 };
 constexpr LayerKey kHidden{.name = "hidden", .integer = &LayerConfig::units, .required = true, .min = 1,
-                           .doc = "Hidden units H."};
+                           .doc = "Hidden units H.", .metadata_name = "units"};
 constexpr LayerKey kInputSize{.name = "input_size", .integer = &LayerConfig::input_size, .required = true, .min = 1,
                               .doc = "Features per time step D; the T = inputs / D steps are read in order."};
 constexpr LayerKey kReturnSequence{.name = "return_sequence", .boolean = &LayerConfig::return_sequence,
@@ -154,29 +167,29 @@ constexpr std::string_view kActivationDoc = "Elementwise activation.";
 // ---- The registry ----
 
 const std::array<LayerType, 14> kLayerTypes = {{
-    {"linear", kLinearKeys, "y = x W^T + b on a flat input.", build_linear},
-    {"conv2d", kConvKeys, "Convolution (cross-correlation) over images [C, H, W].", build_conv2d},
-    {"maxpool2d", kPoolKeys, "Maximum over windows of images.", build_pool<MaxPool2d>},
-    {"avgpool2d", kPoolKeys, "Mean over windows of images.", build_pool<AvgPool2d>},
-    {"flatten", {}, "Images to flat rows.", build_flatten},
-    {"unflatten", kUnflattenKeys, "Flat rows to images.", build_unflatten},
+    {"linear", kLinearKeys, "y = x W^T + b on a flat input.", build_linear, resolve_linear},
+    {"conv2d", kConvKeys, "Convolution (cross-correlation) over images [C, H, W].", build_conv2d, resolve_conv2d},
+    {"maxpool2d", kPoolKeys, "Maximum over windows of images.", build_pool<MaxPool2d>, resolve_pool},
+    {"avgpool2d", kPoolKeys, "Mean over windows of images.", build_pool<AvgPool2d>, resolve_pool},
+    {"flatten", {}, "Images to flat rows.", build_flatten, nullptr},
+    {"unflatten", kUnflattenKeys, "Flat rows to images.", build_unflatten, nullptr},
     {"batchnorm", kBatchNormKeys,
      "Batch normalization (section 8.7.1) of a flat input or of images per channel; running statistics are saved "
      "with the model. Refuses a sampler that would give a batch of one example.",
-     build_batchnorm},
+     build_batchnorm, nullptr},
     {"dropout", kDropoutKeys,
      "Inverted dropout; layer i draws its masks from a stream seeded by (`seed`, i). Off in evaluation.",
-     build_dropout},
-    {"relu", {}, kActivationDoc, build_activation},
-    {"tanh", {}, kActivationDoc, build_activation},
-    {"sigmoid", {}, kActivationDoc, build_activation},
+     build_dropout, nullptr},
+    {"relu", {}, kActivationDoc, build_activation, nullptr},
+    {"tanh", {}, kActivationDoc, build_activation, nullptr},
+    {"sigmoid", {}, kActivationDoc, build_activation, nullptr},
     {"rnn", kRecurrentKeys,
      "Elman recurrent layer, h_t = tanh(W_ih x_t + W_hh h_{t-1} + b), reading the flat input as T = inputs / "
      "`input_size` time steps (Fashion-MNIST with `input_size = 28`: the 28 rows). Gives h_T, or every h_t with "
      "`return_sequence`.",
-     build_recurrent<CellKind::rnn>},
-    {"lstm", kLstmKeys, "Long short-term memory layer; reads its input as `rnn` does.", build_recurrent<CellKind::lstm>},
-    {"gru", kRecurrentKeys, "Gated recurrent unit layer; reads its input as `rnn` does.", build_recurrent<CellKind::gru>},
+     build_recurrent<CellKind::rnn>, nullptr},
+    {"lstm", kLstmKeys, "Long short-term memory layer; reads its input as `rnn` does.", build_recurrent<CellKind::lstm>, nullptr},
+    {"gru", kRecurrentKeys, "Gated recurrent unit layer; reads its input as `rnn` does.", build_recurrent<CellKind::gru>, nullptr},
 }};
 
 const std::vector<std::string_view>& layer_names() {
@@ -371,6 +384,19 @@ std::vector<std::pair<std::string_view, LayerOptionValue>> layer_options(const L
       out.emplace_back(k.name, layer.*k.integers);
     }
   }
+  return out;
+}
+
+std::vector<std::pair<std::string_view, LayerOptionValue>> resolved_layer_options(const LayerConfig& layer,
+                                                                                const LayerInput& in) {
+  LayerConfig resolved = layer;
+  const LayerType* spec = find_layer_type(layer.type);
+  if (spec == nullptr) return {};
+  if (spec->resolve != nullptr) spec->resolve(resolved, in);
+  std::vector<std::pair<std::string_view, LayerOptionValue>> out = layer_options(resolved);
+  for (auto& [key, value] : out)
+    for (const LayerKey& k : spec->keys)
+      if (k.name == key && !k.metadata_name.empty()) key = k.metadata_name;
   return out;
 }
 

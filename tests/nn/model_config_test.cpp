@@ -214,6 +214,24 @@ TEST(LayerRegistry, OptionsWrittenBackReadAgainToTheSameLayer) {
   EXPECT_EQ(keys(layers[12]), "hidden input_size return_sequence truncate forget_bias ");
 }
 
+// model.safetensors' metadata: unset keys resolved, output sizes called units.
+TEST(LayerRegistry, ResolvedOptionsFillTheDefaultsUnderTheMetadataNames) {
+  const auto text = [](const LayerConfig& l, bool last) {
+    std::string out;
+    for (const auto& [key, value] : resolved_layer_options(l, {.classes = 7, .last = last})) {
+      out += std::string(key) + "=";
+      if (const auto* i = std::get_if<std::int64_t>(&value)) out += std::to_string(*i);
+      if (const auto* b = std::get_if<bool>(&value)) out += *b ? "true" : "false";
+      out += " ";
+    }
+    return out;
+  };
+  EXPECT_EQ(text({.type = "linear"}, true), "units=7 bias=true ");
+  EXPECT_EQ(text({.type = "conv2d", .units = 3, .kernel = 5}, false), "units=3 kernel=5 stride=1 padding=0 bias=true ");
+  EXPECT_EQ(text({.type = "avgpool2d", .kernel = 3}, false), "kernel=3 stride=3 ");
+  EXPECT_EQ(text({.type = "gru", .units = 2, .input_size = 4}, false), "units=2 input_size=4 return_sequence=false truncate=0 ");
+}
+
 TEST(LayerRegistry, EveryTypeIsFoundByNameAndHasDocsAndABuilder) {
   ASSERT_FALSE(layer_types().empty());
   for (const LayerType& t : layer_types()) {

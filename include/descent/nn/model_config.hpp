@@ -107,11 +107,14 @@ struct LayerKey {
   std::string_view example = {};        // integers: shown in messages, e.g. "[1, 28, 28]"
   std::string_view default_text = {};   // docs: the default when the key is left out
   std::string_view doc = {};            // docs: one line
+  // Its name in model.safetensors' metadata when that differs (the output size of every
+  // type is "units" there), else empty.
+  std::string_view metadata_name = {};
 };
 
 // What reaches a layer when the model is built.
 struct LayerInput {
-  Shape shape;                 // one example, without the batch dimension
+  Shape shape = {};            // one example, without the batch dimension
   std::int32_t classes = 0;    // the data's number of classes
   bool last = false;           // the model's last layer
   std::uint64_t seed = 0;      // this layer's own stream (layer_seed of the run's seed)
@@ -125,6 +128,9 @@ struct LayerType {
   std::span<const LayerKey> keys;
   std::string_view doc;
   std::unique_ptr<Module> (*build)(const LayerConfig& layer, const LayerInput& in);
+  // Fills in the values an unset key takes (linear units: the classes of a last layer;
+  // stride: 1 or the kernel), or nullptr when nothing is left unset.
+  void (*resolve)(LayerConfig& layer, const LayerInput& in);
 };
 
 class LayerMisfit : public std::exception {
@@ -170,6 +176,11 @@ std::vector<LayerConfig> read_layers(const ConfigValue& value, std::string_view 
 // optional integers left out), so that read_layers of what they write gives `layer` again.
 using LayerOptionValue = std::variant<std::int64_t, bool, double, std::vector<std::int64_t>>;
 std::vector<std::pair<std::string_view, LayerOptionValue>> layer_options(const LayerConfig& layer);
+
+// The same with every unset key resolved for a layer built for `in` (only its classes and
+// last are read), under the names model.safetensors' metadata uses (docs/model-file.md).
+std::vector<std::pair<std::string_view, LayerOptionValue>> resolved_layer_options(const LayerConfig& layer,
+                                                                                const LayerInput& in);
 
 // The Markdown tables of docs/config.md's "layers" section: the layer types with their
 // docs lines, then every key of every type with its type, default, range and docs line.
