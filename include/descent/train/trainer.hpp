@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "descent/error.hpp"
+#include "descent/nn/build.hpp"
 #include "descent/nn/module.hpp"
 #include "descent/optim/optimizer.hpp"
 #include "descent/train/callback.hpp"
@@ -43,17 +44,9 @@
 
 namespace descent::train {
 
-// A model and the arena that holds its parameters.
-struct Model {
-  std::unique_ptr<ParameterArena> arena;
-  std::unique_ptr<nn::Sequential> net;
-};
-// The network of config.model for inputs of size `dim` and `classes` outputs (not
-// initialized). A "sequential" model infers each layer's input shape from `dim` and the
-// layers before it; dropout layer i draws its masks from a stream seeded by (seed, i).
-// Throws ConfigError naming the layer ("model.layers[3] (linear): expects a flat input;
-// add {type = "flatten"} before it ...") when the layers do not fit the data or each other.
-Model build_model(const ModelConfig& config, std::int64_t dim, std::int32_t classes, std::uint64_t seed = 0);
+// Building the model of config.model: nn/build.hpp.
+using nn::build_model;
+using Model = nn::Model;
 // Initializes the parameters per config.init with config.seed, then sets every LSTM's forget
 // gate bias to its forget_bias.
 void initialize_model(Model& model, const TrainConfig& config);
