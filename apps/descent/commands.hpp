@@ -24,6 +24,8 @@ struct TrainArgs {
   std::vector<std::string> overrides;
   std::string out;
   std::string name;
+  bool overwrite = false;   // replace a run already in the run folder
+  bool fresh_name = false;  // or train into <name>-2, <name>-3, ...
 };
 void add_train(CLI::App& app, TrainArgs& args);
 int run_train(const TrainArgs& args);

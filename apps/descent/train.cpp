@@ -1,4 +1,4 @@
-// descent train CONFIG.toml [--set key=value ...] [--out DIR] [--name NAME]
+// descent train CONFIG.toml [--set key=value ...] [--out DIR] [--name NAME] [--overwrite | --fresh-name]
 // descent resume RUN_DIR
 #include <unistd.h>
 
@@ -70,6 +70,11 @@ void add_train(CLI::App& app, TrainArgs& args) {
   cmd->add_option("--set", args.overrides, "Override a config key, e.g. --set optimizer.lr=0.01 (repeatable)");
   cmd->add_option("--out", args.out, "Parent folder of the run folder (default: the config's out_dir, runs)");
   cmd->add_option("--name", args.name, "Name of the run folder (default: the config's name)");
+  CLI::Option* overwrite = cmd->add_flag(
+      "--overwrite", args.overwrite, "If the run folder holds a run, remove that run's files first (see docs/reliability.md)");
+  cmd->add_flag("--fresh-name", args.fresh_name,
+                "If the run folder holds a run, train into NAME-2, NAME-3, ... (the first that does not exist)")
+      ->excludes(overwrite);
 }
 
 int run_train(const TrainArgs& args) {
@@ -77,7 +82,10 @@ int run_train(const TrainArgs& args) {
   if (!args.out.empty()) overrides.push_back("out_dir=\"" + args.out + "\"");
   if (!args.name.empty()) overrides.push_back("name=\"" + args.name + "\"");
   const train::TrainConfig config = train::load_train_config(args.config, overrides);
-  return interruptible([&] { return train::run(config, &std::cerr); });
+  const train::ExistingRun existing = args.overwrite    ? train::ExistingRun::overwrite
+                                      : args.fresh_name ? train::ExistingRun::fresh_name
+                                                        : train::ExistingRun::refuse;
+  return interruptible([&] { return train::run(config, &std::cerr, {}, existing); });
 }
 
 void add_resume(CLI::App& app, ResumeArgs& args) {

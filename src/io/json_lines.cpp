@@ -55,16 +55,26 @@ void JsonLinesWriter::write(const nlohmann::json& object) {
     throw DataError(path_.string() + ": cannot serialize JSON line: " + error.what());
   }
   line.push_back('\n');
+  // A write that fails part way (disk full, file size limit) is undone, so that the file
+  // still holds whole lines only.
+  const off_t start = ::lseek(fd_, 0, SEEK_END);
+  const auto fail = [&](int error) {
+    if (start >= 0) {
+      int cut = 0;
+      do {
+        cut = ::ftruncate(fd_, start);
+      } while (cut != 0 && errno == EINTR);
+    }
+    throw IoError(path_.string() + ": cannot write JSON line: " + std::strerror(error));
+  };
   std::size_t done = 0;
   while (done < line.size()) {
     const ssize_t written = ::write(fd_, line.data() + done, line.size() - done);
     if (written < 0) {
       if (errno == EINTR) continue;
-      throw IoError(path_.string() + ": cannot write JSON line: " + std::strerror(errno));
+      fail(errno);
     }
-    if (written == 0) {
-      throw IoError(path_.string() + ": cannot write JSON line: " + std::strerror(ENOSPC));
-    }
+    if (written == 0) fail(ENOSPC);
     done += static_cast<std::size_t>(written);
   }
 }

@@ -17,6 +17,17 @@ std::string pool_describe(const char* what, std::int64_t kernel, std::int64_t st
   return std::string(what) + "(" + std::to_string(kernel) + ", stride " + std::to_string(stride) + ")";
 }
 
+// [C, H, W] -> [channels, H_out, W_out] by autodiff::conv_output_size; ShapeError naming
+// `module` for an input that is not an image of `in_channels` channels (0: any).
+Shape image_output(const Shape& input, std::int64_t in_channels, std::int64_t channels, std::int64_t kernel,
+                   const Conv2dOptions& options, const std::string& module) {
+  if (input.ndim() != 3 || (in_channels > 0 && input[0] != in_channels))
+    throw ShapeError(module + ": expects an image [" + (in_channels > 0 ? std::to_string(in_channels) : "C") +
+                     ", H, W] per example, got " + input.str());
+  return Shape{channels > 0 ? channels : input[0], autodiff::conv_output_size(input[1], kernel, options, module.c_str()),
+               autodiff::conv_output_size(input[2], kernel, options, module.c_str())};
+}
+
 }  // namespace
 
 Conv2d::Conv2d(std::int64_t in_channels, std::int64_t out_channels, std::int64_t kernel, Conv2dOptions options,
@@ -55,6 +66,10 @@ std::string Conv2d::describe() const {
          (has_bias_ ? ", bias)" : ")");
 }
 
+Shape Conv2d::output_shape(const Shape& input) const {
+  return image_output(input, in_, out_, kernel_, options_, describe());
+}
+
 MaxPool2d::MaxPool2d(std::int64_t kernel, std::int64_t stride) : kernel_(kernel), stride_(stride) {
   check_pool(kernel_, stride_, "MaxPool2d");
 }
@@ -63,6 +78,10 @@ Var MaxPool2d::forward(Tape&, Var x) { return autodiff::max_pool2d(x, kernel_, s
 
 std::string MaxPool2d::describe() const { return pool_describe("MaxPool2d", kernel_, stride_); }
 
+Shape MaxPool2d::output_shape(const Shape& input) const {
+  return image_output(input, 0, 0, kernel_, {.stride = stride_, .padding = 0}, describe());
+}
+
 AvgPool2d::AvgPool2d(std::int64_t kernel, std::int64_t stride) : kernel_(kernel), stride_(stride) {
   check_pool(kernel_, stride_, "AvgPool2d");
 }
@@ -70,6 +89,10 @@ AvgPool2d::AvgPool2d(std::int64_t kernel, std::int64_t stride) : kernel_(kernel)
 Var AvgPool2d::forward(Tape&, Var x) { return autodiff::avg_pool2d(x, kernel_, stride_); }
 
 std::string AvgPool2d::describe() const { return pool_describe("AvgPool2d", kernel_, stride_); }
+
+Shape AvgPool2d::output_shape(const Shape& input) const {
+  return image_output(input, 0, 0, kernel_, {.stride = stride_, .padding = 0}, describe());
+}
 
 Var Flatten::forward(Tape&, Var x) {
   const Shape& s = x.shape();
@@ -101,5 +124,12 @@ Var Unflatten::forward(Tape&, Var x) {
 }
 
 std::string Unflatten::describe() const { return "Unflatten(" + shape_.str() + ")"; }
+
+Shape Unflatten::output_shape(const Shape& input) const {
+  if (input.numel() != shape_.numel())
+    throw ShapeError(describe() + ": expects " + std::to_string(shape_.numel()) + " values per example, got " +
+                     input.str());
+  return shape_;
+}
 
 }  // namespace descent::nn

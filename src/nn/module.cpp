@@ -5,6 +5,10 @@
 
 namespace descent::nn {
 
+Shape Module::output_shape(const Shape& input) const {
+  throw ShapeError(describe() + ": does not say its output shape (for the input " + input.str() + ")");
+}
+
 Linear::Linear(std::int64_t in_features, std::int64_t out_features, bool bias)
     : in_(in_features), out_(out_features), has_bias_(bias) {
   if (in_ <= 0 || out_ <= 0) {
@@ -27,6 +31,12 @@ Var Linear::forward(Tape& tape, Var x) {
 
 std::string Linear::describe() const {
   return "Linear(" + std::to_string(in_) + " -> " + std::to_string(out_) + (has_bias_ ? ", bias)" : ")");
+}
+
+Shape Linear::output_shape(const Shape& input) const {
+  if (input.ndim() != 1 || input[0] != in_)
+    throw ShapeError(describe() + ": expects an input [" + std::to_string(in_) + "] per example, got " + input.str());
+  return Shape{out_};
 }
 
 Activation parse_activation(const std::string& name) {
@@ -102,6 +112,12 @@ std::string Sequential::describe() const {
   for (std::size_t i = 0; i < modules_.size(); ++i) out << (i ? ", " : "") << modules_[i]->describe();
   out << ")";
   return out.str();
+}
+
+Shape Sequential::output_shape(const Shape& input) const {
+  Shape shape = input;
+  for (const auto& m : modules_) shape = m->output_shape(shape);
+  return shape;
 }
 
 Sequential mlp(ParameterArena& arena, const std::vector<std::int64_t>& sizes, Activation hidden) {

@@ -80,6 +80,13 @@ void BatchNorm::update_running_statistics(const autodiff::BatchStatistics& stats
   });
 }
 
+Shape BatchNorm::output_shape(const Shape& input) const {
+  if ((input.ndim() != 1 && input.ndim() != 3) || input[0] != features_)
+    throw ShapeError(describe() + ": expects an input [" + std::to_string(features_) + "] or [" +
+                     std::to_string(features_) + ", H, W] per example, got " + input.str());
+  return input;
+}
+
 std::string BatchNorm::describe() const {
   std::ostringstream out;
   out << "BatchNorm(" << features_ << ", eps " << options_.eps << ", momentum " << options_.momentum << ")";

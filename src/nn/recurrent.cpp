@@ -181,6 +181,19 @@ Var Recurrent::forward(Tape& tape, Var x) {
   return xv.ndim() == 3 ? autodiff::reshape(seq, Shape{batch, steps, n}) : seq;
 }
 
+Shape Recurrent::output_shape(const Shape& input) const {
+  // As forward: [T D] (flat) or [T, D] per example.
+  if (input.ndim() == 1 && input[0] > 0 && input[0] % input_ == 0) {
+    const std::int64_t steps = input[0] / input_;
+    return options_.return_sequence ? Shape{steps * hidden_} : Shape{hidden_};
+  }
+  if (input.ndim() == 2 && input[0] > 0 && input[1] == input_)
+    return options_.return_sequence ? Shape{input[0], hidden_} : Shape{hidden_};
+  throw ShapeError(describe() + ": input " + input.str() + " per example does not fit input_size " +
+                   std::to_string(input_) + " (expected [steps * " + std::to_string(input_) + "] or [steps, " +
+                   std::to_string(input_) + "])");
+}
+
 std::string Recurrent::describe() const {
   std::string s = std::string(cell_name(kind_)) + "(" + std::to_string(input_) + " -> " + std::to_string(hidden_);
   if (options_.truncate > 0) s += ", truncate " + std::to_string(options_.truncate);

@@ -207,11 +207,14 @@ std::filesystem::path write_checkpoint(const std::filesystem::path& dir, const C
   return path;
 }
 
-std::optional<Checkpoint> load_latest_checkpoint(const std::filesystem::path& dir, std::vector<std::string>* warnings) {
+std::optional<Checkpoint> load_latest_checkpoint(const std::filesystem::path& dir, std::vector<std::string>* warnings,
+                                                 std::filesystem::path* path) {
   const std::vector<std::filesystem::path> all = list_checkpoints(dir);
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     try {
-      return decode_checkpoint(io::read_file(*it, kMaxCheckpointBytes), it->string());
+      Checkpoint c = decode_checkpoint(io::read_file(*it, kMaxCheckpointBytes), it->string());
+      if (path != nullptr) *path = *it;
+      return c;
     } catch (const Error& e) {
       if (warnings != nullptr) warnings->push_back(std::string("skipping checkpoint ") + e.what());
     }

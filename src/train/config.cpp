@@ -40,32 +40,6 @@ constexpr std::string_view kDivergence[] = {"stop", "skip", "rollback"};
 constexpr std::string_view kFormats[] = {"mnist", "idx", "csv", "npy"};
 constexpr std::string_view kStandardize[] = {"none", "global", "per_feature"};
 constexpr std::string_view kModelTypes[] = {"mlp", "sequential"};
-constexpr std::string_view kLayerTypes[] = {"linear",  "conv2d",    "maxpool2d", "avgpool2d", "flatten",
-                                            "unflatten", "batchnorm", "dropout", "relu",      "tanh",
-                                            "sigmoid", "rnn",       "lstm",      "gru"};
-
-// The keys a layer of each type takes besides "type", in the order to_toml writes them.
-// The output size is called units (linear), channels (conv2d) or hidden (recurrent); all
-// three fill LayerConfig::units.
-std::span<const std::string_view> layer_keys(std::string_view type) {
-  static constexpr std::string_view kLinear[] = {"units", "bias"};
-  static constexpr std::string_view kConv[] = {"channels", "kernel", "stride", "padding", "bias"};
-  static constexpr std::string_view kPool[] = {"kernel", "stride"};
-  static constexpr std::string_view kUnflatten[] = {"shape"};
-  static constexpr std::string_view kBatchNorm[] = {"eps", "momentum"};
-  static constexpr std::string_view kDropout[] = {"p"};
-  static constexpr std::string_view kRecurrent[] = {"hidden", "input_size", "return_sequence", "truncate"};
-  static constexpr std::string_view kLstm[] = {"hidden", "input_size", "return_sequence", "truncate", "forget_bias"};
-  if (type == "linear") return kLinear;
-  if (type == "conv2d") return kConv;
-  if (type == "maxpool2d" || type == "avgpool2d") return kPool;
-  if (type == "unflatten") return kUnflatten;
-  if (type == "batchnorm") return kBatchNorm;
-  if (type == "dropout") return kDropout;
-  if (type == "rnn" || type == "gru") return kRecurrent;
-  if (type == "lstm") return kLstm;
-  return {};
-}
 constexpr std::string_view kActivations[] = {"relu", "tanh", "sigmoid", "identity"};
 constexpr std::string_view kDtypes[] = {"f32", "f64"};
 constexpr std::string_view kWeightInits[] = {"zeros",          "constant",      "uniform",        "normal",
@@ -382,104 +356,41 @@ class Reader {
     out = std::move(sizes);
   }
 
-  // model.layers: an array of tables, each with a "type" and that type's keys.
+  // model.layers: read by the layer registry (nn/model_config.hpp), which checks each layer.
   void layers(std::vector<LayerConfig>& out) {
     static constexpr std::string_view kKey = "model.layers";
     const toml::node* n = node(kKey);
     if (n == nullptr) return;
-    const toml::array* a = n->as_array();
-    if (a == nullptr) fail_type(kKey, *n, "an array of tables ([[model.layers]] or [{type = \"linear\"}, ...])");
-    std::vector<LayerConfig> result;
-    for (std::size_t i = 0; i < a->size(); ++i) {
-      const std::string at = std::string(kKey) + "[" + std::to_string(i) + "]";
-      const toml::node& e = *a->get(i);
-      const toml::table* t = e.as_table();
-      if (t == nullptr) fail_type(at, e, "a table with a type, e.g. {type = \"relu\"}");
-      result.push_back(layer(at, *t, e));
-    }
-    out = std::move(result);
+    out = nn::read_layers(value(*n), kKey);
   }
 
  private:
-  LayerConfig layer(const std::string& at, const toml::table& t, const toml::node& whole) const {
-    LayerConfig l;
-    const toml::node* type = t.get("type");
-    if (type == nullptr) fail(at, &whole, "missing key type; expected one of " + join(kLayerTypes));
-    if (!type->is_string()) fail_type(at + ".type", *type, "one of " + join(kLayerTypes));
-    l.type = type->as_string()->get();
-    if (std::find(std::begin(kLayerTypes), std::end(kLayerTypes), l.type) == std::end(kLayerTypes)) {
-      const std::string_view near = closest(l.type, kLayerTypes);
-      fail(at + ".type", type,
-           "unknown layer type " + quote_short(l.type) + "; expected one of " + join(kLayerTypes) +
-               (near.empty() ? "" : "; did you mean " + std::string(near) + "?"));
+  // A node as the layer registry reads it: its value, what it is and where it was written.
+  nn::ConfigValue value(const toml::node& n) const {
+    using Type = nn::ConfigValue::Type;
+    nn::ConfigValue v;
+    v.described = describe(n);
+    v.where = where(&n);
+    if (const auto* i = n.as_integer()) {
+      v.type = Type::integer;
+      v.integer = i->get();
+    } else if (const auto* f = n.as_floating_point()) {
+      v.type = Type::floating;
+      v.floating = f->get();
+    } else if (const auto* b = n.as_boolean()) {
+      v.type = Type::boolean;
+      v.boolean = b->get();
+    } else if (const auto* s = n.as_string()) {
+      v.type = Type::string;
+      v.string = s->get();
+    } else if (const auto* a = n.as_array()) {
+      v.type = Type::array;
+      for (const toml::node& e : *a) v.items.push_back(value(e));
+    } else if (const auto* t = n.as_table()) {
+      v.type = Type::table;
+      for (auto&& [k, e] : *t) v.entries.emplace_back(std::string(k.str()), value(e));
     }
-    const std::span<const std::string_view> allowed = layer_keys(l.type);
-    for (auto&& [k, v] : t) {
-      const std::string_view key = k.str();
-      if (key == "type" || std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
-      const std::string_view near = closest(key, allowed);
-      const std::string keys = allowed.empty() ? "none besides type" : join(allowed);
-      fail(at + "." + one_line(key, 64), &v,
-           "unknown key for a " + l.type + " layer (it takes " + keys + ")" +
-               (near.empty() ? "" : "; did you mean " + std::string(near) + "?"));
-    }
-    const auto get = [&](std::string_view key) -> const toml::node* { return t.get(key); };
-    const auto required = [&](std::string_view key) -> const toml::node& {
-      const toml::node* v = get(key);
-      if (v == nullptr) fail(at, &whole, "a " + l.type + " layer needs " + std::string(key));
-      return *v;
-    };
-    const auto integer = [&](const toml::node& v, std::string_view key, std::int64_t lo) {
-      check_int(at + "." + std::string(key), v, lo, INT32_MAX);
-      return v.as_integer()->get();
-    };
-    const auto boolean = [&](std::string_view key, bool& field) {
-      if (const toml::node* v = get(key)) {
-        if (!v->is_boolean()) fail_type(at + "." + std::string(key), *v, "a boolean (true or false)");
-        field = v->as_boolean()->get();
-      }
-    };
-    const auto real = [&](std::string_view key, double& field, bool (*ok)(double), std::string_view expected) {
-      if (const toml::node* v = get(key)) {
-        const double x = v->is_integer() ? static_cast<double>(v->as_integer()->get())
-                         : v->is_floating_point() ? v->as_floating_point()->get()
-                                                  : std::numeric_limits<double>::quiet_NaN();
-        if (!std::isfinite(x) || !ok(x)) fail_type(at + "." + std::string(key), *v, std::string(expected));
-        field = x;
-      }
-    };
-    if (l.type == "linear") {
-      if (const toml::node* v = get("units")) l.units = integer(*v, "units", 1);
-      boolean("bias", l.bias);
-    } else if (l.type == "conv2d") {
-      l.units = integer(required("channels"), "channels", 1);
-      l.kernel = integer(required("kernel"), "kernel", 1);
-      if (const toml::node* v = get("stride")) l.stride = integer(*v, "stride", 1);
-      if (const toml::node* v = get("padding")) l.padding = integer(*v, "padding", 0);
-      boolean("bias", l.bias);
-    } else if (l.type == "maxpool2d" || l.type == "avgpool2d") {
-      l.kernel = integer(required("kernel"), "kernel", 1);
-      if (const toml::node* v = get("stride")) l.stride = integer(*v, "stride", 1);
-    } else if (l.type == "unflatten") {
-      const toml::node& v = required("shape");
-      const toml::array* a = v.as_array();
-      if (a == nullptr || a->empty() || a->size() > 3)
-        fail_type(at + ".shape", v, "an array of 1 to 3 integers >= 1, e.g. [1, 28, 28]");
-      for (std::size_t j = 0; j < a->size(); ++j)
-        l.shape.push_back(integer(*a->get(j), "shape[" + std::to_string(j) + "]", 1));
-    } else if (l.type == "batchnorm") {
-      real("eps", l.eps, [](double x) { return x >= 0; }, "a finite number >= 0");
-      real("momentum", l.momentum, [](double x) { return x >= 0 && x <= 1; }, "a number in [0, 1]");
-    } else if (l.type == "dropout") {
-      real("p", l.p, [](double x) { return x >= 0 && x < 1; }, "a number in [0, 1)");
-    } else if (l.type == "rnn" || l.type == "lstm" || l.type == "gru") {
-      l.units = integer(required("hidden"), "hidden", 1);
-      l.input_size = integer(required("input_size"), "input_size", 1);
-      boolean("return_sequence", l.return_sequence);
-      if (const toml::node* v = get("truncate")) l.truncate = integer(*v, "truncate", 0);
-      real("forget_bias", l.forget_bias, [](double) { return true; }, "a finite number");
-    }
-    return l;
+    return v;
   }
 
   [[noreturn]] void fail_unknown(const std::string& key, const toml::key& k, const toml::node& v) const {
@@ -969,40 +880,20 @@ std::string layers_value(const TrainConfig& c) {
   std::string out = "[\n";
   for (const LayerConfig& l : m.layers) {
     out += "  {type = " + quote(l.type);
-    for (const std::string_view key : layer_keys(l.type)) {
-      std::string value;
-      if (key == "units" || key == "channels" || key == "hidden") {
-        if (l.units == 0) continue;
-        value = std::to_string(l.units);
-      } else if (key == "kernel") {
-        value = std::to_string(l.kernel);
-      } else if (key == "stride") {
-        if (l.stride == 0) continue;
-        value = std::to_string(l.stride);
-      } else if (key == "padding") {
-        value = std::to_string(l.padding);
-      } else if (key == "bias") {
-        value = l.bias ? "true" : "false";
-      } else if (key == "shape") {
-        value = "[";
-        for (std::size_t j = 0; j < l.shape.size(); ++j) value += (j > 0 ? ", " : "") + std::to_string(l.shape[j]);
-        value += "]";
-      } else if (key == "eps") {
-        value = format_float(l.eps);
-      } else if (key == "momentum") {
-        value = format_float(l.momentum);
-      } else if (key == "p") {
-        value = format_float(l.p);
-      } else if (key == "input_size") {
-        value = std::to_string(l.input_size);
-      } else if (key == "return_sequence") {
-        value = l.return_sequence ? "true" : "false";
-      } else if (key == "truncate") {
-        value = std::to_string(l.truncate);
-      } else if (key == "forget_bias") {
-        value = format_float(l.forget_bias);
+    for (const auto& [key, value] : nn::layer_options(l)) {
+      out.append(", ").append(key).append(" = ");
+      if (const auto* i = std::get_if<std::int64_t>(&value)) {
+        out += std::to_string(*i);
+      } else if (const auto* b = std::get_if<bool>(&value)) {
+        out += *b ? "true" : "false";
+      } else if (const auto* x = std::get_if<double>(&value)) {
+        out += format_float(*x);
+      } else {
+        const auto& list = std::get<std::vector<std::int64_t>>(value);
+        out += "[";
+        for (std::size_t j = 0; j < list.size(); ++j) out += (j > 0 ? ", " : "") + std::to_string(list[j]);
+        out += "]";
       }
-      out.append(", ").append(key).append(" = ").append(value);
     }
     out += "},\n";
   }

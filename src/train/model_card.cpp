@@ -2,41 +2,20 @@
 
 #include <nlohmann/json.hpp>
 
+#include <variant>
+
 #include "descent/error.hpp"
 #include "descent/version.hpp"
 
 namespace descent::train {
 namespace {
 
-// A layer of the config as JSON, with only the keys its type reads and defaults resolved.
+// A layer of the config as JSON, with only the keys its type reads and defaults resolved
+// (the layer registry, nn/model_config.hpp, says which and how).
 nlohmann::json layer_json(const LayerConfig& l, std::int32_t classes, bool last) {
   nlohmann::json j = {{"type", l.type}};
-  if (l.type == "linear") {
-    j["units"] = l.units == 0 && last ? classes : l.units;
-    j["bias"] = l.bias;
-  } else if (l.type == "conv2d") {
-    j["units"] = l.units;
-    j["kernel"] = l.kernel;
-    j["stride"] = l.stride > 0 ? l.stride : 1;
-    j["padding"] = l.padding;
-    j["bias"] = l.bias;
-  } else if (l.type == "maxpool2d" || l.type == "avgpool2d") {
-    j["kernel"] = l.kernel;
-    j["stride"] = l.stride > 0 ? l.stride : l.kernel;
-  } else if (l.type == "unflatten") {
-    j["shape"] = l.shape;
-  } else if (l.type == "batchnorm") {
-    j["eps"] = l.eps;
-    j["momentum"] = l.momentum;
-  } else if (l.type == "dropout") {
-    j["p"] = l.p;
-  } else if (l.type == "rnn" || l.type == "lstm" || l.type == "gru") {
-    j["units"] = l.units;
-    j["input_size"] = l.input_size;
-    j["return_sequence"] = l.return_sequence;
-    j["truncate"] = l.truncate;
-    if (l.type == "lstm") j["forget_bias"] = l.forget_bias;
-  }
+  for (const auto& [key, value] : nn::resolved_layer_options(l, {.classes = classes, .last = last}))
+    std::visit([&j, key = key](const auto& v) { j[std::string(key)] = v; }, value);
   return j;
 }
 

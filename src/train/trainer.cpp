@@ -31,6 +31,7 @@
 #include "descent/train/callbacks.hpp"
 #include "descent/train/checkpoint.hpp"
 #include "descent/train/model_card.hpp"
+#include "descent/train/run_folder.hpp"
 #include "descent/train/step.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
@@ -41,8 +42,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-DType model_dtype(const std::string& name) { return name == "f64" ? DType::f64 : DType::f32; }
 
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, std::int64_t total_steps, double lr_scale) {
   if (const optim::KeyConflict k = optim::check_keys(c.optimizer); !k.key.empty())
@@ -87,133 +86,6 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& config, std:
   return make_optimizer(config, total_steps, 1.0);
 }
 
-namespace {
-
-std::string shape_text(const std::vector<std::int64_t>& shape) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) out += (i > 0 ? ", " : "") + std::to_string(shape[i]);
-  return out + "]";
-}
-
-std::int64_t product(const std::vector<std::int64_t>& shape) {
-  std::int64_t n = 1;
-  for (const std::int64_t d : shape) n *= d;
-  return n;
-}
-
-// The seed of the i-th layer's dropout mask stream: independent of the initialization's
-// stream (seed itself) and of the sampler's (seed + 1).
-std::uint64_t dropout_seed(std::uint64_t seed, std::size_t layer) {
-  std::uint64_t z = seed + 0x9E3779B97F4A7C15ull * (static_cast<std::uint64_t>(layer) + 2);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// Appends the modules of model.layers to `net`, inferring each layer's input shape (one
-// example, without the batch dimension) from `dim` and the layers before it.
-void build_layers(nn::Sequential& net, const ModelConfig& config, std::int64_t dim, std::int32_t classes,
-                  std::uint64_t seed) {
-  std::vector<std::int64_t> shape{dim};
-  const std::size_t count = config.layers.size();
-  for (std::size_t i = 0; i < count; ++i) {
-    const LayerConfig& l = config.layers[i];
-    const std::string at = "model.layers[" + std::to_string(i) + "] (" + l.type + "): ";
-    const auto fail = [&](const std::string& what) -> void {
-      throw ConfigError(at + what + " (its input is " + shape_text(shape) + " per example)");
-    };
-    const auto need_flat = [&] {
-      if (shape.size() != 1) fail("expects a flat input; add {type = \"flatten\"} before it");
-    };
-    const auto need_image = [&] {
-      if (shape.size() != 3)
-        fail("expects images [channels, height, width]; add {type = \"unflatten\", shape = [C, H, W]} before it");
-    };
-    if (l.type == "linear") {
-      need_flat();
-      std::int64_t units = l.units;
-      if (units == 0) {
-        if (i + 1 != count) fail("needs units (only the last layer may leave it out: it then has one per class)");
-        units = classes;
-      }
-      net.add(nn::Linear(shape[0], units, l.bias));
-      shape = {units};
-    } else if (l.type == "conv2d") {
-      need_image();
-      const autodiff::Conv2dOptions options{.stride = l.stride > 0 ? l.stride : 1, .padding = l.padding};
-      const std::int64_t h = (shape[1] + 2 * options.padding - l.kernel) / options.stride + 1;
-      const std::int64_t w = (shape[2] + 2 * options.padding - l.kernel) / options.stride + 1;
-      if (shape[1] + 2 * options.padding < l.kernel || shape[2] + 2 * options.padding < l.kernel)
-        fail("kernel " + std::to_string(l.kernel) + " is larger than the padded image");
-      net.add(nn::Conv2d(shape[0], l.units, l.kernel, options, l.bias));
-      shape = {l.units, h, w};
-    } else if (l.type == "maxpool2d" || l.type == "avgpool2d") {
-      need_image();
-      const std::int64_t stride = l.stride > 0 ? l.stride : l.kernel;
-      if (shape[1] < l.kernel || shape[2] < l.kernel) fail("kernel " + std::to_string(l.kernel) + " is larger than the image");
-      if (l.type == "maxpool2d") {
-        net.add(nn::MaxPool2d(l.kernel, stride));
-      } else {
-        net.add(nn::AvgPool2d(l.kernel, stride));
-      }
-      shape = {shape[0], (shape[1] - l.kernel) / stride + 1, (shape[2] - l.kernel) / stride + 1};
-    } else if (l.type == "flatten") {
-      net.add(nn::Flatten());
-      shape = {product(shape)};
-    } else if (l.type == "unflatten") {
-      if (product(l.shape) != product(shape))
-        fail("shape " + shape_text(l.shape) + " holds " + std::to_string(product(l.shape)) + " values, not " +
-             std::to_string(product(shape)));
-      net.add(nn::Unflatten(Shape(std::span<const std::int64_t>(l.shape))));
-      shape = l.shape;
-    } else if (l.type == "batchnorm") {
-      if (shape.size() != 1 && shape.size() != 3) fail("expects a flat input or images");
-      net.add(nn::BatchNorm(shape[0], {.eps = l.eps, .momentum = l.momentum}));
-    } else if (l.type == "dropout") {
-      net.add(nn::Dropout(l.p, dropout_seed(seed, i)));
-    } else if (l.type == "relu" || l.type == "tanh" || l.type == "sigmoid") {
-      net.append(std::make_unique<nn::ActivationModule>(nn::parse_activation(l.type)));
-    } else if (l.type == "rnn" || l.type == "lstm" || l.type == "gru") {
-      need_flat();
-      if (shape[0] % l.input_size != 0)
-        fail("input_size " + std::to_string(l.input_size) + " does not divide the " + std::to_string(shape[0]) +
-             " inputs into time steps");
-      const std::int64_t steps = shape[0] / l.input_size;
-      const nn::CellKind kind = l.type == "rnn" ? nn::CellKind::rnn : l.type == "lstm" ? nn::CellKind::lstm : nn::CellKind::gru;
-      net.append(std::make_unique<nn::Recurrent>(
-          kind, l.input_size, l.units,
-          nn::RecurrentOptions{.return_sequence = l.return_sequence, .truncate = l.truncate, .forget_bias = l.forget_bias}));
-      shape = {l.return_sequence ? steps * l.units : l.units};
-    } else {
-      throw ConfigError(at + "unknown layer type");
-    }
-  }
-  if (shape.size() != 1 || shape[0] != classes)
-    throw ConfigError("model.layers: the last layer gives " + shape_text(shape) + " per example; the data has " +
-                      std::to_string(classes) + " classes, so it must give [" + std::to_string(classes) +
-                      "] (end with {type = \"linear\"})");
-}
-
-}  // namespace
-
-Model build_model(const ModelConfig& config, std::int64_t dim, std::int32_t classes, std::uint64_t seed) {
-  Model m;
-  m.arena = std::make_unique<ParameterArena>(model_dtype(config.dtype));
-  if (config.type == "sequential") {
-    m.net = std::make_unique<nn::Sequential>(*m.arena);
-    build_layers(*m.net, config, dim, classes, seed);
-  } else if (config.type == "mlp") {
-    std::vector<std::int64_t> sizes{dim};
-    sizes.insert(sizes.end(), config.hidden.begin(), config.hidden.end());
-    sizes.push_back(classes);
-    m.net = std::make_unique<nn::Sequential>(nn::mlp(*m.arena, sizes, nn::parse_activation(config.activation)));
-  } else {
-    throw ConfigError("model.type = \"" + config.type + "\" is not available; use \"mlp\" or \"sequential\"");
-  }
-  m.arena->freeze();
-  return m;
-}
-
 void initialize_model(Model& model, const TrainConfig& config) {
   nn::InitSpec spec;
   spec.weights = init::parse_scheme(config.init.weights);
@@ -222,8 +94,7 @@ void initialize_model(Model& model, const TrainConfig& config) {
   spec.options.sparse_k = config.init.sparse_k;
   spec.bias = config.init.bias;
   spec.seed = config.seed;
-  nn::initialize(*model.arena, spec);
-  nn::reset_forget_biases(*model.net);
+  nn::initialize_model(model, spec);
 }
 
 Evaluation evaluate(Model& model, const Split& split, std::int64_t batch, std::vector<std::int64_t>* confusion) {
@@ -329,18 +200,15 @@ struct LoopState {
 // loop is a callback (train/callbacks.hpp, early stopping and checkpoints below, the caller's).
 class Session final : public Run {
  public:
-  Session(const TrainConfig& config, std::ostream* log, std::filesystem::path run_dir, const Checkpoint* from,
+  Session(const TrainConfig& config, std::ostream* log, RunFolder& folder, const Checkpoint* from,
           const std::vector<Callback*>& extra)
-      : config_(config), t0_(Clock::now()), progress_(log, config.progress, config.epochs, 1) {
+      : config_(config), folder_(folder), t0_(Clock::now()), progress_(log, config.progress, config.epochs, 1) {
     if (config_.threads > 0) set_num_threads(config_.threads);
-    result_.run_dir = std::move(run_dir);
+    result_.run_dir = folder.path();
     ckpt_dir_ = result_.run_dir / "checkpoints";
     data_ = load_data(config_);
-    try {
-      model_ = build_model(config_.model, data_.dim, data_.num_classes, config_.seed);
-    } catch (const ConfigError& e) {
-      throw ConfigError(config_.source + ": " + e.what());
-    }
+    // Its messages name the file and line of a layer that does not fit.
+    model_ = build_model(config_.model, data_.dim, data_.num_classes, config_.seed);
     initialize_model(model_, config_);
     data::SamplerOptions so;
     so.kind = data::parse_sampler_kind(config_.sampler.kind);
@@ -359,9 +227,7 @@ class Session final : public Run {
     best_ = arena.values().clone();
     best_buffers_ = arena.buffer_size() > 0 ? arena.buffers().clone() : Tensor();
     // The run folder is made only once the data and the model are known to be good.
-    std::error_code ec;
-    std::filesystem::create_directories(result_.run_dir, ec);
-    if (ec) throw IoError(result_.run_dir.string() + ": cannot create the run folder: " + ec.message());
+    folder_.open();
     const std::filesystem::path metrics_path = result_.run_dir / "metrics.jsonl";
     if (from == nullptr) {
       io::write_file_atomic(result_.run_dir / "config.toml", to_toml(config_));
@@ -484,6 +350,7 @@ class Session final : public Run {
       if (const std::string key = cb->state_key(); !key.empty()) callbacks[key] = cb->save_state();
     }
     if (!callbacks.empty()) state["callbacks"] = std::move(callbacks);
+    state["run_id"] = folder_.id();
     if (state_.k > 0) {  // before the first update the optimizer holds nothing yet
       const optim::OptimizerState o = optimizer_->save_state();
       nlohmann::json schedules = nlohmann::json::array();
@@ -573,10 +440,7 @@ class Session final : public Run {
                        stop.at("bad_epochs").get<std::int64_t>());
       const auto bytes = c.state.at("metrics_bytes").get<std::uintmax_t>();
       metrics_.reset();
-      std::error_code ec;
-      std::filesystem::resize_file(metrics_path, bytes, ec);
-      if (ec) throw IoError(metrics_path.string() + ": cannot cut it back to the checkpoint's " + std::to_string(bytes) +
-                            " bytes: " + ec.message());
+      cut_metrics(metrics_path, bytes, (ckpt_dir_ / checkpoint_file_name(c.step)).string());
       metrics_ = std::make_unique<io::JsonLinesWriter>(metrics_path, /*append=*/true);
     } catch (const nlohmann::json::exception& e) {
       throw DataError(source + ": checkpoint state: " + e.what());
@@ -660,11 +524,18 @@ class Session final : public Run {
                              std::to_string(state_.epoch) + "): loss " + std::to_string(loss_value) +
                              ", first non-finite gradient in '" + first_non_finite_gradient(arena) + "'";
     ++state_.divergences;
-    if (divergence_ == DivergencePolicy::stop) throw NumericError(what + "; the parameters were not updated");
-    if (state_.divergences > d.max_events) {
-      throw NumericError(what + "; this is divergence " + std::to_string(state_.divergences) +
-                         ", more than divergence.max_events = " + std::to_string(d.max_events) + " (policy " +
-                         d.policy + "); the parameters were not updated");
+    const bool stop = divergence_ == DivergencePolicy::stop;
+    if (stop || state_.divergences > d.max_events) {
+      const std::string message =
+          what + (stop ? "" : "; this is divergence " + std::to_string(state_.divergences) +
+                                  ", more than divergence.max_events = " + std::to_string(d.max_events) + " (policy " +
+                                  d.policy + ")") +
+          "; the parameters were not updated";
+      write_stopped_record(*metrics_, {.reason = "diverged", .step = state_.k, .epoch = state_.epoch, .message = message,
+                                       .wall_s = wall_seconds(),
+                                       .details = {{"policy", d.policy}, {"loss", loss_value},
+                                                   {"divergences", state_.divergences}}});
+      throw NumericError(message);
     }
     if (divergence_ == DivergencePolicy::skip) {
       if (keep_iterate) {
@@ -810,13 +681,19 @@ class Session final : public Run {
     const int signal = g_stop_signal.load(std::memory_order_relaxed);
     if (signal == 0) return;
     if (saved_at_ != state_.k) save_checkpoint();
-    throw Interrupted(std::string("interrupted by ") + signal_name(signal) + " after step " + std::to_string(state_.k) +
-                          " (epoch " + std::to_string(state_.epoch) + "); checkpoint " + last_checkpoint_.string() +
-                          " written; continue with: descent resume " + result_.run_dir.string(),
-                      signal);
+    const std::string message = std::string("interrupted by ") + signal_name(signal) + " after step " +
+                                std::to_string(state_.k) + " (epoch " + std::to_string(state_.epoch) + "); checkpoint " +
+                                last_checkpoint_.string() + " written; continue with: descent resume " +
+                                result_.run_dir.string();
+    write_stopped_record(*metrics_, {.reason = "interrupted", .step = state_.k, .epoch = state_.epoch,
+                                     .message = message, .wall_s = wall_seconds(),
+                                     .details = {{"signal", signal_name(signal)},
+                                                 {"checkpoint", last_checkpoint_.string()}}});  // a resume cuts it away
+    throw Interrupted(message, signal);
   }
 
   const TrainConfig& config_;
+  RunFolder& folder_;
   Clock::time_point t0_, epoch_t0_ = Clock::now();
   Progress progress_;
   RunResult result_;
@@ -852,27 +729,59 @@ class Session final : public Run {
 void request_stop(int signal) noexcept { g_stop_signal.store(signal, std::memory_order_relaxed); }
 void clear_stop_request() noexcept { g_stop_signal.store(0, std::memory_order_relaxed); }
 
-RunResult run(const TrainConfig& config, std::ostream* log, const std::vector<Callback*>& callbacks) {
-  Session session(config, log, std::filesystem::path(config.out_dir) / config.name, nullptr, callbacks);
-  return session.go();
+namespace {
+
+// Trains in `folder`, which records how the run ended (run.json; a run that fails before its
+// first checkpoint leaves nothing behind).
+RunResult train_in(RunFolder& folder, const TrainConfig& config, std::ostream* log, const Checkpoint* from,
+                   const std::vector<Callback*>& callbacks) {
+  try {
+    Session session(config, log, folder, from, callbacks);
+    RunResult r = session.go();
+    folder.finished();
+    return r;
+  } catch (const Interrupted& e) {
+    folder.interrupted(e.what());
+    throw;
+  } catch (const IoError& e) {  // a full disk, an unwritable folder: the checkpoints before are intact
+    folder.failed(e.what());
+    if (!folder.resumable()) throw;
+    throw IoError(std::string(e.what()) + "; the checkpoints written before are intact: once the disk has room (or the "
+                  "fault is fixed), continue with: descent resume " + folder.path().string());
+  } catch (const std::exception& e) {
+    folder.failed(e.what());
+    throw;
+  }
+}
+
+}  // namespace
+
+RunResult run(const TrainConfig& config, std::ostream* log, const std::vector<Callback*>& callbacks,
+              ExistingRun existing) {
+  RunFolder folder = RunFolder::for_new_run(std::filesystem::path(config.out_dir) / config.name, existing);
+  if (log != nullptr && !folder.requested().empty()) {
+    *log << "descent: " << folder.requested().string() << " holds another run; this one goes to "
+         << folder.path().string() << "\n";
+  }
+  return train_in(folder, config, log, nullptr, callbacks);
 }
 
 RunResult resume(const std::filesystem::path& run_dir, std::ostream* log, const std::vector<Callback*>& callbacks) {
-  std::error_code ec;
-  if (!std::filesystem::is_directory(run_dir, ec)) throw IoError(run_dir.string() + ": no such run folder");
+  RunFolder folder = RunFolder::for_resume(run_dir);
   std::vector<std::string> warnings;
-  const std::optional<Checkpoint> c = load_latest_checkpoint(run_dir / "checkpoints", &warnings);
+  std::filesystem::path file;
+  const std::optional<Checkpoint> c = load_latest_checkpoint(folder.path() / "checkpoints", &warnings, &file);
   if (log != nullptr) {
     for (const std::string& w : warnings) *log << "descent: warning: " << w << "\n";
   }
   if (!c) {
-    throw IoError(run_dir.string() + ": no valid checkpoint in " + (run_dir / "checkpoints").string() +
+    throw IoError(folder.path().string() + ": no valid checkpoint in " + (folder.path() / "checkpoints").string() +
                   (warnings.empty() ? " (none was written yet)" : " (all are damaged)"));
   }
-  const std::string source = (run_dir / "checkpoints" / checkpoint_file_name(c->step)).string();
+  const std::string source = file.string();
+  folder.adopt(*c, source);
   TrainConfig config = parse_train_config(c->config_toml, source);
-  Session session(config, log, run_dir, &*c, callbacks);
-  return session.go();
+  return train_in(folder, config, log, &*c, callbacks);
 }
 
 }  // namespace descent::train

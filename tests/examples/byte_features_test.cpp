@@ -49,7 +49,7 @@ TEST(ByteFeatures, TrainBitIdenticalToTheFloatPath) {
         EXPECT_EQ(d.validation.size(), 300);
         EXPECT_EQ(d.test.size(), 500);
         EXPECT_EQ(d.train.x.defined(), path == 1);
-        const train::RunResult r = train::run(c, nullptr);
+        const train::RunResult r = train::run(c, nullptr, {}, train::ExistingRun::overwrite);  // r0, r1 again for each case
         std::ifstream in(r.run_dir / "model.safetensors", std::ios::binary);
         models[path] = std::string(std::istreambuf_iterator<char>(in), {});
         test_error[path] = r.test.error;

@@ -259,6 +259,13 @@ TEST_F(ResumeTest, MissingFolderOrCheckpointIsOneClearError) {
     resume(dir_ / "empty", nullptr);
     FAIL();
   } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("not a run folder"), std::string::npos) << e.what();
+  }
+  fs::create_directories(dir_ / "started" / "checkpoints");
+  try {
+    resume(dir_ / "started", nullptr);
+    FAIL();
+  } catch (const IoError& e) {
     EXPECT_NE(std::string(e.what()).find("no valid checkpoint"), std::string::npos) << e.what();
   }
 }

@@ -157,75 +157,29 @@ TEST(ModelConfig, MalformedLayersAreRefusedNamingTheLayer) {
                   {"m.toml, line 2", "only read with model.type = \"sequential\""});
 }
 
-TEST(ModelBuild, InfersEveryShapeOfTheCnn) {
-  const TrainConfig c = parse_train_config(kCnn, "m.toml");
-  Model m = build_model(c.model, 784, 10, 5);
-  ASSERT_EQ(m.net->size(), 12u);
-  auto* conv2 = dynamic_cast<nn::Conv2d*>(&m.net->at(4));
-  ASSERT_NE(conv2, nullptr);
-  EXPECT_EQ(conv2->in_channels(), 32);
-  auto* fc = dynamic_cast<nn::Linear*>(&m.net->at(8));
-  ASSERT_NE(fc, nullptr);
-  EXPECT_EQ(fc->in_features(), 64 * 7 * 7);
-  auto* head = dynamic_cast<nn::Linear*>(&m.net->at(11));
-  ASSERT_NE(head, nullptr);
-  EXPECT_EQ(head->out_features(), 10);
-  // 1*32*25 + 32, 32*64*25 + 64, 3136*256 + 256, 256*10 + 10 (counted by hand)
-  EXPECT_EQ(m.arena->size(), 832 + 51264 + 803072 + 2570);
-
-  autodiff::Tape tape;
-  const Tensor x = Tensor::zeros({3, 784}, DType::f32);
-  EXPECT_EQ(m.net->forward(tape, tape.constant(x)).value().shape(), Shape({3, 10}));
-}
-
-TEST(ModelBuild, RecurrentLayersReadTheRowsAsTimeSteps) {
-  const TrainConfig c = parse_train_config(
-      "[model]\ntype = \"sequential\"\nlayers = [{type = \"gru\", hidden = 6, input_size = 7, return_sequence = true},"
-      " {type = \"lstm\", hidden = 5, input_size = 6}, {type = \"linear\"}]\n",
-      "m.toml");
-  Model m = build_model(c.model, 28, 3);
-  auto* lstm = dynamic_cast<nn::Recurrent*>(&m.net->at(1));
-  ASSERT_NE(lstm, nullptr);
-  EXPECT_EQ(lstm->kind(), nn::CellKind::lstm);
-  EXPECT_EQ(lstm->input_size(), 6);
-  autodiff::Tape tape;
-  EXPECT_EQ(m.net->forward(tape, tape.constant(Tensor::zeros({2, 28}, DType::f32))).value().shape(), Shape({2, 3}));
-}
-
-TEST(ModelBuild, LayersThatDoNotFitAreRefusedNamingTheLayer) {
+// The builder's own tests are in tests/nn/build_test.cpp; here, that its messages name the
+// file and line (or the --set argument) the config reader recorded for the layer.
+TEST(ModelBuild, LayersThatDoNotFitAreRefusedNamingTheLayerAndItsLine) {
   const std::string head = "[model]\ntype = \"sequential\"\nlayers = [";
-  expect_contains(build_error(head + "{type = \"unflatten\", shape = [1, 28, 28]}, {type = \"linear\"}]"),
-                  {"model.layers[1] (linear)", "expects a flat input; add {type = \"flatten\"}", "[1, 28, 28]"});
+  EXPECT_EQ(build_error(head + "\n  {type = \"unflatten\", shape = [1, 28, 28]},\n  {type = \"linear\"},\n]"),
+            "m.toml, line 5: model.layers[1] (linear): expects a flat input; add {type = \"flatten\"} before it (its "
+            "input is [1, 28, 28] per example)");
   expect_contains(build_error(head + "{type = \"conv2d\", channels = 4, kernel = 3}, {type = \"linear\"}]"),
-                  {"model.layers[0] (conv2d)", "expects images", "[784]"});
-  expect_contains(build_error(head + "{type = \"unflatten\", shape = [2, 28, 28]}]"),
-                  {"model.layers[0] (unflatten)", "holds 1568 values, not 784"});
-  expect_contains(build_error(head + "{type = \"linear\"}, {type = \"relu\"}, {type = \"linear\", units = 10}]"),
-                  {"model.layers[0] (linear)", "needs units"});
-  expect_contains(build_error(head + "{type = \"linear\", units = 12}]"),
-                  {"model.layers: the last layer gives [12]", "10 classes"});
+                  {"m.toml, line 3: model.layers[0] (conv2d)", "expects images", "[784]"});
+  expect_contains(build_error("[model]\ntype = \"sequential\"\n\n[[model.layers]]\ntype = \"flatten\"\n\n"
+                              "[[model.layers]]\ntype = \"linear\"\nunits = 12\n"),
+                  {"m.toml, line 7: model.layers: the last layer gives [12]", "10 classes"});
   expect_contains(build_error(head + "{type = \"lstm\", hidden = 8, input_size = 30}, {type = \"linear\"}]"),
                   {"model.layers[0] (lstm)", "input_size 30 does not divide the 784 inputs"});
-  expect_contains(build_error(head + "{type = \"unflatten\", shape = [1, 28, 28]}, {type = \"maxpool2d\", kernel = 29}]"),
-                  {"model.layers[1] (maxpool2d)", "kernel 29 is larger than the image"});
-  expect_contains(build_error(head + "{type = \"unflatten\", shape = [1, 28, 28]}, {type = \"conv2d\", channels = 2, kernel = 31}]"),
-                  {"model.layers[1] (conv2d)", "kernel 31 is larger than the padded image"});
-}
-
-TEST(ModelBuild, DropoutLayersDrawIndependentSeededMasks) {
-  const TrainConfig c = parse_train_config(
-      "[model]\ntype = \"sequential\"\nlayers = [{type = \"dropout\", p = 0.5}, {type = \"dropout\", p = 0.5},"
-      " {type = \"linear\"}]\n",
-      "m.toml");
-  auto states = [&](std::uint64_t seed) {
-    Model m = build_model(c.model, 4, 2, seed);
-    return std::pair{dynamic_cast<nn::Dropout&>(m.net->at(0)).rng_state(),
-                     dynamic_cast<nn::Dropout&>(m.net->at(1)).rng_state()};
-  };
-  const auto a = states(1), b = states(1), other = states(2);
-  EXPECT_EQ(a, b);                  // reproducible
-  EXPECT_NE(a.first, a.second);     // two layers, two streams
-  EXPECT_NE(a.first, other.first);  // the run's seed changes them
+  const TrainConfig c =
+      parse_train_config(head + "{type = \"relu\"}]", "m.toml", {"model.layers=[{type = \"linear\", units = 3}]"});
+  try {
+    build_model(c.model, 784, 10);
+    ADD_FAILURE() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    const std::string expected = "m.toml: --set model.layers=[{type = \"linear\", units = 3}]: model.layers: the last layer";
+    EXPECT_EQ(std::string(e.what()).substr(0, expected.size()), expected);
+  }
 }
 
 TEST(ModelBuild, InitializeSetsTheLstmForgetBias) {

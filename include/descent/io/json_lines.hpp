@@ -28,7 +28,8 @@ class JsonLinesWriter {
   // Writes `object` as one compact line (NaN and infinities become null, as nlohmann-json
   // writes them). Throws DataError naming the path if `object` is not a JSON object or holds a
   // string that is not valid UTF-8 (nothing is written then); IoError naming the path if the
-  // write fails (e.g. ENOSPC) or the writer was moved from.
+  // write fails (e.g. ENOSPC, EFBIG: the part of the line written is cut away again, so the
+  // file keeps whole lines only) or the writer was moved from.
   void write(const nlohmann::json& object);
 
   // fsyncs the file. Throws IoError naming the path on failure.

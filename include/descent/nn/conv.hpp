@@ -35,6 +35,7 @@ class Conv2d : public Module {
   Var forward(Tape& tape, Var x) override;
   std::string describe() const override;  // "Conv2d(1 -> 32, kernel 5, stride 1, padding 2, bias)"
   std::int64_t eval_chunk() const override { return 200; }
+  Shape output_shape(const Shape& input) const override;  // [C_in, H, W] -> [C_out, H_out, W_out]
   ParamId weight() const { return weight_; }
   ParamId bias() const { return bias_; }
   std::int64_t in_channels() const { return in_; }
@@ -58,6 +59,7 @@ class MaxPool2d : public Module {
   MaxPool2d(std::int64_t kernel, std::int64_t stride);
   Var forward(Tape& tape, Var x) override;
   std::string describe() const override;  // "MaxPool2d(2, stride 2)"
+  Shape output_shape(const Shape& input) const override;  // [C, H, W] -> [C, H_out, W_out]
   std::int64_t kernel() const { return kernel_; }
   std::int64_t stride() const { return stride_; }
 
@@ -73,6 +75,7 @@ class AvgPool2d : public Module {
   AvgPool2d(std::int64_t kernel, std::int64_t stride);
   Var forward(Tape& tape, Var x) override;
   std::string describe() const override;  // "AvgPool2d(2, stride 2)"
+  Shape output_shape(const Shape& input) const override;  // [C, H, W] -> [C, H_out, W_out]
   std::int64_t kernel() const { return kernel_; }
   std::int64_t stride() const { return stride_; }
 
@@ -86,6 +89,7 @@ class Flatten : public Module {
  public:
   Var forward(Tape& tape, Var x) override;
   std::string describe() const override { return "Flatten"; }
+  Shape output_shape(const Shape& input) const override { return Shape{input.numel()}; }
 };
 
 // [B, d] -> [B, shape...] with d = shape.numel() (a view: no copy), e.g. Unflatten({1, 28, 28})
@@ -97,6 +101,7 @@ class Unflatten : public Module {
   explicit Unflatten(const Shape& shape);
   Var forward(Tape& tape, Var x) override;
   std::string describe() const override;  // "Unflatten([1, 28, 28])"
+  Shape output_shape(const Shape& input) const override;  // any input of shape().numel() values -> shape()
   const Shape& shape() const { return shape_; }
 
  private:

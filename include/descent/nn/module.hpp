@@ -35,6 +35,10 @@ class Module {
   virtual Var forward(Tape& tape, Var x) = 0;
   // One line, e.g. "Linear(784 -> 256, bias)".
   virtual std::string describe() const = 0;
+  // The shape of one example's output for one example's input (neither has the batch
+  // dimension), e.g. [784] -> [256] for Linear(784 -> 256). Throws ShapeError when the input
+  // does not fit, and (the default) for a module that does not say.
+  virtual Shape output_shape(const Shape& input) const;
   // Training mode (the default) or evaluation mode. BatchNorm normalizes with the batch's
   // statistics and updates its running estimates in training, and uses the running
   // estimates in evaluation; Dropout drops units in training and is the identity in
@@ -66,6 +70,7 @@ class Linear : public Module {
   void declare(ParameterArena& arena, const std::string& prefix) override;
   Var forward(Tape& tape, Var x) override;
   std::string describe() const override;
+  Shape output_shape(const Shape& input) const override;  // [in] -> [out]
   ParamId weight() const { return weight_; }
   ParamId bias() const { return bias_; }
   std::int64_t in_features() const { return in_; }
@@ -89,6 +94,7 @@ class ActivationModule : public Module {
   explicit ActivationModule(Activation a) : a_(a) {}
   Var forward(Tape&, Var x) override { return apply(a_, x); }
   std::string describe() const override { return activation_name(a_); }
+  Shape output_shape(const Shape& input) const override { return input; }
   Activation activation() const { return a_; }
 
  private:
@@ -120,6 +126,7 @@ class Sequential : public Module {
 
   Var forward(Tape& tape, Var x) override;
   std::string describe() const override;
+  Shape output_shape(const Shape& input) const override;  // through every module in turn
   void set_training(bool training) override;
   std::int64_t min_batch_size() const override;
   std::int64_t eval_chunk() const override;

@@ -47,6 +47,7 @@ class BatchNorm : public Module {
   Var forward(Tape& tape, Var x) override;
   std::string describe() const override;  // "BatchNorm(256, eps 1e-05, momentum 0.1)"
   std::int64_t min_batch_size() const override { return 2; }
+  Shape output_shape(const Shape& input) const override;  // [C] or [C, H, W], unchanged
 
   std::int64_t num_features() const { return features_; }
   const BatchNormOptions& options() const { return options_; }
@@ -77,6 +78,7 @@ class Dropout : public Module {
   explicit Dropout(double p, std::uint64_t seed = 0);
   Var forward(Tape& tape, Var x) override;
   std::string describe() const override;  // "Dropout(0.5)"
+  Shape output_shape(const Shape& input) const override { return input; }
 
   double p() const { return p_; }
   bool has_rng() const override { return true; }

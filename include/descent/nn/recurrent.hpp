@@ -90,6 +90,8 @@ class Recurrent : public Module {
   Var forward(Tape& tape, Var x) override;
   // e.g. "LSTM(28 -> 128, truncate 5, sequence)"
   std::string describe() const override;
+  // [T D] -> [H], or [T H] with return_sequence; [T, D] -> [H] or [T, H].
+  Shape output_shape(const Shape& input) const override;
 
   CellKind kind() const { return kind_; }
   std::int64_t input_size() const { return input_; }

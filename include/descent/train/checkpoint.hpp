@@ -65,8 +65,9 @@ std::filesystem::path write_checkpoint(const std::filesystem::path& dir, const C
 
 // The newest checkpoint of `dir` that reads and verifies; damaged or unreadable newer ones are
 // skipped, each with a line in `warnings` (when given) naming the file and the problem.
-// nullopt when there is none.
+// nullopt when there is none. `path` (when given) receives the file it was read from.
 std::optional<Checkpoint> load_latest_checkpoint(const std::filesystem::path& dir,
-                                                 std::vector<std::string>* warnings = nullptr);
+                                                 std::vector<std::string>* warnings = nullptr,
+                                                 std::filesystem::path* path = nullptr);
 
 }  // namespace descent::train

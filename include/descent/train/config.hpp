@@ -34,6 +34,7 @@
 #include <string_view>
 #include <vector>
 
+#include "descent/nn/model_config.hpp"
 #include "descent/optim/config.hpp"
 
 namespace descent::train {
@@ -56,45 +57,9 @@ struct DataConfig {
   bool operator==(const DataConfig&) const = default;
 };
 
-// One layer of a "sequential" model: `type` picks the module, the other fields are its
-// options (each type reads only its own; docs/config.md lists them). Input sizes are not
-// written: the model builder infers every layer's input shape from the data's feature count
-// and the layers before it.
-struct LayerConfig {
-  // linear | conv2d | maxpool2d | avgpool2d | flatten | unflatten | batchnorm | dropout |
-  // relu | tanh | sigmoid | rnn | lstm | gru
-  std::string type;
-  // linear: output units (0: the number of classes; only the last layer may leave it out);
-  // conv2d: output channels, >= 1; rnn/lstm/gru: hidden units, >= 1.
-  std::int64_t units = 0;
-  std::int64_t kernel = 0;   // conv2d, maxpool2d, avgpool2d: window side, >= 1
-  std::int64_t stride = 0;   // conv2d: default 1; pools: default kernel (0 = the default)
-  std::int64_t padding = 0;  // conv2d: zero padding on every side, >= 0
-  bool bias = true;          // linear, conv2d
-  std::vector<std::int64_t> shape;  // unflatten: e.g. [1, 28, 28] (1 to 3 sides, each >= 1)
-  double p = 0.5;            // dropout: drop probability in [0, 1)
-  double eps = 1e-5;         // batchnorm: added to the variance, >= 0
-  double momentum = 0.1;     // batchnorm: running-statistics weight of the newest batch, [0, 1]
-  std::int64_t input_size = 0;   // rnn/lstm/gru: features per time step D (>= 1); T = inputs / D
-  bool return_sequence = false;  // rnn/lstm/gru: output every h_t, not only h_T
-  std::int64_t truncate = 0;     // rnn/lstm/gru: truncated BPTT every k steps (0: full), >= 0
-  double forget_bias = 1.0;      // lstm: the forget gate's initial bias
-
-  bool operator==(const LayerConfig&) const = default;
-};
-
-struct ModelConfig {
-  // mlp: Linear layers of `hidden` widths with `activation` between them;
-  // sequential: the modules of `layers`, in order.
-  std::string type = "mlp";
-  std::vector<std::int64_t> hidden = {256, 256};  // mlp: hidden layer widths, each >= 1; [] = softmax regression
-  std::string activation = "relu";            // mlp: relu | tanh | sigmoid | identity
-  std::string dtype = "f32";                  // f32 | f64
-  std::vector<LayerConfig> layers;            // sequential: at least one (an array of tables)
-  // The input and output sizes come from the data.
-
-  bool operator==(const ModelConfig&) const = default;
-};
+// The [model] section: nn/model_config.hpp (the layer types and their keys live there).
+using LayerConfig = nn::LayerConfig;
+using ModelConfig = nn::ModelConfig;
 
 struct InitConfig {
   // zeros | constant | uniform | normal | glorot_uniform | glorot_normal | fan_in_uniform |

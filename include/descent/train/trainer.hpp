@@ -13,10 +13,12 @@
 // touched once, at the end.
 //
 // A run writes <out_dir>/<name>/:
+//   run.json           the run id and how the run ended (train/run_folder.hpp)
 //   config.toml        the resolved config
 //   metrics.jsonl      one JSON object per line: "step" records (every minibatch's loss,
 //                      gradient norm and learning rate), "epoch" records (train and
-//                      validation surrogate and 0-1 error), one "final" record
+//                      validation surrogate and 0-1 error), one "final" record (or a
+//                      "stopped" record: diverged, interrupted)
 //   model.safetensors  the best parameters (by the monitored validation metric)
 //   checkpoints/       step-<k>.ckpt: the whole training state (train/checkpoint.hpp), written
 //                      at the start, every checkpoint.every_epochs epochs / every_steps updates,
@@ -31,26 +33,20 @@
 #include <vector>
 
 #include "descent/error.hpp"
+#include "descent/nn/build.hpp"
 #include "descent/nn/module.hpp"
 #include "descent/optim/optimizer.hpp"
 #include "descent/train/callback.hpp"
 #include "descent/train/config.hpp"
 #include "descent/train/data.hpp"
 #include "descent/train/evaluate.hpp"
+#include "descent/train/run_folder.hpp"
 
 namespace descent::train {
 
-// A model and the arena that holds its parameters.
-struct Model {
-  std::unique_ptr<ParameterArena> arena;
-  std::unique_ptr<nn::Sequential> net;
-};
-// The network of config.model for inputs of size `dim` and `classes` outputs (not
-// initialized). A "sequential" model infers each layer's input shape from `dim` and the
-// layers before it; dropout layer i draws its masks from a stream seeded by (seed, i).
-// Throws ConfigError naming the layer ("model.layers[3] (linear): expects a flat input;
-// add {type = "flatten"} before it ...") when the layers do not fit the data or each other.
-Model build_model(const ModelConfig& config, std::int64_t dim, std::int32_t classes, std::uint64_t seed = 0);
+// Building the model of config.model: nn/build.hpp.
+using nn::build_model;
+using Model = nn::Model;
 // Initializes the parameters per config.init with config.seed, then sets every LSTM's forget
 // gate bias to its forget_bias.
 void initialize_model(Model& model, const TrainConfig& config);
@@ -95,20 +91,25 @@ class Interrupted : public Error {
 void request_stop(int signal) noexcept;
 void clear_stop_request() noexcept;
 
-// Trains per the config and writes the run folder. `log` receives the progress display and
+// Trains per the config and writes the run folder <out_dir>/<name> (train/run_folder.hpp: a
+// folder that already holds a run is refused unless `existing` says otherwise; a run that
+// fails before its first checkpoint leaves no folder). `log` receives the progress display and
 // the summary (nullptr: silent). `callbacks` (not owned; they must outlive the call) are
 // attached to the loop after the trainer's own and before checkpoints (train/callback.hpp).
 // Divergence (a NaN or infinite loss or gradient, caught before the update) follows
 // config.divergence.policy: stop (NumericError naming the step and the first non-finite
 // gradient), skip the batch, or roll back to the newest checkpoint with the learning rate
 // scaled by divergence.lr_scale. Throws Interrupted after request_stop.
-RunResult run(const TrainConfig& config, std::ostream* log, const std::vector<Callback*>& callbacks = {});
+RunResult run(const TrainConfig& config, std::ostream* log, const std::vector<Callback*>& callbacks = {},
+              ExistingRun existing = ExistingRun::refuse);
 
 // Continues the run in `run_dir` from its newest valid checkpoint (damaged ones are skipped
 // with a warning on `log`) with the config saved in it. With the same thread count the
 // result is bit for bit that of the run never interrupted (docs/reliability.md). A run whose
-// loop had ended only redoes the final evaluation. Throws IoError when the folder or a valid
-// checkpoint is missing, DataError when the checkpoint does not fit the data or the model.
+// loop had ended only redoes the final evaluation. Throws IoError when the folder is missing,
+// is a file or is not a run folder (RunFolder::for_resume), or holds no valid checkpoint;
+// DataError when the checkpoint belongs to another run (run id), does not fit the data or the
+// model, or metrics.jsonl is shorter than the checkpoint recorded.
 // `callbacks` as for run(): those with a state_key get their saved state back.
 RunResult resume(const std::filesystem::path& run_dir, std::ostream* log, const std::vector<Callback*>& callbacks = {});
 
