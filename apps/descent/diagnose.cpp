@@ -127,12 +127,14 @@ int run_diagnose(const DiagnoseArgs& args) {
                        {"lambda_max", s.lambda_max},
                        {"lambda_min", s.lambda_min},
                        {"negative_mass", s.negative_mass},
+                       {"zero_mass", s.zero_mass},
+                       {"zero_tolerance", s.zero_tolerance},
                        {"lanczos_steps", s.steps},
                        {"hessian_vector_products", hessian.products() - products_before},
                        {"seconds", secs}});
       std::cout << "spectrum: lambda_max " << number(s.lambda_max) << " (residual " << number(s.top_residuals.front(), 2)
                 << "), lambda_min " << number(s.lambda_min) << " (residual " << number(s.bottom_residuals.front(), 2)
-                << "), negative mass " << number(s.negative_mass, 3) << "; " << s.steps << " Lanczos steps, "
+                << "), negative mass " << number(s.negative_mass, 3) << ", zero mass " << number(s.zero_mass, 3) << "; " << s.steps << " Lanczos steps, "
                 << number(secs, 3) << " s -> " << path << "\n";
     } else if (item == "trace") {
       const diag::TraceEstimate e = diag::hutchinson_trace(hessian, {.probes = args.probes > 0 ? args.probes : 100, .seed = args.seed});
@@ -156,6 +158,8 @@ int run_diagnose(const DiagnoseArgs& args) {
                                                  {"nodes", d.nodes},
                                                  {"weights", d.weights},
                                                  {"negative_mass", d.negative_mass},
+                                                 {"zero_mass", d.zero_mass},
+                                                 {"zero_tolerance_relative", diag::as_operator(hessian).zero_tolerance},
                                                  {"trace", d.trace},
                                                  {"trace_stderr", d.trace_stderr},
                                                  {"probes", d.probes},
@@ -163,7 +167,7 @@ int run_diagnose(const DiagnoseArgs& args) {
                                                  {"hessian_vector_products", hessian.products() - products_before},
                                                  {"seconds", secs}});
       std::cout << "density: " << d.probes << " probes x " << d.steps << " Lanczos steps, sigma " << number(d.sigma, 3)
-                << ", negative mass " << number(d.negative_mass, 3) << ", trace " << number(d.trace) << " +- "
+                << ", negative mass " << number(d.negative_mass, 3) << ", zero mass " << number(d.zero_mass, 3) << ", trace " << number(d.trace) << " +- "
                 << number(d.trace_stderr, 3) << ", " << number(secs, 3) << " s -> " << path << "\n";
     }
   }

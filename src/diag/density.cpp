@@ -53,8 +53,10 @@ Density spectral_density(const LinearOperator& a, const DensityOptions& options)
       mean += tau[k] * t.values[k];
       largest = std::max(largest, std::abs(t.values[k]));
     }
+    const double tol = a.zero_tolerance * largest;
     for (std::size_t k = 0; k < m; ++k) {
-      if (t.values[k] < -negative_tolerance * largest) d.negative_mass += tau[k] / options.probes;
+      if (t.values[k] < -tol) d.negative_mass += tau[k] / options.probes;
+      if (std::abs(t.values[k]) <= tol) d.zero_mass += tau[k] / options.probes;
     }
     quadratic.push_back(static_cast<double>(a.dim) * mean);
     lo = std::min(lo, t.values.front());

@@ -48,6 +48,8 @@ HessianOperator::HessianOperator(nn::Module& model, ParameterArena& arena, const
 
 HessianOperator::~HessianOperator() = default;
 
+DType HessianOperator::dtype() const { return arena_.dtype(); }
+
 std::int64_t HessianOperator::chunks() const { return static_cast<std::int64_t>(chunks_.size()); }
 
 template <class F>

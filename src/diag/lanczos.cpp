@@ -29,7 +29,8 @@ void check_operator(const LinearOperator& a, const char* what) {
 }  // namespace
 
 LinearOperator as_operator(HessianOperator& hessian) {
-  return {hessian.dim(), [&hessian](std::span<const double> v, std::span<double> out) { hessian.apply(v, out); }};
+  return {hessian.dim(), [&hessian](std::span<const double> v, std::span<double> out) { hessian.apply(v, out); },
+          hessian.dtype() == DType::f64 ? zero_tolerance_f64 : zero_tolerance_f32};
 }
 
 LanczosRun lanczos(const LinearOperator& a, std::span<const double> start, int steps, bool keep_basis) {
@@ -94,9 +95,12 @@ Spectrum lanczos_extremes(const LinearOperator& a, const LanczosOptions& options
   s.dim = a.dim;
   double largest = 0.0;
   for (double theta : t.values) largest = std::max(largest, std::abs(theta));
+  s.zero_tolerance = a.zero_tolerance * largest;
   for (int k = 0; k < m; ++k) {
     const double first = t.vectors[static_cast<std::size_t>(k) * mm];
-    if (t.values[static_cast<std::size_t>(k)] < -negative_tolerance * largest) s.negative_mass += first * first;
+    const double theta = t.values[static_cast<std::size_t>(k)];
+    if (theta < -s.zero_tolerance) s.negative_mass += first * first;
+    if (std::abs(theta) <= s.zero_tolerance) s.zero_mass += first * first;
   }
   // Ritz pair k: theta_k, y_k = Q u_k, residual beta_m |u_k[m]|.
   auto residual = [&](int k) { return run.beta_last * std::abs(t.vectors[static_cast<std::size_t>(k) * mm + mm - 1]); };

@@ -33,21 +33,24 @@ double integrate(const diag::Density& d, F&& f) {
   return s;
 }
 
-TEST(SpectralDensity, TwoEigenvaluesGiveTwoGaussiansWithExactWeights) {
-  // Eigenvalue -1 on 30 coordinates and 2 on 70: for a Rademacher probe, |P z|^2 / |z|^2 is
-  // 30/100 exactly, and Lanczos stops after 2 steps with both eigenvalues.
+TEST(SpectralDensity, ThreeEigenvaluesGiveGaussiansWithExactWeights) {
+  // Eigenvalue -1 on 30 coordinates, 0 on 20 and 2 on 50: for a Rademacher probe, |P z|^2 / |z|^2
+  // is 30/100, 20/100 and 50/100 exactly, and Lanczos stops after 3 steps with all three.
   std::vector<double> d(100, 2.0);
   for (int i = 0; i < 30; ++i) d[static_cast<std::size_t>(i * 3)] = -1.0;
+  for (int i = 0; i < 20; ++i) d[static_cast<std::size_t>(i * 3 + 1)] = 0.0;
   diag::Density rho = diag::spectral_density(diagonal(d), {.probes = 3, .steps = 10, .grid = 2001, .sigma = 0.1});
-  EXPECT_EQ(rho.steps, 2);
+  EXPECT_EQ(rho.steps, 3);
   EXPECT_NEAR(rho.negative_mass, 0.3, 1e-14);
-  EXPECT_NEAR(rho.trace, 30 * -1.0 + 70 * 2.0, 1e-11);
+  EXPECT_NEAR(rho.zero_mass, 0.2, 1e-14);
+  EXPECT_NEAR(rho.trace, 30 * -1.0 + 50 * 2.0, 1e-11);
   EXPECT_NEAR(rho.trace_stderr, 0.0, 1e-11);
-  // phi(t) = 0.3 g(t + 1) + 0.7 g(t - 2), g the N(0, 0.1^2) density, at every grid point.
+  // phi(t) = 0.3 g(t + 1) + 0.2 g(t) + 0.5 g(t - 2), g the N(0, 0.1^2) density, at every grid point.
   const double c = 1.0 / (0.1 * std::sqrt(2.0 * 3.14159265358979323846));
   for (std::size_t i = 0; i < rho.grid.size(); ++i) {
     const double t = rho.grid[i];
-    const double expected = 0.3 * c * std::exp(-0.5 * std::pow((t + 1) / 0.1, 2)) + 0.7 * c * std::exp(-0.5 * std::pow((t - 2) / 0.1, 2));
+    const double expected = c * (0.3 * std::exp(-0.5 * std::pow((t + 1) / 0.1, 2)) + 0.2 * std::exp(-0.5 * std::pow(t / 0.1, 2)) +
+                                 0.5 * std::exp(-0.5 * std::pow((t - 2) / 0.1, 2)));
     ASSERT_NEAR(rho.density[i], expected, 1e-12) << "t = " << t;
   }
   EXPECT_NEAR(rho.grid.front(), -1.0 - 0.6, 1e-12);
@@ -122,7 +125,7 @@ TEST(SpectralDensity, NegativeMassEstimatesTheShareOfNegativeEigenvalues) {
   const Exact exact = exact_hessian(h);
   const double largest = std::max(std::abs(exact.eigen.values.front()), std::abs(exact.eigen.values.back()));
   int negative = 0;
-  for (double lambda : exact.eigen.values) negative += lambda < -diag::negative_tolerance * largest ? 1 : 0;
+  for (double lambda : exact.eigen.values) negative += lambda < -diag::zero_tolerance_f64 * largest ? 1 : 0;
   const double share = static_cast<double>(negative) / static_cast<double>(exact.n);
   ASSERT_GT(share, 0.05);
   // Full Lanczos runs: each probe's negative mass is |P_- z|^2 / dim, whose mean is the share.
@@ -133,7 +136,7 @@ TEST(SpectralDensity, NegativeMassEstimatesTheShareOfNegativeEigenvalues) {
     double m = 0.0, big = 0.0;
     for (double theta : rho.nodes[static_cast<std::size_t>(v)]) big = std::max(big, std::abs(theta));
     for (std::size_t k = 0; k < rho.nodes[static_cast<std::size_t>(v)].size(); ++k) {
-      if (rho.nodes[static_cast<std::size_t>(v)][k] < -diag::negative_tolerance * big) m += rho.weights[static_cast<std::size_t>(v)][k];
+      if (rho.nodes[static_cast<std::size_t>(v)][k] < -diag::zero_tolerance_f64 * big) m += rho.weights[static_cast<std::size_t>(v)][k];
     }
     per_probe.push_back(m);
   }

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "descent/diag/hessian.hpp"
+#include "descent/diag/lanczos.hpp"
 #include "descent/init/rng.hpp"
 #include "descent/nn/normalization.hpp"
 #include "descent/tensor/parallel.hpp"
@@ -141,6 +142,9 @@ TEST(HessianOperator, Float32ModelAgreesWithItsFloat64Copy) {
   EXPECT_GT(err, 0.0);  // it really ran in float32
   EXPECT_LT(relative_difference(h32.gradient(), h64.gradient()), 1e-5);
   EXPECT_NEAR(h32.loss(), h64.loss(), 1e-5 * h64.loss());
+  EXPECT_EQ(h32.dtype(), DType::f32);
+  EXPECT_EQ(diag::as_operator(h32).zero_tolerance, diag::zero_tolerance_f32);
+  EXPECT_EQ(diag::as_operator(h64).zero_tolerance, diag::zero_tolerance_f64);
 }
 
 TEST(HessianOperator, RefreshFollowsTheParameters) {

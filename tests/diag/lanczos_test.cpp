@@ -151,18 +151,28 @@ TEST(Lanczos, NegativeMassIsTheStartVectorsShareOfTheNegativeEigenspace) {
   for (double& x : q) x = rng.normal();
   const double qq = diag_testing::norm(q);
   const double largest = std::max(std::abs(exact.values.front()), std::abs(exact.values.back()));
-  double mass = 0.0;
-  int negative = 0;
+  double mass = 0.0, zero = 0.0;
+  int negative = 0, zeros = 0;
   for (std::int64_t k = 0; k < n; ++k) {
-    if (exact.values[static_cast<std::size_t>(k)] >= -diag::negative_tolerance * largest) continue;
-    ++negative;
+    const double lambda = exact.values[static_cast<std::size_t>(k)];
     double c = 0.0;
     for (std::int64_t j = 0; j < n; ++j) c += exact.vectors[static_cast<std::size_t>(k * n + j)] * q[static_cast<std::size_t>(j)];
-    mass += c * c / (qq * qq);
+    if (lambda < -diag::zero_tolerance_f64 * largest) {
+      ++negative;
+      mass += c * c / (qq * qq);
+    } else if (lambda <= diag::zero_tolerance_f64 * largest) {
+      ++zeros;
+      zero += c * c / (qq * qq);
+    }
   }
   ASSERT_GT(negative, 2);
+  // Softmax's shift invariance: adding one vector to every row of the last weight matrix and
+  // one number to every output bias leaves the loss alone, 8 + 1 null directions.
+  EXPECT_EQ(zeros, 9);
   EXPECT_GT(mass, 0.01);
   EXPECT_NEAR(s.negative_mass, mass, 1e-8);
+  EXPECT_NEAR(s.zero_mass, zero, 1e-8);
+  EXPECT_NEAR(s.zero_tolerance, diag::zero_tolerance_f64 * largest, 1e-9 * s.zero_tolerance);
 }
 
 TEST(Lanczos, RejectsBadArguments) {

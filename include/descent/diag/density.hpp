@@ -42,9 +42,11 @@ struct Density {
   double mean = 0.0;           // integral of t phi(t) dt, from the nodes (exact, not the grid)
   double trace = 0.0;          // dim * mean
   double trace_stderr = 0.0;   // standard error of that over the probes
-  // (1/n_v) sum_v sum_{theta_k < -tol} tau_k: the fraction of eigenvalues below zero
-  // (tol = negative_tolerance * max|theta|), before broadening.
+  // (1/n_v) sum_v sum_{theta_k < -tol} tau_k: the fraction of eigenvalues below zero, before
+  // broadening (tol = the operator's zero_tolerance * max|theta| of that probe); zero_mass
+  // the same over |theta_k| <= tol (numerically zero eigenvalues).
   double negative_mass = 0.0;
+  double zero_mass = 0.0;
   int probes = 0;
   int steps = 0;
   std::int64_t dim = 0;

@@ -58,6 +58,7 @@ class HessianOperator {
   HessianOperator& operator=(const HessianOperator&) = delete;
 
   std::int64_t dim() const { return dim_; }          // number of parameters
+  DType dtype() const;                                // the model's
   std::int64_t examples() const { return examples_; }  // n
   std::int64_t chunks() const;
 

@@ -27,12 +27,22 @@
 
 namespace descent::diag {
 
+// Relative sizes below which a Ritz value counts as zero: about the relative precision of
+// exact Hessian-vector products computed in float64 and in float32.
+inline constexpr double zero_tolerance_f64 = 1e-10;
+inline constexpr double zero_tolerance_f32 = 1e-5;
+
 // A symmetric linear map on R^dim in double precision: apply(v, out) sets out = A v.
+// Ritz values theta with |theta| <= zero_tolerance * max|theta| count as zero (neither
+// negative nor positive): rounding in the products puts exact zero eigenvalues (a network
+// has many: softmax's shift invariance, dead ReLU units) at tiny values of either sign.
 struct LinearOperator {
   std::int64_t dim = 0;
   std::function<void(std::span<const double>, std::span<double>)> apply;
+  double zero_tolerance = zero_tolerance_f64;
 };
-LinearOperator as_operator(HessianOperator& hessian);  // refers to `hessian`, which must outlive it
+// Refers to `hessian`, which must outlive it; zero_tolerance by the model's dtype.
+LinearOperator as_operator(HessianOperator& hessian);
 
 // One Lanczos run from a start vector.
 struct LanczosRun {
@@ -60,9 +70,12 @@ struct Spectrum {
   std::vector<std::vector<double>> top_vectors, bottom_vectors;  // unit Ritz vectors, when asked
   double lambda_max = 0.0, lambda_min = 0.0;
   // The share of the spectrum below zero as the start vector sees it: the sum of the Ritz
-  // weights u_k[1]^2 over theta_k < -1e-10 max|theta| (a one-probe stochastic Lanczos
-  // quadrature; spectral_density gives it over several probes).
+  // weights u_k[1]^2 over theta_k < -zero_tolerance (a one-probe stochastic Lanczos
+  // quadrature; spectral_density gives it over several probes); zero_mass the same over
+  // |theta_k| <= zero_tolerance.
   double negative_mass = 0.0;
+  double zero_mass = 0.0;
+  double zero_tolerance = 0.0;  // absolute: the operator's relative tolerance * max|theta|
   int steps = 0;            // Lanczos steps taken
   std::int64_t dim = 0;     // number of parameters
 };
@@ -70,7 +83,5 @@ struct Spectrum {
 Spectrum lanczos_extremes(const LinearOperator& a, const LanczosOptions& options = {});
 Spectrum lanczos_extremes(HessianOperator& hessian, const LanczosOptions& options = {});
 
-// Ritz values below -negative_tolerance * max|theta| count as negative.
-inline constexpr double negative_tolerance = 1e-10;
 
 }  // namespace descent::diag
