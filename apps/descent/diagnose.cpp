@@ -107,7 +107,10 @@ int run_diagnose(const DiagnoseArgs& args) {
   const fs::path out_dir = run_dir / "diagnostics";
   fs::create_directories(out_dir);
   auto write = [&](const std::string& name, json j) {
-    for (const auto& [k, v] : common.items()) j[k] = v;
+    for (const auto& [k, v] : common.items()) {
+      if (j.contains(k)) throw Error("diagnose: internal error: field '" + k + "' written twice in " + name + ".json");
+      j[k] = v;
+    }
     io::write_file_atomic(out_dir / (name + ".json"), j.dump(1) + "\n");
     return (out_dir / (name + ".json")).string();
   };
@@ -155,8 +158,8 @@ int run_diagnose(const DiagnoseArgs& args) {
       const std::string path = write("density", {{"grid", d.grid},
                                                  {"density", d.density},
                                                  {"sigma", d.sigma},
-                                                 {"nodes", d.nodes},
-                                                 {"weights", d.weights},
+                                                 {"ritz_values", d.nodes},
+                                                 {"ritz_weights", d.weights},
                                                  {"negative_mass", d.negative_mass},
                                                  {"zero_mass", d.zero_mass},
                                                  {"zero_tolerance_relative", diag::as_operator(hessian).zero_tolerance},

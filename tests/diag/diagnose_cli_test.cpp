@@ -142,6 +142,13 @@ TEST_F(Diagnose, WritesSpectrumTraceAndDensityOfTheRunsModel) {
   for (std::size_t i = 0; i + 1 < grid.size(); ++i) mass += 0.5 * (grid[i + 1] - grid[i]) * (phi[i] + phi[i + 1]);
   EXPECT_NEAR(mass, 1.0, 1e-8);
   EXPECT_EQ(density["probes"], 10);
+  EXPECT_EQ(density["weights"], "model.safetensors");
+  ASSERT_EQ(density["ritz_weights"].size(), 10u);
+  for (const auto& tau : density["ritz_weights"]) {
+    double sum = 0.0;
+    for (const auto& t : tau) sum += t.get<double>();
+    EXPECT_NEAR(sum, 1.0, 1e-12);
+  }
   // The density's trace is Hutchinson's over its own 10 probes: with the same seed, those are
   // trace.json's first 10 (z' H z = dim * sum_k tau_k theta_k, exactly).
   const auto samples = trace["samples"].get<std::vector<double>>();
