@@ -21,6 +21,7 @@
 #include "descent/io/atomic_file.hpp"
 #include "descent/io/model_file.hpp"
 #include "descent/tensor/parallel.hpp"
+#include "descent/train/data.hpp"
 #include "descent/train/trainer.hpp"
 
 namespace descent::cli {

@@ -16,6 +16,7 @@
 #include "descent/diag/lapack.hpp"
 #include "descent/init/rng.hpp"
 #include "descent/io/model_file.hpp"
+#include "descent/train/data.hpp"
 #include "descent/train/trainer.hpp"
 
 namespace descent {
