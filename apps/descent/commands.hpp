@@ -73,4 +73,17 @@ int run_report(const ReportArgs& args);
 // Writes RUN_DIR/report.html after a run and prints its path (a warning if it cannot).
 void report_after_run(const std::filesystem::path& run_dir);
 
+struct DiagnoseArgs {
+  std::string run_dir;
+  std::string what = "spectrum,trace,density";
+  std::int64_t examples = 1000;
+  std::string split = "train";
+  int top = 5;
+  int steps = 80;
+  int probes = 0;  // 0: trace 100, density 10
+  std::uint64_t seed = 1;
+};
+void add_diagnose(CLI::App& app, DiagnoseArgs& args);
+int run_diagnose(const DiagnoseArgs& args);
+
 }  // namespace descent::cli

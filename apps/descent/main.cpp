@@ -25,6 +25,8 @@ int main(int argc, char** argv) {
   descent::cli::add_optimize(app, optimize_args);
   descent::cli::ReportArgs report_args;
   descent::cli::add_report(app, report_args);
+  descent::cli::DiagnoseArgs diagnose_args;
+  descent::cli::add_diagnose(app, diagnose_args);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -40,8 +42,9 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("eval")) return descent::cli::run_eval(eval_args);
     if (app.got_subcommand("optimize")) return descent::cli::run_optimize(optimize_args);
     if (app.got_subcommand("report")) return descent::cli::run_report(report_args);
+    if (app.got_subcommand("diagnose")) return descent::cli::run_diagnose(diagnose_args);
     std::cout << app.help();  // no command: the help, and a usage error
-    std::cerr << "descent: error: no command given; the commands are train, resume, eval, optimize and report\n";
+    std::cerr << "descent: error: no command given; the commands are train, resume, eval, optimize, report and diagnose\n";
     return 1;
   } catch (const descent::Error& e) {
     std::cerr << "descent: error: " << e.what() << "\n";

@@ -1,0 +1,155 @@
+#include "descent/diag/hessian.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "descent/autodiff/tape.hpp"
+#include "descent/loss/loss.hpp"
+
+namespace descent::diag {
+
+struct HessianOperator::Chunk {
+  autodiff::Tape tape;
+  autodiff::Var loss;
+  std::int64_t begin = 0, end = 0;  // examples [begin, end)
+};
+
+HessianOperator::HessianOperator(nn::Module& model, ParameterArena& arena, const Tensor& x, const Tensor& labels,
+                                 const HessianOptions& options)
+    : model_(model), arena_(arena), x_(x), labels_(labels), options_(options) {
+  if (!x.defined() || x.ndim() < 1 || x.dim(0) < 1) {
+    throw ShapeError("Hessian: needs at least one example, got inputs " + (x.defined() ? x.shape().str() : std::string("(none)")));
+  }
+  if (x.dtype() != arena.dtype()) {
+    throw ShapeError(std::string("Hessian: the inputs are ") + dtype_name(x.dtype()) + ", the parameters are " +
+                     dtype_name(arena.dtype()));
+  }
+  if (!labels.defined() || labels.dtype() != DType::i32 || labels.ndim() != 1 || labels.dim(0) != x.dim(0)) {
+    throw ShapeError("Hessian: expects i32 labels [" + std::to_string(x.dim(0)) + "], got " +
+                     (labels.defined() ? std::string(dtype_name(labels.dtype())) + " " + labels.shape().str() : std::string("(none)")));
+  }
+  if (options.chunk < 1) throw ShapeError("Hessian: chunk must be at least 1, got " + std::to_string(options.chunk));
+  if (options.parallel_chunks < 1) {
+    throw ShapeError("Hessian: parallel_chunks must be at least 1, got " + std::to_string(options.parallel_chunks));
+  }
+  arena_.freeze();
+  dim_ = arena_.size();
+  examples_ = x.dim(0);
+  for (std::int64_t b = 0; b < examples_; b += options_.chunk) {
+    auto c = std::make_unique<Chunk>();
+    c->begin = b;
+    c->end = std::min(examples_, b + options_.chunk);
+    chunks_.push_back(std::move(c));
+  }
+  refresh();
+}
+
+HessianOperator::~HessianOperator() = default;
+
+DType HessianOperator::dtype() const { return arena_.dtype(); }
+
+std::int64_t HessianOperator::chunks() const { return static_cast<std::int64_t>(chunks_.size()); }
+
+template <class F>
+void HessianOperator::for_chunks_summed(F&& f, std::span<double> out) {
+  std::fill(out.begin(), out.end(), 0.0);
+  const auto count = static_cast<std::int64_t>(chunks_.size());
+  const std::int64_t group = std::min(count, options_.parallel_chunks);
+  std::vector<Tensor> buffers(static_cast<std::size_t>(group));
+  for (auto& b : buffers) b = Tensor::empty(Shape{dim_}, arena_.dtype());
+  for (std::int64_t g0 = 0; g0 < count; g0 += group) {
+    const std::int64_t g1 = std::min(count, g0 + group);
+    // One chunk per thread at a time; the kernels inside run on that thread alone (no
+    // nested parallelism), so each chunk's numbers do not depend on the thread count.
+    std::exception_ptr failure;
+    const bool parallel = g1 - g0 > 1 && options_.chunk * dim_ >= options_.parallel_threshold;
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+    for (std::int64_t c = g0; c < g1; ++c) {
+      try {
+        f(*chunks_[static_cast<std::size_t>(c)], buffers[static_cast<std::size_t>(c - g0)]);
+      } catch (...) {
+#pragma omp critical(descent_diag_hessian_failure)
+        if (!failure) failure = std::current_exception();
+      }
+    }
+    if (failure) std::rethrow_exception(failure);
+    // The sum in chunk order: J = sum_c (n_c / n) J_c, so H = sum_c (n_c / n) H_c.
+    for (std::int64_t c = g0; c < g1; ++c) {
+      const Chunk& chunk = *chunks_[static_cast<std::size_t>(c)];
+      const double weight = static_cast<double>(chunk.end - chunk.begin) / static_cast<double>(examples_);
+      dispatch_float(arena_.dtype(), [&](auto zero) {
+        using T = decltype(zero);
+        const T* b = buffers[static_cast<std::size_t>(c - g0)].data<T>();
+        for (std::size_t i = 0; i < out.size(); ++i) out[i] += weight * static_cast<double>(b[i]);
+      });
+    }
+  }
+}
+
+void HessianOperator::refresh() {
+  // Forward passes one chunk after another (a module may keep per-call state, e.g. a
+  // recurrent layer's list of hidden states), in evaluation mode.
+  const bool was_training = model_.training();
+  model_.set_training(false);
+  try {
+    double loss = 0.0;
+    for (auto& c : chunks_) {
+      c->tape.clear();
+      autodiff::Var logits = model_.forward(c->tape, c->tape.constant(x_.rows(c->begin, c->end)));
+      c->loss = loss::cross_entropy(logits, labels_.rows(c->begin, c->end));
+      loss += static_cast<double>(c->end - c->begin) / static_cast<double>(examples_) * c->loss.value().item();
+    }
+    loss_ = loss;
+  } catch (...) {
+    model_.set_training(was_training);
+    throw;
+  }
+  model_.set_training(was_training);
+  gradient_.assign(static_cast<std::size_t>(dim_), 0.0);
+  for_chunks_summed(
+      [](Chunk& c, const Tensor& g) {
+        g.fill(0.0);  // backward accumulates
+        c.tape.backward(c.loss, g);
+      },
+      gradient_);
+}
+
+void HessianOperator::apply(std::span<const double> v, std::span<double> hv) {
+  if (static_cast<std::int64_t>(v.size()) != dim_ || static_cast<std::int64_t>(hv.size()) != dim_) {
+    throw ShapeError("Hessian: vectors must have " + std::to_string(dim_) + " elements (the parameters), got " +
+                     std::to_string(v.size()) + " and " + std::to_string(hv.size()));
+  }
+  // v in the model's dtype, shared read-only by every chunk.
+  Tensor direction = Tensor::from<double>(Shape{dim_}, v);
+  if (arena_.dtype() != DType::f64) direction = direction.to(arena_.dtype());
+  for_chunks_summed(
+      [&](Chunk& c, const Tensor& out) {
+        out.fill(0.0);  // a parameter the loss does not use has zero rows
+        Tensor g = Tensor::empty(Shape{dim_}, arena_.dtype());
+        c.tape.hvp(c.loss, direction, out, g);
+      },
+      hv);
+  ++products_;
+}
+
+std::vector<double> HessianOperator::apply(std::span<const double> v) {
+  std::vector<double> hv(v.size());
+  apply(v, hv);
+  return hv;
+}
+
+std::vector<double> dense_hessian(HessianOperator& hessian) {
+  const auto n = static_cast<std::size_t>(hessian.dim());
+  std::vector<double> dense(n * n), e(n, 0.0), column(n);
+  for (std::size_t j = 0; j < n; ++j) {
+    e[j] = 1.0;
+    hessian.apply(e, column);
+    e[j] = 0.0;
+    for (std::size_t i = 0; i < n; ++i) dense[i * n + j] = column[i];
+  }
+  return dense;
+}
+
+}  // namespace descent::diag
