@@ -388,7 +388,7 @@ class Reader {
       for (const toml::node& e : *a) v.items.push_back(value(e));
     } else if (const auto* t = n.as_table()) {
       v.type = Type::table;
-      for (auto&& [k, e] : *t) v.entries.emplace_back(std::string(k.str()), value(e));
+      for (auto&& [k, e] : *t) v.entries.push_back({std::string(k.str()), value(e)});
     }
     return v;
   }

@@ -63,7 +63,7 @@ ConfigValue array(std::vector<ConfigValue> items) {
   return c;
 }
 
-ConfigValue table(std::vector<std::pair<std::string, ConfigValue>> entries, std::string where = "m.toml, line 7") {
+ConfigValue table(std::vector<ConfigValue::Entry> entries, std::string where = "m.toml, line 7") {
   ConfigValue c;
   c.type = Type::table;
   c.entries = std::move(entries);
@@ -198,8 +198,8 @@ TEST(LayerRegistry, OptionsWrittenBackReadAgainToTheSameLayer) {
       {.type = "gru", .units = 1, .input_size = 9},
   };
   for (const LayerConfig& layer : layers) {
-    std::vector<std::pair<std::string, ConfigValue>> entries{{"type", string(layer.type)}};
-    for (const auto& [key, value] : layer_options(layer)) entries.emplace_back(std::string(key), value_of(value));
+    std::vector<ConfigValue::Entry> entries{{"type", string(layer.type)}};
+    for (const auto& [key, value] : layer_options(layer)) entries.push_back({std::string(key), value_of(value)});
     EXPECT_EQ(read({table(entries)}).at(0), layer) << layer.type;
   }
   const auto keys = [](const LayerConfig& l) {

@@ -159,9 +159,16 @@ struct ConfigValue {
   bool boolean = false;
   std::string string;
   std::vector<ConfigValue> items;                             // array: the elements
-  std::vector<std::pair<std::string, ConfigValue>> entries;  // table: key and value, in order
+  struct Entry;                                              // a key of a table and its value
+  std::vector<Entry> entries;                                // table: key and value, in order
   std::string described;  // "the float -0.5", "a table"
   std::string where;      // "m.toml, line 7"
+};
+// (Defined after ConfigValue: a std::pair of an incomplete type is not allowed, a vector of
+// one is.)
+struct ConfigValue::Entry {
+  std::string first;   // the key
+  ConfigValue second;  // its value
 };
 
 // model.layers from its value in the config (`key` names it in messages, "model.layers"):
