@@ -81,6 +81,8 @@ struct DiagnoseArgs {
   int top = 5;
   int steps = 80;
   int probes = 0;  // 0: trace 100, density 10
+  int draws = 16;  // noise: minibatches per batch size
+  int trials = 10; // symmetry: random permutations and rescalings
   std::uint64_t seed = 1;
 };
 void add_diagnose(CLI::App& app, DiagnoseArgs& args);

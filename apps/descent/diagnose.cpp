@@ -1,9 +1,10 @@
-// descent diagnose RUN_DIR [--what spectrum,trace,density] [--examples N] [--split train|validation]
-//                  [--top K] [--steps M] [--probes P] [--seed S]
+// descent diagnose RUN_DIR [--what spectrum,trace,density,noise,symmetry,critical] [--examples N]
+//                  [--split train|validation] [--top K] [--steps M] [--probes P] [--draws D] [--trials T] [--seed S]
 // The Hessian of the mean loss of a run's saved model (model.safetensors, built from the run's
 // config.toml) over the first N examples of a split, in file order, after the config's
 // preprocessing: its extreme eigenvalues (Lanczos), trace (Hutchinson) and spectral density
-// (stochastic Lanczos quadrature). Writes RUN_DIR/diagnostics/<what>.json and prints a
+// (stochastic Lanczos quadrature); gradient noise against the batch size, weight-space
+// symmetries, and whether the point is critical. Writes RUN_DIR/diagnostics/<what>.json and prints a
 // summary. docs/diagnostics.md says what each figure means.
 #include <chrono>
 #include <cmath>
@@ -15,9 +16,12 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "descent/diag/critical.hpp"
 #include "descent/diag/density.hpp"
 #include "descent/diag/hessian.hpp"
 #include "descent/diag/lanczos.hpp"
+#include "descent/diag/noise.hpp"
+#include "descent/diag/symmetry.hpp"
 #include "descent/io/atomic_file.hpp"
 #include "descent/io/model_file.hpp"
 #include "descent/tensor/parallel.hpp"
@@ -30,7 +34,15 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-const std::vector<std::string> known_diagnostics = {"spectrum", "trace", "density"};
+const std::vector<std::string> known_diagnostics = {"spectrum", "trace", "density", "noise", "symmetry", "critical"};
+
+std::string known_list() {
+  std::string s;
+  for (std::size_t i = 0; i < known_diagnostics.size(); ++i) {
+    s += (i == 0 ? "" : i + 1 == known_diagnostics.size() ? " and " : ", ") + known_diagnostics[i];
+  }
+  return s;
+}
 
 std::vector<std::string> parse_what(const std::string& what) {
   std::vector<std::string> items;
@@ -39,11 +51,11 @@ std::vector<std::string> parse_what(const std::string& what) {
   while (std::getline(in, item, ',')) {
     if (item.empty()) continue;
     if (std::find(known_diagnostics.begin(), known_diagnostics.end(), item) == known_diagnostics.end()) {
-      throw ConfigError("--what: unknown diagnostic '" + printable_excerpt(item, 40) + "'; the diagnostics are spectrum, trace and density");
+      throw ConfigError("--what: unknown diagnostic '" + printable_excerpt(item, 40) + "'; the diagnostics are " + known_list());
     }
     if (std::find(items.begin(), items.end(), item) == items.end()) items.push_back(item);
   }
-  if (items.empty()) throw ConfigError("--what: no diagnostic named; the diagnostics are spectrum, trace and density");
+  if (items.empty()) throw ConfigError("--what: no diagnostic named; the diagnostics are " + known_list());
   return items;
 }
 
@@ -63,12 +75,14 @@ void add_diagnose(CLI::App& app, DiagnoseArgs& args) {
   CLI::App* cmd = app.add_subcommand(
       "diagnose", "Hessian diagnostics of a run's model: extreme eigenvalues, trace, spectral density (docs/diagnostics.md)");
   cmd->add_option("run_dir", args.run_dir, "A run folder (holding config.toml and model.safetensors)")->required();
-  cmd->add_option("--what", args.what, "Comma-separated: spectrum, trace, density")->capture_default_str();
+  cmd->add_option("--what", args.what, "Comma-separated: spectrum, trace, density, noise, symmetry, critical")->capture_default_str();
   cmd->add_option("--examples", args.examples, "The first N examples of the split, in file order")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--split", args.split, "Which examples")->check(CLI::IsMember({"train", "validation"}))->capture_default_str();
   cmd->add_option("--top", args.top, "Largest and smallest eigenvalues to report")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--steps", args.steps, "Lanczos steps (spectrum; and per probe, density)")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--probes", args.probes, "Random probes (default: trace 100, density 10)")->check(CLI::Range(2, 100000));
+  cmd->add_option("--draws", args.draws, "Minibatches drawn per batch size (noise)")->check(CLI::Range(2, 100000))->capture_default_str();
+  cmd->add_option("--trials", args.trials, "Random permutations and rescalings (symmetry)")->check(CLI::Range(1, 100000))->capture_default_str();
   cmd->add_option("--seed", args.seed, "Seed of the random start vector and probes")->capture_default_str();
 }
 
@@ -173,6 +187,68 @@ int run_diagnose(const DiagnoseArgs& args) {
       std::cout << "density: " << d.probes << " probes x " << d.steps << " Lanczos steps, sigma " << number(d.sigma, 3)
                 << ", negative mass " << number(d.negative_mass, 3) << ", zero mass " << number(d.zero_mass, 3) << ", trace " << number(d.trace) << " +- "
                 << number(d.trace_stderr, 3) << ", " << number(secs, 3) << " s -> " << path << "\n";
+    } else if (item == "noise") {
+      const diag::NoiseResult r = diag::gradient_noise(*model.net, *model.arena, x, y, {.draws = args.draws, .seed = args.seed});
+      const double secs = seconds_since(t0) + setup_seconds;
+      const std::string path = write("noise", {{"batch_sizes", r.batch_sizes},
+                                               {"stderr", r.standard_error},
+                                               {"stderr_predicted", r.predicted},
+                                               {"stderr_corrected", r.corrected},
+                                               {"squared_errors", r.squared_errors},
+                                               {"slope", r.slope},
+                                               {"slope_uncorrected", r.slope_uncorrected},
+                                               {"trace_sigma", r.trace_sigma},
+                                               {"noise_scale", r.noise_scale},
+                                               {"draws", r.draws},
+                                               {"seconds", secs}});
+      std::cout << "noise: standard error slope " << number(r.slope, 3) << " (finite-population corrected; uncorrected "
+                << number(r.slope_uncorrected, 3) << "), noise scale B = tr(Sigma)/|G|^2 = " << number(r.noise_scale, 4) << " (tr(Sigma) "
+                << number(r.trace_sigma, 4) << "), batch sizes 1.." << r.batch_sizes.back() << " x " << r.draws << " draws, " << number(secs, 3)
+                << " s -> " << path << "\n";
+    } else if (item == "symmetry") {
+      const diag::SymmetryResult r = diag::weight_space_symmetry(*model.net, *model.arena, x, y, {.trials = args.trials, .seed = args.seed});
+      hessian.refresh();  // the parameters are back; the tapes are recorded again from them
+      json layers = json::array();
+      for (const auto& l : r.layers) {
+        layers.push_back({{"name", l.name}, {"kind", l.kind}, {"units", l.units}, {"rescaling", l.rescaling}, {"between", l.between},
+                          {"log10_permutations", std::lgamma(static_cast<double>(l.units) + 1.0) / std::log(10.0)}});
+      }
+      const double secs = seconds_since(t0) + setup_seconds;
+      const std::string path = write("symmetry", {{"permutation_max_change", r.permutation_max_change},
+                                                  {"rescaling_max_change", r.rescaling_max_change},
+                                                  {"permutation_distance", r.permutation_distance},
+                                                  {"rescaling_distance", r.rescaling_distance},
+                                                  {"log10_equivalent_models", r.log10_equivalent_models},
+                                                  {"rescaling_dimensions", r.rescaling_dimensions},
+                                                  {"layers", layers},
+                                                  {"not_covered", r.skipped},
+                                                  {"trials", r.trials},
+                                                  {"seconds", secs}});
+      std::cout << "symmetry: " << r.layers.size() << " hidden layers; largest relative loss change " << number(r.permutation_max_change, 3)
+                << " under permutations, " << number(r.rescaling_max_change, 3) << " under rescalings (" << r.trials
+                << " trials; parameters moved up to " << number(std::max(r.permutation_distance, r.rescaling_distance), 3)
+                << " of their norm); 10^" << number(r.log10_equivalent_models, 5) << " equivalent permutations";
+      if (r.rescaling_dimensions > 0) std::cout << " times a " << r.rescaling_dimensions << "-dimensional continuum of rescalings";
+      std::cout << ", " << number(secs, 3) << " s -> " << path << "\n";
+      for (const auto& s : r.skipped) std::cout << "  " << s << "\n";
+    } else if (item == "critical") {
+      const diag::CriticalPoint c = diag::critical_point(hessian, {.steps = args.steps, .seed = args.seed});
+      const double secs = seconds_since(t0) + setup_seconds;
+      const std::string path = write("critical", {{"lambda_min", c.lambda_min},
+                                                  {"lambda_max", c.lambda_max},
+                                                  {"residual_min", c.residual_min},
+                                                  {"residual_max", c.residual_max},
+                                                  {"gradient_gap", c.gap},
+                                                  {"gap_threshold", c.gap_threshold},
+                                                  {"curvature_threshold", c.curvature_threshold},
+                                                  {"critical", c.critical},
+                                                  {"verdict", c.verdict},
+                                                  {"reason", c.reason},
+                                                  {"lanczos_steps", c.lanczos_steps},
+                                                  {"hessian_vector_products", hessian.products() - products_before},
+                                                  {"seconds", secs}});
+      std::cout << "critical: " << c.verdict << " (" << c.reason << "); gradient norm " << number(c.gradient_norm) << ", lambda_min "
+                << number(c.lambda_min) << ", lambda_max " << number(c.lambda_max) << ", " << number(secs, 3) << " s -> " << path << "\n";
     }
   }
   return 0;
