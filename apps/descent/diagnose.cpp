@@ -200,6 +200,7 @@ int run_diagnose(const DiagnoseArgs& args) {
                                                {"trace_sigma", r.trace_sigma},
                                                {"noise_scale", r.noise_scale},
                                                {"draws", r.draws},
+                                               {"draws_per_size", r.draws_per_size},
                                                {"seconds", secs}});
       std::cout << "noise: standard error slope " << number(r.slope, 3) << " (finite-population corrected; uncorrected "
                 << number(r.slope_uncorrected, 3) << "), noise scale B = tr(Sigma)/|G|^2 = " << number(r.noise_scale, 4) << " (tr(Sigma) "

@@ -156,7 +156,11 @@ NoiseResult gradient_noise(nn::Module& model, ParameterArena& arena, const Tenso
   std::vector<double> log_n, log_c, log_n_raw, log_raw;
   for (const std::int64_t n : r.batch_sizes) {
     std::vector<double> errors;
-    for (int d = 0; d < options.draws; ++d) {
+    // At least `draws`, and at least N examples in all: small batches are cheap, and a
+    // heavy-tailed |g_i - G| needs many draws for its mean (few draws miss the rare large ones).
+    const std::int64_t draws = std::max<std::int64_t>(options.draws, (n_all + n - 1) / n);
+    r.draws_per_size.push_back(draws);
+    for (std::int64_t d = 0; d < draws; ++d) {
       // The first n of a partial Fisher-Yates shuffle: n distinct examples, uniformly.
       for (std::int64_t k = 0; k < n; ++k) {
         const auto j = k + static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(n_all - k)));

@@ -101,6 +101,7 @@ TEST(GradientNoise, MinibatchDrawsAreWithoutReplacement) {
   ASSERT_EQ(r.batch_sizes, (std::vector<std::int64_t>{1, 2}));
   for (double e : r.squared_errors[1]) EXPECT_LT(e, 1e-28);
   // n = 1: each draw is one of the two examples, both at the same distance from G.
+  EXPECT_EQ(r.draws_per_size, (std::vector<std::int64_t>{50, 50}));
   for (double e : r.squared_errors[0]) EXPECT_NEAR(e, r.trace_sigma, 1e-12 * r.trace_sigma);
 }
 
@@ -108,6 +109,9 @@ TEST(GradientNoise, SlopeOnAnMlpIsAboutMinusOneHalf) {
   Problem p(DType::f32, {20, 32, 32, 5}, nn::Activation::relu, 256, 3);
   const diag::NoiseResult r = diag::gradient_noise(p.net, p.arena, p.x, p.labels, {.draws = 24, .seed = 2});
   EXPECT_EQ(r.batch_sizes.back(), 256);
+  // At least N examples per batch size: 256 draws of 1, 128 of 2, ..., then 24.
+  EXPECT_EQ(r.draws_per_size, (std::vector<std::int64_t>{256, 128, 64, 32, 24, 24, 24, 24, 24}));
+  EXPECT_EQ(r.squared_errors[0].size(), 256u);
   EXPECT_GT(r.slope, -0.6);
   EXPECT_LT(r.slope, -0.4);
   EXPECT_GT(r.noise_scale, 0.0);

@@ -22,8 +22,9 @@
 // Gradients are of the mean cross-entropy (no regularization term) in evaluation mode (batch
 // normalization with its running statistics, dropout off), as the Hessian's (hessian.hpp).
 // tr(Sigma) is exact over the N examples: each example's gradient is computed once.
-// Cost: N single-example gradients, plus draws x (2N - 1) examples' gradients for the
-// minibatches (batch sizes 1, 2, 4, ..., N).
+// Cost: N single-example gradients, plus about draws x 2N + N log2(N / draws) examples'
+// gradients for the minibatches (batch sizes 1, 2, 4, ..., N; batch size n gets
+// max(draws, ceil(N / n)) draws: a heavy-tailed |g_i - G| needs many draws at small n).
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -35,7 +36,7 @@
 namespace descent::diag {
 
 struct NoiseOptions {
-  int draws = 16;             // minibatches drawn per batch size (at least 2)
+  int draws = 16;             // minibatches drawn per batch size (at least 2), and at least N / n
   std::uint64_t seed = 1;     // of the draws
   std::int64_t chunk = 256;   // examples per tape when a gradient covers many
 };
@@ -59,7 +60,8 @@ struct NoiseResult {
   double noise_scale = 0.0;        // tr(Sigma) / |G|^2
   double loss = 0.0;               // J over the N examples
   std::int64_t examples = 0;       // N
-  int draws = 0;
+  int draws = 0;                            // the options' draws
+  std::vector<std::int64_t> draws_per_size;  // max(draws, ceil(N / n)) per batch size
 };
 
 // x [N, ...] of the arena's dtype, labels i32 [N]. Throws ShapeError for mismatched inputs.
