@@ -18,20 +18,31 @@ if [[ -z "$run" ]]; then
 fi
 export_dir=$(mktemp -d)
 trap 'rm -rf "$export_dir"' EXIT
-d1=$(OMP_NUM_THREADS=1 build/bin/lambda_max "$run" "$export_dir" --threads 1 --tol "$tol")
-d2=$(OMP_NUM_THREADS=2 build/bin/lambda_max "$run" "$export_dir" --threads 2 --tol "$tol")
-ref=$(/usr/bin/python3 -c 'import json,sys; print(json.loads(sys.argv[1])["reference_lambda_max"])' "$d2")
-t1=$(/usr/bin/python3 bench/lambda_max_torch.py "$run/model.safetensors" "$export_dir" --threads 1 --tol "$tol" --reference "$ref")
-t2=$(/usr/bin/python3 bench/lambda_max_torch.py "$run/model.safetensors" "$export_dir" --threads 2 --tol "$tol" --reference "$ref")
-printf '%s\n%s\n%s\n%s\n' "$d1" "$d2" "$t1" "$t2"
-/usr/bin/python3 - "$d1" "$d2" "$t1" "$t2" <<'PY'
+results=()
+for rule in change error; do
+  for t in 1 2; do
+    results+=("$(OMP_NUM_THREADS=$t build/bin/lambda_max "$run" "$export_dir" --threads "$t" --tol "$tol" --rule "$rule")")
+  done
+  ref=$(/usr/bin/python3 -c 'import json,sys; print(json.loads(sys.argv[1])["reference_lambda_max"])' "${results[-1]}")
+  for t in 1 2; do
+    results+=("$(/usr/bin/python3 bench/lambda_max_torch.py "$run/model.safetensors" "$export_dir" --threads "$t" --tol "$tol" \
+                 --rule "$rule" --reference "$ref")")
+  done
+done
+printf '%s\n' "${results[@]}"
+/usr/bin/python3 - "${results[@]}" <<'PY'
 import json, sys
-d = min((json.loads(s) for s in sys.argv[1:3]), key=lambda r: r["seconds"])
-t = min((json.loads(s) for s in sys.argv[3:5]), key=lambda r: r["seconds"])
-print(f"lambda_max (reference, 60 Lanczos steps): {d['reference_lambda_max']:.6g}")
-print(f"descent Lanczos:       {d['seconds']:.3f} s, {d['steps']} products, {d['threads']} threads, "
-      f"relative error {d['relative_error']:.2g}")
-print(f"PyTorch power iter.:   {t['seconds']:.3f} s, {t['products']} products, {t['threads']} threads, "
-      f"relative error {t['relative_error']:.2g}")
-print(f"PyTorch / descent = {t['seconds'] / d['seconds']:.2f}x")
+rows = [json.loads(s) for s in sys.argv[1:]]
+print(f"lambda_max (reference: 60 Lanczos steps) {rows[0]['reference_lambda_max']:.7g}; fastest of 1 and 2 threads, "
+      "min (median) of the repetitions")
+for rule, what in [("change", "PyHessian's rule (stop when the estimate moves < tol)"),
+                   ("error", "the same accuracy (stop within tol of the reference)")]:
+    d = min((r for r in rows if r["rule"] == rule and r["impl"].startswith("descent")), key=lambda r: r["seconds_min"])
+    t = min((r for r in rows if r["rule"] == rule and r["impl"].startswith("pytorch")), key=lambda r: r["seconds_min"])
+    print(f"{what}:")
+    print(f"  descent Lanczos      {d['seconds_min']:.3f} s ({d['seconds']:.3f}), {d['steps']} products, {d['threads']} threads, "
+          f"relative error {d['relative_error']:.2g}")
+    print(f"  PyTorch power iter.  {t['seconds_min']:.3f} s ({t['seconds']:.3f}), {t['products']} products, {t['threads']} threads, "
+          f"relative error {t['relative_error']:.2g}")
+    print(f"  PyTorch / descent = {t['seconds_min'] / d['seconds_min']:.2f}x")
 PY
