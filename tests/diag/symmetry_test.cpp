@@ -11,6 +11,7 @@
 #include "descent/diag/noise.hpp"
 #include "descent/nn/conv.hpp"
 #include "descent/nn/normalization.hpp"
+#include "descent/train/trainer.hpp"
 #include "descent/init/rng.hpp"
 #include "problem.hpp"
 
@@ -148,6 +149,33 @@ TEST(Symmetry, BatchNormIsNamedAsNotCovered) {
   EXPECT_TRUE(layers.empty());
   ASSERT_FALSE(skipped.empty());
   EXPECT_NE(skipped.front().find("not covered"), std::string::npos) << skipped.front();
+}
+
+// What is covered in the example models, built from their configs as descent train builds them.
+TEST(Symmetry, ExampleModelsCoverage) {
+  auto layers_of = [](const char* config, std::vector<std::string>& skipped) {
+    const train::TrainConfig c = train::load_train_config(std::string(DESCENT_SOURCE_DIR) + "/examples/" + config);
+    train::Model m = train::build_model(c.model, 784, 10, c.seed);
+    return diag::find_symmetries(*m.net, *m.arena, &skipped);
+  };
+  std::vector<std::string> skipped;
+  const auto mlp = layers_of("fashion_mlp.toml", skipped);
+  ASSERT_EQ(mlp.size(), 2u);
+  EXPECT_EQ(mlp[0].units, 256);
+  EXPECT_TRUE(mlp[1].rescaling);
+  const auto cnn = layers_of("fashion_cnn.toml", skipped);
+  ASSERT_EQ(cnn.size(), 3u);  // conv 32 -> conv, conv 64 -> flatten -> linear, linear 256 -> dropout -> linear
+  EXPECT_EQ(cnn[0].kind, "conv");
+  EXPECT_EQ(cnn[0].units, 32);
+  EXPECT_EQ(cnn[1].units, 64);
+  EXPECT_EQ(cnn[1].outgoing.at(0).group, 49);
+  EXPECT_EQ(cnn[2].kind, "dense");
+  EXPECT_TRUE(cnn[0].rescaling && cnn[1].rescaling && cnn[2].rescaling);
+  EXPECT_TRUE(skipped.empty());
+  const auto lstm = layers_of("fashion_rnn.toml", skipped);
+  EXPECT_TRUE(lstm.empty());
+  ASSERT_EQ(skipped.size(), 1u);
+  EXPECT_NE(skipped[0].find("LSTM"), std::string::npos) << skipped[0];
 }
 
 }  // namespace
