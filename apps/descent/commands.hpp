@@ -59,6 +59,16 @@ struct OptimizeArgs {
   std::string start;
   std::int64_t steps = 100;
   std::string trace;
+  // Second-order methods (optim/second_order.hpp); empty or NaN: the method's default.
+  std::string line_search;
+  double c1 = std::numeric_limits<double>::quiet_NaN();
+  double c2 = std::numeric_limits<double>::quiet_NaN();
+  double damping = std::numeric_limits<double>::quiet_NaN();
+  int history = 10;
+  int cg_iterations = 250;
+  int krylov = 20;
+  std::string beta = "pr+";
+  std::int64_t restart = 0;
 };
 void add_optimize(CLI::App& app, OptimizeArgs& args);
 int run_optimize(const OptimizeArgs& args);

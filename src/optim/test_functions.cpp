@@ -1,5 +1,6 @@
 #include "descent/optim/test_functions.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "descent/error.hpp"
@@ -16,6 +17,7 @@ class Quadratic final : public TestFunction {
   Matrix2 hessian(const Point2&) const override { return {1.0, 0.0, 0.0, kappa_}; }
   std::optional<Point2> minimizer() const override { return Point2{0.0, 0.0}; }
   Point2 default_start() const override { return {-1.0, 1.0}; }
+  std::vector<Point2> critical_points() const override { return {{0.0, 0.0}}; }
 
  private:
   double kappa_;
@@ -38,6 +40,7 @@ class Rosenbrock final : public TestFunction {
   }
   std::optional<Point2> minimizer() const override { return Point2{1.0, 1.0}; }
   Point2 default_start() const override { return {-1.2, 1.0}; }
+  std::vector<Point2> critical_points() const override { return {{1.0, 1.0}}; }
 };
 
 class Beale final : public TestFunction {
@@ -79,6 +82,7 @@ class Beale final : public TestFunction {
   }
   std::optional<Point2> minimizer() const override { return Point2{3.0, 0.5}; }
   Point2 default_start() const override { return {1.0, 1.0}; }
+  std::vector<Point2> critical_points() const override { return {{3.0, 0.5}, {0.0, 1.0}}; }
 
  private:
   static constexpr double c_[3] = {1.5, 2.25, 2.625};
@@ -92,6 +96,7 @@ class Saddle final : public TestFunction {
   Matrix2 hessian(const Point2&) const override { return {2.0, 0.0, 0.0, -2.0}; }
   std::optional<Point2> minimizer() const override { return std::nullopt; }
   Point2 default_start() const override { return {1.0, 1e-3}; }
+  std::vector<Point2> critical_points() const override { return {{0.0, 0.0}}; }
 };
 
 class MonkeySaddle final : public TestFunction {
@@ -106,6 +111,7 @@ class MonkeySaddle final : public TestFunction {
   }
   std::optional<Point2> minimizer() const override { return std::nullopt; }
   Point2 default_start() const override { return {0.5, 0.1}; }
+  std::vector<Point2> critical_points() const override { return {{0.0, 0.0}}; }
 };
 
 class NoMinimum final : public TestFunction {
@@ -122,6 +128,7 @@ class NoMinimum final : public TestFunction {
   }
   std::optional<Point2> minimizer() const override { return std::nullopt; }
   Point2 default_start() const override { return {-2.0, 1.0}; }
+  std::vector<Point2> critical_points() const override { return {}; }
 };
 
 }  // namespace
@@ -145,6 +152,16 @@ std::unique_ptr<TestFunction> make_test_function(const std::string& name, const 
 const std::vector<std::string>& test_function_names() {
   static const std::vector<std::string> names = {"quadratic", "rosenbrock", "beale", "saddle", "monkey_saddle", "no_minimum"};
   return names;
+}
+
+std::string classify_critical_point(const Matrix2& hessian) {
+  const auto eig = eigenvalues(hessian);
+  const double scale = std::max(std::abs(eig[0]), std::abs(eig[1]));
+  const double zero = 1e-12 * scale;
+  if (scale == 0.0 || std::abs(eig[0]) <= zero || std::abs(eig[1]) <= zero) return "degenerate";
+  if (eig[0] > 0.0) return "minimum";
+  if (eig[1] < 0.0) return "maximum";
+  return "saddle";
 }
 
 std::array<double, 2> eigenvalues(const Matrix2& h) {

@@ -34,7 +34,14 @@ class TestFunction {
   virtual std::optional<Point2> minimizer() const = 0;
   // A start point that shows the function's difficulty.
   virtual Point2 default_start() const = 0;
+  // The critical points (gradient zero) it has, known in closed form; empty when there is
+  // none (no_minimum). The lab reports which one a run ended near.
+  virtual std::vector<Point2> critical_points() const = 0;
 };
+
+// What the Hessian's eigenvalues make of a critical point: "minimum" (all > 0), "maximum"
+// (all < 0), "saddle" (both signs) or "degenerate" (a zero eigenvalue: the test is silent).
+std::string classify_critical_point(const Matrix2& hessian);
 
 struct TestFunctionOptions {
   double condition = 10.0;  // quadratic: kappa >= 1
