@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -116,6 +117,41 @@ TEST_F(Lab, SaddleAndNoMinimum) {
   r = run("--function no_minimum --optimizer sgd --lr 1 --steps 200");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out.find("distance to the minimum"), std::string::npos);  // there is none
+}
+
+TEST_F(Lab, TheSaddleExperiment) {
+  // Section 8.2.3: Newton's method jumps to the saddle of x^2 - y^2 (H^{-1} g = x exactly),
+  // gradient descent and saddle-free Newton leave it along -y's direction of negative curvature.
+  Result r = run("--function saddle --optimizer newton --start 1,0.001 --steps 20");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("# ended near the saddle (0, 0) at distance 0, Hessian eigenvalues there -2, 2"), std::string::npos)
+      << r.out;
+  for (const char* leaves : {"sgd --lr 0.1", "saddle_free"}) {
+    r = run(std::string("--function saddle --optimizer ") + leaves + " --start 1,0.001 --steps 20");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("# ended near no critical point; the nearest is the saddle (0, 0)"), std::string::npos)
+        << leaves << "\n" << r.out;
+  }
+  r = run("--function rosenbrock --optimizer lbfgs --steps 100");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("# ended near the minimum (1, 1)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("gradient exactly 0 after step"), std::string::npos) << r.out;
+}
+
+TEST_F(Lab, SecondOrderBadInputIsOneLine) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"--function saddle --optimizer newton --momentum 0.9", "--momentum: the second-order method newton does not read it"},
+      {"--function saddle --optimizer adam --history 3", "--history: only the second-order methods"},
+      {"--function saddle --optimizer lbfgs --line-search wolfe", "line search \"wolfe\" is unknown"},
+      {"--function saddle --optimizer newtonn", "(or a second-order method: newton,"},
+      {"--function saddle --optimizer lbfgs --history 0", "lbfgs: history must be at least 1"},
+  };
+  for (const auto& [args, message] : cases) {
+    const Result r = run(args);
+    EXPECT_EQ(r.code, 1) << args;
+    EXPECT_NE(r.err.find(message), std::string::npos) << args << "\n" << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
 }
 
 }  // namespace

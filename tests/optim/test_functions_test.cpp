@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "descent/error.hpp"
 #include "descent/optim/optimizer.hpp"
@@ -52,6 +55,25 @@ TEST(TestFunctions, MinimizersAndSaddles) {
   EXPECT_EQ(optim::eigenvalues(optim::make_test_function("quadratic", {.condition = 50.0})->hessian({1, 1}))[1], 50.0);
   EXPECT_THROW(optim::make_test_function("himmelblau"), ConfigError);
   EXPECT_THROW(optim::make_test_function("quadratic", {.condition = 0.5}), ConfigError);
+}
+
+TEST(TestFunctions, CriticalPointsHaveZeroGradientAndTheirKind) {
+  // Each listed critical point: gradient 0 (by the formulas), kind from the Hessian's signs.
+  const std::vector<std::pair<std::string, std::vector<std::string>>> expected = {
+      {"quadratic", {"minimum"}}, {"rosenbrock", {"minimum"}}, {"beale", {"minimum", "saddle"}},
+      {"saddle", {"saddle"}},     {"monkey_saddle", {"degenerate"}}, {"no_minimum", {}}};
+  for (const auto& [name, kinds] : expected) {
+    auto f = optim::make_test_function(name);
+    const auto points = f->critical_points();
+    ASSERT_EQ(points.size(), kinds.size()) << name;
+    for (std::size_t i = 0; i < points.size(); ++i) {
+      const auto g = f->gradient(points[i]);
+      EXPECT_EQ(g[0], 0.0) << name << " " << i;
+      EXPECT_EQ(g[1], 0.0) << name << " " << i;
+      EXPECT_EQ(optim::classify_critical_point(f->hessian(points[i])), kinds[i]) << name << " " << i;
+    }
+  }
+  EXPECT_EQ(optim::classify_critical_point({-1.0, 0.0, 0.0, -3.0}), "maximum");
 }
 
 TEST(TestFunctions, NoMinimumHasAVanishingGradientAndDecreasingValues) {
