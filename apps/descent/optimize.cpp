@@ -91,7 +91,8 @@ void add_optimize(CLI::App& app, OptimizeArgs& args) {
                   "One of " + join(optim::optimizer_name_list()) + "; or a second-order method: " + second_order_names())
       ->required();
   cmd->add_option("--form", args.spec.form, "textbook (Goodfellow et al. 2016) or pytorch (torch.optim's formulas)");
-  cmd->add_option("--lr", args.lr, "Learning rate eps (default: the algorithm's)");
+  cmd->add_option("--lr", args.lr,
+                  "Learning rate eps (default: the algorithm's); second-order methods: the step without a line search (default 1)");
   cmd->add_option("--momentum", args.momentum, "Momentum alpha");
   cmd->add_option("--rho", args.rho, "Decay rate rho (rmsprop, adadelta)");
   cmd->add_option("--rho1", args.rho1, "First-moment decay rho1 (adam family)");
