@@ -81,7 +81,7 @@ struct ReportArgs {
 void add_report(CLI::App& app, ReportArgs& args);
 int run_report(const ReportArgs& args);
 // Writes RUN_DIR/report.html after a run and prints its path (a warning if it cannot).
-void report_after_run(const std::filesystem::path& run_dir);
+void report_after_run(const std::filesystem::path& run_dir, bool announce = true);
 
 struct DiagnoseArgs {
   std::string run_dir;

@@ -35,12 +35,13 @@ int run_report(const ReportArgs& args) {
 }
 
 // The report at the end of `descent train` and `descent resume`: its path on stdout, or a
-// warning on stderr when it cannot be written (the run itself succeeded).
-void report_after_run(const std::filesystem::path& run_dir) {
+// warning on stderr when it cannot be written (the run itself succeeded). `announce` false:
+// the path is not printed (progress = "none").
+void report_after_run(const std::filesystem::path& run_dir, bool announce) {
   const std::filesystem::path out = run_dir / "report.html";
   try {
     report::write_report({run_dir}, out);
-    std::cout << "report " << out.string() << "\n";
+    if (announce) std::cout << "report " << out.string() << "\n";
   } catch (const Error& e) {
     std::cerr << "descent: warning: no report: " << e.what() << "\n";
   }

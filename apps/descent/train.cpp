@@ -40,10 +40,17 @@ void install_stop_handlers() {
   sigaction(SIGTERM, &action, nullptr);
 }
 
+// The summary line and the report's path on stdout; nothing with progress = "none" (the
+// report is still written: a failure to write it is a warning on stderr).
 int report(const train::RunResult& r) {
+  if (!r.shows_progress) {
+    report_after_run(r.run_dir, /*announce=*/false);
+    return 0;
+  }
   std::cout << std::fixed << std::setprecision(2) << "test accuracy " << 100.0 * (1.0 - r.test.error) << "% (0-1 error "
             << 100.0 * r.test.error << "%, loss " << std::setprecision(4) << r.test.loss << ")  best epoch "
-            << r.best_epoch << " of " << r.epochs_run << (r.stopped_early ? " (stopped early)" : "") << "  |g| at stop "
+            << r.best_epoch << " of " << r.epochs_run << (r.stopped_early ? " (stopped early)" : "")
+            << (r.sampler_exhausted ? " (the stream ran out)" : "") << "  |g| at stop "
             << std::setprecision(3) << r.grad_norm_at_stop << "  " << std::setprecision(1) << r.wall_seconds << " s  "
             << r.run_dir.string() << "\n";
   report_after_run(r.run_dir);

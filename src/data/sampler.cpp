@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <limits>
 #include <numeric>
 #include <optional>
 #include <utility>
@@ -197,6 +198,10 @@ Sampler::Sampler(std::int64_t num_examples, const SamplerOptions& options)
 bool Sampler::permutes() const { return kind_permutes(options_.kind); }
 
 bool Sampler::exhausted() const { return options_.kind == SamplerKind::stream && epoch_ >= 1; }
+
+std::int64_t Sampler::max_epochs() const {
+  return options_.kind == SamplerKind::stream ? 1 : std::numeric_limits<std::int64_t>::max();
+}
 
 void Sampler::draw_order() {
   order_rng_ = rng_;

@@ -198,7 +198,11 @@ std::string decision(const json& final_record, const json& es) {
   }
   const bool early = final_record.value("stopped_early", json(false)) == json(true);
   std::string s;
-  if (early) {
+  if (final_record.value("ended", json("")) == json("sampler_exhausted")) {
+    s = "The stream sampler ran out after " + integer(num("steps")) + " updates (" + epochs + " epoch" +
+        (es.contains("epochs") ? " of epochs = " + std::to_string(es["epochs"].get<std::int64_t>()) : "") +
+        "): a stream uses each training example once. The best " + monitor + " was at epoch " + best + best_value + ".";
+  } else if (early) {
     s = "Stopped early after epoch " + epochs + ": " + monitor + " did not improve for " +
         (es.contains("patience") ? std::to_string(es["patience"].get<std::int64_t>()) : std::string("patience")) +
         " epochs after its best, epoch " + best + best_value + ".";
@@ -241,12 +245,12 @@ json read_run(const fs::path& dir, std::size_t max_points) {
   for (const Record& r : records) {
     const auto kind = r.value.find("kind");
     if (kind == r.value.end() || !kind->is_string()) {
-      throw DataError(r.where + "lacks a string \"kind\" (step, eval, epoch, divergence or final; docs/metrics.md)");
+      throw DataError(r.where + "lacks a string \"kind\" (header, step, eval, epoch, divergence or final; docs/metrics.md)");
     }
     const std::string k = kind->get<std::string>();
     if (k == "step") {
       steps.push_back(&r);
-    } else if (k == "epoch") {
+    } else if (k == "epoch") {  // epoch 0: the initial parameters (a point at step 0 of the curves)
       epochs.push_back(pick(r, "epoch", {"epoch", "step"},
                             {"train_loss", "train_error", "val_loss", "val_error", "lr", "grad_norm_mean",
                              "clip_count", "examples_per_s", "wall_s"}));
@@ -269,6 +273,8 @@ json read_run(const fs::path& dir, std::size_t max_points) {
                         ", expected a boolean");
       }
       final_record["stopped_early"] = early != r.value.end() && early->get<bool>();
+      const auto ended = r.value.find("ended");  // why the loop ended (absent in older files)
+      if (ended != r.value.end() && ended->is_string()) final_record["ended"] = ended->get<std::string>();
     }
     // Other kinds (written by later versions) are left out of the page.
   }

@@ -601,11 +601,17 @@ std::span<const Field> fields() {
       integer("epochs", &top<&T::epochs>, 1, kInt64Max, "30",
               "Maximum number of passes over the training split, >= 1. Early stopping may end the run sooner."),
       integer("eval_every_steps", &top<&T::eval_every_steps>, 0, kInt64Max, "500",
-              "Also evaluate on the validation split every this many steps, >= 0. 0 means only at the end of each epoch."),
+              "Also evaluate on the training and validation splits every this many steps, >= 0 (an `eval` record in "
+              "metrics.jsonl and a line on screen). 0 means only at the end of each epoch."),
+      integer("log_every_steps", &top<&T::log_every_steps>, 1, kInt64Max, "10",
+              "Write a `step` record to metrics.jsonl every this many updates, >= 1: the updates 0, N, 2N, ... (each "
+              "record holds that update's own figures). The epoch records' means (`grad_norm_mean`) still cover every "
+              "update. Keeps batch-1 runs' metrics.jsonl small."),
       text("out_dir", &top<&T::out_dir>, true, "\"experiments\"", "Parent folder of the run folder. Must not be empty."),
       choice("progress", &top<&T::progress>, names<kProgress>, "\"plain\"",
-             "What training shows on stderr: `auto` (a bar on a terminal, plain lines otherwise), `bar`, `plain` (one "
-             "line per epoch) or `none` (nothing). The final summary line on stdout is printed in every mode."),
+             "What training shows: `auto` (a bar on a terminal, plain lines otherwise), `bar`, `plain` (one line per "
+             "evaluation on stderr) or `none`: nothing at all, on stdout or stderr, but warnings and errors. The other "
+             "modes end with the summary line and the report's path on stdout. docs/progress.md shows each."),
 
       choice("data.format", &in<&T::data, &D::format>, names<kFormats>, "\"idx\"",
              "`mnist`: `dir` holds the four IDX files of MNIST or Fashion-MNIST. `idx`, `npy`: the four files are named "

@@ -2,12 +2,14 @@
 
 #include "descent/train/early_stopping.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <iomanip>
+#include <limits>
 #include <numeric>
 #include <optional>
 #include <ostream>
@@ -21,6 +23,7 @@
 #include "descent/io/atomic_file.hpp"
 #include "descent/io/json_lines.hpp"
 #include "descent/io/model_file.hpp"
+#include "descent/io/sha256.hpp"
 #include "descent/loss/loss.hpp"
 #include "descent/nn/conv.hpp"
 #include "descent/nn/initialize.hpp"
@@ -35,6 +38,7 @@
 #include "descent/train/step.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
+#include "descent/version.hpp"
 
 namespace descent::train {
 namespace {
@@ -217,9 +221,17 @@ class Session final : public Run {
     so.seed = config_.seed + 1;  // a stream of its own, independent of the initialization's
     sampler_ = std::make_unique<data::Sampler>(data_.train.size(), so);
     steps_per_epoch_ = sampler_->batches_per_epoch();
+    // The steps that will run: a stream runs out after its one epoch, whatever `epochs` says;
+    // the schedule's horizon, the header and the display count on these.
+    planned_epochs_ = std::min(config_.epochs, sampler_->max_epochs());
+    planned_steps_ = planned_epochs_ > std::numeric_limits<std::int64_t>::max() / steps_per_epoch_
+                         ? std::numeric_limits<std::int64_t>::max()
+                         : planned_epochs_ * steps_per_epoch_;
     check_min_batch(*model_.net, config_, data_.train.size());
     eval_batch_ = evaluation_chunk(*model_.net);
-    progress_ = Progress(log, config_.progress, config_.epochs, steps_per_epoch_);
+    progress_ = Progress(log, config_.progress, planned_epochs_, steps_per_epoch_);
+    // Early stopping may end the run before its last epoch: the ETA is then an upper bound.
+    progress_.set_eta_is_upper_bound(config_.early_stopping.enabled && config_.early_stopping.patience < planned_epochs_);
     callbacks_ = {&metrics_records_, &progress_display_, &early_stop_};
     callbacks_.insert(callbacks_.end(), extra.begin(), extra.end());
     callbacks_.push_back(&periodic_checkpoint_);
@@ -230,9 +242,11 @@ class Session final : public Run {
     folder_.open();
     const std::filesystem::path metrics_path = result_.run_dir / "metrics.jsonl";
     if (from == nullptr) {
-      io::write_file_atomic(result_.run_dir / "config.toml", to_toml(config_));
-      optimizer_ = make_optimizer(config_, steps_per_epoch_ * config_.epochs, 1.0);
+      const std::string config_text = to_toml(config_);
+      io::write_file_atomic(result_.run_dir / "config.toml", config_text);
+      optimizer_ = make_optimizer(config_, planned_steps_, 1.0);
       metrics_ = std::make_unique<io::JsonLinesWriter>(metrics_path);
+      write_header(config_text);  // a resume finds it in the file (the checkpoints count its bytes)
     } else {
       restore(*from, metrics_path);
     }
@@ -244,7 +258,16 @@ class Session final : public Run {
                    std::to_string(data_.validation.size()) + " validation / " + std::to_string(data_.test.size()) +
                    " test examples; " + model_.net->describe() + ", " + std::to_string(arena.size()) +
                    " parameters; " + optimizer_->describe());
-    if (from == nullptr) save_checkpoint();  // step 0: a resume or a rollback always has a start
+    if (planned_epochs_ < config_.epochs) {
+      progress_.line("descent: the stream sampler uses each of the " + std::to_string(data_.train.size()) +
+                     " training examples once: " + std::to_string(planned_steps_) + " steps, " +
+                     std::to_string(planned_epochs_) + " epoch (epochs = " + std::to_string(config_.epochs) +
+                     " cannot be reached); the schedule is planned for " + std::to_string(planned_steps_) + " steps");
+    }
+    if (from == nullptr) {
+      initial_evaluation();
+      save_checkpoint();  // step 0: a resume or a rollback always has a start
+    }
   }
 
   RunResult go() {
@@ -270,6 +293,8 @@ class Session final : public Run {
   io::JsonLinesWriter& metrics() override { return *metrics_; }
   Progress& progress() override { return progress_; }
   double wall_seconds() const override { return state_.wall_seconds + seconds_since(t0_); }
+  std::int64_t epochs() const override { return planned_epochs_; }
+  std::int64_t steps() const override { return planned_steps_; }
   Evaluation evaluate(const data::Split& split) override { return train::evaluate(*model_.net, split, eval_batch_); }
 
  private:
@@ -418,7 +443,7 @@ class Session final : public Run {
           if (!key.empty() && saved.contains(key)) cb->load_state(saved.at(key));
         }
       }
-      optimizer_ = make_optimizer(config_, steps_per_epoch_ * config_.epochs, state_.lr_scale);
+      optimizer_ = make_optimizer(config_, planned_steps_, state_.lr_scale);
       if (c.state.contains("optimizer")) {
         const nlohmann::json& o = c.state.at("optimizer");
         optim::OptimizerState os;
@@ -450,6 +475,42 @@ class Session final : public Run {
     }
     t0_ = epoch_t0_ = Clock::now();
     saved_at_ = state_.k;
+  }
+
+  // ---- the first records ------------------------------------------------------------
+
+  // metrics.jsonl's first line: what the records that follow are about (docs/metrics.md).
+  void write_header(const std::string& config_text) {
+    nlohmann::json examples = nlohmann::json::object();
+    examples["train"] = data_.train.size();
+    examples["validation"] = data_.validation.size();
+    examples["test"] = data_.test.size();
+    metrics_->write({{"kind", "header"},
+                     {"step", 0},
+                     {"epoch", 0},
+                     {"version", descent::version},
+                     {"run_id", folder_.id()},
+                     {"config_digest", "sha256:" + io::sha256_hex(config_text)},
+                     {"examples", examples},
+                     {"batch_size", sampler_->batch_size()},
+                     {"steps_per_epoch", steps_per_epoch_},
+                     {"sampler", config_.sampler.kind},
+                     {"epochs", planned_epochs_},
+                     {"steps", planned_steps_},
+                     {"log_every_steps", config_.log_every_steps},
+                     {"threads", num_threads()},
+                     {"wall_s", wall_seconds()}});
+  }
+
+  // The initial parameters evaluated before the first update (epoch 0): each callback's
+  // on_evaluation with epoch 0 (metrics.jsonl's epoch-0 record, the display's line). What a
+  // callback returns is ignored: the run has not started.
+  void initial_evaluation() {
+    const Evaluation tr = evaluate(data_.train);
+    std::optional<Evaluation> va;
+    if (data_.validation.size() > 0) va = evaluate(data_.validation);
+    const EvalContext ctx{*this, 0, 0, false, tr, va ? &*va : nullptr};
+    for (Callback* c : callbacks_) (void)c->on_evaluation(ctx);
   }
 
   // ---- the loop ----------------------------------------------------------------------
@@ -653,12 +714,24 @@ class Session final : public Run {
     r.grad_norm_at_stop = state_.grad_norm_at_stop;
     r.divergences = state_.divergences;
     r.last_checkpoint = last_checkpoint_;
+    // Why the loop ended: every epoch ran, a callback (early stopping) stopped it, or the
+    // sampler ran out (a stream) before `epochs`.
+    r.sampler_exhausted = !state_.stopped_early && sampler_->exhausted() && state_.epochs_run < config_.epochs;
+    r.shows_progress = progress_.shows();
+    std::string ended = r.stopped_early ? "stopped" : "epochs", message;
+    if (r.sampler_exhausted) {
+      ended = "sampler_exhausted";
+      message = "the stream sampler ran out after " + std::to_string(state_.k) + " steps (" +
+                std::to_string(state_.epochs_run) + " epoch of epochs = " + std::to_string(config_.epochs) +
+                "): a stream uses each training example at most once";
+      progress_.line(message);
+    }
     r.train = evaluate(data_.train);
     r.test = evaluate(data_.test);
     r.wall_seconds = wall_seconds();
     io::save_parameters(r.run_dir / "model.safetensors", arena, model_metadata(config_, data_, model_, r.best_epoch));
-    metrics_->write({{"kind", "final"},
-                     {"epochs", r.epochs_run},
+    nlohmann::json final_record = {{"kind", "final"},
+                                   {"epochs", r.epochs_run},
                      {"steps", r.steps},
                      {"best_epoch", r.best_epoch},
                      {"stopped_early", r.stopped_early},
@@ -671,7 +744,12 @@ class Session final : public Run {
                      {"test_error", r.test.error},
                      {"test_accuracy", 1.0 - r.test.error},
                      {"divergences", r.divergences},
-                     {"wall_s", r.wall_seconds}});
+                     {"ended", ended},
+                     {"step", r.steps},
+                     {"epoch", r.epochs_run},
+                     {"wall_s", r.wall_seconds}};
+    if (!message.empty()) final_record["message"] = message;
+    metrics_->write(final_record);
     metrics_->flush();
     return r;
   }
@@ -702,6 +780,7 @@ class Session final : public Run {
   Model model_;
   std::unique_ptr<data::Sampler> sampler_;
   std::int64_t steps_per_epoch_ = 0;
+  std::int64_t planned_epochs_ = 0, planned_steps_ = 0;  // what will run: epochs, or fewer for a stream
   std::unique_ptr<optim::Optimizer> optimizer_;
   std::unique_ptr<io::JsonLinesWriter> metrics_;
   LoopState state_;
@@ -759,7 +838,7 @@ RunResult train_in(RunFolder& folder, const TrainConfig& config, std::ostream* l
 RunResult run(const TrainConfig& config, std::ostream* log, const std::vector<Callback*>& callbacks,
               ExistingRun existing) {
   RunFolder folder = RunFolder::for_new_run(std::filesystem::path(config.out_dir) / config.name, existing);
-  if (log != nullptr && !folder.requested().empty()) {
+  if (log != nullptr && config.progress != "none" && !folder.requested().empty()) {
     *log << "descent: " << folder.requested().string() << " holds another run; this one goes to "
          << folder.path().string() << "\n";
   }

@@ -421,6 +421,25 @@ TEST(StreamSamplerTest, DropLastLeavesTheRemainderUnused) {
   EXPECT_FALSE(s.next(b));
 }
 
+// max_epochs() is what the sampler really hands out: counted by driving it, not taken on trust.
+TEST(SamplerKindsTest, MaxEpochsIsWhatTheSamplerHandsOut) {
+  for (const SamplerKind kind : all_kinds) {
+    for (const bool drop_last : {false, true}) {
+      Sampler s(23, {.kind = kind, .batch_size = 5, .drop_last = drop_last, .seed = 4});
+      std::int64_t batches = 0, epochs = 0;
+      Batch batch;
+      while (!s.exhausted() && epochs < 7) {
+        while (s.next(batch)) ++batches;
+        ++epochs;
+      }
+      const std::int64_t expected_epochs = std::min<std::int64_t>(7, s.max_epochs());
+      EXPECT_EQ(epochs, expected_epochs) << sampler_kind_name(kind);
+      EXPECT_EQ(batches, expected_epochs * s.batches_per_epoch()) << sampler_kind_name(kind);
+      EXPECT_EQ(s.max_epochs() == 1, kind == SamplerKind::stream);
+    }
+  }
+}
+
 TEST(SamplerKindsTest, NonStreamKindsAreNeverExhausted) {
   for (const SamplerKind kind : all_kinds) {
     if (kind == SamplerKind::stream) {

@@ -147,8 +147,8 @@ TEST_F(CallbackTest, ACallbackStopsTheRunAtTheStepItAsks) {
     // The epoch in progress ends there: evaluated and recorded, then the run ends.
     const std::int64_t epochs = (k + 6) / 7;
     EXPECT_EQ(r.epochs_run, epochs);
-    const auto epoch_records = records(r.run_dir, "epoch");
-    ASSERT_EQ(epoch_records.size(), static_cast<std::size_t>(epochs));
+    const auto epoch_records = records(r.run_dir, "epoch");  // epoch 0 (the initial evaluation), 1, ...
+    ASSERT_EQ(epoch_records.size(), static_cast<std::size_t>(epochs) + 1);
     EXPECT_EQ(epoch_records.back().at("step").get<std::int64_t>(), k);
     EXPECT_EQ(records(r.run_dir, "final").size(), 1u);
     EXPECT_EQ(rec.steps.size(), static_cast<std::size_t>(k - 1));

@@ -97,7 +97,7 @@ TEST_F(TrainerTest, LearnsAndWritesTheRunFolder) {
       EXPECT_GT(rec.at("lr").get<double>(), 0.0);
       ++steps;
     } else if (kind == "epoch") {
-      ++epochs;
+      epochs += rec.at("epoch").get<std::int64_t>() > 0 ? 1 : 0;  // epoch 0: the initial parameters
       EXPECT_TRUE(rec.contains("val_error"));
       EXPECT_TRUE(rec.contains("train_error"));
     } else if (kind == "final") {
@@ -137,7 +137,7 @@ TEST_F(TrainerTest, RestoresTheBestEpochNotTheLast) {
   double best_loss = 1e300;
   std::int64_t best_epoch = 0, epochs = 0;
   for (const auto& rec : io::read_json_lines(r.run_dir / "metrics.jsonl")) {
-    if (rec.at("kind") != "epoch") continue;
+    if (rec.at("kind") != "epoch" || rec.at("epoch") == 0) continue;  // epoch 0: the initial parameters
     ++epochs;
     if (rec.at("val_loss").get<double>() < best_loss) {
       best_loss = rec.at("val_loss").get<double>();

@@ -96,6 +96,12 @@ class Sampler {
   // True only for `stream`, once next() has reported the end of its single epoch.
   bool exhausted() const;
 
+  // The most epochs this sampler can hand out: 1 for `stream` (it walks its permutation once),
+  // INT64_MAX for the other kinds (they never run out). Every kind's length is known up front,
+  // so a caller can plan on min(epochs wanted, max_epochs()) x batches_per_epoch() steps
+  // (the trainer's learning-rate schedule does).
+  std::int64_t max_epochs() const;
+
   std::int64_t num_examples() const { return num_examples_; }
 
   // The effective batch size: options().batch_size, or num_examples() where that is 0.

@@ -11,6 +11,8 @@
 //     -> for each callback: on_step(ctx), then on_evaluation(e) when eval_every_steps is due
 // and per epoch: evaluation of train and validation -> for each callback:
 // on_evaluation(e), on_epoch_end(ctx); finally on_stop(ctx) once when the loop ends.
+// Before the first update of a fresh run (not on a resume) the initial parameters are
+// evaluated once: on_evaluation(e) with e.epoch == 0, e.step == 0 (its return is ignored).
 //
 // Callbacks are called in the order they were attached. A callback returning true stops the
 // run (as in ensmallen): the callbacks after it are not called for that event; a stop from
@@ -55,6 +57,11 @@ class Run {
   virtual Progress& progress() = 0;
   // Seconds spent by every process of the run so far.
   virtual double wall_seconds() const = 0;
+  // The epochs and updates the run will make at most: config().epochs full epochs, fewer when
+  // the sampler runs out sooner (a stream has one epoch). The schedule's horizon is steps()
+  // (0: not known).
+  virtual std::int64_t epochs() const { return config().epochs; }
+  virtual std::int64_t steps() const { return 0; }
   // `net` on a split in evaluation mode, in the model's evaluation chunk.
   virtual Evaluation evaluate(const data::Split& split) = 0;
 };
@@ -79,8 +86,8 @@ struct StepContext {
 struct EvalContext {
   Run& run;
   std::int64_t step;           // updates done
-  std::int64_t epoch;          // the epoch in progress, or the one that just ended
-  bool end_of_epoch;           // the epoch's evaluation (then on_epoch_end follows)
+  std::int64_t epoch;          // the epoch in progress, or the one that just ended; 0: the initial evaluation
+  bool end_of_epoch;           // the epoch's evaluation (then on_epoch_end follows); false for epoch 0
   const Evaluation& train;
   const Evaluation* validation;  // nullptr without a validation split
 };

@@ -2,7 +2,7 @@
 // The training config: what `descent train CONFIG.toml --set key=value ...` reads.
 //
 // A config is a TOML file (https://toml.io, v1.0). The top-level keys are name, seed, threads,
-// epochs, eval_every_steps, out_dir and progress. The tables [data], [model], [init],
+// epochs, eval_every_steps, log_every_steps, out_dir and progress. The tables [data], [model], [init],
 // [optimizer], [schedule], [clip], [averaging], [sampler], [early_stopping], [checkpoint] and
 // [divergence] hold the fields of the structs below (the optimizer's four in
 // descent/optim/config.hpp), under the same names. Every key is optional: a missing key keeps
@@ -121,6 +121,7 @@ struct TrainConfig {
   int threads = 0;            // 0 = all cores; in [0, 1024]
   std::int64_t epochs = 10;   // >= 1
   std::int64_t eval_every_steps = 0;  // >= 0; 0 = evaluate only at epoch ends
+  std::int64_t log_every_steps = 1;   // >= 1; a "step" record in metrics.jsonl every this many updates
   std::string out_dir = "runs";       // parent folder of the run folder; not empty
   std::string progress = "auto";      // auto | bar | plain | none
   DataConfig data;

@@ -15,10 +15,11 @@
 // A run writes <out_dir>/<name>/:
 //   run.json           the run id and how the run ended (train/run_folder.hpp)
 //   config.toml        the resolved config
-//   metrics.jsonl      one JSON object per line: "step" records (every minibatch's loss,
-//                      gradient norm and learning rate), "epoch" records (train and
-//                      validation surrogate and 0-1 error), one "final" record (or a
-//                      "stopped" record: diverged, interrupted)
+//   metrics.jsonl      one JSON object per line: a "header" record (the run's sizes), "step"
+//                      records (every log_every_steps-th minibatch's loss, gradient norm
+//                      and learning rate), "epoch" records (train and validation surrogate
+//                      and 0-1 error; epoch 0 is the initial parameters), one "final" record
+//                      (or a "stopped" record: diverged, interrupted)
 //   model.safetensors  the best parameters (by the monitored validation metric)
 //   checkpoints/       step-<k>.ckpt: the whole training state (train/checkpoint.hpp), written
 //                      at the start, every checkpoint.every_epochs epochs / every_steps updates,
@@ -72,6 +73,8 @@ struct RunResult {
   Evaluation train, test;          // of the restored best parameters
   double wall_seconds = 0.0;       // all processes of the run together (a resumed run included)
   std::int64_t divergences = 0;    // non-finite losses or gradients met (skipped or rolled back)
+  bool sampler_exhausted = false;  // the sampler (a stream) ran out before config.epochs
+  bool shows_progress = true;      // config.progress is not "none" (and a log was given)
   std::filesystem::path last_checkpoint;
 };
 
