@@ -14,6 +14,7 @@
 
 #include "descent/init/rng.hpp"
 #include "descent/io/json_lines.hpp"
+#include "descent/report/report.hpp"
 #include "descent/tensor/parallel.hpp"
 #include "descent/train/trainer.hpp"
 #include "descent/version.hpp"
@@ -242,6 +243,15 @@ TEST_F(MetricsRecords, AStreamPlansItsScheduleOnTheStepsThatRunAndSaysItRanOut) 
   EXPECT_EQ(screen.find("epoch 1/4"), std::string::npos) << screen;
   EXPECT_NE(screen.find("the stream sampler ran out after 7 steps"), std::string::npos) << screen;
   EXPECT_NE(screen.find("epochs = 4 cannot be reached"), std::string::npos) << screen;
+  // The report reads the header and the epoch-0 record and says why the run ended.
+  const json page = json::parse(report::report_data({r.run_dir}));
+  const json& run = page.at("runs").at(0);
+  EXPECT_EQ(run.at("epochs").at(0).at("epoch"), 0);
+  EXPECT_EQ(run.at("epochs").size(), 2u);
+  EXPECT_EQ(run.at("final").at("ended"), "sampler_exhausted");
+  EXPECT_NE(run.at("decision").get<std::string>().find("The stream sampler ran out after 7 updates (1 epoch of epochs = 4)"),
+            std::string::npos)
+      << run.at("decision");
   // A stream asked for one epoch ends as every run does.
   c.name = "stream1";
   c.epochs = 1;
