@@ -89,7 +89,8 @@ class Report : public ::testing::Test {
       }
     }
     std::ofstream c(root_ / "tiny.toml");
-    c << "name = \"tiny\"\nepochs = 6\nprogress = \"none\"\neval_every_steps = 7\nout_dir = \"" << (root_ / "runs").string()
+    // progress = "plain": "none" prints nothing, not even the report's path.
+    c << "name = \"tiny\"\nepochs = 6\nprogress = \"plain\"\neval_every_steps = 7\nout_dir = \"" << (root_ / "runs").string()
       << "\"\n[data]\nformat = \"csv\"\ntrain_features = \"" << (root_ / "train.csv").string() << "\"\ntest_features = \""
       << (root_ / "test.csv").string() << "\"\nscale = 1.0\nvalidation_size = 100\n[model]\nhidden = [8]\n"
       << "[optimizer]\nname = \"momentum\"\nlr = 0.1\n[schedule]\nname = \"linear\"\n[clip]\nglobal_norm = 0.3\n"
