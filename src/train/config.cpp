@@ -597,7 +597,7 @@ std::span<const Field> fields() {
       custom("seed", "integer", false, [](Reader& r, TrainConfig& c) { r.seed(c.seed); }, seed_value, "42",
              "Seeds everything random in the run: initialization, the validation shuffle and the sampler. It is a value "
              "in [0, 2^63-1], or a string of decimal digits for a seed up to 2^64-1 (`seed = \"18446744073709551615\"`)."),
-      integer("threads", &top<&T::threads>, 0, 1024, "2", "Worker threads, in [0, 1024]. 0 means all cores."),
+      integer("threads", &top<&T::threads>, 0, 1024, "2", "Worker threads, in [0, 1024]. 0 means all cores (metrics.jsonl's header records how many were used)."),
       integer("epochs", &top<&T::epochs>, 1, kInt64Max, "30",
               "Maximum number of passes over the training split, >= 1. Early stopping may end the run sooner."),
       integer("eval_every_steps", &top<&T::eval_every_steps>, 0, kInt64Max, "500",
