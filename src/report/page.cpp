@@ -105,8 +105,8 @@ constexpr std::string_view kScript = R"JS(
   // A chart counts as drawn when its canvases hold more than 20 pixels of a series' colors;
   // the titles of those that do not are listed for the test (data-empty).
   const empty = [];
-  function drawn(box, title) {
-    if (coloredPixels(box) > 20) check.drawn++;
+  function drawn(box, title, region) {
+    if (coloredPixels(box, region) > 20) check.drawn++;
     else empty.push(title);
     document.body.dataset.empty = empty.join(' | ');
     publish();
@@ -147,11 +147,15 @@ constexpr std::string_view kScript = R"JS(
   }
 
   // Pixels that are neither white, black nor gray: the series' own colors.
-  function coloredPixels(box) {
+  // region: {x, y, w, h} in canvas pixels, the part of the canvas to look at (the plot area
+  // of a heat map, not its color bar); the whole canvas by default.
+  function coloredPixels(box, region) {
     let n = 0;
     box.querySelectorAll('canvas').forEach(function (c) {
       if (!c.width || !c.height) return;
-      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      const r = region || { x: 0, y: 0, w: c.width, h: c.height };
+      if (r.w < 1 || r.h < 1) return;
+      const d = c.getContext('2d').getImageData(r.x, r.y, r.w, r.h).data;
       for (let i = 0; i < d.length; i += 4) {
         if (d[i + 3] > 60 && (Math.abs(d[i] - d[i + 1]) > 40 || Math.abs(d[i + 1] - d[i + 2]) > 40)) n++;
       }
@@ -508,7 +512,9 @@ constexpr std::string_view kScript = R"JS(
       if (i < 0 || j < 0) return;
       legend.textContent = opts.xlabel + ' ' + fmt(xs[i]) + ', ' + opts.ylabel + ' ' + fmt(ys[j]) + ': ' + opts.zlabel + ' ' + fmt((z[j] || [])[i]);
     });
-    drawn(box, title);
+    // Drawn: colored pixels inside the plot area (the color bar beside it does not count).
+    drawn(box, title, { x: Math.ceil((area.x + 1) * dpr), y: Math.ceil((area.y + 1) * dpr),
+                        w: Math.floor((area.w - 2) * dpr), h: Math.floor((area.h - 2) * dpr) });
   }
   function dot(ctx, x, y, label, shape) {
     ctx.save();
