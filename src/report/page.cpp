@@ -91,7 +91,8 @@ constexpr std::string_view kScript = R"JS(
   function fmt(v, digits) {
     if (v === null || v === undefined) return '–';
     if (typeof v !== 'number') return String(v);
-    if (Number.isInteger(v)) return String(v);
+    if (Number.isInteger(v) && Math.abs(v) < 1e15) return String(v);
+    if (v !== 0 && (Math.abs(v) < 1e-3 || Math.abs(v) >= 1e6)) return v.toExponential((digits || 4) - 1);
     return v.toPrecision(digits || 4);
   }
   function pct(v) { return v === null || v === undefined ? null : 100 * v; }
@@ -167,19 +168,29 @@ constexpr std::string_view kScript = R"JS(
   // dash, points}, merged on their x values; hover shows the values, drag zooms, double-click
   // resets.
   function chart(parent, title, series, opts) {
-    series = series.filter(function (s) { return s.y.some(function (v) { return v !== null && v !== undefined; }); });
+    series = series.filter(function (s) {
+      return s.y.some(function (v) { const m = Array.isArray(v) ? v[1] : v; return m !== null && m !== undefined && (!opts.log || m > 0); });
+    });
     const box = el('div', { class: 'chart' }), legend = el('div', { class: 'legend' });
     parent.append(el('figure', {}, [el('figcaption', {}, [title]), box, legend]));
     if (!series.length) { box.style.height = 'auto'; box.append(el('p', { class: 'note' }, ['no data'])); return null; }
     const index = new Map();
-    series.forEach(function (s) { s.x.forEach(function (x) { if (x !== null && !index.has(x)) index.set(x, 0); }); });
+    series.forEach(function (s) { s.x.forEach(function (x) { if (x !== null && !(opts.xlog && !(x > 0)) && !index.has(x)) index.set(x, 0); }); });
     const xs = Array.from(index.keys()).sort(function (a, b) { return a - b; });
     xs.forEach(function (x, i) { index.set(x, i); });
     const rows = xs.map(function (x) { const r = new Array(series.length + 1).fill(null); r[0] = x; return r; });
+    // Log scales: values <= 0 have no place on them (left out; a band's low end raised to its value).
+    const keep = function (v) { return v !== null && v !== undefined && (!opts.log || v > 0); };
     series.forEach(function (s, j) {
       s.x.forEach(function (x, i) {
-        const y = s.y[i];
-        if (x === null || y === null || y === undefined) return;
+        let y = s.y[i];
+        if (x === null || (opts.xlog && !(x > 0)) || y === null || y === undefined) return;
+        if (Array.isArray(y)) {
+          if (!keep(y[1])) return;
+          y = [keep(y[0]) ? y[0] : y[1], y[1], keep(y[2]) ? y[2] : y[1]];
+        } else if (!keep(y)) {
+          return;
+        }
         if (Array.isArray(y)) { if (y[1] !== null) rows[index.get(x)][j + 1] = y; }
         else rows[index.get(x)][j + 1] = [y, y, y];
       });
@@ -212,7 +223,7 @@ constexpr std::string_view kScript = R"JS(
     if (opts.log) o.axes.y.axisLabelFormatter = compact;
     if (opts.xlog) o.axes.x.axisLabelFormatter = compact;
     if (opts.integerX) o.axes.x.axisLabelFormatter = integers;
-    if (opts.xpad) o.xRangePad = opts.xpad;  // room for the dots at either end
+    if (opts.xpad && !opts.xlog) o.xRangePad = opts.xpad;  // room for the dots at either end (dygraphs 2.2 loses a log x axis with it)
     const g = new Dygraph(box, rows, o);
     drawn(box, title);
     return g;
@@ -334,7 +345,8 @@ constexpr std::string_view kScript = R"JS(
       ['train_error', '0-1 error, train (best parameters)', pct], ['train_loss', 'loss, train (best parameters)'],
       ['best_val_error', 'best validation 0-1 error', pct], ['best_val_loss', 'best validation loss'],
       ['best_epoch', 'best epoch'], ['epochs', 'epochs run'], ['steps', 'updates'], ['stopped_early', 'stopped early'],
-      ['grad_norm_at_stop', 'mean ||g|| of the last epoch'], ['divergences', 'divergences (NaN/Inf met)'], ['wall_s', 'wall time (s)']];
+      ['grad_norm_at_stop', 'mean ||g|| of the last epoch'], ['divergences', 'divergences (NaN/Inf met)'], ['cliffs', 'cliffs'],
+      ['monitor_seconds', 'monitors\u2019 cost (s)'], ['wall_s', 'wall time (s)']];
     if (runs.some(function (r) { return r.final; })) {
       const head = el('tr', {}, [el('th', {}, ['final record'])].concat(runs.map(function (r) { return el('th', {}, [r.label]); })));
       const body = fields.map(function (f) {
@@ -586,6 +598,9 @@ constexpr std::string_view kScript = R"JS(
       ratio.push({ label: name(run, 'ratio \u03b5 g\u1d40Hg / (2 g\u1d40g)'), x: x, y: field(recs, 'ratio'), color: c, width: 2, points: true });
       change.push({ label: name(run, 'predicted change'), x: x, y: field(recs, 'predicted_change'), color: c, width: 2 });
       change.push({ label: name(run, 'observed change'), x: x, y: field(recs, 'observed_change'), color: shade(c, 1), dash: true, points: true, width: 1.4 });
+      if (recs.some(function (r) { return isNum(r.update_predicted_change); })) {
+        change.push({ label: name(run, 'predicted for the update made'), x: x, y: field(recs, 'update_predicted_change'), color: '#9467bd', width: 1.4 });
+      }
       const lam = recs.filter(function (r) { return isNum(r.lambda_max); });
       if (lam.length) {
         lambda.push({ label: name(run, '\u03bb_max'), x: steps(lam), y: field(lam, 'lambda_max'), color: c, width: 2, points: true });
@@ -733,20 +748,36 @@ constexpr std::string_view kScript = R"JS(
   diagnosticPanels.noise = function (run, d) {
     const s = diagSection(run, 'noise', 'Gradient noise against batch size (section 8.1.3)',
       'The standard error of the minibatch gradient falls as 1/\u221am (slope \u22120.5 on log-log axes) while the cost of a ' +
-      'minibatch grows as m. The fitted line has the file\u2019s slope through the points\u2019 log-mean; the dashed line has slope \u22120.5.');
-    stats(s, [[fmt(d.slope, 3), 'fitted log-log slope (\u22120.5 expected)'], [fmt(d.noise_scale), 'noise scale']]);
-    const B = d.batch_sizes || [], se = d.stderr || [], pts = [];
-    B.forEach(function (b, k) { if (isNum(b) && b > 0 && isNum(se[k]) && se[k] > 0) pts.push([Math.log(b), Math.log(se[k])]); });
+      'minibatch grows as m. Drawn without replacement from N examples it carries the factor \u221a((N \u2212 m)/(N \u2212 1)); the ' +
+      'corrected error divides it out. The fitted line has the file\u2019s slope through the mean of the logs of the points it was ' +
+      'fitted to (the corrected errors below N when the file has them), where a least-squares line passes; the dashed line has slope \u22120.5.');
+    const items = [[fmt(d.slope, 3), 'fitted log-log slope (\u22120.5 expected)']];
+    if (isNum(d.slope_uncorrected)) items.push([fmt(d.slope_uncorrected, 3), 'slope without the correction']);
+    items.push([fmt(d.noise_scale), 'noise scale tr(\u03a3)/|G|\u00b2']);
+    if (isNum(d.trace_sigma)) items.push([fmt(d.trace_sigma), 'tr(\u03a3)']);
+    stats(s, items);
+    const B = d.batch_sizes || [], se = d.stderr || [], corr = Array.isArray(d.stderr_corrected) ? d.stderr_corrected : null;
+    const fitted = corr || se, pts = [];
+    B.forEach(function (b, k) { if (isNum(b) && b > 0 && isNum(fitted[k]) && fitted[k] > 0) pts.push([Math.log(b), Math.log(fitted[k])]); });
     const grid = el('div', { class: 'grid' }); s.append(grid);
-    const c = colors[runs.indexOf(run) % colors.length], series = [{ label: 'measured', x: B, y: se, color: c, width: 0, points: true, pointSize: 4 }];
+    const c = colors[runs.indexOf(run) % colors.length];
+    const series = [{ label: 'measured', x: B, y: se, color: c, width: 0, points: true, pointSize: 4 }];
+    if (corr) series.push({ label: 'corrected', x: B, y: corr.map(function (v) { return v > 0 ? v : null; }), color: '#e6550d', width: 0, points: true, pointSize: 3.5 });
+    if (Array.isArray(d.stderr_predicted)) {
+      series.push({ label: 'predicted \u221a(tr \u03a3 / m \u00b7 (N\u2212m)/(N\u22121))', x: B, y: d.stderr_predicted.map(function (v) { return v > 0 ? v : null; }),
+                    color: shade(c, 0.9), width: 1.4 });
+    }
     if (pts.length) {
       const mx = pts.reduce(function (a, p) { return a + p[0]; }, 0) / pts.length, my = pts.reduce(function (a, p) { return a + p[1]; }, 0) / pts.length;
       const line = function (k) { return B.map(function (b) { return b > 0 ? Math.exp(my + k * (Math.log(b) - mx)) : null; }); };
-      if (isNum(d.slope)) series.push({ label: 'fit, slope ' + fmt(d.slope, 3), x: B, y: line(d.slope), color: shade(c, 0.9), width: 2 });
+      if (isNum(d.slope)) series.push({ label: 'fit, slope ' + fmt(d.slope, 3), x: B, y: line(d.slope), color: '#9467bd', width: 2 });
       series.push({ label: 'slope \u22120.5', x: B, y: line(-0.5), color: '#7f7f7f', dash: true, width: 1.4 });
     }
-    chart(grid, 'Standard error of the gradient against batch size', series, { xlabel: 'batch size m', ylabel: 'standard error', log: true, xlog: true, xpad: 10 });
-    s.append(table(['batch size', 'standard error'], B.map(function (b, k) { return [b, se[k]]; })));
+    chart(grid, 'Standard error of the gradient against batch size', series, { xlabel: 'batch size m', ylabel: 'standard error', log: true, xlog: true });
+    const head = ['batch size', 'standard error'].concat(corr ? ['corrected'] : [], Array.isArray(d.stderr_predicted) ? ['predicted'] : []);
+    s.append(el('details', {}, [el('summary', {}, ['Standard errors per batch size']), table(head, B.map(function (b, k) {
+      return [b, se[k]].concat(corr ? [corr[k]] : [], Array.isArray(d.stderr_predicted) ? [d.stderr_predicted[k]] : []);
+    }))]));
     rawData(s, 'noise.json', d);
   };
   diagnosticPanels.symmetry = function (run, d) {
@@ -754,15 +785,22 @@ constexpr std::string_view kScript = R"JS(
       'Permuting the hidden units of a layer, or scaling a ReLU unit\u2019s inputs by a and its outputs by 1/a, gives another model ' +
       'with the same function: the loss changes by rounding only. These symmetries make the model non-identifiable and its ' +
       'minima come in large families.');
-    stats(s, [[fmt(d.permutation_max_change, 3), 'largest loss change, permutation'], [fmt(d.rescaling_max_change, 3), 'largest loss change, rescaling'],
-      [isNum(d.log10_equivalent_models) ? '10^' + fmt(d.log10_equivalent_models, 4) : '\u2013', 'equivalent models (at least)']]);
+    const items = [[fmt(d.permutation_max_change, 3), 'largest relative loss change, permutation'],
+      [fmt(d.rescaling_max_change, 3), 'largest relative loss change, rescaling'],
+      [isNum(d.log10_equivalent_models) ? '10^' + fmt(d.log10_equivalent_models, 4) : '\u2013', 'equivalent permutations']];
+    if (isNum(d.rescaling_dimensions)) items.push([fmt(d.rescaling_dimensions), 'dimensions of the rescaling continuum']);
+    if (isNum(d.permutation_distance)) items.push([fmt(d.permutation_distance, 3), 'parameters moved, permutation (|\u03b8\u2032\u2212\u03b8|/|\u03b8|)']);
+    stats(s, items);
     s.append(el('div', { class: 'verdict' }, [(isNum(d.permutation_max_change) && isNum(d.rescaling_max_change)
       ? 'Permutations changed the loss by at most ' + fmt(d.permutation_max_change, 3) + ' and rescalings by at most ' + fmt(d.rescaling_max_change, 3) +
         ': the same function, as the symmetry argument says' + (isNum(d.log10_equivalent_models) ? '; at least 10^' + fmt(d.log10_equivalent_models, 4) + ' equivalent models.' : '.')
       : 'The file lacks the loss changes.')]));
     if (Array.isArray(d.layers) && d.layers.length && typeof d.layers[0] === 'object') {
-      const keys = Object.keys(d.layers[0]);
-      s.append(table(keys, d.layers.map(function (l) { return keys.map(function (k) { return typeof l[k] === 'object' ? JSON.stringify(l[k]) : l[k]; }); })));
+      const keys = Object.keys(d.layers[0]).sort(function (a, b) { return (b === 'name') - (a === 'name'); });
+      s.append(table(keys, d.layers.map(function (l) { return keys.map(function (k) { return typeof l[k] === 'object' || typeof l[k] === 'boolean' ? JSON.stringify(l[k]) : l[k]; }); })));
+    }
+    if (Array.isArray(d.not_covered) && d.not_covered.length) {
+      s.append(el('p', { class: 'note' }, ['Not covered (the count is a lower bound): ' + d.not_covered.map(String).join('; ')]));
     }
     rawData(s, 'symmetry.json', d);
   };
@@ -770,8 +808,12 @@ constexpr std::string_view kScript = R"JS(
     const s = diagSection(run, 'critical', 'Critical point check (section 8.2.3)',
       'A small gradient norm alone does not make a minimum: the sign of the Hessian\u2019s extreme eigenvalues tells a minimum ' +
       '(\u03bb_min \u2265 0) from a saddle point (\u03bb_min < 0 < \u03bb_max).');
-    stats(s, [[fmt(d.gradient_norm), 'gradient norm'], [fmt(d.lambda_min), '\u03bb_min'], [fmt(d.lambda_max), '\u03bb_max']]);
-    s.append(el('div', { class: 'verdict' }, [typeof d.verdict === 'string' ? d.verdict : 'no verdict in the file']));
+    const items = [[fmt(d.gradient_norm), 'gradient norm |G|'], [pm(d.lambda_min, d.residual_min), '\u03bb_min (\u00b1 residual)'],
+      [pm(d.lambda_max, d.residual_max), '\u03bb_max (\u00b1 residual)']];
+    if (isNum(d.gradient_gap)) items.push([fmt(d.gradient_gap), 'gradient gap |G|\u00b2/(2L) (threshold ' + fmt(d.gap_threshold) + ')']);
+    stats(s, items);
+    s.append(el('div', { class: 'verdict' }, [el('b', {}, [typeof d.verdict === 'string' ? d.verdict : 'no verdict in the file']),
+      typeof d.reason === 'string' ? ': ' + d.reason : '']));
     rawData(s, 'critical.json', d);
   };
   diagnosticPanels.interpolation = function (run, d) {

@@ -223,9 +223,10 @@ json number_array(const Record& r, const char* kind, const char* field) {
 }
 
 json curvature_record(const Record& r) {
+  // The fields drawn (the file has more: docs/metrics.md).
   return pick_rounded(r, "curvature", {"step"},
-                      {"epoch", "wall_s", "gTg", "gHg", "lr", "ratio", "predicted_change", "observed_change", "lambda_max",
-                       "seconds"});
+                      {"epoch", "gTg", "gHg", "lr", "ratio", "predicted_change", "observed_change", "update_predicted_change",
+                       "lambda_max"});
 }
 
 json cliff_record(const Record& r) {
@@ -434,7 +435,12 @@ json read_run(const fs::path& dir, std::size_t max_points) {
       final_record = pick(r, "final", {},
                           {"epochs", "steps", "best_epoch", "grad_norm_at_stop", "best_val_error", "best_val_loss",
                            "train_loss", "train_error", "test_loss", "test_error", "test_accuracy", "divergences",
-                           "wall_s"});
+                           "cliffs", "wall_s"});
+      // The monitors' cost: {"curvature", "layers", "cliff", "recurrent", "total"} seconds; the total drawn.
+      if (const auto cost = r.value.find("monitor_seconds"); cost != r.value.end() && cost->is_object()) {
+        const auto total = cost->find("total");
+        if (total != cost->end() && total->is_number()) final_record["monitor_seconds"] = total->get<double>();
+      }
       const auto early = r.value.find("stopped_early");
       if (early != r.value.end() && !early->is_boolean()) {
         throw DataError(r.where + "final record: \"stopped_early\" is a JSON " + std::string(early->type_name()) +
@@ -507,7 +513,12 @@ json read_run(const fs::path& dir, std::size_t max_points) {
       if (entry.path().extension() == ".json" && entry.is_regular_file(ec)) files.push_back(entry.path());
     }
     std::sort(files.begin(), files.end());
-    for (const fs::path& f : files) diagnostics[f.stem().string()] = read_json_file(f);
+    for (const fs::path& f : files) {
+      json d = read_json_file(f);
+      // Per-draw data no panel draws (noise.json's squared_errors: sizes x draws numbers).
+      if (d.is_object()) d.erase("squared_errors");
+      diagnostics[f.stem().string()] = std::move(d);
+    }
   }
   run["diagnostics"] = std::move(diagnostics);
   return run;

@@ -151,7 +151,8 @@ void write_full_run(const fs::path& dir, double shift = 0.0) {
       const double gTg = 4.0 * std::exp(-i / 80.0), gHg = 30.0 * (1.0 + i / 160.0), lr = 0.1;
       json c = {{"kind", "curvature"}, {"step", i}, {"epoch", 1 + i / 40}, {"wall_s", 0.01 * i}, {"gTg", gTg}, {"gHg", gHg},
                 {"lr", lr}, {"ratio", lr * gHg / (2 * gTg)}, {"predicted_change", -lr * gTg + 0.5 * lr * lr * gHg},
-                {"observed_change", -lr * gTg + 0.45 * lr * lr * gHg}, {"seconds", 0.002}};
+                {"observed_change", -lr * gTg + 0.45 * lr * lr * gHg}, {"update_predicted_change", -0.9 * lr * gTg},
+                {"loss", 1.0}, {"loss_after", 0.9}, {"observed_mode", "train"}, {"seconds", 0.002}};
       if (i % 40 == 0) c["lambda_max"] = 12.5 + i / 40.0;
       if (i == 0) c["observed_change"] = nullptr;
       m << c.dump() << "\n";
@@ -187,7 +188,9 @@ void write_full_run(const fs::path& dir, double shift = 0.0) {
   }
   m << json{{"kind", "some_future_kind"}, {"step", 3}, {"whatever", true}}.dump() << "\n";
   m << json{{"kind", "final"}, {"epochs", 4}, {"steps", n}, {"best_epoch", 4}, {"stopped_early", false}, {"test_error", 0.125},
-            {"test_loss", 0.375}, {"test_accuracy", 0.875}, {"wall_s", 1.6}}.dump() << "\n";
+            {"test_loss", 0.375}, {"test_accuracy", 0.875}, {"cliffs", 3},
+            {"monitor_seconds", {{"curvature", 0.03}, {"layers", 0.01}, {"cliff", 0.0}, {"recurrent", 0.2}, {"total", 0.24}}},
+            {"wall_s", 1.6}}.dump() << "\n";
   spit(dir / "metrics.jsonl", m.str());
   spit(dir / "config.toml", "name = \"full\"\nepochs = 4\n[early_stopping]\nmonitor = \"val_error\"\npatience = 3\n");
   spit(dir / "run.json", "{\"format\": \"descent-run/1\", \"run_id\": \"feedc0de\", \"status\": \"finished\"}");
@@ -208,12 +211,26 @@ void write_full_run(const fs::path& dir, double shift = 0.0) {
   diag("density", {{"grid", grid}, {"density", density}, {"sigma", 0.5}, {"negative_mass", 0.0625}, {"zero_mass", 0.5},
                    {"trace", 120.0}, {"trace_stderr", 6.0}, {"probes", 10}, {"lanczos_steps", 30}});
   diag("trace", {{"trace", 123.4}, {"stderr", 5.6}, {"mean_eigenvalue", 0.1}, {"probes", 100}});
-  diag("noise", {{"batch_sizes", {8, 16, 32, 64, 128, 256}}, {"stderr", {0.4, 0.29, 0.2, 0.141, 0.1, 0.072}}, {"slope", -0.48},
-                 {"noise_scale", 321.0}});
+  // noise: N = 512; corrected = stderr / sqrt((N - m) / (N - 1)), 0 at m = N.
+  json sizes = {8, 16, 32, 64, 128, 256, 512}, se = {0.4, 0.29, 0.2, 0.141, 0.1, 0.0705, 0.0}, corrected = json::array(),
+       predicted = json::array();
+  for (std::size_t k = 0; k < sizes.size(); ++k) {
+    const double m_ = sizes[k].get<double>(), f = std::sqrt((512.0 - m_) / 511.0);
+    corrected.push_back(f > 0 ? se[k].get<double>() / f : 0.0);
+    predicted.push_back(std::sqrt(1.2 / m_) * f);
+  }
+  diag("noise", {{"batch_sizes", sizes}, {"stderr", se}, {"stderr_corrected", corrected}, {"stderr_predicted", predicted},
+                 {"squared_errors", json::array({json::array({0.1, 0.2})})}, {"slope", -0.48}, {"slope_uncorrected", -0.55},
+                 {"trace_sigma", 1.2}, {"noise_scale", 321.0}, {"draws", 16}});
   diag("symmetry", {{"permutation_max_change", 2.5e-7}, {"rescaling_max_change", 4e-7}, {"log10_equivalent_models", 185.3},
-                    {"layers", {{{"name", "layers.0"}, {"units", 100}}, {{"name", "layers.2"}, {"units", 50}}}}});
-  diag("critical", {{"gradient_norm", 0.0125}, {"lambda_min", -0.75}, {"lambda_max", 42.5},
-                    {"verdict", "saddle point: lambda_min = -0.75 < 0 < lambda_max = 42.5 (test verdict)"}});
+                    {"rescaling_dimensions", 150}, {"permutation_distance", 1.25}, {"rescaling_distance", 0.5}, {"trials", 4},
+                    {"layers", {{{"name", "layers.0"}, {"kind", "dense"}, {"units", 100}, {"rescaling", true}, {"between", {"relu"}}},
+                                {{"name", "layers.2"}, {"kind", "dense"}, {"units", 50}, {"rescaling", true}, {"between", {"relu"}}}}},
+                    {"not_covered", {"layers.4 (lstm): recurrent layers are not covered"}}});
+  diag("critical", {{"gradient_norm", 0.0125}, {"lambda_min", -0.75}, {"lambda_max", 42.5}, {"residual_min", 0.001},
+                    {"residual_max", 0.002}, {"gradient_gap", 1.8e-6}, {"gap_threshold", 3e-4}, {"critical", true},
+                    {"verdict", "near a saddle (test verdict)"},
+                    {"reason", "lambda_min = -0.75 < 0 < lambda_max = 42.5 and the gradient gap is below the threshold"}});
   json alpha = json::array(), tl = json::array(), te = json::array(), vl = json::array(), ve = json::array();
   for (int k = 0; k <= 20; ++k) {
     const double a = -0.5 + 0.1 * k;
@@ -314,7 +331,8 @@ TEST_F(Report, MonitorRecordsReachThePage) {
   for (std::size_t i = 0; i < curvature.size(); ++i) {
     const json& page = r["curvature"]["records"][i];
     EXPECT_EQ(page["step"], curvature[i]["step"]);
-    for (const char* f : {"gTg", "gHg", "lr", "ratio", "predicted_change", "seconds"}) {
+    EXPECT_FALSE(page.contains("seconds"));  // not drawn, left out
+    for (const char* f : {"gTg", "gHg", "lr", "ratio", "predicted_change", "update_predicted_change"}) {
       EXPECT_TRUE(close6(page[f], curvature[i][f])) << i << " " << f;
     }
     // The ratio written is lr * gHg / (2 gTg), and the prediction eq. 8.10's.
@@ -364,6 +382,10 @@ TEST_F(Report, MonitorRecordsReachThePage) {
   EXPECT_FALSE(r["header"].contains("kind"));
   EXPECT_EQ(r["diagnostics"].size(), 8u);
   EXPECT_EQ(r["diagnostics"]["critical"]["lambda_min"], -0.75);
+  EXPECT_FALSE(r["diagnostics"]["noise"].contains("squared_errors"));  // per-draw data, not drawn
+  EXPECT_EQ(r["diagnostics"]["noise"]["stderr_corrected"].size(), 7u);
+  EXPECT_EQ(r["final"]["cliffs"], 3);
+  EXPECT_EQ(r["final"]["monitor_seconds"], 0.24);
   EXPECT_EQ(r["run_info"]["run_id"], "feedc0de");
 }
 
@@ -669,11 +691,12 @@ TEST_F(Browser, EveryPanel) {
   write_full_run(dir);
   descent::report::write_report({dir}, dir / "report.html");
   const std::string dom = check(dir / "report.html", "every-panel", 25, true, 9000);
-  for (const char* text : {"saddle point: lambda_min = -0.75 &lt; 0 &lt; lambda_max = 42.5 (test verdict)",  // critical
+  for (const char* text : {"near a saddle (test verdict)",                                       // critical
+                           "lambda_min = -0.75 &lt; 0 &lt; lambda_max = 42.5 and the gradient gap",
                            "123.4 \u00b1 5.6",                                                // trace
-                           "-0.480",                                                        // noise slope
+                           "-0.480", "-0.550",                                              // noise slopes
                            "321",                                                           // noise scale
-                           "10^185.3",                                                      // symmetry
+                           "10^185.3", "layers.4 (lstm): recurrent layers are not covered",  // symmetry
                            "3 cliffs (||g|| above 5 times the running median",             // cliffs
                            "2 clipped",
                            "c0ffee42", "Test CPU 9000", "feedc0de",                        // header, run.json
