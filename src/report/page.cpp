@@ -577,7 +577,7 @@ constexpr std::string_view kScript = R"JS(
 
   // ---- the monitors' records -------------------------------------------------------------
   function thinned(what, part) {
-    return part.stride > 1 ? ' ' + what + ': ' + part.count + ' records, every ' + part.stride + '-th drawn.' : '';
+    return part.stride > 1 ? ' ' + what + ': ' + part.count + ' records, one in ' + part.stride + ' drawn.' : '';
   }
   function curvature() {
     const have = runs.filter(function (r) { return r.curvature && r.curvature.records.length; });
@@ -591,13 +591,13 @@ constexpr std::string_view kScript = R"JS(
     const gg = [], ratio = [], change = [], lambda = [];
     let positive = true;
     have.forEach(function (run) {
-      const i = runs.indexOf(run), c = colors[i % colors.length], recs = run.curvature.records, x = steps(recs);
+      const i = runs.indexOf(run), c = colors[i % colors.length], recs = run.curvature.records, x = steps(recs), few = recs.length <= 120;
       field(recs, 'gHg').concat(field(recs, 'gTg')).forEach(function (v) { if (v !== null && v <= 0) positive = false; });
       gg.push({ label: name(run, 'g\u1d40g'), x: x, y: field(recs, 'gTg'), color: c, width: 2 });
       gg.push({ label: name(run, 'g\u1d40Hg'), x: x, y: field(recs, 'gHg'), color: shade(c, 1), dash: true, width: 2 });
-      ratio.push({ label: name(run, 'ratio \u03b5 g\u1d40Hg / (2 g\u1d40g)'), x: x, y: field(recs, 'ratio'), color: c, width: 2, points: true });
+      ratio.push({ label: name(run, 'ratio \u03b5 g\u1d40Hg / (2 g\u1d40g)'), x: x, y: field(recs, 'ratio'), color: c, width: few ? 2 : 1.2, points: few });
       change.push({ label: name(run, 'predicted change'), x: x, y: field(recs, 'predicted_change'), color: c, width: 2 });
-      change.push({ label: name(run, 'observed change'), x: x, y: field(recs, 'observed_change'), color: shade(c, 1), dash: true, points: true, width: 1.4 });
+      change.push({ label: name(run, 'observed change'), x: x, y: field(recs, 'observed_change'), color: shade(c, 1), dash: true, points: few, width: 1.4 });
       if (recs.some(function (r) { return isNum(r.update_predicted_change); })) {
         change.push({ label: name(run, 'predicted for the update made'), x: x, y: field(recs, 'update_predicted_change'), color: '#9467bd', width: 1.4 });
       }
