@@ -71,6 +71,13 @@ constexpr std::string_view kScript = R"JS(
   document.addEventListener('securitypolicyviolation', function () { check.errors++; publish(); });
 
   const runs = data.runs;
+  // The curvature records come as columns (docs/report.md); the panels read them as records.
+  runs.forEach(function (r) {
+    const c = r.curvature;
+    if (!c || !Array.isArray(c.step)) return;
+    const fields = Object.keys(c).filter(function (k) { return Array.isArray(c[k]); });
+    c.records = c.step.map(function (_, i) { const o = {}; fields.forEach(function (k) { o[k] = c[k][i]; }); return o; });
+  });
   const overlay = runs.length > 1;
   const colors = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf'];
   // Unique display names: the folder name, or the whole path where two folders share it.

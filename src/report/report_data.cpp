@@ -474,7 +474,22 @@ json read_run(const fs::path& dir, std::size_t max_points) {
       const bool lambda = curvature[i]->value.contains("lambda_max") && lambda_index++ % lambda_stride == 0;
       if (i % stride == 0 || lambda) kept.push_back(std::move(c));
     }
-    run["curvature"] = {{"count", curvature.size()}, {"stride", stride}, {"records", std::move(kept)}};
+    // As columns (the field names once, not once per record): a column per field that some
+    // kept record has, null where a record lacks it.
+    json columns = {{"count", curvature.size()}, {"stride", stride}, {"step", json::array()}};
+    for (const json& c : kept) {
+      for (const auto& [f, v] : c.items()) {
+        (void)v;
+        if (!columns.contains(f)) columns[f] = json::array();
+      }
+    }
+    for (const json& c : kept) {
+      for (auto& [f, column] : columns.items()) {
+        if (f == "count" || f == "stride") continue;
+        column.push_back(c.contains(f) ? c[f] : json(nullptr));
+      }
+    }
+    run["curvature"] = std::move(columns);
   }
   run["layers"] = layer_columns(layers, max_points);
   {
