@@ -763,15 +763,19 @@ constexpr std::string_view kScript = R"JS(
     items.push([fmt(d.noise_scale), 'noise scale tr(\u03a3)/|G|\u00b2']);
     if (isNum(d.trace_sigma)) items.push([fmt(d.trace_sigma), 'tr(\u03a3)']);
     stats(s, items);
-    const B = d.batch_sizes || [], se = d.stderr || [], corr = Array.isArray(d.stderr_corrected) ? d.stderr_corrected : null;
+    // The chart leaves out m = N (the full gradient: its error is rounding); the table keeps it.
+    const N = isNum(d.examples) ? d.examples : Infinity, all = d.batch_sizes || [];
+    const sub = function (v) { return Array.isArray(v) ? v.filter(function (_, k) { return !(all[k] >= N); }) : v; };
+    const B = sub(all), se = sub(d.stderr || []), corr = Array.isArray(d.stderr_corrected) ? sub(d.stderr_corrected) : null;
+    const predicted = sub(d.stderr_predicted);
     const fitted = corr || se, pts = [];
     B.forEach(function (b, k) { if (isNum(b) && b > 0 && isNum(fitted[k]) && fitted[k] > 0) pts.push([Math.log(b), Math.log(fitted[k])]); });
     const grid = el('div', { class: 'grid' }); s.append(grid);
     const c = colors[runs.indexOf(run) % colors.length];
     const series = [{ label: 'measured', x: B, y: se, color: c, width: 0, points: true, pointSize: 4 }];
     if (corr) series.push({ label: 'corrected', x: B, y: corr.map(function (v) { return v > 0 ? v : null; }), color: '#e6550d', width: 0, points: true, pointSize: 3.5 });
-    if (Array.isArray(d.stderr_predicted)) {
-      series.push({ label: 'predicted \u221a(tr \u03a3 / m \u00b7 (N\u2212m)/(N\u22121))', x: B, y: d.stderr_predicted.map(function (v) { return v > 0 ? v : null; }),
+    if (Array.isArray(predicted)) {
+      series.push({ label: 'predicted \u221a(tr \u03a3 / m \u00b7 (N\u2212m)/(N\u22121))', x: B, y: predicted.map(function (v) { return v > 0 ? v : null; }),
                     color: shade(c, 0.9), width: 1.4 });
     }
     if (pts.length) {
@@ -780,10 +784,10 @@ constexpr std::string_view kScript = R"JS(
       if (isNum(d.slope)) series.push({ label: 'fit, slope ' + fmt(d.slope, 3), x: B, y: line(d.slope), color: '#9467bd', width: 2 });
       series.push({ label: 'slope \u22120.5', x: B, y: line(-0.5), color: '#7f7f7f', dash: true, width: 1.4 });
     }
-    chart(grid, 'Standard error of the gradient against batch size', series, { xlabel: 'batch size m', ylabel: 'standard error', log: true, xlog: true });
+    chart(grid, 'Standard error of the gradient against batch size' + (all.length > B.length ? ' (m < N = ' + fmt(N) + ')' : ''), series, { xlabel: 'batch size m', ylabel: 'standard error', log: true, xlog: true });
     const head = ['batch size', 'standard error'].concat(corr ? ['corrected'] : [], Array.isArray(d.stderr_predicted) ? ['predicted'] : []);
-    s.append(el('details', {}, [el('summary', {}, ['Standard errors per batch size']), table(head, B.map(function (b, k) {
-      return [b, se[k]].concat(corr ? [corr[k]] : [], Array.isArray(d.stderr_predicted) ? [d.stderr_predicted[k]] : []);
+    s.append(el('details', {}, [el('summary', {}, ['Standard errors per batch size']), table(head, all.map(function (b, k) {
+      return [b, (d.stderr || [])[k]].concat(corr ? [d.stderr_corrected[k]] : [], Array.isArray(d.stderr_predicted) ? [d.stderr_predicted[k]] : []);
     }))]));
     rawData(s, 'noise.json', d);
   };
@@ -794,13 +798,13 @@ constexpr std::string_view kScript = R"JS(
       'minima come in large families.');
     const items = [[fmt(d.permutation_max_change, 3), 'largest relative loss change, permutation'],
       [fmt(d.rescaling_max_change, 3), 'largest relative loss change, rescaling'],
-      [isNum(d.log10_equivalent_models) ? '10^' + fmt(d.log10_equivalent_models, 4) : '\u2013', 'equivalent permutations']];
+      [isNum(d.log10_equivalent_models) ? '10^' + +d.log10_equivalent_models.toFixed(1) : '\u2013', 'equivalent permutations']];
     if (isNum(d.rescaling_dimensions)) items.push([fmt(d.rescaling_dimensions), 'dimensions of the rescaling continuum']);
     if (isNum(d.permutation_distance)) items.push([fmt(d.permutation_distance, 3), 'parameters moved, permutation (|\u03b8\u2032\u2212\u03b8|/|\u03b8|)']);
     stats(s, items);
     s.append(el('div', { class: 'verdict' }, [(isNum(d.permutation_max_change) && isNum(d.rescaling_max_change)
       ? 'Permutations changed the loss by at most ' + fmt(d.permutation_max_change, 3) + ' and rescalings by at most ' + fmt(d.rescaling_max_change, 3) +
-        ': the same function, as the symmetry argument says' + (isNum(d.log10_equivalent_models) ? '; at least 10^' + fmt(d.log10_equivalent_models, 4) + ' equivalent models.' : '.')
+        ': the same function, as the symmetry argument says' + (isNum(d.log10_equivalent_models) ? '; at least 10^' + +d.log10_equivalent_models.toFixed(1) + ' equivalent models.' : '.')
       : 'The file lacks the loss changes.')]));
     if (Array.isArray(d.layers) && d.layers.length && typeof d.layers[0] === 'object') {
       const keys = Object.keys(d.layers[0]).sort(function (a, b) { return (b === 'name') - (a === 'name'); });
