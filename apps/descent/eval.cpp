@@ -1,7 +1,10 @@
+// descent eval RUN_DIR [--split test|validation|train]
 // descent eval MODEL --config CONFIG.toml [--split test|validation|train] [--params best|current]
+// A run folder means its model.safetensors under its config.toml (--config may name another).
 // MODEL is the model.safetensors of a run folder, other weights of the config's model (F32 or
 // F64: converted to the model's dtype), or a checkpoint (checkpoints/step-*.ckpt), whose best
 // parameters (or, with --params current, those of its last step) are evaluated.
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <cstring>
@@ -20,6 +23,31 @@ namespace {
 // args.model into `model`. The checkpoint's tensors are flat; they are given names by the model
 // of the checkpoint's own config, so that a checkpoint of another model is reported as a model
 // file would be (the first tensor that differs, with both shapes). Returns what was loaded.
+// A run folder given as MODEL: its model.safetensors, and its config.toml unless --config
+// names one. A file: as given, and --config is required.
+EvalArgs resolve_run_folder(EvalArgs args) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(args.model, ec)) {
+    const fs::path dir = args.model;
+    if (!fs::exists(dir / "model.safetensors", ec)) {
+      throw ConfigError(args.model + ": a folder without model.safetensors (descent eval takes a run folder that finished, "
+                        "a model.safetensors or a checkpoint)");
+    }
+    if (args.config.empty()) {
+      if (!fs::exists(dir / "config.toml", ec)) {
+        throw ConfigError(args.model + ": a run folder without config.toml; name the model's config with --config");
+      }
+      args.config = (dir / "config.toml").string();
+    }
+    args.model = (dir / "model.safetensors").string();
+  } else if (args.config.empty()) {
+    throw ConfigError("--config CONFIG.toml is required with a weights file (" + args.model +
+                      "); give the run folder instead to use its config.toml");
+  }
+  return args;
+}
+
 std::string load_checkpoint(const EvalArgs& args, const train::Data& data, train::Model& model) {
   const std::string& path = args.model;
   const train::Checkpoint c =
@@ -66,16 +94,19 @@ std::string load_checkpoint(const EvalArgs& args, const train::Data& data, train
 void add_eval(CLI::App& app, EvalArgs& args) {
   CLI::App* cmd = app.add_subcommand("eval", "Evaluate saved weights: surrogate loss, 0-1 error, accuracy, confusion matrix");
   cmd->add_option("model", args.model,
-                  "The weights: model.safetensors of a run folder, or one of its checkpoints/step-*.ckpt")
+                  "A run folder (its model.safetensors and config.toml), or the weights: a model.safetensors or a "
+                  "checkpoints/step-*.ckpt")
       ->required();
-  cmd->add_option("--config", args.config, "The config the model was trained with (its run folder's config.toml)")->required();
+  cmd->add_option("--config", args.config,
+                  "The config the model was trained with (its run folder's config.toml); required with a weights file");
   cmd->add_option("--set", args.overrides, "Override a config key (repeatable)");
   cmd->add_option("--split", args.split, "Which data to evaluate on")->check(CLI::IsMember({"test", "validation", "train"}));
   cmd->add_option("--params", args.params, "For a checkpoint: its best parameters (by validation) or those of its last step")
       ->check(CLI::IsMember({"best", "current"}));
 }
 
-int run_eval(const EvalArgs& args) {
+int run_eval(const EvalArgs& given) {
+  const EvalArgs args = resolve_run_folder(given);
   const train::TrainConfig config = train::load_train_config(args.config, args.overrides);
   // The file first: a file that is not weights is reported before the data is read.
   const io::Safetensors file = io::read_model_file(args.model);

@@ -3,6 +3,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -162,6 +163,175 @@ json aggregate_steps(const std::vector<const Record*>& steps, std::size_t max_po
   return out;
 }
 
+// ---- the monitors' records (docs/metrics.md) ---------------------------------------------
+
+// Keeps at most `max_points` of `n` records: every stride-th, stride = ceil(n / max_points).
+std::size_t stride_for(std::size_t n, std::size_t max_points) {
+  return std::max<std::size_t>(1, (n + max_points - 1) / std::max<std::size_t>(1, max_points));
+}
+
+// A record's numeric fields rounded to 6 significant digits (drawn, not read back); absent
+// fields stay absent, null stays null.
+json pick_rounded(const Record& r, const char* kind, std::initializer_list<const char*> required,
+                  std::initializer_list<const char*> optional) {
+  json out = json::object();
+  for (const char* f : required) out[f] = rounded(*number(r, kind, f, true));
+  for (const char* f : optional) {
+    if (const auto v = number(r, kind, f, false)) out[f] = rounded(*v);
+  }
+  for (const char* f : {"step", "epoch"}) {  // counters: every digit
+    if (out.contains(f) && !out[f].is_null()) out[f] = *number(r, kind, f, false);
+  }
+  return out;
+}
+
+// A JSON object {name: number or null} of a record, checked.
+const json& name_to_number(const Record& r, const char* kind, const char* field) {
+  static const json empty = json::object();
+  const auto it = r.value.find(field);
+  if (it == r.value.end()) return empty;
+  if (!it->is_object()) {
+    throw DataError(r.where + kind + " record: \"" + field + "\" is a JSON " + std::string(it->type_name()) +
+                    ", expected an object {parameter name: number}");
+  }
+  for (const auto& [name, v] : it->items()) {
+    if (!v.is_number() && !v.is_null()) {
+      throw DataError(r.where + kind + " record: \"" + field + "\"[\"" + printable_excerpt(name, 60) + "\"] is a JSON " +
+                      std::string(v.type_name()) + ", expected a number");
+    }
+  }
+  return *it;
+}
+
+// An array of numbers (null for non-finite) of a record, checked; empty when absent.
+json number_array(const Record& r, const char* kind, const char* field) {
+  json out = json::array();
+  const auto it = r.value.find(field);
+  if (it == r.value.end()) return out;
+  if (!it->is_array()) {
+    throw DataError(r.where + kind + " record: \"" + field + "\" is a JSON " + std::string(it->type_name()) +
+                    ", expected an array of numbers");
+  }
+  for (const json& v : *it) {
+    if (!v.is_number() && !v.is_null()) {
+      throw DataError(r.where + kind + " record: \"" + field + "\" holds a JSON " + std::string(v.type_name()) +
+                      ", expected numbers");
+    }
+    out.push_back(v.is_null() ? json(nullptr) : rounded(v.get<double>()));
+  }
+  return out;
+}
+
+json curvature_record(const Record& r) {
+  // The fields drawn (the file has more: docs/metrics.md).
+  return pick_rounded(r, "curvature", {"step"},
+                      {"epoch", "gTg", "gHg", "lr", "ratio", "predicted_change", "observed_change", "update_predicted_change",
+                       "lambda_max"});
+}
+
+json cliff_record(const Record& r) {
+  json c = pick_rounded(r, "cliff", {"step"}, {"epoch", "wall_s", "grad_norm", "median", "factor"});
+  const auto clipped = r.value.find("clipped");
+  if (clipped != r.value.end() && !clipped->is_boolean()) {
+    throw DataError(r.where + "cliff record: \"clipped\" is a JSON " + std::string(clipped->type_name()) +
+                    ", expected a boolean");
+  }
+  c["clipped"] = clipped != r.value.end() && clipped->get<bool>();
+  return c;
+}
+
+json recurrent_record(const Record& r) {
+  json out = pick_rounded(r, "recurrent", {"step"}, {"epoch", "wall_s", "growth_rate"});
+  out["time_grad_norms"] = number_array(r, "recurrent", "time_grad_norms");
+  out["matrices"] = json::array();
+  const auto m = r.value.find("matrices");
+  if (m == r.value.end()) return out;
+  if (!m->is_array()) {
+    throw DataError(r.where + "recurrent record: \"matrices\" is a JSON " + std::string(m->type_name()) +
+                    ", expected an array of objects");
+  }
+  for (const json& matrix : *m) {
+    if (!matrix.is_object()) {
+      throw DataError(r.where + "recurrent record: \"matrices\" holds a JSON " + std::string(matrix.type_name()) +
+                      ", expected objects {name, gate, spectral_radius, ...}");
+    }
+    const Record one{matrix, r.where};
+    json entry = pick_rounded(one, "recurrent record's matrix", {}, {"spectral_radius", "singular_max", "singular_min"});
+    for (const char* f : {"name", "gate"}) {
+      const auto it = matrix.find(f);
+      if (it != matrix.end() && !it->is_string()) {
+        throw DataError(r.where + "recurrent record: a matrix's \"" + f + "\" is a JSON " + std::string(it->type_name()) +
+                        ", expected a string");
+      }
+      entry[f] = it == matrix.end() ? std::string() : it->get<std::string>();
+    }
+    out["matrices"].push_back(std::move(entry));
+  }
+  return out;
+}
+
+// Names in natural order: runs of digits compare as numbers ("layers.2" before "layers.10").
+bool natural_less(const std::string& a, const std::string& b) {
+  std::size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    const bool da = std::isdigit(static_cast<unsigned char>(a[i])) != 0, db = std::isdigit(static_cast<unsigned char>(b[j])) != 0;
+    if (da && db) {
+      std::size_t ie = i, je = j;
+      while (ie < a.size() && std::isdigit(static_cast<unsigned char>(a[ie]))) ++ie;
+      while (je < b.size() && std::isdigit(static_cast<unsigned char>(b[je]))) ++je;
+      const std::string na = a.substr(i, ie - i), nb = b.substr(j, je - j);
+      const std::string ta = na.substr(std::min(na.find_first_not_of('0'), na.size())),
+                        tb = nb.substr(std::min(nb.find_first_not_of('0'), nb.size()));
+      if (ta.size() != tb.size()) return ta.size() < tb.size();
+      if (ta != tb) return ta < tb;
+      i = ie, j = je;
+    } else {
+      if (a[i] != b[j]) return a[i] < b[j];
+      ++i, ++j;
+    }
+  }
+  return a.size() - i < b.size() - j;
+}
+
+// The per-layer records as columns: steps, parameter names (natural order: "layers.2.bias"
+// before "layers.10.bias"), and per name the gradient and weight norms (null where a record
+// lacks the name).
+json layer_columns(const std::vector<const Record*>& layers, std::size_t max_points) {
+  const std::size_t stride = stride_for(layers.size(), max_points);
+  json out = {{"count", layers.size()}, {"stride", stride}, {"step", json::array()}, {"names", json::array()},
+              {"grad_norms", json::object()}, {"weight_norms", json::object()}};
+  std::vector<std::string> names;
+  std::vector<const Record*> kept;
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const Record& r = *layers[i];
+    number(r, "layers", "step", true);
+    for (const char* field : {"grad_norms", "weight_norms"}) {
+      for (const auto& [name, v] : name_to_number(r, "layers", field).items()) {
+        (void)v;
+        if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+      }
+    }
+    if (i % stride == 0) kept.push_back(&r);
+  }
+  std::sort(names.begin(), names.end(), natural_less);
+  for (const std::string& name : names) {
+    out["names"].push_back(name);
+    out["grad_norms"][name] = json::array();
+    out["weight_norms"][name] = json::array();
+  }
+  for (const Record* r : kept) {
+    out["step"].push_back(*number(*r, "layers", "step", true));
+    for (const char* field : {"grad_norms", "weight_norms"}) {
+      const json& values = name_to_number(*r, "layers", field);
+      for (const std::string& name : names) {
+        const auto it = values.find(name);
+        out[field][name].push_back(it == values.end() || it->is_null() ? json(nullptr) : rounded(it->get<double>()));
+      }
+    }
+  }
+  return out;
+}
+
 // The early-stopping settings of config.toml (empty when it is missing or lacks them).
 json early_stopping_config(const std::string& text, const fs::path& path) {
   json out = json::object();
@@ -242,6 +412,9 @@ json read_run(const fs::path& dir, std::size_t max_points) {
   const std::vector<Record> records = read_metrics(dir / "metrics.jsonl");
   std::vector<const Record*> steps;
   json epochs = json::array(), evals = json::array(), divergences = json::array(), final_record = nullptr;
+  std::vector<const Record*> curvature, layers, recurrent;
+  std::vector<json> cliffs;
+  json header = nullptr;
   for (const Record& r : records) {
     const auto kind = r.value.find("kind");
     if (kind == r.value.end() || !kind->is_string()) {
@@ -266,7 +439,12 @@ json read_run(const fs::path& dir, std::size_t max_points) {
       final_record = pick(r, "final", {},
                           {"epochs", "steps", "best_epoch", "grad_norm_at_stop", "best_val_error", "best_val_loss",
                            "train_loss", "train_error", "test_loss", "test_error", "test_accuracy", "divergences",
-                           "wall_s"});
+                           "cliffs", "wall_s"});
+      // The monitors' cost: {"curvature", "layers", "cliff", "recurrent", "total"} seconds; the total drawn.
+      if (const auto cost = r.value.find("monitor_seconds"); cost != r.value.end() && cost->is_object()) {
+        const auto total = cost->find("total");
+        if (total != cost->end() && total->is_number()) final_record["monitor_seconds"] = total->get<double>();
+      }
       const auto early = r.value.find("stopped_early");
       if (early != r.value.end() && !early->is_boolean()) {
         throw DataError(r.where + "final record: \"stopped_early\" is a JSON " + std::string(early->type_name()) +
@@ -275,9 +453,69 @@ json read_run(const fs::path& dir, std::size_t max_points) {
       final_record["stopped_early"] = early != r.value.end() && early->get<bool>();
       const auto ended = r.value.find("ended");  // why the loop ended (absent in older files)
       if (ended != r.value.end() && ended->is_string()) final_record["ended"] = ended->get<std::string>();
+    } else if (k == "curvature") {
+      curvature.push_back(&r);
+    } else if (k == "layers") {
+      layers.push_back(&r);
+    } else if (k == "cliff") {
+      cliffs.push_back(cliff_record(r));
+    } else if (k == "recurrent") {
+      recurrent.push_back(&r);
+    } else if (k == "header" && header.is_null()) {
+      header = r.value;
+      header.erase("kind");
     }
     // Other kinds (written by later versions) are left out of the page.
   }
+  // The monitors' records, at most max_points of each kind (every stride-th); the curvature
+  // records that hold lambda_max are thinned on their own, so that none is lost to the stride.
+  {
+    std::size_t with_lambda = 0;
+    for (const Record* r : curvature) with_lambda += r->value.contains("lambda_max") ? 1 : 0;
+    const std::size_t stride = stride_for(curvature.size(), max_points), lambda_stride = stride_for(with_lambda, max_points);
+    json kept = json::array();
+    std::size_t lambda_index = 0;
+    for (std::size_t i = 0; i < curvature.size(); ++i) {
+      json c = curvature_record(*curvature[i]);  // every record checked
+      const bool lambda = curvature[i]->value.contains("lambda_max") && lambda_index++ % lambda_stride == 0;
+      if (i % stride == 0 || lambda) kept.push_back(std::move(c));
+    }
+    // As columns (the field names once, not once per record): a column per field that some
+    // kept record has, null where a record lacks it.
+    json columns = {{"count", curvature.size()}, {"stride", stride}, {"step", json::array()}};
+    for (const json& c : kept) {
+      for (const auto& [f, v] : c.items()) {
+        (void)v;
+        if (!columns.contains(f)) columns[f] = json::array();
+      }
+    }
+    for (const json& c : kept) {
+      for (auto& [f, column] : columns.items()) {
+        if (f == "count" || f == "stride") continue;
+        column.push_back(c.contains(f) ? c[f] : json(nullptr));
+      }
+    }
+    run["curvature"] = std::move(columns);
+  }
+  run["layers"] = layer_columns(layers, max_points);
+  {
+    std::size_t clipped = 0;
+    for (const json& c : cliffs) clipped += c["clipped"].get<bool>() ? 1 : 0;
+    const std::size_t stride = stride_for(cliffs.size(), max_points);
+    json kept = json::array();
+    for (std::size_t i = 0; i < cliffs.size(); i += stride) kept.push_back(cliffs[i]);
+    run["cliffs"] = {{"count", cliffs.size()}, {"clipped", clipped}, {"stride", stride}, {"records", std::move(kept)}};
+  }
+  {
+    const std::size_t stride = stride_for(recurrent.size(), max_points);
+    json kept = json::array();
+    for (std::size_t i = 0; i < recurrent.size(); ++i) {
+      json rec = recurrent_record(*recurrent[i]);
+      if (i % stride == 0) kept.push_back(std::move(rec));
+    }
+    run["recurrent"] = {{"count", recurrent.size()}, {"stride", stride}, {"records", std::move(kept)}};
+  }
+  run["header"] = std::move(header);
   run["steps"] = aggregate_steps(steps, max_points);
   run["epochs"] = std::move(epochs);
   run["evals"] = std::move(evals);
@@ -296,7 +534,12 @@ json read_run(const fs::path& dir, std::size_t max_points) {
       if (entry.path().extension() == ".json" && entry.is_regular_file(ec)) files.push_back(entry.path());
     }
     std::sort(files.begin(), files.end());
-    for (const fs::path& f : files) diagnostics[f.stem().string()] = read_json_file(f);
+    for (const fs::path& f : files) {
+      json d = read_json_file(f);
+      // Per-draw data no panel draws (noise.json's squared_errors: sizes x draws numbers).
+      if (d.is_object()) d.erase("squared_errors");
+      diagnostics[f.stem().string()] = std::move(d);
+    }
   }
   run["diagnostics"] = std::move(diagnostics);
   return run;

@@ -135,6 +135,10 @@ TEST_F(Cli, EvalReadsCheckpointsAndConvertsDtypes) {
   Result model = run("eval " + (run_dir / "model.safetensors").string() + with_config);
   ASSERT_EQ(model.code, 0) << model.err;
   ASSERT_FALSE(figures(model.out).empty()) << model.out;
+  // The run folder alone means its model.safetensors under its config.toml.
+  Result folder = run("eval " + run_dir.string());
+  ASSERT_EQ(folder.code, 0) << folder.err;
+  EXPECT_EQ(folder.out, model.out);
 
   // The newest checkpoint: its best parameters are those of model.safetensors, so the figures
   // are the same; it says what it evaluated.
@@ -175,7 +179,8 @@ TEST_F(Cli, EvalRefusesWhatIsNotThisModelsWeights) {
   const Case cases[] = {
       {"eval " + (run_dir / "config.toml").string() + with_config, "config.toml: not a safetensors file"},
       {"eval " + (dir_ / "empty.safetensors").string() + with_config, "empty.safetensors: not a safetensors file (0 bytes)"},
-      {"eval " + run_dir.string() + with_config, "r: a folder, not a file"},
+      {"eval " + dir_.string() + with_config, ": a folder without model.safetensors"},
+      {"eval " + (run_dir / "model.safetensors").string(), "--config CONFIG.toml is required with a weights file"},
       {"eval " + (run_dir / "model.safetensors").string() + with_config + " --set model.hidden=[8,8]",
        "the weights do not match the model of this config (" + (run_dir / "config.toml").string() +
            "): parameter 'layers.2.weight' is [2, 8] in the file, [8, 8] in the model"},
