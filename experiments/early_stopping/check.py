@@ -20,10 +20,10 @@ def main(ctx):
         patience, examples = 3, 1000
     else:
         data = []  # the default MLP on all of Fashion-MNIST
-        patience, examples = 5, 5000
+        patience, examples = 3, 5000
     fraction = ctx.expect("fraction", 0.1)
     run = ctx.train(config, "early_stop", data + ["early_stopping.enabled=true", "early_stopping.monitor=\"val_error\"",
-                                                  f"early_stopping.patience={patience}", "epochs=60",
+                                                  f"early_stopping.patience={patience}", f"epochs={30 if not ctx.quick else 60}",
                                                   "schedule.name=\"constant\""])
     ctx.report([run], None)
     # The same initialization (same seed and model), barely moved: one epoch at a rate of 1e-30.

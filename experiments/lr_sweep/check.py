@@ -32,7 +32,7 @@ def main(ctx):
         epochs, every = 5, 5
     else:
         data = []
-        epochs, every = 5, 50
+        epochs, every = 3, 100
     small, good, large = 1e-4, 0.05, 1.0
     common_sets = data + [f"epochs={epochs}", f"eval_every_steps={every}", "divergence.policy=\"skip\"",
                           "divergence.max_events=1000000", "early_stopping.enabled=false"]

@@ -27,7 +27,7 @@ def main(ctx):
         sgd_epochs, gd_epochs, gd_rates, every = 1, 40, [0.1, 0.3], 4
     else:
         n_train, data = 50000, []  # the default MLP on all 50000 training examples
-        sgd_epochs, gd_epochs, gd_rates, every = 2, 100, [0.05, 0.1, 0.3], 10
+        sgd_epochs, gd_epochs, gd_rates, every = 1, 40, [0.1, 0.3], 10
     target = ctx.expect("target_loss", 0.5)
     factor = ctx.expect("factor", 10.0)
     batch = 128
