@@ -134,7 +134,7 @@ def svg_plot(series, title, xlabel, ylabel, logx=False, logy=False, width=560, h
         x1 = x0 + 1
     if y1 == y0:
         y1 = y0 + 1
-    ml, mr, mt, mb = 60, 150, 30, 45
+    ml, mr, mt, mb = 80, 150, 30, 45
     W, H = width - ml - mr, height - mt - mb
     sx = lambda v: ml + (v - x0) / (x1 - x0) * W
     sy = lambda v: mt + H - (v - y0) / (y1 - y0) * H
