@@ -1,4 +1,5 @@
 """Claim 13 (section 8.3.1): the learning rate: too large oscillates, too small is stuck; linear decay beats constant."""
+import math
 import os
 
 import common
@@ -16,12 +17,22 @@ QUOTE = ("Typically, the optimal initial learning rate, in terms of total traini
 
 def curve(ctx, run):
     m = common.read_metrics(run)
-    ev = common.of_kind(m, "eval")
-    return [e["step"] for e in ev], [e["train_loss"] for e in ev], common.of_kind(m, "final")[-1]
+    # The whole training loss every few steps, and at each epoch's end (a run whose updates
+    # overflowed may end before its first evaluation).
+    ev = sorted(common.of_kind(m, "eval") + common.of_kind(m, "epoch"), key=lambda e: e["step"])
+    losses = [e["train_loss"] if finite(e.get("train_loss")) else math.inf for e in ev]
+    return [e["step"] for e in ev], losses, common.of_kind(m, "final")[-1]
+
+
+def finite(x):
+    return x is not None and math.isfinite(x)
 
 
 def upward(losses):
-    """The learning curve's total rise: the sum of its increases (0 for a monotone curve)."""
+    """The learning curve's total rise: the sum of its increases (0 for a monotone curve); a
+    loss that overflowed (null or infinite in metrics.jsonl) is an infinite rise."""
+    if not all(finite(x) for x in losses):
+        return math.inf
     return sum(max(0.0, b - a) for a, b in zip(losses, losses[1:]))
 
 
