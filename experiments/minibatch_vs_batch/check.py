@@ -13,7 +13,7 @@ QUOTE = ("Most optimization algorithms converge much faster (in terms of total c
 def first_reach(points, target):
     """The first (example-gradients, loss) with loss <= target, or None."""
     for cost, loss in points:
-        if loss <= target:
+        if loss is not None and loss <= target:  # null: the loss overflowed
             return cost
     return None
 
@@ -60,14 +60,14 @@ def main(ctx):
         runs.append(gd)
         ep = common.of_kind(common.read_metrics(gd), "epoch")
         pts = [(e["step"] * n_train, e["train_loss"]) for e in ep]
-        series.append((f"full-batch GD, eps {lr}", [p[0] for p in pts], [p[1] for p in pts]))
+        series.append((f"full-batch GD, eps {lr}", [p[0] for p in pts], [p[1] if p[1] is not None else float("inf") for p in pts]))
         c = first_reach(pts, target)
         rows.append((f"full-batch GD (momentum 0.9), eps {lr}", c if c is not None else f"not within {gd_epochs * n_train}",
-                     min(p[1] for p in pts)))
+                     min((p[1] for p in pts if p[1] is not None), default=float("nan"))))
         if c is not None and (gd_best is None or c < gd_best):
             gd_best = c
     rows.insert(0, (f"minibatch SGD (momentum 0.9), batch {batch}, eps 0.05", sgd_cost if sgd_cost else "not reached",
-                    min(p[1] for p in sgd_pts)))
+                    min((p[1] for p in sgd_pts if p[1] is not None), default=float("nan"))))
     ctx.report(runs, os.path.join(ctx.out, "report.html"))
     if sgd_cost is None:
         ok, ratio_txt = False, "SGD did not reach the target"
