@@ -1,6 +1,6 @@
 """Shared helpers of the experiments: run descent, read its files, write the claim's page.
 
-Standard library only (and numpy where an experiment fits a line). Every experiment is a
+Standard library only. Every experiment is a
 module experiments/<name>/check.py with a function main(ctx) that returns a Result; the
 runner (experiments/run) builds the context, calls it, and writes the summary.
 """
