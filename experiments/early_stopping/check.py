@@ -43,7 +43,7 @@ def main(ctx):
     # the last epoch's mean minibatch norm) against the first step's. The full-batch norm of the
     # kept parameters is reported beside it: it holds the noise out, and is smaller.
     ok = final["stopped_early"] and mb_ratio > fraction
-    rows = [(e["epoch"], e["train_loss"], e["train_error"], e.get("val_loss"), e.get("val_error"), e["grad_norm_mean"])
+    rows = [(e["epoch"], e["train_loss"], e["train_error"], e.get("val_loss"), e.get("val_error"), e.get("grad_norm_mean", "-"))
             for e in epochs]
     table = common.markdown_table(["epoch", "train loss", "train 0-1 error", "validation loss", "validation 0-1 error",
                                    "mean minibatch gradient norm"], rows)
@@ -60,7 +60,7 @@ def main(ctx):
     svgs = [common.svg_plot([("validation 0-1 error", E, [e["val_error"] for e in epochs]),
                              ("train 0-1 error", E, [e["train_error"] for e in epochs])],
                             "the true loss", "epoch", "0-1 error"),
-            common.svg_plot([("mean minibatch gradient norm", E, [e["grad_norm_mean"] for e in epochs]),
+            common.svg_plot([("mean minibatch gradient norm", E, [e.get("grad_norm_mean") for e in epochs]),
                              ("train surrogate loss", E, [e["train_loss"] for e in epochs])],
                             "the surrogate and its gradient", "epoch", "value")]
     common.write_page(ctx, "Early stopping halts with a large gradient (claim 2, section 8.1.2)", QUOTE,
