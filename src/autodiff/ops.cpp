@@ -446,7 +446,8 @@ class UnaryNode final : public Node {
     if (!t.requires_grad(input[0])) return;
     dispatch_float(value.dtype(), [&](auto zero) {
       using T = decltype(zero);
-      const T* xv = t.node(input[0]).value.data<T>();
+      const Node& x = t.node(input[0]);
+      const T* xv = x.value.data<T>();
       const T* yv = value.data<T>();
       const T* gy = grad.data<T>();
       double beta = 0.0;

@@ -249,6 +249,7 @@ class ChainOptimizer final : public Optimizer {
       if constexpr (L2) {
         return decay(g, th);
       } else {
+        (void)decay;  // clang: the capture is unused without L2
         (void)th;
         return g;
       }
