@@ -34,6 +34,7 @@
 #include "descent/train/callbacks.hpp"
 #include "descent/train/checkpoint.hpp"
 #include "descent/train/model_card.hpp"
+#include "descent/train/monitors.hpp"
 #include "descent/train/run_folder.hpp"
 #include "descent/train/step.hpp"
 #include "descent/tensor/kernels.hpp"
@@ -233,6 +234,10 @@ class Session final : public Run {
     // Early stopping may end the run before its last epoch: the ETA is then an upper bound.
     progress_.set_eta_is_upper_bound(config_.early_stopping.enabled && config_.early_stopping.patience < planned_epochs_);
     callbacks_ = {&metrics_records_, &progress_display_, &early_stop_};
+    if (Monitors::any(config_.diagnostics)) {  // [diagnostics]: train/monitors.hpp
+      monitors_ = std::make_unique<Monitors>(config_.diagnostics, *model_.net, *model_.arena);
+      callbacks_.push_back(monitors_.get());
+    }
     callbacks_.insert(callbacks_.end(), extra.begin(), extra.end());
     callbacks_.push_back(&periodic_checkpoint_);
     ParameterArena& arena = *model_.arena;
@@ -749,6 +754,7 @@ class Session final : public Run {
                      {"epoch", r.epochs_run},
                      {"wall_s", r.wall_seconds}};
     if (!message.empty()) final_record["message"] = message;
+    for (const Callback* c : callbacks_) c->final_fields(final_record);
     metrics_->write(final_record);
     metrics_->flush();
     return r;
@@ -795,6 +801,7 @@ class Session final : public Run {
   ProgressDisplay progress_display_;
   EarlyStop early_stop_{*this};
   PeriodicCheckpoint periodic_checkpoint_{*this};
+  std::unique_ptr<Monitors> monitors_;
   std::vector<Callback*> callbacks_;
   std::string stop_message_;  // what the callback that stopped the run in on_step said
   bool stopping_ = false;     // the epoch ending is the last one

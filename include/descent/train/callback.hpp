@@ -143,6 +143,9 @@ class Callback {
     return false;
   }
   virtual void on_stop(const StopContext& ctx) { (void)ctx; }
+  // Adds the callback's totals (counts, costs) to metrics.jsonl's "final" record, written
+  // after the final evaluation (also by a resume that only redoes it).
+  virtual void final_fields(nlohmann::json& record) const { (void)record; }
 
   // A callback with state that decides what it does later (a running median, a counter)
   // gives it a key; checkpoints then save save_state() under it and resume hands it back to
