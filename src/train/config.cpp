@@ -787,9 +787,9 @@ std::span<const Field> fields() {
       integer("diagnostics.recurrent_every_epochs", &in<&T::diagnostics, &Dg::recurrent_every_epochs>, 0, kInt64Max,
               "1",
               "Recurrent models (section 8.2.5), every N epochs, >= 0 (0: off): eigenvalues and singular values of "
-              "each recurrent matrix (per gate), ||dL/dh_t|| and its growth rate per time step; a `recurrent` record."),
+              "each recurrent matrix (per gate), the norms of dL/dh_t and their growth rate per time step; a `recurrent` record."),
       integer("diagnostics.recurrent_examples", &in<&T::diagnostics, &Dg::recurrent_examples>, 1, kInt64Max, "500",
-              "The recurrent monitor's ||dL/dh_t|| is measured on the first N training examples, >= 1."),
+              "The recurrent monitor's norms of dL/dh_t are measured on the first N training examples, >= 1."),
   };
   return kFields;
 }

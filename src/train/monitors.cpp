@@ -289,14 +289,17 @@ struct Monitors::Impl {
 
   bool due(std::int64_t every, std::int64_t step) const { return every > 0 && step % every == 0; }
 
+  // The flat vectors the curvature monitor needs, allocated on its first record.
   void ensure_buffers() {
     if (hv.defined()) return;
     const Shape s{arena.size()};
-    hv = Tensor::zeros(s, arena.dtype());
-    g0 = Tensor::zeros(s, arena.dtype());
-    theta0 = Tensor::zeros(s, arena.dtype());
-    d = Tensor::zeros(s, arena.dtype());
-    theta1 = Tensor::zeros(s, arena.dtype());
+    hv = Tensor::empty(s, arena.dtype());
+    g0 = Tensor::empty(s, arena.dtype());
+    if (config.observed_change || config.curvature_update) theta0 = Tensor::empty(s, arena.dtype());
+    if (config.curvature_update) {
+      d = Tensor::empty(s, arena.dtype());
+      theta1 = Tensor::empty(s, arena.dtype());
+    }
   }
 
   // A few Lanczos steps on the minibatch Hessian through the step's tape, from the last Ritz

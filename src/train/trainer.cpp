@@ -796,7 +796,8 @@ class Session final : public Run {
   std::int64_t eval_batch_ = 1000;  // the model's evaluation chunk (Module::eval_chunk)
   const DivergencePolicy divergence_ = parse_divergence_policy(config_.divergence.policy);
   const bool monitor_loss_ = config_.early_stopping.monitor == "val_loss";
-  // The callbacks in order: metrics, progress, early stopping, the caller's, checkpoints.
+  // The callbacks in order: metrics, progress, early stopping, the monitors ([diagnostics]),
+  // the caller's, checkpoints.
   MetricsRecords metrics_records_;
   ProgressDisplay progress_display_;
   EarlyStop early_stop_{*this};
