@@ -137,6 +137,33 @@ double step_prediction(autodiff::Tape& tape, autodiff::Var loss, ParameterArena&
   return kernels::dot(d, g) + 0.5 * kernels::dot(d, hv);
 }
 
+double lanczos_lambda_max(autodiff::Tape& tape, autodiff::Var loss, ParameterArena& arena,
+                          std::span<const double> start, int steps, std::vector<double>* ritz) {
+  const auto n = static_cast<std::size_t>(arena.size());
+  Tensor vt = Tensor::empty(Shape{arena.size()}, arena.dtype());
+  Tensor ht = Tensor::empty(Shape{arena.size()}, arena.dtype());
+  diag::LinearOperator op;
+  op.dim = arena.size();
+  op.apply = [&](std::span<const double> v, std::span<double> out) {
+    to_tensor(v, vt);
+    tape.hvp(loss, vt, ht);
+    from_tensor(ht, out);
+  };
+  const diag::LanczosRun run = diag::lanczos(op, start, steps, /*keep_basis=*/ritz != nullptr);
+  const diag::Eigen e = diag::tridiagonal_eigen(run.alpha, run.beta, /*vectors=*/ritz != nullptr);
+  if (ritz != nullptr) {
+    // The Ritz vector of the largest Ritz value: Q u, u the last column of T's eigenvectors.
+    const auto m = static_cast<std::size_t>(run.steps);
+    ritz->assign(n, 0.0);
+    for (std::size_t j = 0; j < m; ++j) {
+      const double u = e.vectors[(m - 1) * m + j];
+      const std::vector<double>& q = run.basis[j];
+      for (std::size_t i = 0; i < n; ++i) (*ritz)[i] += u * q[i];
+    }
+  }
+  return e.values.back();
+}
+
 std::vector<std::pair<std::string, double>> parameter_norms(const ParameterArena& arena, const Tensor& flat) {
   std::vector<std::pair<std::string, double>> out;
   out.reserve(arena.count());
@@ -314,32 +341,15 @@ struct Monitors::Impl {
     double norm2 = 0;
     for (const double v : start) norm2 += v * v;
     if (!(norm2 > 0) || !std::isfinite(norm2)) return std::numeric_limits<double>::quiet_NaN();
-    Tensor vt = Tensor::zeros(Shape{arena.size()}, arena.dtype());
-    Tensor ht = Tensor::zeros(Shape{arena.size()}, arena.dtype());
-    diag::LinearOperator op;
-    op.dim = arena.size();
-    op.apply = [&](std::span<const double> v, std::span<double> out) {
-      to_tensor(v, vt);
-      tape.hvp(loss, vt, ht);
-      from_tensor(ht, out);
-    };
-    const diag::LanczosRun run = diag::lanczos(op, start, static_cast<int>(config.lanczos_steps), /*keep_basis=*/true);
-    const diag::Eigen e = diag::tridiagonal_eigen(run.alpha, run.beta, /*vectors=*/true);
-    const auto m = static_cast<std::size_t>(run.steps);
-    // The Ritz vector of the largest Ritz value: Q u, u the last column of T's eigenvectors.
-    std::vector<double> y(n, 0.0);
-    for (std::size_t j = 0; j < m; ++j) {
-      const double u = e.vectors[(m - 1) * m + j];
-      const std::vector<double>& q = run.basis[j];
-      for (std::size_t i = 0; i < n; ++i) y[i] += u * q[i];
-    }
+    std::vector<double> y;
+    const double top = lanczos_lambda_max(tape, loss, arena, start, static_cast<int>(config.lanczos_steps), &y);
     // Rounded to the model's dtype, so a resumed run (the vector saved in that dtype) starts
     // the next run from the same vector.
     if (arena.dtype() == DType::f32) {
       for (double& v : y) v = static_cast<double>(static_cast<float>(v));
     }
     warm = std::move(y);
-    return e.values.back();
+    return top;
   }
 
   nlohmann::json record(const char* kind, std::int64_t step, std::int64_t epoch, Run& run) const {

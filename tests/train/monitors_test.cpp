@@ -85,6 +85,43 @@ TEST(CurvatureFigures, GHgMatchesCentralDifferencesOfTheGradient) {
   EXPECT_NEAR(f.predicted_change, -lr * gtg + 0.5 * lr * lr * ghg, 1e-6 * std::abs(f.predicted_change));
 }
 
+TEST(LanczosLambdaMax, MatchesTheDenseHessiansLargestEigenvalue) {
+  SmallMlp m;
+  autodiff::Tape tape;
+  const autodiff::Var loss = loss::cross_entropy(m.net.forward(tape, tape.constant(m.x)), m.y);
+  const auto n = static_cast<std::size_t>(m.arena.size());  // 43
+  // Independently: the dense Hessian by central differences of the gradient, column by column.
+  const Tensor theta = m.arena.values().clone();
+  std::vector<double> dense(n * n);
+  const double h = 1e-5;
+  for (std::size_t j = 0; j < n; ++j) {
+    m.arena.values().copy_from(theta);
+    m.arena.values().data<double>()[j] += h;
+    const std::vector<double> plus = m.gradient();
+    m.arena.values().data<double>()[j] -= 2 * h;
+    const std::vector<double> minus = m.gradient();
+    for (std::size_t i = 0; i < n; ++i) dense[i * n + j] = (plus[i] - minus[i]) / (2 * h);
+  }
+  m.arena.values().copy_from(theta);
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t j = 0; j < i; ++j) dense[i * n + j] = dense[j * n + i] = 0.5 * (dense[i * n + j] + dense[j * n + i]);
+  }
+  const double top = diag::symmetric_eigen(dense, static_cast<std::int64_t>(n)).values.back();
+  ASSERT_GT(top, 1e-2);
+
+  std::vector<double> start(n);
+  Rng rng(9);
+  for (double& v : start) v = rng.normal();
+  std::vector<double> ritz;
+  const double full = train::lanczos_lambda_max(tape, loss, m.arena, start, static_cast<int>(n), &ritz);
+  EXPECT_NEAR(full, top, 1e-6 * top);
+  // A few steps give a lower bound ...
+  const double few = train::lanczos_lambda_max(tape, loss, m.arena, start, 3);
+  EXPECT_LE(few, top * (1 + 1e-6));
+  // ... and one step from the top Ritz vector (a warm start) its Rayleigh quotient: lambda_max.
+  EXPECT_NEAR(train::lanczos_lambda_max(tape, loss, m.arena, ritz, 1), top, 1e-6 * top);
+}
+
 // L(theta) = theta' A theta / 2 + b' theta on a parameter theta [1, 3]: eq. 8.10 is exact.
 struct Quadratic {
   ParameterArena arena{DType::f64};

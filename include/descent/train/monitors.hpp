@@ -61,6 +61,13 @@ CurvatureFigures curvature_figures(autodiff::Tape& tape, autodiff::Var loss, Par
 double step_prediction(autodiff::Tape& tape, autodiff::Var loss, ParameterArena& arena, const Tensor& g,
                        const Tensor& d, const Tensor& hv);
 
+// The largest Ritz value of `steps` Lanczos steps (full reorthogonalization, diag/lanczos.hpp)
+// on the Hessian of `loss` through its tape, the same precondition, from `start` (arena.size()
+// values, not zero): a lower bound of lambda_max, exact once steps reach the dimension or an
+// invariant subspace. With `ritz`, also its unit Ritz vector (the next run's warm start).
+double lanczos_lambda_max(autodiff::Tape& tape, autodiff::Var loss, ParameterArena& arena,
+                          std::span<const double> start, int steps, std::vector<double>* ritz = nullptr);
+
 // ||slice|| of each parameter in a flat vector of the arena's layout, in the arena's order,
 // named as the arena (and model.safetensors) names them.
 std::vector<std::pair<std::string, double>> parameter_norms(const ParameterArena& arena, const Tensor& flat);
