@@ -288,21 +288,62 @@ TEST(GrowthRate, OfAGeometricSequence) {
   EXPECT_FALSE(train::growth_rate(std::vector<double>{0, 0, 2}));
 }
 
-TEST(TimeGradientNorms, LeaveTheTrainingGradientAndModeAlone) {
+TEST(TimeGradientNorms, MatchBackpropThroughTimeByHandAndLeaveTheTrainingGradientAlone) {
   ParameterArena arena(DType::f64);
   nn::Sequential net(arena);
   net.add(nn::RNN(1, 3));
   net.add(nn::Linear(3, 2));
-  arena.values().copy_from(testing::random_tensor({arena.size()}, DType::f64, 4, -0.8, 0.8));
+  arena.values().copy_from(testing::random_tensor({arena.size()}, DType::f64, 4, -0.9, 0.9));
   arena.grads().fill(7.0);
-  const Tensor x = testing::random_tensor({5, 6}, DType::f64, 6);
-  const Tensor y = Tensor::from<std::int32_t>({5}, std::vector<std::int32_t>{0, 1, 1, 0, 1});
+  const int batch = 5, steps = 6, hidden = 3;
+  const Tensor x = testing::random_tensor({batch, steps}, DType::f64, 6);
+  const std::vector<std::int32_t> labels = {0, 1, 1, 0, 1};
+  const Tensor y = Tensor::from<std::int32_t>({batch}, labels);
   const auto norms = train::time_gradient_norms(net, arena, x, y);
   ASSERT_EQ(norms.size(), 1u);
   ASSERT_EQ(norms[0].size(), 6u);  // T = 6 steps of 1 input
-  for (const double v : norms[0]) EXPECT_GT(v, 0.0);
   EXPECT_TRUE(net.training());
   for (std::int64_t i = 0; i < arena.size(); ++i) ASSERT_EQ(arena.grads().at(i), 7.0);
+
+  // By hand: h_t = tanh(W_ih x_t + W_hh h_{t-1} + b), logits = W h_T + c, mean cross-entropy;
+  // then back through time: da_t = dh_t (1 - h_t^2), dh_{t-1} = W_hh' da_t.
+  auto p = [&](const char* name, int i) { return arena.value(arena.find(name)).at(i); };
+  std::vector<double> sq(steps, 0.0);  // sum over the batch of ||dL/dh_t||^2
+  for (int b = 0; b < batch; ++b) {
+    std::vector<std::vector<double>> h(steps + 1, std::vector<double>(hidden, 0.0));
+    for (int t = 1; t <= steps; ++t) {
+      for (int i = 0; i < hidden; ++i) {
+        double a = p("layers.0.weight_ih", i) * x.at(b * steps + t - 1) + p("layers.0.bias", i);
+        for (int j = 0; j < hidden; ++j) a += p("layers.0.weight_hh", i * hidden + j) * h[t - 1][j];
+        h[t][i] = std::tanh(a);
+      }
+    }
+    double z[2], zmax = -1e300, sum = 0;
+    for (int k = 0; k < 2; ++k) {
+      z[k] = p("layers.1.bias", k);
+      for (int i = 0; i < hidden; ++i) z[k] += p("layers.1.weight", k * hidden + i) * h[steps][i];
+      zmax = std::max(zmax, z[k]);
+    }
+    for (const double v : z) sum += std::exp(v - zmax);
+    std::vector<double> dh(hidden, 0.0);
+    for (int k = 0; k < 2; ++k) {
+      const double dz = (std::exp(z[k] - zmax) / sum - (labels[static_cast<std::size_t>(b)] == k ? 1.0 : 0.0)) / batch;
+      for (int i = 0; i < hidden; ++i) dh[i] += p("layers.1.weight", k * hidden + i) * dz;
+    }
+    for (int t = steps; t >= 1; --t) {
+      for (const double v : dh) sq[static_cast<std::size_t>(t - 1)] += v * v;
+      std::vector<double> da(hidden), prev(hidden, 0.0);
+      for (int i = 0; i < hidden; ++i) da[i] = dh[i] * (1 - h[t][i] * h[t][i]);
+      for (int j = 0; j < hidden; ++j) {
+        for (int i = 0; i < hidden; ++i) prev[j] += p("layers.0.weight_hh", i * hidden + j) * da[i];
+      }
+      dh = prev;
+    }
+  }
+  for (int t = 0; t < steps; ++t) {
+    const double expected = std::sqrt(sq[static_cast<std::size_t>(t)]);
+    EXPECT_NEAR(norms[0][static_cast<std::size_t>(t)], expected, 1e-12 * expected) << "t = " << t + 1;
+  }
 }
 
 // ---- whole runs ----------------------------------------------------------------------------

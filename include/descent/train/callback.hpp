@@ -18,8 +18,8 @@
 // run (as in ensmallen): the callbacks after it are not called for that event; a stop from
 // on_step ends the epoch in progress there (it is evaluated, the best parameters kept), then
 // the loop ends as after the last epoch: on_stop, the final checkpoint, the final evaluation
-// on the best parameters. The trainer's own callbacks come first (metrics, progress, early
-// stopping, the [diagnostics] monitors of train/monitors.hpp when configured), then the
+// on the best parameters. The trainer's own callbacks come first (metrics, progress, the
+// [diagnostics] monitors of train/monitors.hpp when configured, early stopping), then the
 // caller's, then checkpoints (so a checkpoint holds what every callback wrote before it).
 //
 // This header exposes nlohmann::json (a callback's checkpointed state): code that includes it
