@@ -1,6 +1,7 @@
 #include "descent/diag/lapack.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <string>
 
@@ -13,6 +14,12 @@ void dstev_(const char* jobz, const int* n, double* d, double* e, double* z, con
             std::size_t jobz_len);
 void dsyev_(const char* jobz, const char* uplo, const int* n, double* a, const int* lda, double* w, double* work,
             const int* lwork, int* info, std::size_t jobz_len, std::size_t uplo_len);
+void dgeev_(const char* jobvl, const char* jobvr, const int* n, double* a, const int* lda, double* wr, double* wi,
+            double* vl, const int* ldvl, double* vr, const int* ldvr, double* work, const int* lwork, int* info,
+            std::size_t jobvl_len, std::size_t jobvr_len);
+void dgesvd_(const char* jobu, const char* jobvt, const int* m, const int* n, double* a, const int* lda, double* s,
+             double* u, const int* ldu, double* vt, const int* ldvt, double* work, const int* lwork, int* info,
+             std::size_t jobu_len, std::size_t jobvt_len);
 }
 
 namespace descent::diag {
@@ -68,6 +75,64 @@ Eigen symmetric_eigen(const std::vector<double>& a, std::int64_t n64, bool vecto
   if (info != 0) throw NumericError("LAPACK dsyev failed (info " + std::to_string(info) + ") on a matrix of size " + std::to_string(n));
   if (vectors) out.vectors = std::move(work_a);
   return out;
+}
+
+GeneralEigenvalues general_eigenvalues(const std::vector<double>& a, std::int64_t n64) {
+  const int n = checked_size(n64, "general_eigenvalues");
+  if (static_cast<std::int64_t>(a.size()) != n64 * n64) {
+    throw ShapeError("general_eigenvalues: expected " + std::to_string(n64 * n64) + " values, got " +
+                     std::to_string(a.size()));
+  }
+  GeneralEigenvalues out;
+  if (n == 0) return out;
+  // Row-major A read as column-major is A': the same eigenvalues.
+  std::vector<double> work_a = a;
+  out.real.assign(static_cast<std::size_t>(n), 0.0);
+  out.imag.assign(static_cast<std::size_t>(n), 0.0);
+  const char no = 'N';
+  const int one = 1;
+  double v_dummy = 0.0, query = 0.0;
+  int info = 0, lwork = -1;
+  dgeev_(&no, &no, &n, work_a.data(), &n, out.real.data(), out.imag.data(), &v_dummy, &one, &v_dummy, &one, &query,
+         &lwork, &info, 1, 1);
+  lwork = std::max(3 * n, static_cast<int>(query));
+  std::vector<double> work(static_cast<std::size_t>(lwork));
+  dgeev_(&no, &no, &n, work_a.data(), &n, out.real.data(), out.imag.data(), &v_dummy, &one, &v_dummy, &one,
+         work.data(), &lwork, &info, 1, 1);
+  if (info != 0) throw NumericError("LAPACK dgeev failed (info " + std::to_string(info) + ") on a matrix of size " + std::to_string(n));
+  return out;
+}
+
+double GeneralEigenvalues::spectral_radius() const {
+  double r = 0.0;
+  for (std::size_t i = 0; i < real.size(); ++i) r = std::max(r, std::hypot(real[i], imag[i]));
+  return r;
+}
+
+std::vector<double> singular_values(const std::vector<double>& a, std::int64_t rows, std::int64_t cols) {
+  const int m = checked_size(rows, "singular_values"), n = checked_size(cols, "singular_values");
+  if (static_cast<std::int64_t>(a.size()) != rows * cols) {
+    throw ShapeError("singular_values: expected " + std::to_string(rows * cols) + " values, got " +
+                     std::to_string(a.size()));
+  }
+  if (m == 0 || n == 0) return {};
+  // Row-major A [m, n] read as column-major is A' [n, m]: the same singular values.
+  std::vector<double> work_a = a;
+  std::vector<double> s(static_cast<std::size_t>(std::min(m, n)));
+  const char no = 'N';
+  const int one = 1;
+  double u_dummy = 0.0, query = 0.0;
+  int info = 0, lwork = -1;
+  dgesvd_(&no, &no, &n, &m, work_a.data(), &n, s.data(), &u_dummy, &one, &u_dummy, &one, &query, &lwork, &info, 1, 1);
+  lwork = std::max(5 * std::min(m, n) + std::max(m, n), static_cast<int>(query));
+  std::vector<double> work(static_cast<std::size_t>(lwork));
+  dgesvd_(&no, &no, &n, &m, work_a.data(), &n, s.data(), &u_dummy, &one, &u_dummy, &one, work.data(), &lwork, &info,
+          1, 1);
+  if (info != 0) {
+    throw NumericError("LAPACK dgesvd failed (info " + std::to_string(info) + ") on a " + std::to_string(m) + " x " +
+                       std::to_string(n) + " matrix");
+  }
+  return s;  // descending
 }
 
 }  // namespace descent::diag

@@ -230,4 +230,23 @@ std::size_t reset_forget_biases(Sequential& net) {
   return count;
 }
 
+std::vector<Recurrent*> recurrent_layers(Sequential& net) {
+  std::vector<Recurrent*> out;
+  for (std::size_t i = 0; i < net.size(); ++i) {
+    if (auto* r = dynamic_cast<Recurrent*>(&net.at(i)); r != nullptr) out.push_back(r);
+  }
+  return out;
+}
+
+const char* gate_name(CellKind kind, int g) {
+  static const char* const kLstm[] = {"i", "f", "g", "o"};
+  static const char* const kGru[] = {"r", "z", "n"};
+  switch (kind) {
+    case CellKind::lstm: return g >= 0 && g < 4 ? kLstm[g] : "?";
+    case CellKind::gru: return g >= 0 && g < 3 ? kGru[g] : "?";
+    case CellKind::rnn: break;
+  }
+  return "";
+}
+
 }  // namespace descent::nn

@@ -591,6 +591,7 @@ std::span<const Field> fields() {
   using E = EarlyStoppingConfig;
   using Ck = CheckpointConfig;
   using Dv = DivergenceConfig;
+  using Dg = DiagnosticsConfig;
   static const Field kFields[] = {
       custom("name", "string", true, read_name, [](const TrainConfig& c) { return quote(c.name); }, "\"fashion-adam\"",
              "Name of the run folder `<out_dir>/<name>`. Must not be empty, contain `/`, or be `.` or `..`."),
@@ -758,6 +759,37 @@ std::span<const Field> fields() {
              "`rollback`: the factor, in (0, 1). It compounds over rollbacks and multiplies every rate of the schedule."),
       integer("divergence.max_events", &in<&T::divergence, &Dv::max_events>, 1, kInt64Max, "3",
               "`skip` and `rollback`: the run stops with the error after this many divergences, >= 1."),
+
+      integer("diagnostics.curvature_every", &in<&T::diagnostics, &Dg::curvature_every>, 0, kInt64Max, "10",
+              "The curvature monitor (section 8.2.1) every N updates, >= 0 (0: off): g'g, g'Hg (one exact "
+              "Hessian-vector product through the step's tape), eq. 8.10's predicted change and the ratio "
+              "lr g'Hg / (2 g'g), on the step's minibatch; a `curvature` record in metrics.jsonl."),
+      flag("diagnostics.curvature_update", &in<&T::diagnostics, &Dg::curvature_update>, "true",
+           "The curvature monitor also predicts the change of the update the optimizer actually made, "
+           "d'g + d'Hd / 2 (one more Hessian-vector product): differs from eq. 8.10 under momentum, Adam, clipping."),
+      flag("diagnostics.observed_change", &in<&T::diagnostics, &Dg::observed_change>, "false",
+           "The curvature monitor measures the minibatch's loss after the update (one more forward pass, in "
+           "evaluation mode) to set against the predicted change."),
+      integer("diagnostics.lambda_max_every", &in<&T::diagnostics, &Dg::lambda_max_every>, 0, kInt64Max, "100",
+              "lambda_max of the minibatch Hessian every N updates, >= 0 (0: off): `lanczos_steps` Lanczos steps "
+              "warm-started from the last Ritz vector; written into that step's `curvature` record."),
+      integer("diagnostics.lanczos_steps", &in<&T::diagnostics, &Dg::lanczos_steps>, 1, 100, "8",
+              "Lanczos steps (Hessian-vector products) per lambda_max, in [1, 100]."),
+      integer("diagnostics.layers_every", &in<&T::diagnostics, &Dg::layers_every>, 0, kInt64Max, "50",
+              "Per-parameter gradient and weight norms every N updates, >= 0 (0: off); a `layers` record."),
+      number("diagnostics.cliff_factor", &in<&T::diagnostics, &Dg::cliff_factor>, non_negative,
+             "a finite number >= 0 (0: off)", "5.0",
+             "Cliff detection (section 8.2.4): a step whose gradient norm exceeds this multiple of the running "
+             "median of the last `cliff_window` norms gets a `cliff` record; the final record counts them."),
+      integer("diagnostics.cliff_window", &in<&T::diagnostics, &Dg::cliff_window>, 3, 100000, "100",
+              "The number of recent gradient norms whose median a cliff is measured against, in [3, 100000]. "
+              "Detection starts once the window is full."),
+      integer("diagnostics.recurrent_every_epochs", &in<&T::diagnostics, &Dg::recurrent_every_epochs>, 0, kInt64Max,
+              "1",
+              "Recurrent models (section 8.2.5), every N epochs, >= 0 (0: off): eigenvalues and singular values of "
+              "each recurrent matrix (per gate), the norms of dL/dh_t and their growth rate per time step; a `recurrent` record."),
+      integer("diagnostics.recurrent_examples", &in<&T::diagnostics, &Dg::recurrent_examples>, 1, kInt64Max, "500",
+              "The recurrent monitor's norms of dL/dh_t are measured on the first N training examples, >= 1."),
   };
   return kFields;
 }

@@ -34,6 +34,7 @@
 #include "descent/train/callbacks.hpp"
 #include "descent/train/checkpoint.hpp"
 #include "descent/train/model_card.hpp"
+#include "descent/train/monitors.hpp"
 #include "descent/train/run_folder.hpp"
 #include "descent/train/step.hpp"
 #include "descent/tensor/kernels.hpp"
@@ -232,7 +233,14 @@ class Session final : public Run {
     progress_ = Progress(log, config_.progress, planned_epochs_, steps_per_epoch_);
     // Early stopping may end the run before its last epoch: the ETA is then an upper bound.
     progress_.set_eta_is_upper_bound(config_.early_stopping.enabled && config_.early_stopping.patience < planned_epochs_);
-    callbacks_ = {&metrics_records_, &progress_display_, &early_stop_};
+    callbacks_ = {&metrics_records_, &progress_display_};
+    // [diagnostics] (train/monitors.hpp): before early stopping, so the epoch that stops the
+    // run still gets its records.
+    if (Monitors::any(config_.diagnostics)) {
+      monitors_ = std::make_unique<Monitors>(config_.diagnostics, *model_.net, *model_.arena);
+      callbacks_.push_back(monitors_.get());
+    }
+    callbacks_.push_back(&early_stop_);
     callbacks_.insert(callbacks_.end(), extra.begin(), extra.end());
     callbacks_.push_back(&periodic_checkpoint_);
     ParameterArena& arena = *model_.arena;
@@ -749,6 +757,7 @@ class Session final : public Run {
                      {"epoch", r.epochs_run},
                      {"wall_s", r.wall_seconds}};
     if (!message.empty()) final_record["message"] = message;
+    for (const Callback* c : callbacks_) c->final_fields(final_record);
     metrics_->write(final_record);
     metrics_->flush();
     return r;
@@ -790,11 +799,13 @@ class Session final : public Run {
   std::int64_t eval_batch_ = 1000;  // the model's evaluation chunk (Module::eval_chunk)
   const DivergencePolicy divergence_ = parse_divergence_policy(config_.divergence.policy);
   const bool monitor_loss_ = config_.early_stopping.monitor == "val_loss";
-  // The callbacks in order: metrics, progress, early stopping, the caller's, checkpoints.
+  // The callbacks in order: metrics, progress, the monitors ([diagnostics]), early stopping,
+  // the caller's, checkpoints.
   MetricsRecords metrics_records_;
   ProgressDisplay progress_display_;
   EarlyStop early_stop_{*this};
   PeriodicCheckpoint periodic_checkpoint_{*this};
+  std::unique_ptr<Monitors> monitors_;
   std::vector<Callback*> callbacks_;
   std::string stop_message_;  // what the callback that stopped the run in on_step said
   bool stopping_ = false;     // the epoch ending is the last one

@@ -115,6 +115,9 @@ class Recurrent : public Module {
   // ||dL/dh_t|| for t = 1..T after tape.backward on the tape of the last forward
   // (record_states); empty without. Cost: one pass over the states' gradients.
   std::vector<double> state_gradient_norms(Tape& tape) const;
+  // Turns record_states on or off for the forwards to come (the training monitors,
+  // train/monitors.hpp, switch it on for their own forward only).
+  void set_record_states(bool on) { options_.record_states = on; }
 
  private:
   CellKind kind_;
@@ -147,5 +150,11 @@ class GRU : public Recurrent {
 // Calls reset_forget_bias() on every recurrent module of `net` (after nn::initialize);
 // returns how many LSTMs it set.
 std::size_t reset_forget_biases(Sequential& net);
+
+// The recurrent modules of `net`, in order (the monitors of section 8.2.5).
+std::vector<Recurrent*> recurrent_layers(Sequential& net);
+// The name of gate `g` of a cell: "" for RNN; "i", "f", "g", "o" for LSTM; "r", "z", "n" for GRU
+// (the order of the blocks of W_hh).
+const char* gate_name(CellKind kind, int g);
 
 }  // namespace descent::nn

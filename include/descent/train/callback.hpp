@@ -18,9 +18,9 @@
 // run (as in ensmallen): the callbacks after it are not called for that event; a stop from
 // on_step ends the epoch in progress there (it is evaluated, the best parameters kept), then
 // the loop ends as after the last epoch: on_stop, the final checkpoint, the final evaluation
-// on the best parameters. The trainer's own callbacks come first (metrics, progress, early
-// stopping), then the caller's, then checkpoints (so a checkpoint holds what every callback
-// wrote before it).
+// on the best parameters. The trainer's own callbacks come first (metrics, progress, the
+// [diagnostics] monitors of train/monitors.hpp when configured, early stopping), then the
+// caller's, then checkpoints (so a checkpoint holds what every callback wrote before it).
 //
 // This header exposes nlohmann::json (a callback's checkpointed state): code that includes it
 // (and train/trainer.hpp) needs nlohmann-json on its include path.
@@ -143,6 +143,9 @@ class Callback {
     return false;
   }
   virtual void on_stop(const StopContext& ctx) { (void)ctx; }
+  // Adds the callback's totals (counts, costs) to metrics.jsonl's "final" record, written
+  // after the final evaluation (also by a resume that only redoes it).
+  virtual void final_fields(nlohmann::json& record) const { (void)record; }
 
   // A callback with state that decides what it does later (a running median, a counter)
   // gives it a key; checkpoints then save save_state() under it and resume hands it back to

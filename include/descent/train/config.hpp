@@ -113,6 +113,21 @@ struct DivergenceConfig {
   std::int64_t max_events = 10;   // skip / rollback: stop after this many divergences; >= 1
   bool operator==(const DivergenceConfig&) const = default;
 };
+// Monitors during training (docs/diagnostics.md, "Monitors during training"): what each
+// writes into metrics.jsonl (docs/metrics.md). 0 turns a monitor off; all are off by default.
+struct DiagnosticsConfig {
+  std::int64_t curvature_every = 0;   // >= 0: g'g, g'Hg, eq. 8.10 every N updates (8.2.1)
+  bool curvature_update = false;      // also d'g + d'Hd/2 of the actual update d (one more Hv)
+  bool observed_change = true;        // the minibatch's loss after the update (one more forward)
+  std::int64_t lambda_max_every = 0;  // >= 0: a few Lanczos steps on the minibatch Hessian
+  std::int64_t lanczos_steps = 5;     // in [1, 100]
+  std::int64_t layers_every = 0;      // >= 0: per-parameter gradient and weight norms
+  double cliff_factor = 0.0;          // >= 0 (0: off): a cliff is ||g|| > factor x running median
+  std::int64_t cliff_window = 50;     // in [3, 100000]: the running median's window
+  std::int64_t recurrent_every_epochs = 0;  // >= 0: recurrent matrices and ||dL/dh_t|| (8.2.5)
+  std::int64_t recurrent_examples = 1000;   // >= 1: the first N training examples for ||dL/dh_t||
+  bool operator==(const DiagnosticsConfig&) const = default;
+};
 struct TrainConfig {
   std::string name = "run";   // the run folder's name: not empty, no '/', not "." or ".."
   // The TOML value is an integer in [0, 2^63-1]. A larger seed is written as a string of
@@ -135,6 +150,7 @@ struct TrainConfig {
   EarlyStoppingConfig early_stopping;
   CheckpointConfig checkpoint;
   DivergenceConfig divergence;
+  DiagnosticsConfig diagnostics;
   std::string source;  // the file name the config came from (not a TOML key)
 
   bool operator==(const TrainConfig&) const = default;
