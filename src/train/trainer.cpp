@@ -36,6 +36,7 @@
 #include "descent/train/model_card.hpp"
 #include "descent/train/run_folder.hpp"
 #include "descent/train/step.hpp"
+#include "descent/train/trajectory.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
 #include "descent/version.hpp"
@@ -232,7 +233,9 @@ class Session final : public Run {
     progress_ = Progress(log, config_.progress, planned_epochs_, steps_per_epoch_);
     // Early stopping may end the run before its last epoch: the ETA is then an upper bound.
     progress_.set_eta_is_upper_bound(config_.early_stopping.enabled && config_.early_stopping.patience < planned_epochs_);
-    callbacks_ = {&metrics_records_, &progress_display_, &early_stop_};
+    trajectory_.emplace(*model_.arena, result_.run_dir, config_.snapshots.every_steps,
+                        model_metadata(config_, data_, model_, 0));
+    callbacks_ = {&metrics_records_, &progress_display_, &early_stop_, &*trajectory_};
     callbacks_.insert(callbacks_.end(), extra.begin(), extra.end());
     callbacks_.push_back(&periodic_checkpoint_);
     ParameterArena& arena = *model_.arena;
@@ -264,6 +267,7 @@ class Session final : public Run {
                      std::to_string(planned_epochs_) + " epoch (epochs = " + std::to_string(config_.epochs) +
                      " cannot be reached); the schedule is planned for " + std::to_string(planned_steps_) + " steps");
     }
+    trajectory_->begin(from == nullptr, state_.k);  // init.safetensors at step 0
     if (from == nullptr) {
       initial_evaluation();
       save_checkpoint();  // step 0: a resume or a rollback always has a start
@@ -795,6 +799,7 @@ class Session final : public Run {
   ProgressDisplay progress_display_;
   EarlyStop early_stop_{*this};
   PeriodicCheckpoint periodic_checkpoint_{*this};
+  std::optional<Trajectory> trajectory_;  // init.safetensors, snapshots, path length
   std::vector<Callback*> callbacks_;
   std::string stop_message_;  // what the callback that stopped the run in on_step said
   bool stopping_ = false;     // the epoch ending is the last one
