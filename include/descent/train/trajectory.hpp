@@ -19,8 +19,10 @@
 // The length and its counters are saved in checkpoints (state_key "trajectory"), so a resumed
 // run measures the same length as one never interrupted; a rollback returns to the
 // checkpoint's length. A skipped batch does not move the parameters and adds nothing.
-// Under Polyak averaging the trajectory is that of the training iterate, not of the
-// averaged weights that model.safetensors holds.
+// The steps are measured from iterate to iterate (after each update), so Nesterov's interim
+// point (optim/optimizer.hpp, prepare) is not part of the path. Under Polyak averaging the
+// trajectory is that of the training iterate, not of the averaged weights that
+// model.safetensors holds.
 #include <cstdint>
 #include <filesystem>
 #include <map>
