@@ -94,6 +94,11 @@ struct DiagnoseArgs {
   int draws = 16;  // noise: minibatches per batch size
   int trials = 10; // symmetry: random permutations and rescalings
   std::uint64_t seed = 1;
+  std::string weights = "model";  // model | init | PATH: the weights every diagnostic uses
+  int points = 41;                // interpolation: alpha values over [-0.25, 1.25]
+  int grid = 25;                  // plane: grid x grid points
+  std::string plane = "line";     // plane: line | random | hessian
+  double range = 0.0;             // plane random/hessian: half-width of the axes (0: the default)
 };
 void add_diagnose(CLI::App& app, DiagnoseArgs& args);
 int run_diagnose(const DiagnoseArgs& args);

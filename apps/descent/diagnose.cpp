@@ -1,10 +1,13 @@
-// descent diagnose RUN_DIR [--what spectrum,trace,density,noise,symmetry,critical] [--examples N]
-//                  [--split train|validation] [--top K] [--steps M] [--probes P] [--draws D] [--trials T] [--seed S]
+// descent diagnose RUN_DIR [--what spectrum,trace,density,noise,symmetry,critical,interpolation,plane]
+//                  [--examples N] [--split train|validation] [--weights model|init|PATH] [--top K] [--steps M]
+//                  [--probes P] [--draws D] [--trials T] [--seed S] [--points P] [--grid N]
+//                  [--plane line|random|hessian] [--range R]
 // The Hessian of the mean loss of a run's saved model (model.safetensors, built from the run's
 // config.toml) over the first N examples of a split, in file order, after the config's
 // preprocessing: its extreme eigenvalues (Lanczos), trace (Hutchinson) and spectral density
 // (stochastic Lanczos quadrature); gradient noise against the batch size, weight-space
-// symmetries, and whether the point is critical. Writes RUN_DIR/diagnostics/<what>.json and prints a
+// symmetries, and whether the point is critical; the loss along the line from the run's initial
+// weights and on a plane (8.2.7). Writes RUN_DIR/diagnostics/<what>.json and prints a
 // summary. docs/diagnostics.md says what each figure means.
 #include <chrono>
 #include <cmath>
@@ -16,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "diagnose_landscape.hpp"
 #include "descent/diag/critical.hpp"
 #include "descent/diag/density.hpp"
 #include "descent/diag/hessian.hpp"
@@ -34,7 +38,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-const std::vector<std::string> known_diagnostics = {"spectrum", "trace", "density", "noise", "symmetry", "critical"};
+const std::vector<std::string> known_diagnostics = {"spectrum", "trace", "density", "noise", "symmetry", "critical", "interpolation", "plane"};
 
 std::string known_list() {
   std::string s;
@@ -73,9 +77,9 @@ std::string number(double x, int precision = 6) {
 
 void add_diagnose(CLI::App& app, DiagnoseArgs& args) {
   CLI::App* cmd = app.add_subcommand(
-      "diagnose", "Hessian diagnostics of a run's model: extreme eigenvalues, trace, spectral density (docs/diagnostics.md)");
+      "diagnose", "Diagnostics of a run's model: Hessian extreme eigenvalues, trace, spectral density; the loss from the initial weights and on a plane (docs/diagnostics.md)");
   cmd->add_option("run_dir", args.run_dir, "A run folder (holding config.toml and model.safetensors)")->required();
-  cmd->add_option("--what", args.what, "Comma-separated: spectrum, trace, density, noise, symmetry, critical")->capture_default_str();
+  cmd->add_option("--what", args.what, "Comma-separated: spectrum, trace, density, noise, symmetry, critical, interpolation, plane")->capture_default_str();
   cmd->add_option("--examples", args.examples, "The first N examples of the split, in file order")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--split", args.split, "Which examples")->check(CLI::IsMember({"train", "validation"}))->capture_default_str();
   cmd->add_option("--top", args.top, "Largest and smallest eigenvalues to report")->check(CLI::PositiveNumber)->capture_default_str();
@@ -84,6 +88,14 @@ void add_diagnose(CLI::App& app, DiagnoseArgs& args) {
   cmd->add_option("--draws", args.draws, "Minibatches drawn per batch size (noise)")->check(CLI::Range(2, 100000))->capture_default_str();
   cmd->add_option("--trials", args.trials, "Random permutations and rescalings (symmetry)")->check(CLI::Range(1, 100000))->capture_default_str();
   cmd->add_option("--seed", args.seed, "Seed of the random start vector and probes")->capture_default_str();
+  cmd->add_option("--weights", args.weights, "The weights: model (model.safetensors), init (init.safetensors) or a PATH to a weights file")
+      ->capture_default_str();
+  cmd->add_option("--points", args.points, "interpolation: alpha values over [-0.25, 1.25] (0 and 1 added)")->check(CLI::Range(2, 100000))->capture_default_str();
+  cmd->add_option("--grid", args.grid, "plane: N x N points")->check(CLI::Range(2, 1000))->capture_default_str();
+  cmd->add_option("--plane", args.plane, "plane: line (theta_0, theta* and the trajectory), random (filter-normalized), hessian (top eigenvectors)")
+      ->check(CLI::IsMember({"line", "random", "hessian"}))->capture_default_str();
+  cmd->add_option("--range", args.range, "plane random/hessian: half-width of the axes (default: random 1, hessian 2/sqrt(lambda_max))")
+      ->check(CLI::PositiveNumber);
 }
 
 int run_diagnose(const DiagnoseArgs& args) {
@@ -94,7 +106,7 @@ int run_diagnose(const DiagnoseArgs& args) {
   }
   const train::TrainConfig config = train::load_train_config(run_dir / "config.toml");
   if (config.threads > 0) set_num_threads(config.threads);
-  const fs::path weights = run_dir / "model.safetensors";
+  const fs::path weights = weights_file(run_dir, args.weights);
   const io::Safetensors file = io::read_model_file(weights);
   train::Data data = train::load_data(config);
   train::Model model = train::build_model(config.model, data.dim, data.num_classes, config.seed);
@@ -114,15 +126,18 @@ int run_diagnose(const DiagnoseArgs& args) {
   gnorm = std::sqrt(gnorm);
   std::cout << args.run_dir << ": " << n << " " << args.split << " examples (of " << split.size() << "), " << hessian.dim()
             << " parameters, loss " << number(hessian.loss()) << ", gradient norm " << number(gnorm) << "\n";
-  const json common = {{"run", args.run_dir},         {"weights", "model.safetensors"},
+  const std::string weights_name = args.weights == "model" ? "model.safetensors" : args.weights == "init" ? "init.safetensors" : args.weights;
+  const json common = {{"run", args.run_dir},         {"weights", weights_name},
                        {"split", args.split},         {"examples", n},
                        {"parameters", hessian.dim()}, {"loss", hessian.loss()},
                        {"gradient_norm", gnorm},      {"seed", args.seed},
                        {"threads", num_threads()}};
   const fs::path out_dir = run_dir / "diagnostics";
   fs::create_directories(out_dir);
-  auto write = [&](const std::string& name, json j) {
+  // `own`: common fields the file holds with another meaning (plane.json's `loss` is the grid).
+  auto write = [&](const std::string& name, json j, const std::vector<std::string>& own = {}) {
     for (const auto& [k, v] : common.items()) {
+      if (std::find(own.begin(), own.end(), k) != own.end()) continue;
       if (j.contains(k)) throw Error("diagnose: internal error: field '" + k + "' written twice in " + name + ".json");
       j[k] = v;
     }
@@ -166,6 +181,15 @@ int run_diagnose(const DiagnoseArgs& args) {
                                                {"seconds", secs}});
       std::cout << "trace: " << number(e.trace) << " +- " << number(e.standard_error, 3) << " (standard error, " << e.probes
                 << " probes), " << number(secs, 3) << " s -> " << path << "\n";
+    } else if (item == "interpolation" || item == "plane") {
+      const LandscapeContext lc{args, run_dir, data, model, weights, hessian};
+      std::ostringstream summary;
+      json j = item == "interpolation" ? diagnose_interpolation(lc, summary) : diagnose_plane(lc, summary);
+      const double secs = seconds_since(t0) + setup_seconds;
+      j["seconds"] = secs;
+      if (item == "plane") j["loss_at_weights"] = hessian.loss();  // the common `loss`; plane.json's is the grid
+      const std::string path = write(item, std::move(j), item == "plane" ? std::vector<std::string>{"loss"} : std::vector<std::string>{});
+      std::cout << summary.str() << "; " << number(secs, 3) << " s -> " << path << "\n";
     } else if (item == "density") {
       const diag::Density d =
           diag::spectral_density(hessian, {.probes = args.probes > 0 ? args.probes : 10, .steps = args.steps, .seed = args.seed});

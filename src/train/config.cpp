@@ -590,6 +590,7 @@ std::span<const Field> fields() {
   using Sa = SamplerConfig;
   using E = EarlyStoppingConfig;
   using Ck = CheckpointConfig;
+  using Sn = SnapshotsConfig;
   using Dv = DivergenceConfig;
   using Dg = DiagnosticsConfig;
   static const Field kFields[] = {
@@ -750,6 +751,10 @@ std::span<const Field> fields() {
               "Write one after every N updates, >= 0 (0: not by step)."),
       integer("checkpoint.keep", &in<&T::checkpoint, &Ck::keep>, 1, 1000000, "5",
               "Keep the newest K, in [1, 1000000]; older ones are removed."),
+
+      integer("snapshots.every_steps", &in<&T::snapshots, &Sn::every_steps>, 0, kInt64Max, "100",
+              "Save the weights after every N updates as `snapshots/step-<k>.safetensors`, >= 0 (0: none; "
+              "`init.safetensors` is written in every run)."),
 
       choice("divergence.policy", &in<&T::divergence, &Dv::policy>, names<kDivergence>, "\"rollback\"",
              "`stop`: end the run with an error naming the step and the first parameter tensor whose gradient is not "

@@ -37,6 +37,7 @@
 #include "descent/train/monitors.hpp"
 #include "descent/train/run_folder.hpp"
 #include "descent/train/step.hpp"
+#include "descent/train/trajectory.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
 #include "descent/version.hpp"
@@ -233,6 +234,8 @@ class Session final : public Run {
     progress_ = Progress(log, config_.progress, planned_epochs_, steps_per_epoch_);
     // Early stopping may end the run before its last epoch: the ETA is then an upper bound.
     progress_.set_eta_is_upper_bound(config_.early_stopping.enabled && config_.early_stopping.patience < planned_epochs_);
+    trajectory_.emplace(*model_.arena, result_.run_dir, config_.snapshots.every_steps,
+                        model_metadata(config_, data_, model_, 0));
     callbacks_ = {&metrics_records_, &progress_display_};
     // [diagnostics] (train/monitors.hpp): before early stopping, so the epoch that stops the
     // run still gets its records.
@@ -241,6 +244,7 @@ class Session final : public Run {
       callbacks_.push_back(monitors_.get());
     }
     callbacks_.push_back(&early_stop_);
+    callbacks_.push_back(&*trajectory_);
     callbacks_.insert(callbacks_.end(), extra.begin(), extra.end());
     callbacks_.push_back(&periodic_checkpoint_);
     ParameterArena& arena = *model_.arena;
@@ -272,6 +276,7 @@ class Session final : public Run {
                      std::to_string(planned_epochs_) + " epoch (epochs = " + std::to_string(config_.epochs) +
                      " cannot be reached); the schedule is planned for " + std::to_string(planned_steps_) + " steps");
     }
+    trajectory_->begin(from == nullptr, state_.k);  // init.safetensors at step 0
     if (from == nullptr) {
       initial_evaluation();
       save_checkpoint();  // step 0: a resume or a rollback always has a start
@@ -806,6 +811,7 @@ class Session final : public Run {
   EarlyStop early_stop_{*this};
   PeriodicCheckpoint periodic_checkpoint_{*this};
   std::unique_ptr<Monitors> monitors_;
+  std::optional<Trajectory> trajectory_;  // init.safetensors, snapshots, path length
   std::vector<Callback*> callbacks_;
   std::string stop_message_;  // what the callback that stopped the run in on_step said
   bool stopping_ = false;     // the epoch ending is the last one

@@ -173,7 +173,7 @@ TEST_F(Diagnose, BadArgumentsGiveOneLine) {
   const fs::path run_dir = trained_run();
   const Result what = run("diagnose " + run_dir.string() + " --what spectrum,hessian");
   EXPECT_EQ(what.code, 1);
-  EXPECT_EQ(what.err, "descent: error: --what: unknown diagnostic 'hessian'; the diagnostics are spectrum, trace, density, noise, symmetry and critical\n");
+  EXPECT_EQ(what.err, "descent: error: --what: unknown diagnostic 'hessian'; the diagnostics are spectrum, trace, density, noise, symmetry, critical, interpolation and plane\n");
   const Result missing = run("diagnose " + (dir_ / "nowhere").string());
   EXPECT_EQ(missing.code, 1);
   EXPECT_EQ(missing.err, "descent: error: " + (dir_ / "nowhere").string() +

@@ -3,8 +3,8 @@
 //
 // A config is a TOML file (https://toml.io, v1.0). The top-level keys are name, seed, threads,
 // epochs, eval_every_steps, log_every_steps, out_dir and progress. The tables [data], [model], [init],
-// [optimizer], [schedule], [clip], [averaging], [sampler], [early_stopping], [checkpoint] and
-// [divergence] hold the fields of the structs below (the optimizer's four in
+// [optimizer], [schedule], [clip], [averaging], [sampler], [early_stopping], [checkpoint],
+// [snapshots] and [divergence] hold the fields of the structs below (the optimizer's four in
 // descent/optim/config.hpp), under the same names. Every key is optional: a missing key keeps
 // the default written here. The schema (src/train/config.cpp, schema::fields()) describes each
 // key once: reading, range checks, to_toml and docs/config.md's key tables all come from it.
@@ -103,6 +103,14 @@ struct CheckpointConfig {
   std::int64_t keep = 3;          // >= 1; the newest K are kept, older ones removed
   bool operator==(const CheckpointConfig&) const = default;
 };
+// Snapshots of the weights along the trajectory (train/trajectory.hpp): the run keeps its
+// initial weights (init.safetensors) always, and with every_steps = N > 0 the weights after
+// every N updates in <run folder>/snapshots/step-<k>.safetensors (descent diagnose --what
+// plane draws the trajectory from them, docs/diagnostics.md).
+struct SnapshotsConfig {
+  std::int64_t every_steps = 0;  // >= 0; 0: no snapshots (init.safetensors is written anyway)
+  bool operator==(const SnapshotsConfig&) const = default;
+};
 // What to do when the loss or a gradient is NaN or infinite (caught before the update).
 struct DivergenceConfig {
   // stop: end the run with an error naming the step and the first non-finite gradient;
@@ -149,6 +157,7 @@ struct TrainConfig {
   SamplerConfig sampler;
   EarlyStoppingConfig early_stopping;
   CheckpointConfig checkpoint;
+  SnapshotsConfig snapshots;
   DivergenceConfig divergence;
   DiagnosticsConfig diagnostics;
   std::string source;  // the file name the config came from (not a TOML key)

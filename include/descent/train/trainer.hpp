@@ -21,6 +21,10 @@
 //                      and 0-1 error; epoch 0 is the initial parameters), one "final" record
 //                      (or a "stopped" record: diverged, interrupted)
 //   model.safetensors  the best parameters (by the monitored validation metric)
+//   init.safetensors   the initial parameters, written at step 0 (train/trajectory.hpp)
+//   snapshots/         step-<k>.safetensors every snapshots.every_steps updates (when > 0)
+//   trajectory.json    the trajectory's length sum ||theta_{k+1} - theta_k|| and its
+//                      straight distance from theta_0
 //   checkpoints/       step-<k>.ckpt: the whole training state (train/checkpoint.hpp), written
 //                      at the start, every checkpoint.every_epochs epochs / every_steps updates,
 //                      on SIGINT/SIGTERM (request_stop) and when the loop ends; the newest
