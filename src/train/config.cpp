@@ -591,6 +591,7 @@ std::span<const Field> fields() {
   using E = EarlyStoppingConfig;
   using Ck = CheckpointConfig;
   using Dv = DivergenceConfig;
+  using Tb = TensorBoardConfig;
   static const Field kFields[] = {
       custom("name", "string", true, read_name, [](const TrainConfig& c) { return quote(c.name); }, "\"fashion-adam\"",
              "Name of the run folder `<out_dir>/<name>`. Must not be empty, contain `/`, or be `.` or `..`."),
@@ -758,6 +759,14 @@ std::span<const Field> fields() {
              "`rollback`: the factor, in (0, 1). It compounds over rollbacks and multiplies every rate of the schedule."),
       integer("divergence.max_events", &in<&T::divergence, &Dv::max_events>, 1, kInt64Max, "3",
               "`skip` and `rollback`: the run stops with the error after this many divergences, >= 1."),
+
+      flag("tensorboard.enabled", &in<&T::tensorboard, &Tb::enabled>, "false",
+           "Write TensorBoard event files into the run folder's `tb/`: every scalar of metrics.jsonl "
+           "(docs/tensorboard.md)."),
+      integer("tensorboard.histogram_every_steps", &in<&T::tensorboard, &Tb::histogram_every_steps>, 0, kInt64Max,
+              "100",
+              "Histograms of each parameter tensor and of its gradient every N updates (at steps 0, N, 2N, ...), "
+              ">= 0 (0: none)."),
   };
   return kFields;
 }

@@ -18,8 +18,9 @@ namespace fs = std::filesystem;
 
 constexpr const char* kFormat = "descent-run/1";
 constexpr const char* kRunFile = "run.json";
-// The entries a run writes into its folder ("checkpoints" is a folder).
-constexpr const char* kRunEntries[] = {"run.json", "config.toml", "metrics.jsonl", "model.safetensors", "checkpoints"};
+// The entries a run writes into its folder ("checkpoints" and "tb" are folders).
+constexpr const char* kRunEntries[] = {"run.json",          "config.toml", "metrics.jsonl",
+                                       "model.safetensors", "checkpoints", "tb"};
 
 bool present(const fs::path& p) {
   std::error_code ec;
@@ -31,7 +32,7 @@ std::string present_entries(const fs::path& dir) {
   std::string out;
   for (const char* name : kRunEntries) {
     if (!present(dir / name)) continue;
-    out += (out.empty() ? "" : ", ") + std::string(name) + (std::string(name) == "checkpoints" ? "/" : "");
+    out += (out.empty() ? "" : ", ") + std::string(name) + (std::string(name) == "checkpoints" || std::string(name) == "tb" ? "/" : "");
   }
   return out;
 }

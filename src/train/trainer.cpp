@@ -36,6 +36,7 @@
 #include "descent/train/model_card.hpp"
 #include "descent/train/run_folder.hpp"
 #include "descent/train/step.hpp"
+#include "descent/train/tensorboard.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
 #include "descent/version.hpp"
@@ -234,6 +235,10 @@ class Session final : public Run {
     progress_.set_eta_is_upper_bound(config_.early_stopping.enabled && config_.early_stopping.patience < planned_epochs_);
     callbacks_ = {&metrics_records_, &progress_display_, &early_stop_};
     callbacks_.insert(callbacks_.end(), extra.begin(), extra.end());
+    if (config_.tensorboard.enabled) {
+      tensorboard_ = std::make_unique<TensorBoardWriter>(config_.tensorboard, result_.run_dir);
+      callbacks_.push_back(tensorboard_.get());
+    }
     callbacks_.push_back(&periodic_checkpoint_);
     ParameterArena& arena = *model_.arena;
     best_ = arena.values().clone();
@@ -245,10 +250,13 @@ class Session final : public Run {
       const std::string config_text = to_toml(config_);
       io::write_file_atomic(result_.run_dir / "config.toml", config_text);
       optimizer_ = make_optimizer(config_, planned_steps_, 1.0);
+      if (tensorboard_) tensorboard_->start();
       metrics_ = std::make_unique<io::JsonLinesWriter>(metrics_path);
+      mirror_metrics();
       write_header(config_text);  // a resume finds it in the file (the checkpoints count its bytes)
     } else {
       restore(*from, metrics_path);
+      if (tensorboard_ && !tensorboard_->started()) tensorboard_->start();  // a checkpoint from before tb/
     }
     progress_.line(std::string(from != nullptr ? "descent: resuming " + result_.run_dir.string() + " at step " +
                                                      std::to_string(state_.k) + " (epoch " +
@@ -467,6 +475,7 @@ class Session final : public Run {
       metrics_.reset();
       cut_metrics(metrics_path, bytes, (ckpt_dir_ / checkpoint_file_name(c.step)).string());
       metrics_ = std::make_unique<io::JsonLinesWriter>(metrics_path, /*append=*/true);
+      mirror_metrics();
     } catch (const nlohmann::json::exception& e) {
       throw DataError(source + ": checkpoint state: " + e.what());
     } catch (const DataError& e) {
@@ -511,6 +520,10 @@ class Session final : public Run {
     if (data_.validation.size() > 0) va = evaluate(data_.validation);
     const EvalContext ctx{*this, 0, 0, false, tr, va ? &*va : nullptr};
     for (Callback* c : callbacks_) (void)c->on_evaluation(ctx);
+
+  // Every record of metrics.jsonl goes to the TensorBoard event file as well.
+  void mirror_metrics() {
+    if (tensorboard_) metrics_->set_listener([tb = tensorboard_.get()](const nlohmann::json& r) { tb->record(r); });
   }
 
   // ---- the loop ----------------------------------------------------------------------
@@ -795,6 +808,7 @@ class Session final : public Run {
   ProgressDisplay progress_display_;
   EarlyStop early_stop_{*this};
   PeriodicCheckpoint periodic_checkpoint_{*this};
+  std::unique_ptr<TensorBoardWriter> tensorboard_;  // tensorboard.enabled: before the checkpoints
   std::vector<Callback*> callbacks_;
   std::string stop_message_;  // what the callback that stopped the run in on_step said
   bool stopping_ = false;     // the epoch ending is the last one

@@ -3,8 +3,8 @@
 //
 // A config is a TOML file (https://toml.io, v1.0). The top-level keys are name, seed, threads,
 // epochs, eval_every_steps, log_every_steps, out_dir and progress. The tables [data], [model], [init],
-// [optimizer], [schedule], [clip], [averaging], [sampler], [early_stopping], [checkpoint] and
-// [divergence] hold the fields of the structs below (the optimizer's four in
+// [optimizer], [schedule], [clip], [averaging], [sampler], [early_stopping], [checkpoint],
+// [divergence] and [tensorboard] hold the fields of the structs below (the optimizer's four in
 // descent/optim/config.hpp), under the same names. Every key is optional: a missing key keeps
 // the default written here. The schema (src/train/config.cpp, schema::fields()) describes each
 // key once: reading, range checks, to_toml and docs/config.md's key tables all come from it.
@@ -113,6 +113,12 @@ struct DivergenceConfig {
   std::int64_t max_events = 10;   // skip / rollback: stop after this many divergences; >= 1
   bool operator==(const DivergenceConfig&) const = default;
 };
+// TensorBoard event files in <run folder>/tb/ (docs/tensorboard.md).
+struct TensorBoardConfig {
+  bool enabled = true;                      // write them: every scalar of metrics.jsonl
+  std::int64_t histogram_every_steps = 500;  // >= 0; histograms of each parameter and its gradient every N updates (0: none)
+  bool operator==(const TensorBoardConfig&) const = default;
+};
 struct TrainConfig {
   std::string name = "run";   // the run folder's name: not empty, no '/', not "." or ".."
   // The TOML value is an integer in [0, 2^63-1]. A larger seed is written as a string of
@@ -135,6 +141,7 @@ struct TrainConfig {
   EarlyStoppingConfig early_stopping;
   CheckpointConfig checkpoint;
   DivergenceConfig divergence;
+  TensorBoardConfig tensorboard;
   std::string source;  // the file name the config came from (not a TOML key)
 
   bool operator==(const TrainConfig&) const = default;
