@@ -251,8 +251,7 @@ class Session final : public Run {
       io::write_file_atomic(result_.run_dir / "config.toml", config_text);
       optimizer_ = make_optimizer(config_, planned_steps_, 1.0);
       if (tensorboard_) tensorboard_->start();
-      metrics_ = std::make_unique<io::JsonLinesWriter>(metrics_path);
-      mirror_metrics();
+      metrics_ = open_metrics(metrics_path, /*append=*/false);
       write_header(config_text);  // a resume finds it in the file (the checkpoints count its bytes)
     } else {
       restore(*from, metrics_path);
@@ -474,8 +473,7 @@ class Session final : public Run {
       const auto bytes = c.state.at("metrics_bytes").get<std::uintmax_t>();
       metrics_.reset();
       cut_metrics(metrics_path, bytes, (ckpt_dir_ / checkpoint_file_name(c.step)).string());
-      metrics_ = std::make_unique<io::JsonLinesWriter>(metrics_path, /*append=*/true);
-      mirror_metrics();
+      metrics_ = open_metrics(metrics_path, /*append=*/true);
     } catch (const nlohmann::json::exception& e) {
       throw DataError(source + ": checkpoint state: " + e.what());
     } catch (const DataError& e) {
@@ -520,10 +518,13 @@ class Session final : public Run {
     if (data_.validation.size() > 0) va = evaluate(data_.validation);
     const EvalContext ctx{*this, 0, 0, false, tr, va ? &*va : nullptr};
     for (Callback* c : callbacks_) (void)c->on_evaluation(ctx);
+  }
 
-  // Every record of metrics.jsonl goes to the TensorBoard event file as well.
-  void mirror_metrics() {
-    if (tensorboard_) metrics_->set_listener([tb = tensorboard_.get()](const nlohmann::json& r) { tb->record(r); });
+  // metrics.jsonl's writer; with tensorboard.enabled every record goes to the event file as well.
+  std::unique_ptr<io::JsonLinesWriter> open_metrics(const std::filesystem::path& path, bool append) {
+    auto writer = std::make_unique<io::JsonLinesWriter>(path, append);
+    if (tensorboard_) writer->set_listener([tb = tensorboard_.get()](const nlohmann::json& r) { tb->record(r); });
+    return writer;
   }
 
   // ---- the loop ----------------------------------------------------------------------

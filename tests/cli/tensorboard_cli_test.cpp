@@ -34,6 +34,7 @@ const std::string kReader = std::string(DESCENT_SOURCE_DIR) + "/tests/reference/
 class TensorBoardCli : public ::testing::Test {
  protected:
   void SetUp() override {
+    if (!fs::exists("/usr/bin/python3")) GTEST_SKIP() << "SKIP: /usr/bin/python3 is not installed (scripts/install-deps)";
     dir_ = fs::temp_directory_path() / ("descent_tb_cli_" + std::to_string(::getpid()) + "_" +
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
@@ -50,7 +51,9 @@ class TensorBoardCli : public ::testing::Test {
       }
     }
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override {
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
 
   // 1200 training examples in batches of 16: 75 updates per epoch.
   fs::path config(const std::string& name, int epochs, const std::string& extra) {

@@ -99,6 +99,7 @@ class GradientFigures final : public Callback {
 };
 
 TEST(TensorBoardRun, GradientHistogramsMatchTheArenaAndTheReaderAgrees) {
+  if (!fs::exists("/usr/bin/python3")) GTEST_SKIP() << "SKIP: /usr/bin/python3 is not installed (scripts/install-deps)";
   const fs::path dir = fs::temp_directory_path() / ("descent_tb_run_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
