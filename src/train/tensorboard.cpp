@@ -1,6 +1,7 @@
 #include "descent/train/tensorboard.hpp"
 
 #include <array>
+#include <cmath>
 #include <span>
 #include <string_view>
 #include <utility>
@@ -38,7 +39,8 @@ void add_scalars(const std::string& tag, const nlohmann::json& v, std::vector<io
   if (v.is_boolean()) {
     out.push_back({tag, v.get<bool>() ? 1.0F : 0.0F});
   } else if (v.is_number()) {
-    out.push_back({tag, static_cast<float>(v.get<double>())});
+    // NaN and infinities are null in metrics.jsonl (JsonLinesWriter): no scalar there, none here.
+    if (const double x = v.get<double>(); std::isfinite(x)) out.push_back({tag, static_cast<float>(x)});
   } else if (v.is_object()) {
     for (const auto& [key, item] : v.items()) add_scalars(tag + "/" + key, item, out);
   } else if (v.is_array()) {

@@ -30,7 +30,8 @@ namespace descent::train {
 // or boolean (1 or 0) is "<kind>/<field>", nested objects and arrays adding "/<key>" (an
 // array element that is an object with a string "name" is named by it, and by a non-empty
 // "gate" after it; others by their index from 0). The fields kind, step, epoch and wall_s
-// are not scalars (they are the event's step and wall time); nulls and strings are left out.
+// are not scalars (they are the event's step and wall time); nulls, strings, NaN and
+// infinities (null in metrics.jsonl) are left out.
 std::vector<io::ScalarValue> tensorboard_scalars(const nlohmann::json& record);
 
 // The event's step of a record: its "step", else its "steps" (the final record), else 0.
