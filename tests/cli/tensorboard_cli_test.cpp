@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <iterator>
 #include <fstream>
 #include <random>
 #include <string>
@@ -149,6 +150,12 @@ TEST_F(TensorBoardCli, TheReaderAgreesWithMetricsAndCheckpointsAndCatchesDamage)
   std::ofstream(run / "metrics.jsonl", std::ios::trunc) << metrics;
   EXPECT_EQ(reader({"check", run.string()}, out), 1) << out;
   EXPECT_NE(out.find("train/batch_loss"), std::string::npos) << out;
+
+  // --overwrite removes the old run's tb/ with its other files: one event file, the new run's.
+  ASSERT_EQ(wait_for(descent({"train", cfg.string(), "--out", (dir_ / "a").string(), "--overwrite"}, "a2")), 0)
+      << slurp(dir_ / "a2.err");
+  EXPECT_EQ(std::distance(fs::directory_iterator(run / "tb"), fs::directory_iterator()), 1);
+  EXPECT_EQ(reader({"check", run.string()}, out), 0) << out;
 }
 
 TEST_F(TensorBoardCli, AKilledAndResumedRunHasEachStepOnce) {
