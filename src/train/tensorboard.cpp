@@ -95,11 +95,6 @@ void TensorBoardWriter::start() {
   writer_.emplace(io::EventFileWriter::create(dir_ / io::event_file_name(now), now));
 }
 
-const std::filesystem::path& TensorBoardWriter::file() const {
-  static const std::filesystem::path none;
-  return writer_ ? writer_->path() : none;
-}
-
 void TensorBoardWriter::record(const nlohmann::json& record) {
   if (!writer_) return;
   const std::vector<io::ScalarValue> scalars = tensorboard_scalars(record);

@@ -57,8 +57,6 @@ class TensorBoardWriter final : public Callback {
   // are lost from TensorBoard, never training.
   void load_state(const nlohmann::json& state) override;
 
-  const std::filesystem::path& file() const;
-
  private:
   TensorBoardConfig config_;
   std::filesystem::path dir_;
