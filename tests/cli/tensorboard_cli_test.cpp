@@ -169,9 +169,11 @@ TEST_F(TensorBoardCli, AKilledAndResumedRunHasEachStepOnce) {
   const fs::path run = dir_ / "killed" / "run";
   int kills = 0, code = -1;
   for (int attempt = 1; attempt <= 30; ++attempt) {
+    // Killed before its first checkpoint (a loaded machine), a run has nothing to resume: anew.
     const std::vector<std::string> args =
-        !has_checkpoint(run) ? std::vector<std::string>{"train", cfg.string(), "--out", (dir_ / "killed").string()}
-                             : std::vector<std::string>{"resume", run.string()};
+        !has_checkpoint(run)
+            ? std::vector<std::string>{"train", cfg.string(), "--out", (dir_ / "killed").string(), "--overwrite"}
+            : std::vector<std::string>{"resume", run.string()};
     const pid_t pid = descent(args, "attempt");
     if (kills < 4) {
       std::this_thread::sleep_for(std::chrono::duration<double>(when(gen) * seconds));
