@@ -343,6 +343,9 @@ def check_run(run_dir, grads_path=None):
         raise Bad("%s: %d scalars, metrics.jsonl gives %d; in the file only: %s; in metrics.jsonl only: %s"
                   % (files[0], len(got), len(want), extra, lost))
     steps = sum(1 for s in want if s[1] == "train/batch_loss")
+    # The updates done: the final record's "steps" (step records may be every log_every_steps).
+    finals = [s for s in want if s[1] == "final/steps"]
+    updates = int(finals[-1][2]) if finals else steps
 
     # Histograms: at steps 0, N, 2N, ... of the updates done; parameters and gradients.
     with open(os.path.join(run_dir, "config.toml"), "rb") as fh:
@@ -351,7 +354,7 @@ def check_run(run_dir, grads_path=None):
     model, _ = read_safetensors(os.path.join(run_dir, "model.safetensors"))
     arena = [(name, t) for name, t in model.items() if not ("running_" in name)]
     params = [name for name, _ in sorted(arena, key=lambda nt: nt[1]["begin"])]
-    want_steps = list(range(0, steps, every)) if every > 0 else []
+    want_steps = list(range(0, updates, every)) if every > 0 else []
     want_keys = sorted((s, p + "/" + n) for s in want_steps for p in ("params", "grads") for n in params)
     if sorted(histograms) != want_keys:
         raise Bad("%s: histograms at %s, expected %s" % (files[0], sorted(histograms)[:6], want_keys[:6]))
