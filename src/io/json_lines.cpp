@@ -27,13 +27,14 @@ JsonLinesWriter::JsonLinesWriter(const std::filesystem::path& path, bool append)
 }
 
 JsonLinesWriter::JsonLinesWriter(JsonLinesWriter&& other) noexcept
-    : path_(std::move(other.path_)), fd_(std::exchange(other.fd_, -1)) {}
+    : path_(std::move(other.path_)), fd_(std::exchange(other.fd_, -1)), listener_(std::move(other.listener_)) {}
 
 JsonLinesWriter& JsonLinesWriter::operator=(JsonLinesWriter&& other) noexcept {
   if (this != &other) {
     if (fd_ >= 0) ::close(fd_);
     path_ = std::move(other.path_);
     fd_ = std::exchange(other.fd_, -1);
+    listener_ = std::move(other.listener_);
   }
   return *this;
 }
@@ -77,6 +78,7 @@ void JsonLinesWriter::write(const nlohmann::json& object) {
     if (written == 0) fail(ENOSPC);
     done += static_cast<std::size_t>(written);
   }
+  if (listener_) listener_(object);
 }
 
 void JsonLinesWriter::flush() {

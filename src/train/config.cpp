@@ -593,6 +593,7 @@ std::span<const Field> fields() {
   using Sn = SnapshotsConfig;
   using Dv = DivergenceConfig;
   using Dg = DiagnosticsConfig;
+  using Tb = TensorBoardConfig;
   static const Field kFields[] = {
       custom("name", "string", true, read_name, [](const TrainConfig& c) { return quote(c.name); }, "\"fashion-adam\"",
              "Name of the run folder `<out_dir>/<name>`. Must not be empty, contain `/`, or be `.` or `..`."),
@@ -795,6 +796,13 @@ std::span<const Field> fields() {
               "each recurrent matrix (per gate), the norms of dL/dh_t and their growth rate per time step; a `recurrent` record."),
       integer("diagnostics.recurrent_examples", &in<&T::diagnostics, &Dg::recurrent_examples>, 1, kInt64Max, "500",
               "The recurrent monitor's norms of dL/dh_t are measured on the first N training examples, >= 1."),
+      flag("tensorboard.enabled", &in<&T::tensorboard, &Tb::enabled>, "false",
+           "Write TensorBoard event files into the run folder's `tb/`: every scalar of metrics.jsonl "
+           "(docs/tensorboard.md)."),
+      integer("tensorboard.histogram_every_steps", &in<&T::tensorboard, &Tb::histogram_every_steps>, 0, kInt64Max,
+              "100",
+              "Histograms of each parameter tensor and of its gradient every N updates (at steps 0, N, 2N, ...), "
+              ">= 0 (0: none)."),
   };
   return kFields;
 }

@@ -18,9 +18,9 @@ namespace fs = std::filesystem;
 
 constexpr const char* kFormat = "descent-run/1";
 constexpr const char* kRunFile = "run.json";
-// The entries a run writes into its folder ("checkpoints" and "snapshots" are folders).
-constexpr const char* kRunEntries[] = {"run.json",          "config.toml",      "metrics.jsonl",   "model.safetensors",
-                                       "checkpoints",       "init.safetensors", "snapshots",       "trajectory.json"};
+// The entries a run writes into its folder ("checkpoints", "snapshots" and "tb" are folders).
+constexpr const char* kRunEntries[] = {"run.json",         "config.toml", "metrics.jsonl",  "model.safetensors", "checkpoints",
+                                       "init.safetensors", "snapshots",   "trajectory.json", "tb"};
 
 bool present(const fs::path& p) {
   std::error_code ec;
@@ -32,7 +32,8 @@ std::string present_entries(const fs::path& dir) {
   std::string out;
   for (const char* name : kRunEntries) {
     if (!present(dir / name)) continue;
-    out += (out.empty() ? "" : ", ") + std::string(name) + (std::string(name) == "checkpoints" || std::string(name) == "snapshots" ? "/" : "");
+    const std::string entry = name;
+    out += (out.empty() ? "" : ", ") + entry + (entry == "checkpoints" || entry == "snapshots" || entry == "tb" ? "/" : "");
   }
   return out;
 }

@@ -38,6 +38,7 @@
 #include "descent/train/run_folder.hpp"
 #include "descent/train/step.hpp"
 #include "descent/train/trajectory.hpp"
+#include "descent/train/tensorboard.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
 #include "descent/version.hpp"
@@ -246,6 +247,10 @@ class Session final : public Run {
     callbacks_.push_back(&early_stop_);
     callbacks_.push_back(&*trajectory_);
     callbacks_.insert(callbacks_.end(), extra.begin(), extra.end());
+    if (config_.tensorboard.enabled) {
+      tensorboard_ = std::make_unique<TensorBoardWriter>(config_.tensorboard, result_.run_dir);
+      callbacks_.push_back(tensorboard_.get());
+    }
     callbacks_.push_back(&periodic_checkpoint_);
     ParameterArena& arena = *model_.arena;
     best_ = arena.values().clone();
@@ -257,10 +262,12 @@ class Session final : public Run {
       const std::string config_text = to_toml(config_);
       io::write_file_atomic(result_.run_dir / "config.toml", config_text);
       optimizer_ = make_optimizer(config_, planned_steps_, 1.0);
-      metrics_ = std::make_unique<io::JsonLinesWriter>(metrics_path);
+      if (tensorboard_) tensorboard_->start();
+      metrics_ = open_metrics(metrics_path, /*append=*/false);
       write_header(config_text);  // a resume finds it in the file (the checkpoints count its bytes)
     } else {
       restore(*from, metrics_path);
+      if (tensorboard_ && !tensorboard_->started()) tensorboard_->start();  // a checkpoint from before tb/
     }
     progress_.line(std::string(from != nullptr ? "descent: resuming " + result_.run_dir.string() + " at step " +
                                                      std::to_string(state_.k) + " (epoch " +
@@ -479,7 +486,7 @@ class Session final : public Run {
       const auto bytes = c.state.at("metrics_bytes").get<std::uintmax_t>();
       metrics_.reset();
       cut_metrics(metrics_path, bytes, (ckpt_dir_ / checkpoint_file_name(c.step)).string());
-      metrics_ = std::make_unique<io::JsonLinesWriter>(metrics_path, /*append=*/true);
+      metrics_ = open_metrics(metrics_path, /*append=*/true);
     } catch (const nlohmann::json::exception& e) {
       throw DataError(source + ": checkpoint state: " + e.what());
     } catch (const DataError& e) {
@@ -524,6 +531,13 @@ class Session final : public Run {
     if (data_.validation.size() > 0) va = evaluate(data_.validation);
     const EvalContext ctx{*this, 0, 0, false, tr, va ? &*va : nullptr};
     for (Callback* c : callbacks_) (void)c->on_evaluation(ctx);
+  }
+
+  // metrics.jsonl's writer; with tensorboard.enabled every record goes to the event file as well.
+  std::unique_ptr<io::JsonLinesWriter> open_metrics(const std::filesystem::path& path, bool append) {
+    auto writer = std::make_unique<io::JsonLinesWriter>(path, append);
+    if (tensorboard_) writer->set_listener([tb = tensorboard_.get()](const nlohmann::json& r) { tb->record(r); });
+    return writer;
   }
 
   // ---- the loop ----------------------------------------------------------------------
@@ -812,6 +826,7 @@ class Session final : public Run {
   PeriodicCheckpoint periodic_checkpoint_{*this};
   std::unique_ptr<Monitors> monitors_;
   std::optional<Trajectory> trajectory_;  // init.safetensors, snapshots, path length
+  std::unique_ptr<TensorBoardWriter> tensorboard_;  // tensorboard.enabled: before the checkpoints
   std::vector<Callback*> callbacks_;
   std::string stop_message_;  // what the callback that stopped the run in on_step said
   bool stopping_ = false;     // the epoch ending is the last one

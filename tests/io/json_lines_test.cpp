@@ -8,6 +8,7 @@
 #include <fstream>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "descent/error.hpp"
 
@@ -198,6 +199,26 @@ TEST_F(JsonLinesTest, ReadMissingFileOrDirectoryThrowsIoError) {
     EXPECT_EQ(std::string(error.what()).rfind(path.string() + ": ", 0), 0u) << error.what();
   }
   EXPECT_THROW(static_cast<void>(read_json_lines(dir_)), IoError);
+}
+
+// The listener (the TensorBoard writer's hook) sees each object once the line is in the file,
+// and moves with the writer; an object that is refused does not reach it.
+TEST_F(JsonLinesTest, TheListenerSeesEachWrittenObject) {
+  const fs::path path = dir_ / "l.jsonl";
+  std::vector<std::string> seen;
+  JsonLinesWriter first(path);
+  first.set_listener([&](const nlohmann::json& j) {
+    seen.push_back(j.dump());
+    EXPECT_EQ(read_json_lines(path).back(), j);  // already written
+  });
+  first.write({{"a", 1}});
+  JsonLinesWriter moved = std::move(first);
+  moved.write({{"b", 2}});
+  EXPECT_THROW(moved.write(nlohmann::json::array()), DataError);
+  EXPECT_EQ(seen, (std::vector<std::string>{R"({"a":1})", R"({"b":2})"}));
+  moved.set_listener({});
+  moved.write({{"c", 3}});
+  EXPECT_EQ(seen.size(), 2U);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 // This header exposes nlohmann::json; code that includes it needs nlohmann-json on its
 // include path (the library itself uses it privately).
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -37,9 +38,17 @@ class JsonLinesWriter {
 
   const std::filesystem::path& path() const { return path_; }
 
+  // Called with each object after its line is written (the TensorBoard writer mirrors the
+  // records of metrics.jsonl this way); one listener at a time, an empty one removes it. An
+  // exception from the listener leaves write() (the line stays written).
+  using Listener = std::function<void(const nlohmann::json&)>;
+  void set_listener(Listener listener) { listener_ = std::move(listener); }
+  const Listener& listener() const { return listener_; }
+
  private:
   std::filesystem::path path_;
   int fd_ = -1;
+  Listener listener_;
 };
 
 // All lines of a JSON Lines file, each parsed as a JSON object. Lines holding only whitespace

@@ -4,7 +4,7 @@
 // A config is a TOML file (https://toml.io, v1.0). The top-level keys are name, seed, threads,
 // epochs, eval_every_steps, log_every_steps, out_dir and progress. The tables [data], [model], [init],
 // [optimizer], [schedule], [clip], [averaging], [sampler], [early_stopping], [checkpoint],
-// [snapshots] and [divergence] hold the fields of the structs below (the optimizer's four in
+// [snapshots], [divergence] and [tensorboard] hold the fields of the structs below (the optimizer's four in
 // descent/optim/config.hpp), under the same names. Every key is optional: a missing key keeps
 // the default written here. The schema (src/train/config.cpp, schema::fields()) describes each
 // key once: reading, range checks, to_toml and docs/config.md's key tables all come from it.
@@ -135,6 +135,11 @@ struct DiagnosticsConfig {
   std::int64_t recurrent_every_epochs = 0;  // >= 0: recurrent matrices and ||dL/dh_t|| (8.2.5)
   std::int64_t recurrent_examples = 1000;   // >= 1: the first N training examples for ||dL/dh_t||
   bool operator==(const DiagnosticsConfig&) const = default;
+// TensorBoard event files in <run folder>/tb/ (docs/tensorboard.md).
+struct TensorBoardConfig {
+  bool enabled = true;                      // write them: every scalar of metrics.jsonl
+  std::int64_t histogram_every_steps = 500;  // >= 0; histograms of each parameter and its gradient every N updates (0: none)
+  bool operator==(const TensorBoardConfig&) const = default;
 };
 struct TrainConfig {
   std::string name = "run";   // the run folder's name: not empty, no '/', not "." or ".."
@@ -160,6 +165,7 @@ struct TrainConfig {
   SnapshotsConfig snapshots;
   DivergenceConfig divergence;
   DiagnosticsConfig diagnostics;
+  TensorBoardConfig tensorboard;
   std::string source;  // the file name the config came from (not a TOML key)
 
   bool operator==(const TrainConfig&) const = default;

@@ -5,7 +5,7 @@
 //   run.json           {"format": "descent-run/1", "run_id": "<16 hex digits>", "status": ..., "message": ...}
 //                      written when the run starts; status "running" (or killed), "interrupted",
 //                      "failed" (message: the error) or "finished"
-//   config.toml, metrics.jsonl, model.safetensors, checkpoints/   (train/trainer.hpp)
+//   config.toml, metrics.jsonl, model.safetensors, checkpoints/, tb/   (train/trainer.hpp)
 // The run id is drawn at random when the run starts and is stored in run.json and in the state
 // of every checkpoint, so that `descent resume` refuses a checkpoint of another run. It is not
 // part of the config (config.toml stays the config the user wrote, resolved).
@@ -37,7 +37,7 @@ enum class ExistingRun {
   fresh_name,  // train into <name>-2, <name>-3, ...: the first that does not exist
 };
 
-// Whether `dir` holds a run: run.json, config.toml, metrics.jsonl, model.safetensors or checkpoints/.
+// Whether `dir` holds a run: run.json, config.toml, metrics.jsonl, model.safetensors, checkpoints/ or tb/.
 bool holds_run(const std::filesystem::path& dir);
 
 class RunFolder {

@@ -29,6 +29,8 @@
 //                      at the start, every checkpoint.every_epochs epochs / every_steps updates,
 //                      on SIGINT/SIGTERM (request_stop) and when the loop ends; the newest
 //                      checkpoint.keep are kept. resume() continues from the newest valid one.
+//   tb/                TensorBoard event files: metrics.jsonl's scalars, histograms of the
+//                      parameters and gradients (train/tensorboard.hpp, docs/tensorboard.md)
 // docs/metrics.md documents every field; docs/reliability.md what a resume guarantees.
 #include <cstdint>
 #include <filesystem>
