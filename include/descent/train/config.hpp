@@ -135,6 +135,7 @@ struct DiagnosticsConfig {
   std::int64_t recurrent_every_epochs = 0;  // >= 0: recurrent matrices and ||dL/dh_t|| (8.2.5)
   std::int64_t recurrent_examples = 1000;   // >= 1: the first N training examples for ||dL/dh_t||
   bool operator==(const DiagnosticsConfig&) const = default;
+};
 // TensorBoard event files in <run folder>/tb/ (docs/tensorboard.md).
 struct TensorBoardConfig {
   bool enabled = true;                      // write them: every scalar of metrics.jsonl
