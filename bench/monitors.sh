@@ -35,7 +35,7 @@ for r in $(seq 1 "$reps"); do
     /usr/bin/python3 - "$out/$name-$r/metrics.jsonl" "$name" <<'PY'
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]
-epoch = next(r for r in recs if r["kind"] == "epoch")
+epoch = next(r for r in recs if r["kind"] == "epoch" and r["epoch"] >= 1)  # epoch 0: the initial evaluation
 final = next(r for r in recs if r["kind"] == "final")
 steps = [r for r in recs if r["kind"] == "step"]
 train_s = steps[-1]["wall_s"] - steps[0]["wall_s"]
