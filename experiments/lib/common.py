@@ -164,6 +164,57 @@ def svg_plot(series, title, xlabel, ylabel, logx=False, logy=False, width=560, h
     return "\n".join(out)
 
 
+def svg_heatmap(xs, ys, grid, title, xlabel, ylabel, path=None, marks=(), width=560, height=400):
+    """A grid of values (grid[i][j] at x = xs[j], y = ys[i]) as colored cells on a log scale,
+    with an optional path (xs, ys) and labelled marks [(x, y, label)] drawn on top."""
+    vals = [v for row in grid for v in row if v is not None and math.isfinite(v) and v > 0]
+    if not vals:
+        return "<p>(no finite points)</p>"
+    lo, hi = math.log10(min(vals)), math.log10(max(vals))
+    hi = hi if hi > lo else lo + 1
+    ml, mr, mt, mb = 80, 110, 30, 45
+    W, H = width - ml - mr, height - mt - mb
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    x1 = x1 if x1 > x0 else x0 + 1
+    y1 = y1 if y1 > y0 else y0 + 1
+    sx = lambda v: ml + (v - x0) / (x1 - x0) * W
+    sy = lambda v: mt + H - (v - y0) / (y1 - y0) * H
+    cw, ch = W / max(1, len(xs) - 1), H / max(1, len(ys) - 1)
+
+    def color(v):
+        if v is None or not math.isfinite(v) or v <= 0:
+            return "#ffffff"
+        t = (math.log10(v) - lo) / (hi - lo)  # 0: low loss (dark blue) .. 1: high (yellow)
+        r, g, b = int(30 + 225 * t), int(40 + 190 * t ** 0.7), int(120 * (1 - t) + 40)
+        return f"rgb({r},{g},{b})"
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
+           f'<text x="{ml}" y="18" font-size="13">{html.escape(title)}</text>']
+    for i, yv in enumerate(ys):
+        for j, xv in enumerate(xs):
+            out.append(f'<rect x="{sx(xv) - cw / 2:.1f}" y="{sy(yv) - ch / 2:.1f}" width="{cw + 0.5:.1f}" '
+                       f'height="{ch + 0.5:.1f}" fill="{color(grid[i][j])}"/>')
+    for i in range(5):
+        fx, fy = x0 + (x1 - x0) * i / 4, y0 + (y1 - y0) * i / 4
+        out.append(f'<text x="{sx(fx):.1f}" y="{mt + H + ch / 2 + 14:.1f}" text-anchor="middle">{fx:.3g}</text>')
+        out.append(f'<text x="{ml - cw / 2 - 4:.1f}" y="{sy(fy) + 4:.1f}" text-anchor="end">{fy:.3g}</text>')
+    out.append(f'<text x="{ml + W / 2}" y="{height - 6}" text-anchor="middle">{html.escape(xlabel)}</text>')
+    out.append(f'<text x="12" y="{mt + H / 2}" transform="rotate(-90 12 {mt + H / 2})" text-anchor="middle">{html.escape(ylabel)}</text>')
+    for k in range(6):  # the color key
+        v = lo + (hi - lo) * k / 5
+        out.append(f'<rect x="{ml + W + 30}" y="{mt + 16 * k}" width="12" height="12" fill="{color(10 ** v)}"/>'
+                   f'<text x="{ml + W + 46}" y="{mt + 16 * k + 10}">{10 ** v:.3g}</text>')
+    if path:
+        d = " ".join(f"{sx(a):.1f},{sy(b):.1f}" for a, b in zip(*path))
+        out.append(f'<polyline fill="none" stroke="#ffffff" stroke-width="2" points="{d}"/>')
+        for a, b in zip(*path):
+            out.append(f'<circle cx="{sx(a):.1f}" cy="{sy(b):.1f}" r="2.5" fill="#ff3030"/>')
+    for a, b, label in marks:
+        out.append(f'<circle cx="{sx(a):.1f}" cy="{sy(b):.1f}" r="4" fill="#000" stroke="#fff"/>'
+                   f'<text x="{sx(a) + 6:.1f}" y="{sy(b) - 6:.1f}" fill="#fff">{html.escape(label)}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
 def write_page(ctx, title, quote, claim, check, result, table_md, svgs=(), links=()):
     """Writes out/claim.md (the table) and out/claim.html (quote, figure, table, verdict)."""
     verdict = "PASS" if result.passed else "FAIL"
