@@ -92,8 +92,8 @@ def main(ctx):
     ok = ok_explode and ok_vanish and ok_train
 
     table = common.markdown_table(
-        ["at initialization", "spectral radius of W_hh", "growth rate per step back", "||dL/dh_1||", "||dL/dh_28||",
-         "||dL/dh_1|| / ||dL/dh_28||"],
+        ["at initialization", "spectral radius of W_hh", "growth rate per step back", "norm of dL/dh_1", "norm of dL/dh_28",
+         "ratio of the two"],
         [(label, r["matrices"][0]["spectral_radius"], r["growth_rate"], r["time_grad_norms"][0], r["time_grad_norms"][-1],
           r["time_grad_norms"][0] / r["time_grad_norms"][-1]) for label, (radius, r) in at_init.items()])
     table += "\n\n" + common.markdown_table(
@@ -112,7 +112,7 @@ def main(ctx):
     res = common.Result(ok, summary)
     svgs = [common.svg_plot([(f"{label} ({radius:g})", list(range(1, len(r["time_grad_norms"]) + 1)), r["time_grad_norms"])
                              for label, (radius, r) in at_init.items()],
-                            "||dL/dh_t|| at initialization, per time step t", "time step t", "||dL/dh_t||", logy=True),
+                            "the norm of dL/dh_t at initialization, per time step t", "time step t", "norm of dL/dh_t", logy=True),
             common.svg_plot(curves, f"training loss by epoch, from spectral radius {large:g}", "epoch", "train loss", logy=True)]
     common.write_page(ctx, "Cliffs and exploding gradients (claim 7, sections 8.2.4-8.2.5)", QUOTE,
                       "An RNN whose recurrent matrix has spectral radius > 1 (initialized so) shows exploding per-time-step "

@@ -52,7 +52,7 @@ def main(ctx):
          ("height above the chord (train)", shape["above_chord"]),
          ("validation loss: lowest on [0, 1], at alpha", f"{vshape['minimum']:.4g} at {vshape['alpha_of_minimum']:.3g}"),
          ("trajectory length", traj["length"]),
-         ("straight distance ||theta* - theta_0||", traj["straight_distance"]),
+         ("straight distance: the norm of theta* - theta_0", traj["straight_distance"]),
          ("length / straight distance", ratio),
          ("updates", traj["steps"]),
          ("plane: second direction's share of the residuals", plane.get("explained"))])
@@ -67,7 +67,7 @@ def main(ctx):
                             logy=True),
             common.svg_heatmap(plane["axes"]["x"]["values"], plane["axes"]["y"]["values"], plane["loss"],
                                "the loss on the plane through theta_0, theta* and the trajectory's main deviation (log color)",
-                               "x: along theta* - theta_0", "y: main deviation (units of ||theta* - theta_0||)",
+                               "x: along theta* - theta_0", "y: main deviation (units of the straight distance)",
                                path=(t["x"], t["y"]), marks=[(0.0, 0.0, "theta_0"), (1.0, 0.0, "theta*")])]
     common.write_page(ctx, "Local against global structure (claim 9, section 8.2.7, Fig. 8.2)", QUOTE,
                       "The loss along the straight line from theta_0 to theta* of a real run falls monotonically (no obstacle, "

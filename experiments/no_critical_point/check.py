@@ -28,7 +28,7 @@ def main(ctx):
                 "diagnostics.curvature_every=4"]
     else:
         config = os.path.join(common.ROOT, "examples", "fashion_cnn.toml")
-        sets = ["data.limit_train=20000", "data.validation_size=5000", "data.limit_test=2000", "epochs=6",
+        sets = ["data.limit_train=10000", "data.validation_size=2000", "data.limit_test=1000", "epochs=5",
                 "diagnostics.curvature_every=10"]
     growth = ctx.expect("ghg_growth", 10.0)
     frac = 0.1  # the running means: the first and the last 10% of the updates
@@ -89,7 +89,7 @@ def main(ctx):
                       QUOTE,
                       "On the CNN example the per-step gradient norm does not shrink (its running mean at the end is at least "
                       "its running mean at the start) while the validation error falls, and g'Hg grows by more than 10x over training.",
-                      f"descent train examples/fashion_cnn.toml ({'quick: 4 and 8 channels, 32 dense units, 2000 examples, 4 epochs' if ctx.quick else '20000 examples (5000 held out), 6 epochs'}) "
+                      f"descent train examples/fashion_cnn.toml ({'quick: 4 and 8 channels, 32 dense units, 2000 examples, 4 epochs' if ctx.quick else '8000 examples (2000 held out), 5 epochs'}) "
                       f"with the curvature monitor ([diagnostics] curvature_every): the mean of the step records' grad_norm over "
                       f"the last {frac:.0%} of the updates is at least that over the first {frac:.0%}; the last epoch's validation "
                       f"0-1 error is below the initial one; the mean g'Hg of the curvature records over the last {frac:.0%} exceeds "
