@@ -249,8 +249,12 @@ int run_diagnose(const DiagnoseArgs& args) {
                                                   {"not_covered", r.skipped},
                                                   {"trials", r.trials},
                                                   {"seconds", secs}});
-      std::cout << "symmetry: " << r.layers.size() << " hidden layers; largest relative loss change " << number(r.permutation_max_change, 3)
-                << " under permutations, " << number(r.rescaling_max_change, 3) << " under rescalings (" << r.trials
+      std::string kinds;
+      for (const auto& l : r.layers) kinds += std::string(kinds.empty() ? "" : ", ") + l.name + " (" + l.kind + ", " + std::to_string(l.units) + ")";
+      std::cout << "symmetry: " << r.layers.size() << " hidden layers" << (kinds.empty() ? "" : " [" + kinds + "]")
+                << "; largest relative loss change " << number(r.permutation_max_change, 3) << " under permutations, "
+                << (r.rescaling_dimensions > 0 ? number(r.rescaling_max_change, 3) + " under rescalings" : std::string("no layer allows a rescaling"))
+                << " (" << r.trials
                 << " trials; parameters moved up to " << number(std::max(r.permutation_distance, r.rescaling_distance), 3)
                 << " of their norm); 10^" << number(r.log10_equivalent_models, 5) << " equivalent permutations";
       if (r.rescaling_dimensions > 0) std::cout << " times a " << r.rescaling_dimensions << "-dimensional continuum of rescalings";

@@ -97,9 +97,13 @@ std::string length_summary(const json& t) {
          num(t["straight_distance"].get<double>());
 }
 
+// n points from lo to hi, each (lo (n-1-i) + hi i) / (n-1): both ends exact, and on a
+// symmetric range [-h, h] with n odd the middle point exactly 0 (lo + (hi - lo) i / (n-1)
+// would give 1e-16 there, so the plane would miss theta_0 and theta* by a hair).
 std::vector<double> linspace(double lo, double hi, int n) {
   std::vector<double> v;
-  for (int i = 0; i < n; ++i) v.push_back(i + 1 == n ? hi : lo + (hi - lo) * i / (n - 1));
+  const double m = n - 1;
+  for (int i = 0; i < n; ++i) v.push_back(i + 1 == n ? hi : (lo * (m - i) + hi * i) / m);
   return v;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <optional>
 #include <type_traits>
 
 #include "descent/diag/noise.hpp"
@@ -62,6 +63,67 @@ void for_slices(ParameterArena& arena, const UnitSlice& s, std::int64_t units, F
   });
 }
 
+// A recurrent layer's hidden units (section 10.2's h_t), permuted consistently: the rows of
+// each gate's block of W_ih, W_hh and the bias (and GRU's b_hn), the columns of W_hh (h_{t-1}
+// enters every gate), and the next module's inputs: a Linear reading h_T (columns), a Linear
+// reading the flat sequence [h_1 .. h_T] (columns u, H + u, 2H + u, ...), or a recurrent
+// layer reading the sequence (the columns of its W_ih). Elementwise activations and dropout
+// may stand between. No rescaling: sigmoid and tanh are not positively homogeneous, and the
+// recurrence feeds h back through the same units. Empty (with `why`) when not covered.
+std::optional<SymmetryLayer> recurrent_symmetry(nn::Sequential& net, ParameterArena& arena, std::size_t i, nn::Recurrent& rec,
+                                                std::string& why) {
+  const std::int64_t h = rec.hidden_size();
+  const std::int64_t g = rec.gates();
+  SymmetryLayer layer;
+  layer.kind = rec.kind() == nn::CellKind::lstm ? "lstm" : rec.kind() == nn::CellKind::gru ? "gru" : "rnn";
+  layer.units = h;
+  layer.name = module_name(arena, rec.weight_ih());
+  // The layer's own slices all go into `incoming` (W_hh's columns too: they belong to the
+  // same layer, and a rescaling never applies here).
+  layer.incoming.push_back({.param = rec.weight_ih(), .outer = g, .group = 1, .inner = rec.input_size()});
+  layer.incoming.push_back({.param = rec.weight_hh(), .outer = g, .group = 1, .inner = h});
+  layer.incoming.push_back({.param = rec.weight_hh(), .outer = g * h, .group = 1, .inner = 1});
+  if (rec.bias().valid()) layer.incoming.push_back({.param = rec.bias(), .outer = g, .group = 1, .inner = 1});
+  if (rec.bias_hn().valid()) layer.incoming.push_back({.param = rec.bias_hn(), .outer = 1, .group = 1, .inner = 1});
+  const bool sequence = rec.options().return_sequence;
+  std::vector<std::string> between;
+  std::size_t j = i + 1;
+  for (; j < net.size(); ++j) {
+    nn::Module& next = net.at(j);
+    if (dynamic_cast<nn::Linear*>(&next) || dynamic_cast<nn::Recurrent*>(&next)) break;
+    if (dynamic_cast<nn::Flatten*>(&next)) {  // [B, T, H] -> [B, T*H]: the same layout
+      between.push_back(next.describe());
+      continue;
+    }
+    if (!classify(next, false).unitwise) break;
+    between.push_back(next.describe());
+  }
+  const std::string self = "module " + std::to_string(i) + " (" + rec.describe() + ")";
+  if (j >= net.size()) {
+    why = self + ": the last layer with parameters, its units are the outputs (not hidden)";
+    return std::nullopt;
+  }
+  nn::Module& next = net.at(j);
+  auto* next_lin = dynamic_cast<nn::Linear*>(&next);
+  auto* next_rec = dynamic_cast<nn::Recurrent*>(&next);
+  if (next_lin && !sequence && next_lin->in_features() == h) {
+    layer.outgoing.push_back({.param = next_lin->weight(), .outer = next_lin->out_features(), .group = 1, .inner = 1});
+  } else if (next_lin && sequence && next_lin->in_features() % h == 0) {
+    // [out, T*H]: row o, step t, unit u at (o*T + t)*H + u.
+    layer.outgoing.push_back(
+        {.param = next_lin->weight(), .outer = next_lin->out_features() * (next_lin->in_features() / h), .group = 1, .inner = 1});
+  } else if (next_rec && sequence && next_rec->input_size() == h) {
+    layer.outgoing.push_back(
+        {.param = next_rec->weight_ih(), .outer = next_rec->gates() * next_rec->hidden_size(), .group = 1, .inner = 1});
+  } else {
+    why = self + ": followed by module " + std::to_string(j) + " (" + next.describe() +
+          "), which does not take its units one to one (not covered)";
+    return std::nullopt;
+  }
+  for (std::size_t k = 0; k < between.size(); ++k) layer.between += (k ? ", " : "") + between[k];
+  return layer;
+}
+
 }  // namespace
 
 std::vector<SymmetryLayer> find_symmetries(nn::Sequential& net, ParameterArena& arena, std::vector<std::string>* skipped) {
@@ -74,8 +136,17 @@ std::vector<SymmetryLayer> find_symmetries(nn::Sequential& net, ParameterArena& 
     nn::Module& m = net.at(i);
     auto* lin = dynamic_cast<nn::Linear*>(&m);
     auto* conv = dynamic_cast<nn::Conv2d*>(&m);
+    if (auto* rec = dynamic_cast<nn::Recurrent*>(&m)) {
+      std::string why;
+      if (auto layer = recurrent_symmetry(net, arena, i, *rec, why)) {
+        layers.push_back(std::move(*layer));
+      } else {
+        skip(why);
+      }
+      continue;
+    }
     if (!lin && !conv) {
-      if (dynamic_cast<nn::BatchNorm*>(&m) || dynamic_cast<nn::Recurrent*>(&m)) {
+      if (dynamic_cast<nn::BatchNorm*>(&m)) {
         skip("module " + std::to_string(i) + " (" + m.describe() + "): its units are not permuted or rescaled (not covered)");
       }
       continue;

@@ -11,6 +11,7 @@
 #include "descent/diag/noise.hpp"
 #include "descent/nn/conv.hpp"
 #include "descent/nn/normalization.hpp"
+#include "descent/nn/recurrent.hpp"
 #include "descent/train/trainer.hpp"
 #include "descent/init/rng.hpp"
 #include "problem.hpp"
@@ -173,9 +174,86 @@ TEST(Symmetry, ExampleModelsCoverage) {
   EXPECT_TRUE(cnn[0].rescaling && cnn[1].rescaling && cnn[2].rescaling);
   EXPECT_TRUE(skipped.empty());
   const auto lstm = layers_of("fashion_rnn.toml", skipped);
-  EXPECT_TRUE(lstm.empty());
-  ASSERT_EQ(skipped.size(), 1u);
-  EXPECT_NE(skipped[0].find("LSTM"), std::string::npos) << skipped[0];
+  ASSERT_EQ(lstm.size(), 1u);  // the LSTM's 128 hidden units into the linear head
+  EXPECT_EQ(lstm[0].kind, "lstm");
+  EXPECT_EQ(lstm[0].units, 128);
+  EXPECT_FALSE(lstm[0].rescaling);
+  EXPECT_TRUE(skipped.empty());
+}
+
+// Recurrent hidden units: an LSTM returning its sequence into a GRU, the GRU's h_T into a
+// Linear; and an RNN's flat sequence through tanh into a Linear. Permuting each layer's units
+// (every gate's rows of W_ih, W_hh and the bias, W_hh's columns, b_hn, the next layer's
+// inputs) leaves the loss unchanged; leaving out any one of those slices changes it.
+TEST(Symmetry, RecurrentHiddenUnitsPermuteThroughEveryGate) {
+  ParameterArena arena(DType::f64);
+  nn::Sequential net(arena);
+  net.add(nn::LSTM(3, 5, {.return_sequence = true}));
+  net.add(nn::GRU(5, 4));
+  net.add(nn::Linear(4, 3));
+  arena.values().copy_from(testing::random_tensor({arena.size()}, DType::f64, 11, -0.9, 0.9));
+  const Tensor x = testing::random_tensor({16, 4 * 3}, DType::f64, 12, -1.5, 1.5);  // 4 steps of 3
+  std::vector<std::int32_t> y(16);
+  for (std::size_t i = 0; i < y.size(); ++i) y[i] = static_cast<std::int32_t>(i % 3);
+  const Tensor labels = Tensor::from<std::int32_t>({16}, y);
+  const diag::SymmetryResult r = diag::weight_space_symmetry(net, arena, x, labels, {.trials = 6, .seed = 5});
+  ASSERT_EQ(r.layers.size(), 2u);
+  EXPECT_TRUE(r.skipped.empty());
+  EXPECT_EQ(r.layers[0].kind, "lstm");
+  EXPECT_EQ(r.layers[0].units, 5);
+  EXPECT_EQ(r.layers[1].kind, "gru");
+  EXPECT_EQ(r.layers[1].units, 4);
+  EXPECT_EQ(r.layers[1].incoming.size(), 5u);  // W_ih rows, W_hh rows and columns, bias, b_hn
+  EXPECT_EQ(r.rescaling_dimensions, 0);
+  EXPECT_EQ(r.rescaling_max_change, 0.0);
+  EXPECT_NEAR(r.log10_equivalent_models, log10_factorial(5) + log10_factorial(4), 1e-12);
+  EXPECT_LT(r.permutation_max_change, 1e-13);
+  EXPECT_GT(r.permutation_distance, 0.3);
+  const Tensor saved = arena.values().clone();
+  const std::vector<std::int64_t> p5 = {1, 2, 3, 4, 0}, p4 = {3, 0, 1, 2};
+  for (std::size_t l = 0; l < 2; ++l) {
+    const auto& perm = l == 0 ? p5 : p4;
+    const diag::SymmetryLayer& layer = r.layers[l];
+    std::vector<diag::UnitSlice> all = layer.incoming;
+    all.insert(all.end(), layer.outgoing.begin(), layer.outgoing.end());
+    for (std::size_t drop = 0; drop < all.size(); ++drop) {
+      diag::SymmetryLayer partial = layer;
+      partial.incoming.clear();
+      partial.outgoing.clear();
+      for (std::size_t k = 0; k < all.size(); ++k) {
+        if (k != drop) partial.incoming.push_back(all[k]);
+      }
+      diag::permute_units(arena, partial, perm);
+      EXPECT_GT(std::abs(diag::mean_loss(net, x, labels) - r.loss) / r.loss, 1e-6) << layer.kind << " without slice " << drop;
+      arena.values().copy_from(saved);
+    }
+    diag::permute_units(arena, layer, perm);
+    EXPECT_NEAR(diag::mean_loss(net, x, labels), r.loss, 1e-13 * r.loss) << layer.kind;
+    arena.values().copy_from(saved);
+  }
+}
+
+TEST(Symmetry, RnnSequenceIntoLinearAndLinearIntoRnnNamedAsNotCovered) {
+  ParameterArena arena(DType::f64);
+  nn::Sequential net(arena);
+  net.add(nn::Linear(6, 6));
+  net.add(nn::RNN(2, 5, {.return_sequence = true}));  // reads the Linear's 6 outputs as 3 steps of 2
+  net.add(nn::Tanh());
+  net.add(nn::Linear(3 * 5, 4));
+  arena.values().copy_from(testing::random_tensor({arena.size()}, DType::f64, 21, -0.9, 0.9));
+  const Tensor x = testing::random_tensor({12, 6}, DType::f64, 22, -1.5, 1.5);
+  std::vector<std::int32_t> y(12);
+  for (std::size_t i = 0; i < y.size(); ++i) y[i] = static_cast<std::int32_t>(i % 4);
+  const Tensor labels = Tensor::from<std::int32_t>({12}, y);
+  const diag::SymmetryResult r = diag::weight_space_symmetry(net, arena, x, labels, {.trials = 4});
+  ASSERT_EQ(r.layers.size(), 1u);
+  EXPECT_EQ(r.layers[0].kind, "rnn");
+  EXPECT_EQ(r.layers[0].between, "tanh");
+  EXPECT_EQ(r.layers[0].outgoing.at(0).outer, 4 * 3);  // each output row, each step
+  EXPECT_LT(r.permutation_max_change, 1e-13);
+  ASSERT_EQ(r.skipped.size(), 1u);
+  EXPECT_NE(r.skipped[0].find("module 0 (Linear"), std::string::npos) << r.skipped[0];
+  EXPECT_NE(r.skipped[0].find("not covered"), std::string::npos) << r.skipped[0];
 }
 
 }  // namespace

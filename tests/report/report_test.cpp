@@ -690,6 +690,45 @@ TEST_F(Browser, Lstm) {
   check(run("lstm") / "report.html", "lstm", 7, false);
 }
 
+// The CNN and LSTM runs after `descent diagnose` with every --what, their page rewritten by
+// `descent report`: the run's charts and one panel per diagnostics file, drawn from the
+// files the CLI wrote: spectrum (2), density (1), noise (1), interpolation (2), plane (2)
+// charts more than the run alone, and the symmetry table naming the model's layers.
+class BrowserDiagnosed : public Browser {
+ protected:
+  static void diagnosed_run(const fs::path& dir, const std::string& shot, const std::vector<std::string>& layers);
+};
+
+void BrowserDiagnosed::diagnosed_run(const fs::path& dir, const std::string& shot, const std::vector<std::string>& layers) {
+  const Result d = shell(std::string(DESCENT_CLI) + " diagnose " + dir.string() +
+                             " --what spectrum,trace,density,noise,symmetry,critical,interpolation,plane --examples 40 --steps 30"
+                             " --probes 10 --draws 10 --trials 2 --points 5 --grid 5",
+                         dir.parent_path());
+  ASSERT_EQ(d.code, 0) << d.err;
+  const Result r = shell(std::string(DESCENT_CLI) + " report " + dir.string(), dir.parent_path());
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json data = embedded(slurp(dir / "report.html"));
+  EXPECT_EQ(data["runs"][0]["diagnostics"].size(), 8u) << data["runs"][0]["diagnostics"].dump().substr(0, 300);
+  const std::string dom = check(dir / "report.html", shot, 7 + 8, false, 7000);
+  for (const char* text : {"Hessian spectrum: extreme eigenvalues", "Hessian spectral density", "Hessian trace",
+                           "Gradient noise against batch size", "Weight space symmetry (section 8.2.2)", "Critical point check",
+                           "Linear interpolation from", "The loss on a plane"}) {
+    EXPECT_NE(dom.find(text), std::string::npos) << shot << ": " << text;
+  }
+  for (const std::string& layer : layers) EXPECT_NE(dom.find(layer), std::string::npos) << shot << ": " << layer;
+  EXPECT_EQ(dom.find("Not covered"), std::string::npos) << shot;
+}
+
+TEST_F(BrowserDiagnosed, Cnn) {
+  ASSERT_EQ(train_output_["cnn"].code, 0) << train_output_["cnn"].err;
+  diagnosed_run(run("cnn"), "cnn-diagnostics", {"conv"});
+}
+
+TEST_F(BrowserDiagnosed, Lstm) {
+  ASSERT_EQ(train_output_["lstm"].code, 0) << train_output_["lstm"].err;
+  diagnosed_run(run("lstm"), "lstm-diagnostics", {"lstm"});
+}
+
 // Every panel: the monitors' records and every diagnostics file, with the fixture's numbers
 // on the page. Charts: loss and error against step and wall time (4), Fig. 8.1 (2), learning
 // rate and clipping (2), curvature (4), per-layer norms (2), recurrent heat map, spectral

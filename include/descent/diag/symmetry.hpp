@@ -13,12 +13,20 @@
 //                                                      channels (weight [C_out, C_in, k, k])
 //   Conv2d -> [... as above] -> Flatten -> Linear      channels, each a block of H x W
 //                                                      columns of the Linear
+//   RNN/LSTM/GRU -> [activation | Dropout | Flatten]* -> Linear (reading h_T, or the
+//                  flat sequence h_1..h_T) or -> RNN/LSTM/GRU (reading the sequence)
+//                                                      hidden units: the rows of each gate's
+//                                                      block of W_ih, W_hh and the bias (GRU:
+//                                                      and b_hn), the columns of W_hh, and the
+//                                                      next layer's input columns (permutation
+//                                                      only: the cells are not homogeneous)
 // where an activation is elementwise (relu, tanh, sigmoid, identity; not softmax).
 // Rescaling also needs every module between to be positively homogeneous: relu, identity,
-// dropout and the two poolings. Not covered (the chain is cut there): batch normalization
-// (its per-unit parameters and statistics would have to move along, and it undoes a
-// rescaling), recurrent layers (their hidden units can be permuted too, but through W_hh
-// on both sides and per gate: not done), and the input and output units (not hidden).
+// dropout and the two poolings. Not covered (the chain is cut there, and the module is
+// named in `skipped`): batch normalization (its per-unit parameters and statistics would
+// have to move along, and it undoes a rescaling), a layer followed by one that does not
+// take its units one to one (e.g. a Linear into a recurrent layer, which reads its
+// outputs as time steps), and the input and output units (not hidden).
 #include <cstdint>
 #include <span>
 #include <string>
@@ -40,11 +48,12 @@ struct UnitSlice {
 
 struct SymmetryLayer {
   std::string name;        // the incoming parameter's module, e.g. "layers.0"
-  std::string kind;        // "dense" or "conv"
+  std::string kind;        // "dense", "conv", or "rnn", "lstm", "gru"
   std::int64_t units = 0;  // n
   bool rescaling = false;  // whether positive rescaling applies (ReLU or identity between)
   std::string between;     // the modules between, e.g. "relu" or "relu, MaxPool2d(2, stride 2)"
-  std::vector<UnitSlice> incoming;  // scaled by a: weight rows (and bias)
+  std::vector<UnitSlice> incoming;  // scaled by a: weight rows (and bias); a recurrent layer's
+                                    // own slices all (W_hh's columns too)
   std::vector<UnitSlice> outgoing;  // scaled by 1/a: the next layer's weight columns
 };
 
