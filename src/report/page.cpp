@@ -803,7 +803,8 @@ constexpr std::string_view kScript = R"JS(
     if (isNum(d.permutation_distance)) items.push([fmt(d.permutation_distance, 3), 'parameters moved, permutation (|\u03b8\u2032\u2212\u03b8|/|\u03b8|)']);
     stats(s, items);
     s.append(el('div', { class: 'verdict' }, [(isNum(d.permutation_max_change) && isNum(d.rescaling_max_change)
-      ? 'Permutations changed the loss by at most ' + fmt(d.permutation_max_change, 3) + ' and rescalings by at most ' + fmt(d.rescaling_max_change, 3) +
+      ? 'Permutations changed the loss by at most ' + fmt(d.permutation_max_change, 3) +
+        (d.rescaling_dimensions === 0 ? ' (no layer allows a rescaling: not ReLU, or recurrent)' : ' and rescalings by at most ' + fmt(d.rescaling_max_change, 3)) +
         ': the same function, as the symmetry argument says' + (isNum(d.log10_equivalent_models) ? '; at least 10^' + +d.log10_equivalent_models.toFixed(1) + ' equivalent models.' : '.')
       : 'The file lacks the loss changes.')]));
     if (Array.isArray(d.layers) && d.layers.length && typeof d.layers[0] === 'object') {

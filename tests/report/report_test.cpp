@@ -227,7 +227,7 @@ void write_full_run(const fs::path& dir, double shift = 0.0) {
                     {"rescaling_dimensions", 150}, {"permutation_distance", 1.25}, {"rescaling_distance", 0.5}, {"trials", 4},
                     {"layers", {{{"name", "layers.0"}, {"kind", "dense"}, {"units", 100}, {"rescaling", true}, {"between", {"relu"}}},
                                 {{"name", "layers.2"}, {"kind", "dense"}, {"units", 50}, {"rescaling", true}, {"between", {"relu"}}}}},
-                    {"not_covered", {"layers.4 (lstm): recurrent layers are not covered"}}});
+                    {"not_covered", {"module 4 (BatchNorm(16)): its units are not permuted or rescaled (not covered)"}}});
   diag("critical", {{"gradient_norm", 0.0125}, {"lambda_min", -0.75}, {"lambda_max", 42.5}, {"residual_min", 0.001},
                     {"residual_max", 0.002}, {"gradient_gap", 1.8e-6}, {"gap_threshold", 3e-4}, {"critical", true},
                     {"verdict", "near a saddle (test verdict)"},
@@ -696,10 +696,10 @@ TEST_F(Browser, Lstm) {
 // charts more than the run alone, and the symmetry table naming the model's layers.
 class BrowserDiagnosed : public Browser {
  protected:
-  static void diagnosed_run(const fs::path& dir, const std::string& shot, const std::vector<std::string>& layers);
+  static void diagnosed_run(const fs::path& dir, const std::string& shot, const std::vector<std::string>& layers, bool rescaling);
 };
 
-void BrowserDiagnosed::diagnosed_run(const fs::path& dir, const std::string& shot, const std::vector<std::string>& layers) {
+void BrowserDiagnosed::diagnosed_run(const fs::path& dir, const std::string& shot, const std::vector<std::string>& layers, bool rescaling) {
   const Result d = shell(std::string(DESCENT_CLI) + " diagnose " + dir.string() +
                              " --what spectrum,trace,density,noise,symmetry,critical,interpolation,plane --examples 40 --steps 30"
                              " --probes 10 --draws 10 --trials 2 --points 5 --grid 5",
@@ -715,18 +715,25 @@ void BrowserDiagnosed::diagnosed_run(const fs::path& dir, const std::string& sho
                            "Linear interpolation from", "The loss on a plane"}) {
     EXPECT_NE(dom.find(text), std::string::npos) << shot << ": " << text;
   }
-  for (const std::string& layer : layers) EXPECT_NE(dom.find(layer), std::string::npos) << shot << ": " << layer;
-  EXPECT_EQ(dom.find("Not covered"), std::string::npos) << shot;
+  // The symmetry table's kind column (the DOM holds the page's script and data too: look for drawn cells).
+  for (const std::string& kind : layers) EXPECT_NE(dom.find("\">" + kind + "</td>"), std::string::npos) << shot << ": " << kind;
+  EXPECT_EQ(dom.find("lower bound): module"), std::string::npos) << shot;  // every layer covered: no note
+  // The verdict: rescalings counted for the CNN's ReLU channels; for the LSTM, none applies
+  // (the phrase once in the page's script, once more when drawn).
+  EXPECT_EQ(data["runs"][0]["diagnostics"]["symmetry"]["rescaling_dimensions"].get<int>() > 0, rescaling) << shot;
+  std::size_t phrases = 0;
+  for (std::size_t at = dom.find("no layer allows a rescaling"); at != std::string::npos; at = dom.find("no layer allows a rescaling", at + 1)) ++phrases;
+  EXPECT_EQ(phrases, rescaling ? 1u : 2u) << shot;
 }
 
 TEST_F(BrowserDiagnosed, Cnn) {
   ASSERT_EQ(train_output_["cnn"].code, 0) << train_output_["cnn"].err;
-  diagnosed_run(run("cnn"), "cnn-diagnostics", {"conv"});
+  diagnosed_run(run("cnn"), "cnn-diagnostics", {"conv"}, true);
 }
 
 TEST_F(BrowserDiagnosed, Lstm) {
   ASSERT_EQ(train_output_["lstm"].code, 0) << train_output_["lstm"].err;
-  diagnosed_run(run("lstm"), "lstm-diagnostics", {"lstm"});
+  diagnosed_run(run("lstm"), "lstm-diagnostics", {"lstm"}, false);
 }
 
 // Every panel: the monitors' records and every diagnostics file, with the fixture's numbers
@@ -744,7 +751,7 @@ TEST_F(Browser, EveryPanel) {
                            "123.4 \u00b1 5.6",                                                // trace
                            "-0.480", "-0.550",                                              // noise slopes
                            "321",                                                           // noise scale
-                           "10^185.3", "layers.4 (lstm): recurrent layers are not covered",  // symmetry
+                           "10^185.3", "module 4 (BatchNorm(16)): its units are not permuted or rescaled (not covered)",  // symmetry
                            "3 cliffs (||g|| above 5 times the running median",             // cliffs
                            "2 clipped",
                            "c0ffee42", "Test CPU 9000", "feedc0de",                        // header, run.json
