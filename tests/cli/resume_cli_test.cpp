@@ -146,7 +146,9 @@ void ResumeCli::killed_and_resumed_ends_bit_identical() {
     ++attempts;
     const bool fresh = !has_checkpoint(run);
     const std::vector<std::string> args =
-        fresh ? std::vector<std::string>{"train", (dir_ / "run.toml").string(), "--out", (dir_ / "killed").string()}
+        // A run killed before its first checkpoint leaves a folder that cannot be resumed: start over in it.
+        fresh ? std::vector<std::string>{"train", (dir_ / "run.toml").string(), "--out", (dir_ / "killed").string(),
+                                         "--overwrite"}
               : std::vector<std::string>{"resume", run.string()};
     const pid_t pid = start(args, "attempt" + std::to_string(attempts));
     if (kills < 5) {
