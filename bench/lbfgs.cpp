@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
         .write(static_cast<const char*>(x.raw()), static_cast<std::streamsize>(x.nbytes()));
     std::ofstream(export_dir / "y.i32", std::ios::binary)
         .write(static_cast<const char*>(y.raw()), static_cast<std::streamsize>(y.nbytes()));
-    io::save_parameters(export_dir / "init.safetensors", *model.arena, {});
+    io::save_parameters(export_dir / "init.safetensors", *model.arena);
 
     optim::SecondOrderOptions options;
     options.method = "lbfgs";
