@@ -274,6 +274,19 @@ void SecondOrderMinimizer::start(Objective& objective, std::span<const double> x
   reset();
 }
 
+void SecondOrderMinimizer::rebase(Objective& objective, bool keep_history) {
+  if (x_.empty()) throw ConfigError(options_.method + ": start() was not called");
+  if (objective.dim() != static_cast<std::int64_t>(x_.size())) {
+    throw ShapeError(options_.method + ": the new objective has dimension " + std::to_string(objective.dim()) +
+                     ", the iterate " + std::to_string(x_.size()));
+  }
+  f_ = objective.evaluate(x_, g_);
+  if (!keep_history) {
+    last_alpha_ = last_slope_ = 0.0;
+    reset();
+  }
+}
+
 LineSearchOptions SecondOrderMinimizer::line_search_options() const {
   const bool newton_like = options_.method == "newton" || options_.method == "damped_newton" || options_.method == "saddle_free";
   LineSearchOptions o;

@@ -28,12 +28,15 @@
 #include "config_schema.hpp"
 #include "descent/error.hpp"
 #include "descent/optim/registry.hpp"
+#include "descent/optim/second_order.hpp"
+#include "descent/train/second_order_loop.hpp"
 #include "descent/suggest.hpp"
 
 namespace descent::train {
 namespace {
 
 constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
+constexpr std::int64_t kInt64Min = std::numeric_limits<std::int64_t>::min();
 constexpr std::uintmax_t kMaxConfigBytes = 16u << 20;
 
 constexpr std::string_view kDivergence[] = {"stop", "skip", "rollback"};
@@ -50,6 +53,20 @@ constexpr std::string_view kAveraging[] = {"none", "arithmetic", "exponential"};
 constexpr std::string_view kSamplers[] = {"sequential", "shuffle_once", "reshuffle", "with_replacement", "stream"};
 constexpr std::string_view kMonitors[] = {"val_error", "val_loss"};
 constexpr std::string_view kProgress[] = {"auto", "bar", "plain", "none"};
+// [second_order] (optimizer.name = a second-order method: train/second_order_loop.hpp).
+constexpr std::string_view kLineSearches[] = {"default", "strong_wolfe", "armijo", "none"};
+constexpr std::string_view kCgBetas[] = {"fr", "pr", "pr+"};
+constexpr std::string_view kSecondOrderBatches[] = {"resample", "fixed"};
+// optimizer.name: the first-order registry's names, then the second-order methods'.
+std::span<const std::string_view> train_optimizer_names() {
+  static const std::vector<std::string_view> names = [] {
+    const auto first = optim::optimizer_name_list();
+    std::vector<std::string_view> v(first.begin(), first.end());
+    for (const optim::SecondOrderMethodEntry& e : optim::second_order_methods()) v.push_back(e.name);
+    return v;
+  }();
+  return names;
+}
 
 using schema::Field;
 using schema::Kind;
@@ -594,6 +611,7 @@ std::span<const Field> fields() {
   using Dv = DivergenceConfig;
   using Dg = DiagnosticsConfig;
   using Tb = TensorBoardConfig;
+  using So = SecondOrderConfig;
   static const Field kFields[] = {
       custom("name", "string", true, read_name, [](const TrainConfig& c) { return quote(c.name); }, "\"fashion-adam\"",
              "Name of the run folder `<out_dir>/<name>`. Must not be empty, contain `/`, or be `.` or `..`."),
@@ -667,8 +685,9 @@ std::span<const Field> fields() {
               "`sparse`: non-zero incoming weights per unit, >= 1. It must not exceed a layer's fan-in, which is checked "
               "when the model is built."),
 
-      choice("optimizer.name", &in<&T::optimizer, &O::name>, optim::optimizer_name_list, "\"adam\"",
-             "The algorithm: one of the optimizers listed below."),
+      choice("optimizer.name", &in<&T::optimizer, &O::name>, train_optimizer_names, "\"adam\"",
+             "The algorithm: one of the optimizers listed below, or a second-order method (`lbfgs`, `damped_newton`, "
+             "`cg`, `bfgs`, `newton`, `newton_cg`, `saddle_free`) set up by `[second_order]`."),
       choice("optimizer.form", &in<&T::optimizer, &O::form>, names<kForms>, "\"pytorch\"",
              "`textbook` (the book's equations) or `pytorch` (torch.optim's: learning rate outside the velocity, its "
              "Nesterov reformulation, delta outside the root)."),
@@ -803,6 +822,41 @@ std::span<const Field> fields() {
               "100",
               "Histograms of each parameter tensor and of its gradient every N updates (at steps 0, N, 2N, ...), "
               ">= 0 (0: none)."),
+
+      choice("second_order.line_search", &in<&T::second_order, &So::line_search>, names<kLineSearches>,
+             "\"strong_wolfe\"",
+             "Second-order methods (optimizer.name = `lbfgs`, `damped_newton`, ...): the line search. `default`: none "
+             "for `newton`, `damped_newton` and `saddle_free`, `strong_wolfe` for the others; `armijo` backtracks."),
+      number("second_order.c1", &in<&T::second_order, &So::c1>, open_unit, "a number in (0, 1)", "0.0001",
+             "Sufficient-decrease constant of the line search, 0 < c1 < c2 (default 1e-4)."),
+      number("second_order.c2", &in<&T::second_order, &So::c2>, open_unit, "a number in (0, 1)", "0.9",
+             "Curvature constant of the strong Wolfe conditions, c1 < c2 < 1 (default 0.9; `cg`: 0.1)."),
+      integer("second_order.max_evaluations", &in<&T::second_order, &So::max_evaluations>, 1, 100000, "30",
+              "Evaluations of the loss and gradient per line search at most, in [1, 100000]."),
+      number("second_order.step", &in<&T::second_order, &So::step>, positive, "a finite number > 0", "0.5",
+             "The step length without a line search; the first trial step with one (before any history). A "
+             "`divergence.policy = \"rollback\"` multiplies it by `divergence.lr_scale`."),
+      integer("second_order.history", &in<&T::second_order, &So::history>, 1, 100000, "20",
+              "`lbfgs`: the number m of (s, y) pairs kept, in [1, 100000]."),
+      number("second_order.damping", &in<&T::second_order, &So::damping>, non_negative, "a finite number >= 0", "1.0",
+             "lambda of (H + lambda I) d = -g, >= 0: `damped_newton` starts there (default 1), `saddle_free` keeps it "
+             "(default 1e-3)."),
+      flag("second_order.adapt_damping", &in<&T::second_order, &So::adapt_damping>, "false",
+           "`damped_newton`: adjust lambda by the Levenberg-Marquardt rule of Martens (2010) after every step."),
+      integer("second_order.cg_iterations", &in<&T::second_order, &So::cg_iterations>, 1, 1000000, "100",
+              "`damped_newton`, `newton_cg`: linear conjugate-gradient steps (Hessian-vector products) per "
+              "iteration at most, >= 1."),
+      integer("second_order.krylov", &in<&T::second_order, &So::krylov>, 1, 100000, "30",
+              "`saddle_free`: Lanczos steps (the Krylov subspace's dimension), >= 1."),
+      choice("second_order.beta", &in<&T::second_order, &So::beta>, names<kCgBetas>, "\"fr\"",
+             "`cg`: Fletcher-Reeves (`fr`), Polak-Ribiere (`pr`) or `pr+` (max(beta, 0))."),
+      integer("second_order.restart", &in<&T::second_order, &So::restart>, kInt64Min, kInt64Max, "100",
+              "`cg`: restart with d = -g every N iterations (0: every dim; < 0: never)."),
+      choice("second_order.batch", &in<&T::second_order, &So::batch>, names<kSecondOrderBatches>, "\"fixed\"",
+             "The objective of each step when `sampler.batch_size` is a number: `resample` (the sampler's next batch; "
+             "the method's history is kept, the loss and gradient are evaluated again on the new batch) or `fixed` "
+             "(the first batch_size training examples throughout). With `batch_size = \"full\"` every step sees all "
+             "training examples."),
   };
   return kFields;
 }
@@ -972,6 +1026,7 @@ TrainConfig parse_train_config(std::string_view toml_text, const std::string& so
   reader.check_all_read();
   check_paths(reader, config);
   check_model(reader, config);
+  check_second_order(config);  // [second_order]'s cross-key rules (c1 < c2): one line naming the key
   return config;
 }
 

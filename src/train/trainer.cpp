@@ -36,6 +36,7 @@
 #include "descent/train/model_card.hpp"
 #include "descent/train/monitors.hpp"
 #include "descent/train/run_folder.hpp"
+#include "descent/train/second_order_loop.hpp"
 #include "descent/train/step.hpp"
 #include "descent/train/trajectory.hpp"
 #include "descent/train/tensorboard.hpp"
@@ -51,6 +52,7 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, std::int64_t total_steps, double lr_scale) {
+  if (is_second_order(c)) return make_second_order_optimizer(c, lr_scale);  // train/second_order_loop.hpp
   if (const optim::KeyConflict k = optim::check_keys(c.optimizer); !k.key.empty())
     throw ConfigError(c.source + ": " + k.key + ": " + k.message);
   return optim::make_optimizer(c.optimizer, c.schedule, c.clip, c.averaging, total_steps, lr_scale);
@@ -238,6 +240,10 @@ class Session final : public Run {
     trajectory_.emplace(*model_.arena, result_.run_dir, config_.snapshots.every_steps,
                         model_metadata(config_, data_, model_, 0));
     callbacks_ = {&metrics_records_, &progress_display_};
+    if (is_second_order(config_)) {  // its records follow the step record
+      second_order_ = make_second_order_callback(config_, *model_.arena);
+      callbacks_.push_back(second_order_.get());
+    }
     // [diagnostics] (train/monitors.hpp): before early stopping, so the epoch that stops the
     // run still gets its records.
     if (Monitors::any(config_.diagnostics)) {
@@ -825,6 +831,7 @@ class Session final : public Run {
   EarlyStop early_stop_{*this};
   PeriodicCheckpoint periodic_checkpoint_{*this};
   std::unique_ptr<Monitors> monitors_;
+  std::unique_ptr<Callback> second_order_;  // optimizer.name = a second-order method
   std::optional<Trajectory> trajectory_;  // init.safetensors, snapshots, path length
   std::unique_ptr<TensorBoardWriter> tensorboard_;  // tensorboard.enabled: before the checkpoints
   std::vector<Callback*> callbacks_;

@@ -56,6 +56,22 @@ class ResumeCli : public ::testing::Test {
       << "[sampler]\nbatch_size = 16\n[early_stopping]\npatience = 100\n"
       << "[checkpoint]\nevery_steps = 9\nkeep = 2\n";
   }
+  // run.toml again with a second-order method (issue 16): its state (L-BFGS pairs, damping,
+  // the iterate in double precision) must survive the kills as exactly as Adam's moments.
+  void write_second_order_config(const std::string& optimizer) {
+    std::ofstream c(dir_ / "run.toml");
+    c << "name = \"run\"\nseed = 9\nepochs = 6\nthreads = 1\nprogress = \"plain\"\n"
+      << "[data]\nformat = \"csv\"\ntrain_features = \"" << (dir_ / "train.csv").string() << "\"\ntest_features = \""
+      << (dir_ / "test.csv").string() << "\"\nscale = 1.0\nvalidation_size = 500\n"
+      << "[model]\ntype = \"sequential\"\nlayers = [{type = \"linear\", units = 64}, {type = \"tanh\"},"
+         " {type = \"dropout\", p = 0.2}, {type = \"linear\"}]\n"
+      << optimizer << "[sampler]\nbatch_size = 500\n[early_stopping]\npatience = 100\n"
+      << "[checkpoint]\nevery_steps = 2\nkeep = 2\n";
+  }
+
+  // Kills `descent train` with SIGKILL at random moments (at least three times), resumes it
+  // each time, and compares the result with an uninterrupted run.
+  void killed_and_resumed_ends_bit_identical();
   void TearDown() override { fs::remove_all(dir_); }
 
   // Starts `descent args...` with stdout and stderr to files in dir_; returns the pid.
@@ -95,7 +111,22 @@ class ResumeCli : public ::testing::Test {
   fs::path dir_;
 };
 
-TEST_F(ResumeCli, KilledAtRandomMomentsAndResumedEndsBitIdentical) {
+TEST_F(ResumeCli, KilledAtRandomMomentsAndResumedEndsBitIdentical) { killed_and_resumed_ends_bit_identical(); }
+
+// L-BFGS on resampled batches (history kept across batches) and Hessian-free damped Newton
+// (damping lambda adapted): the same kills, the same bit-identical end.
+TEST_F(ResumeCli, LbfgsKilledAndResumedEndsBitIdentical) {
+  write_second_order_config("[optimizer]\nname = \"lbfgs\"\n[second_order]\nhistory = 5\nbatch = \"resample\"\n");
+  killed_and_resumed_ends_bit_identical();
+}
+
+TEST_F(ResumeCli, HessianFreeKilledAndResumedEndsBitIdentical) {
+  write_second_order_config(
+      "[optimizer]\nname = \"damped_newton\"\n[second_order]\ncg_iterations = 8\nbatch = \"fixed\"\n");
+  killed_and_resumed_ends_bit_identical();
+}
+
+void ResumeCli::killed_and_resumed_ends_bit_identical() {
   // The reference: one uninterrupted run.
   const auto t0 = std::chrono::steady_clock::now();
   ASSERT_EQ(wait_for(start({"train", (dir_ / "run.toml").string(), "--out", (dir_ / "ref").string()}, "ref")), 0)
@@ -115,7 +146,9 @@ TEST_F(ResumeCli, KilledAtRandomMomentsAndResumedEndsBitIdentical) {
     ++attempts;
     const bool fresh = !has_checkpoint(run);
     const std::vector<std::string> args =
-        fresh ? std::vector<std::string>{"train", (dir_ / "run.toml").string(), "--out", (dir_ / "killed").string()}
+        // A run killed before its first checkpoint leaves a folder that cannot be resumed: start over in it.
+        fresh ? std::vector<std::string>{"train", (dir_ / "run.toml").string(), "--out", (dir_ / "killed").string(),
+                                         "--overwrite"}
               : std::vector<std::string>{"resume", run.string()};
     const pid_t pid = start(args, "attempt" + std::to_string(attempts));
     if (kills < 5) {

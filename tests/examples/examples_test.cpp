@@ -49,6 +49,14 @@ TEST_F(Examples, CnnLearns) {
   EXPECT_TRUE(fs::exists(r.run_dir / "model.safetensors"));
 }
 
+// L-BFGS on resampled batches of 1,000 (section 8.1.3's example; docs/optimizers.md has the
+// full-data outcome): 3 epochs of 2 batches, 6 L-BFGS iterations.
+TEST_F(Examples, LbfgsBatchSizeExampleLearns) {
+  const train::RunResult r = train::run(small("lbfgs_batch_size.toml", 2000, 3), nullptr);
+  EXPECT_EQ(r.steps, 6);
+  EXPECT_LT(r.test.error, 0.45);
+}
+
 TEST_F(Examples, LstmLearns) {
   const train::RunResult r = train::run(small("fashion_rnn.toml", 2000, 2), nullptr);
   EXPECT_EQ(r.epochs_run, 2);

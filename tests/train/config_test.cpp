@@ -545,7 +545,8 @@ TEST(ConfigErrorTest, UnknownEnumeratedNames) {
        "expected one of sequential, shuffle_once, reshuffle, with_replacement, stream"},
       {"[schedule]\nname = \"cosinus\"\n", "schedule.name", 2, "expected one of constant, linear, step"},
       {"[optimizer]\nname = \"adamm\"\n", "optimizer.name", 2,
-       "expected one of sgd, momentum, nesterov, adagrad, rmsprop, rmsprop_nesterov, adadelta, adam, adamw, amsgrad, adamax, nadam; did "
+       "expected one of sgd, momentum, nesterov, adagrad, rmsprop, rmsprop_nesterov, adadelta, adam, adamw, amsgrad, adamax, nadam, newton, damped_newton, newton_cg, saddle_free, cg, bfgs, "
+       "lbfgs; did "
        "you mean adam?"},
       {"[init]\nweights = \"xavier\"\n", "init.weights", 2,
        "expected one of zeros, constant, uniform, normal, glorot_uniform, glorot_normal, fan_in_uniform, he_normal, "

@@ -135,6 +135,9 @@ class SecondOrderMinimizer {
   virtual ~SecondOrderMinimizer() = default;
   // Evaluates f and g at x0 and forgets any history.
   void start(Objective& objective, std::span<const double> x0);
+  // Moves to another objective (a new minibatch) at the same x: evaluates f and g there and
+  // keeps the history (L-BFGS pairs, BFGS matrix, damping) unless keep_history is false.
+  void rebase(Objective& objective, bool keep_history = true);
   // One iteration: direction, line search (or damping test), history update.
   IterationRecord step(Objective& objective);
   // For tests that replay another implementation's trajectory: the same iteration with the

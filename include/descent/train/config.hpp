@@ -142,6 +142,26 @@ struct TensorBoardConfig {
   std::int64_t histogram_every_steps = 500;  // >= 0; histograms of each parameter and its gradient every N updates (0: none)
   bool operator==(const TensorBoardConfig&) const = default;
 };
+// [second_order]: the settings of the second-order methods in `descent train`, used when
+// optimizer.name names one (lbfgs, damped_newton, cg, bfgs, newton, newton_cg, saddle_free;
+// optim/second_order.hpp, docs/optimizers.md). The objective of each step is the mean loss
+// over the sampler's batch (sampler.batch_size; "full": every training example).
+struct SecondOrderConfig {
+  std::string line_search = "default";  // default (the method's) | strong_wolfe | armijo | none
+  std::optional<double> c1;             // sufficient decrease, default 1e-4
+  std::optional<double> c2;             // curvature, default 0.9 (cg: 0.1)
+  int max_evaluations = 20;             // >= 1, per line search
+  double step = 1.0;                    // > 0: the step without a line search, the first trial step otherwise
+  int history = 10;                     // lbfgs: m pairs, >= 1
+  std::optional<double> damping;        // lambda >= 0 (damped_newton 1, adapted; saddle_free 1e-3)
+  bool adapt_damping = true;            // damped_newton: Levenberg-Marquardt adjustment
+  int cg_iterations = 50;               // damped_newton, newton_cg: linear CG steps at most, >= 1
+  int krylov = 20;                      // saddle_free: Lanczos steps, >= 1
+  std::string beta = "pr+";             // cg: fr | pr | pr+
+  std::int64_t restart = 0;             // cg: restart every N iterations (0: every dim, < 0: never)
+  std::string batch = "resample";       // resample (a new batch per step) | fixed (the first batch_size examples)
+  bool operator==(const SecondOrderConfig&) const = default;
+};
 struct TrainConfig {
   std::string name = "run";   // the run folder's name: not empty, no '/', not "." or ".."
   // The TOML value is an integer in [0, 2^63-1]. A larger seed is written as a string of
@@ -167,6 +187,7 @@ struct TrainConfig {
   DivergenceConfig divergence;
   DiagnosticsConfig diagnostics;
   TensorBoardConfig tensorboard;
+  SecondOrderConfig second_order;
   std::string source;  // the file name the config came from (not a TOML key)
 
   bool operator==(const TrainConfig&) const = default;
