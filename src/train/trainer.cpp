@@ -635,12 +635,12 @@ class Session final : public Run {
       progress_.line(what + "; batch skipped");
       return true;
     }
-    // rollback: to the newest checkpoint; but when the run diverged again before writing a
-    // newer one than the last rollback's, that checkpoint leads back to divergence (weights
-    // huge but finite): to the newest one before it, and the newer files go.
+    // rollback: to the newest checkpoint; but when the run diverged again at the very step
+    // the last rollback returned to, no rate can help from there (weights huge but finite):
+    // to the newest checkpoint before it, and the newer files go.
     std::vector<std::string> warnings;
     std::optional<Checkpoint> c;
-    if (rolled_back_to_ >= 0 && saved_at_ == rolled_back_to_) {
+    if (rolled_back_to_ >= 0 && state_.k == rolled_back_to_) {
       c = load_latest_checkpoint(ckpt_dir_, &warnings, nullptr, rolled_back_to_);
       for (const auto& p : list_checkpoints(ckpt_dir_)) {
         if (c && p.filename().string() > checkpoint_file_name(c->step)) std::filesystem::remove(p);
