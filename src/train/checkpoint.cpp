@@ -208,9 +208,11 @@ std::filesystem::path write_checkpoint(const std::filesystem::path& dir, const C
 }
 
 std::optional<Checkpoint> load_latest_checkpoint(const std::filesystem::path& dir, std::vector<std::string>* warnings,
-                                                 std::filesystem::path* path) {
+                                                 std::filesystem::path* path, std::optional<std::int64_t> before) {
   const std::vector<std::filesystem::path> all = list_checkpoints(dir);
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    // The names hold the step in 12 zero-padded digits: they sort as the steps do.
+    if (before && it->filename().string() >= checkpoint_file_name(*before)) continue;
     try {
       Checkpoint c = decode_checkpoint(io::read_file(*it, kMaxCheckpointBytes), it->string());
       if (path != nullptr) *path = *it;

@@ -641,9 +641,18 @@ class Session final : public Run {
       progress_.line(what + "; batch skipped");
       return true;
     }
-    // rollback
+    // rollback: to the newest checkpoint; but when the run diverged again at the very step
+    // the last rollback returned to, no rate can help from there (weights huge but finite):
+    // to the newest checkpoint before it, and the newer files go.
     std::vector<std::string> warnings;
-    const std::optional<Checkpoint> c = load_latest_checkpoint(ckpt_dir_, &warnings);
+    std::optional<Checkpoint> c;
+    if (rolled_back_to_ >= 0 && state_.k == rolled_back_to_) {
+      c = load_latest_checkpoint(ckpt_dir_, &warnings, nullptr, rolled_back_to_);
+      for (const auto& p : list_checkpoints(ckpt_dir_)) {
+        if (c && p.filename().string() > checkpoint_file_name(c->step)) std::filesystem::remove(p);
+      }
+    }
+    if (!c) c = load_latest_checkpoint(ckpt_dir_, &warnings);
     for (const std::string& w : warnings) progress_.line("descent: warning: " + w);
     if (!c) throw NumericError(what + "; no checkpoint in " + ckpt_dir_.string() + " to roll back to");
     const double scale = state_.lr_scale * d.lr_scale;
@@ -657,6 +666,7 @@ class Session final : public Run {
     progress_.line(what + "; rolled back to step " + std::to_string(state_.k) + ", learning rate scaled to " +
                    std::to_string(scale) + " of the configured one");
     save_checkpoint();  // the new scale survives a crash from here on
+    rolled_back_to_ = state_.k;
     return false;
   }
 
@@ -821,6 +831,7 @@ class Session final : public Run {
   EarlyStopping stopper_{config_.early_stopping.patience, config_.early_stopping.min_delta, config_.early_stopping.enabled};
   Tensor best_, best_buffers_, before_prepare_;
   std::int64_t saved_at_ = -1;
+  std::int64_t rolled_back_to_ = -1;  // the step of the last rollback's checkpoint (diverged())
   std::int64_t eval_batch_ = 1000;  // the model's evaluation chunk (Module::eval_chunk)
   const DivergencePolicy divergence_ = parse_divergence_policy(config_.divergence.policy);
   const bool monitor_loss_ = config_.early_stopping.monitor == "val_loss";

@@ -321,5 +321,42 @@ TEST_F(ResumeTest, DivergenceRollbackLowersTheRateUntilTrainingWorks) {
   for (std::size_t i = 0; i < scales.size(); ++i) EXPECT_DOUBLE_EQ(scales[i], std::pow(0.01, static_cast<double>(i + 1)));
 }
 
+// Rollback onto a checkpoint whose weights are huge but finite: a callback multiplies every
+// parameter by 1e30 once, after update 20; the checkpoint after it (every_steps = 1) holds
+// them, and from there the forward pass overflows at any learning rate. The first rollback
+// lands on that checkpoint and diverges again at once; the second must go back to the
+// checkpoint before it (step 20, written before the blow-up) instead of retrying the same one
+// until max_events (which threw NumericError before), and training then ends normally.
+TEST_F(ResumeTest, DivergenceRollbackGoesBackPastACheckpointThatDivergesAgain) {
+  class BlowUpOnce final : public Callback {
+   public:
+    bool on_step(const StepContext& ctx) override {
+      if (ctx.step == 20 && !done_) {
+        done_ = true;
+        const Tensor& w = ctx.run.arena().values();  // a handle: the values stay writable
+        float* v = w.data<float>();
+        for (std::int64_t i = 0; i < w.numel(); ++i) v[i] *= 1e30f;
+      }
+      return false;
+    }
+
+   private:
+    bool done_ = false;
+  };
+  TrainConfig c = config("blowup", "[divergence]\npolicy = \"rollback\"\nlr_scale = 0.5\nmax_events = 4\n");
+  c.checkpoint.every_steps = 1;
+  BlowUpOnce blow_up;
+  const RunResult r = run(c, nullptr, {&blow_up});
+  EXPECT_EQ(r.divergences, 2);
+  EXPECT_LT(r.test.error, 0.5);
+  std::vector<std::int64_t> steps;
+  for (const auto& line : io::read_json_lines(r.run_dir / "metrics.jsonl")) {
+    if (line.value("kind", "") == "divergence") steps.push_back(line.value("step", std::int64_t{-1}));
+  }
+  // The first rollback returned to the checkpoint after update 20 (step 21), the second to
+  // step 20; metrics.jsonl was cut back to that checkpoint, so only the second record is left.
+  EXPECT_EQ(steps, (std::vector<std::int64_t>{20}));
+}
+
 }  // namespace
 }  // namespace descent::train

@@ -65,9 +65,12 @@ std::filesystem::path write_checkpoint(const std::filesystem::path& dir, const C
 
 // The newest checkpoint of `dir` that reads and verifies; damaged or unreadable newer ones are
 // skipped, each with a line in `warnings` (when given) naming the file and the problem.
-// nullopt when there is none. `path` (when given) receives the file it was read from.
+// nullopt when there is none. `path` (when given) receives the file it was read from. With
+// `before`, only the checkpoints of fewer than `before` updates count (a rollback that must
+// go back past a checkpoint it diverged from).
 std::optional<Checkpoint> load_latest_checkpoint(const std::filesystem::path& dir,
                                                  std::vector<std::string>* warnings = nullptr,
-                                                 std::filesystem::path* path = nullptr);
+                                                 std::filesystem::path* path = nullptr,
+                                                 std::optional<std::int64_t> before = std::nullopt);
 
 }  // namespace descent::train
