@@ -76,7 +76,9 @@ def main(ctx):
     # set (all of it in memory), so the activations of a larger batch move it little.
     last_gain = thr[hi] / thr[sizes[-2]]  # saturation: the last 4x (or more) of batch buys little
     ok_sat = last_gain < ctx.expect("saturated_gain", 2.0)
-    ok = ok_thr and ok_sat and ok_noise
+    # The quick form runs inside ctest, next to other tests on a loaded machine: timings there
+    # are not evidence, so its throughput figures are reported and only the full form gates them.
+    ok = (ctx.quick or (ok_thr and ok_sat)) and ok_noise
     table = common.markdown_table(["batch size", "examples/s (1 thread)", "peak RSS (MiB)", "best validation 0-1 error",
                                    "train loss", "updates", "updates skipped (non-finite)"], rows)
     table += (f"\n\nThe same budget of examples ({epochs} epoch) and rate (0.001, momentum 0.9) for every batch size. "
@@ -86,6 +88,8 @@ def main(ctx):
     summary = (f"throughput x{thr[hi] / thr[lo]:.1f} from batch {lo} to {hi} (claim > {saturation:g}x), "
                f"x{last_gain:.2f} over the last step {sizes[-2]} -> {hi} (saturated: < 2x); peak RSS {mem[lo]:.0f} -> "
                f"{mem[hi]:.0f} MiB; noise slope {noise['slope']:.3f}; best validation error at batch {best}")
+    if ctx.quick:
+        summary += " (quick form: throughput reported, not gated)"
     res = common.Result(ok, summary)
     svgs = [common.svg_plot([("examples/s", sizes, [thr[n] for n in sizes])], "throughput", "batch size", "examples/s",
                             logx=True, logy=True),
