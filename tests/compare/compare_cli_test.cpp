@@ -335,7 +335,7 @@ int attribute(const std::string& dom, const std::string& name) {
   return std::stoi(digits);
 }
 
-// Grid of 3 optimizers (one of them diverging at one rate) x 2 rates x 2 seeds: the ranking,
+// Grid of 3 optimizers x 2 rates x 2 seeds: the ranking,
 // the sensitivity plot, the per-method curves; no console message, every chart drawn; the
 // screenshot is kept in build/report-test/screenshots/compare.png.
 TEST_F(Compare, PageInChromium) {
