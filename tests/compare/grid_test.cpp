@@ -106,6 +106,21 @@ TEST_F(Grid, DigestChangesWithWhatIsTrainedOnly) {
   EXPECT_NE(compare::expand(grid(body)).digest, a);  // the base config changed
 }
 
+// The preset of the README: every run's config valid, the eight methods of 8.3 and 8.5.
+TEST_F(Grid, PresetExpands) {
+  const compare::Grid g = compare::expand(compare::load_grid(fs::path(DESCENT_SOURCE_DIR) / "examples" / "compare_optimizers.toml"));
+  EXPECT_EQ(g.points.size(), 24u);
+  EXPECT_EQ(g.runs.size(), 72u);
+  std::vector<std::string> methods;
+  for (const auto& p : g.points) {
+    if (methods.empty() || methods.back() != p.method) methods.push_back(p.method);
+    EXPECT_GT(p.lr, 0.0) << p.name;
+  }
+  EXPECT_EQ(methods, (std::vector<std::string>{"SGD", "momentum", "Nesterov", "AdaGrad", "RMSProp", "RMSProp+Nesterov",
+                                               "AdaDelta", "Adam"}));
+  EXPECT_EQ(g.spec.jobs, 2);
+}
+
 // One ConfigError, one line, naming the file (and line) and the key.
 void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
   try {
