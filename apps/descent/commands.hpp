@@ -103,4 +103,16 @@ struct DiagnoseArgs {
 void add_diagnose(CLI::App& app, DiagnoseArgs& args);
 int run_diagnose(const DiagnoseArgs& args);
 
+struct CompareArgs {
+  std::string input;  // GRID.toml, or a config file with --vary
+  std::vector<std::string> vary, set;
+  std::string seeds, out;
+  int jobs = 0;       // 0: the grid's, else 1
+  int threads = 0;    // per run; 0: cores / jobs
+  double target = std::numeric_limits<double>::quiet_NaN();
+  bool dry_run = false;
+};
+void add_compare(CLI::App& app, CompareArgs& args);
+int run_compare(const CompareArgs& args);
+
 }  // namespace descent::cli

@@ -8,6 +8,7 @@
 #include "descent/io/atomic_file.hpp"
 #include "descent/report/report.hpp"
 #include "descent/version.hpp"
+#include "page_shell.hpp"
 
 namespace descent::report {
 namespace {
@@ -952,12 +953,13 @@ std::string css_next_to(const fs::path& library) {
 
 }  // namespace
 
-std::string render_report(const std::vector<fs::path>& run_dirs, const Options& options) {
-  const std::string json_text = report_data(run_dirs, options);
-  const fs::path library = options.chart_library.empty() ? chart_library_path() : options.chart_library;
-  const std::string script = chart_library(library);
+namespace detail {
+
+std::string page(const std::string& json_text, std::string_view script, std::string_view footer,
+                 const fs::path& chart_library_file) {
+  const std::string library = chart_library(chart_library_file);
   std::string page;
-  page.reserve(json_text.size() + script.size() + 40000);
+  page.reserve(json_text.size() + library.size() + 40000);
   page += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
   page += "<meta http-equiv=\"Content-Security-Policy\" content=\"";
   page += kPolicy;
@@ -965,10 +967,10 @@ std::string render_report(const std::vector<fs::path>& run_dirs, const Options& 
   page += "<meta name=\"generator\" content=\"descent ";
   page += version;
   page += "\">\n<title>descent report</title>\n<style>";
-  page += css_next_to(library);
+  page += css_next_to(chart_library_file);
   page += kStyle;
   page += "</style>\n<script>\n";
-  page += script;
+  page += library;
   page += "\n</script>\n<script type=\"application/json\" id=\"descent-data\">";
   // "<" only occurs inside JSON strings, where \u003c means the same: no "</script>" or "<!--".
   for (const char c : json_text) {
@@ -979,11 +981,22 @@ std::string render_report(const std::vector<fs::path>& run_dirs, const Options& 
   page += "<noscript><p>The charts of this page need JavaScript.</p></noscript>\n<main id=\"panels\"></main>\n";
   page += "<footer>Written by descent ";
   page += version;
-  page += " from the run folder's files. Charts: dygraphs (Debian libjs-dygraphs), inlined; this page makes no "
-          "network request. docs/report.md describes every panel.</footer>\n<script>";
-  page += kScript;
+  page += footer;
+  page += "</footer>\n<script>";
+  page += script;
   page += "</script>\n</body>\n</html>\n";
   return page;
+}
+
+}  // namespace detail
+
+std::string render_report(const std::vector<fs::path>& run_dirs, const Options& options) {
+  const std::string json_text = report_data(run_dirs, options);
+  const fs::path library = options.chart_library.empty() ? chart_library_path() : options.chart_library;
+  return detail::page(json_text, kScript,
+                      " from the run folder's files. Charts: dygraphs (Debian libjs-dygraphs), inlined; this page makes no "
+                      "network request. docs/report.md describes every panel.",
+                      library);
 }
 
 void write_report(const std::vector<fs::path>& run_dirs, const fs::path& out, const Options& options) {
