@@ -32,6 +32,7 @@ Var Tape::record(std::unique_ptr<Node> node) {
     if (nodes_[static_cast<std::size_t>(node->input[i])]->requires_grad) node->requires_grad = true;
   }
   nodes_.push_back(std::move(node));
+  gradient_of_ = -1;
   return Var{this, static_cast<std::int32_t>(nodes_.size() - 1)};
 }
 
@@ -117,11 +118,22 @@ void Tape::sweep(Var loss, bool with_tangents) {
   }
   // The loss node is never a parameter leaf, so its grad slot is free here.
   out.grad = Tensor::full(out.value.shape(), out.value.dtype(), 1.0);
+  gradient_of_ = -1;
   for (std::int32_t i = loss.id; i >= 0; --i) {
     Node& n = node(i);
     if (!n.requires_grad || !n.grad.defined() || n.num_inputs == 0) continue;
     n.backward(*this);
     if (with_tangents) n.tangent_backward(*this);
+  }
+  gradient_of_ = loss.id;
+}
+
+void Tape::tangent_forward_sweep() {
+  for (auto& n : nodes_) {
+    if (n->num_inputs == 0) continue;
+    bool any = false;
+    for (int i = 0; i < n->num_inputs; ++i) any = any || has_tangent(n->input[i]);
+    if (any) n->tangent_forward(*this);
   }
 }
 
@@ -195,13 +207,46 @@ void Tape::hvp(Var loss, const Tensor& v, const Tensor& hv, const Tensor& param_
     std::memset(grads.raw(), 0, grads.nbytes());
     bind_param_sinks(grads, &direction, &hv);
   }
-  for (auto& n : nodes_) {
-    if (n->num_inputs == 0) continue;
-    bool any = false;
-    for (int i = 0; i < n->num_inputs; ++i) any = any || has_tangent(n->input[i]);
-    if (any) n->tangent_forward(*this);
-  }
+  tangent_forward_sweep();
   sweep(loss, true);
+}
+
+void Tape::hvp_at_gradient(Var loss, const Tensor& v, const Tensor& hv) {
+  if (loss.tape != this) throw ShapeError("hvp: the loss belongs to another tape");
+  if (gradient_of_ != loss.id) {
+    throw Error("hvp_at_gradient: no gradient of this loss on the tape (call backward() or hvp() first, "
+                "after the last operation was recorded)");
+  }
+  Tensor direction = v;
+  if (arena_ != nullptr) {
+    check_flat(v, *arena_, "v");
+    check_flat(hv, *arena_, "hv");
+    if (overlaps(hv, arena_->values())) throw ShapeError("hvp: hv shares memory with the parameter values (arena.values())");
+    if (overlaps(v, hv)) direction = v.clone();
+  }
+  // Only the tangent quantities are reset; every node keeps its gradient.
+  for (auto& n : nodes_) {
+    n->grad_tangent = Tensor();
+    if (auto* leaf = dynamic_cast<Leaf*>(n.get())) {
+      n->tangent = leaf->tangent_seed;
+    } else {
+      n->tangent = Tensor();
+    }
+  }
+  if (arena_ != nullptr) {
+    std::memset(hv.raw(), 0, hv.nbytes());
+    for (std::int32_t id : params_) {
+      Node& n = node(id);
+      n.tangent = arena_->slice(direction, n.param);
+      n.grad_tangent = arena_->slice(hv, n.param);
+    }
+  }
+  tangent_forward_sweep();
+  for (std::int32_t i = loss.id; i >= 0; --i) {
+    Node& n = node(i);
+    if (!n.requires_grad || !n.grad.defined() || n.num_inputs == 0) continue;
+    n.tangent_backward(*this);
+  }
 }
 
 void Tape::set_tangent(Var v, const Tensor& tangent) {
@@ -225,6 +270,7 @@ const Tensor& Tape::grad_tangent(Var v) {
 }
 
 void Tape::clear() {
+  gradient_of_ = -1;
   nodes_.clear();
   params_.clear();
   arena_ = nullptr;

@@ -113,6 +113,16 @@ double eval_loss(nn::Sequential& net, autodiff::Tape& tape, const Tensor& x, con
   return loss;
 }
 
+// hv <- H v on the step's tape: the tangent sweeps alone when the tape holds this loss's
+// gradient (the trainer's backward, or an earlier product), else a full hvp.
+void product(autodiff::Tape& tape, autodiff::Var loss, const Tensor& v, const Tensor& hv) {
+  if (tape.has_gradient(loss)) {
+    tape.hvp_at_gradient(loss, v, hv);
+  } else {
+    tape.hvp(loss, v, hv);
+  }
+}
+
 }  // namespace
 
 // ---- the figures ----------------------------------------------------------------------
@@ -120,7 +130,7 @@ double eval_loss(nn::Sequential& net, autodiff::Tape& tape, const Tensor& x, con
 CurvatureFigures curvature_figures(autodiff::Tape& tape, autodiff::Var loss, ParameterArena& arena, const Tensor& g,
                                    double lr, const Tensor& hv) {
   (void)arena;  // the tape knows the arena of its parameters
-  tape.hvp(loss, g, hv);
+  product(tape, loss, g, hv);
   CurvatureFigures f;
   f.lr = lr;
   f.gTg = kernels::sum_squares(g);
@@ -133,7 +143,7 @@ CurvatureFigures curvature_figures(autodiff::Tape& tape, autodiff::Var loss, Par
 double step_prediction(autodiff::Tape& tape, autodiff::Var loss, ParameterArena& arena, const Tensor& g,
                        const Tensor& d, const Tensor& hv) {
   (void)arena;
-  tape.hvp(loss, d, hv);
+  product(tape, loss, d, hv);
   return kernels::dot(d, g) + 0.5 * kernels::dot(d, hv);
 }
 
@@ -146,7 +156,7 @@ double lanczos_lambda_max(autodiff::Tape& tape, autodiff::Var loss, ParameterAre
   op.dim = arena.size();
   op.apply = [&](std::span<const double> v, std::span<double> out) {
     to_tensor(v, vt);
-    tape.hvp(loss, vt, ht);
+    product(tape, loss, vt, ht);
     from_tensor(ht, out);
   };
   const diag::LanczosRun run = diag::lanczos(op, start, steps, /*keep_basis=*/ritz != nullptr);

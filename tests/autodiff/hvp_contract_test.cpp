@@ -154,6 +154,64 @@ TEST(HvpContract, ManyProductsAtOnePointWithTheOutputAsTheNextInput) {
   EXPECT_LT(relative_error(values(w), expected), 1e-5);
 }
 
+// hvp_at_gradient: the tangent sweeps alone, the gradient read from the last backward.
+// Several products in a row (stale tangents or R(g) from the previous one would show), one
+// with v aliasing hv; each against the dense Hessian; the arena's gradient untouched.
+TEST(HvpContract, AtTheGradientGivesHvForEveryProductAtThePoint) {
+  Fixture f;
+  const auto H = f.dense_hessian();
+  const auto g = f.gradient();
+  autodiff::Tape tape;
+  const autodiff::Var loss = f.loss(tape);
+  f.arena.zero_grad();
+  tape.backward(loss);
+  ASSERT_TRUE(tape.has_gradient(loss));
+  Tensor hv = Tensor::empty({f.arena.size()}, DType::f64);
+  Tensor full = Tensor::empty({f.arena.size()}, DType::f64);
+  for (std::uint64_t seed = 11; seed < 14; ++seed) {
+    const Tensor v = f.random_vector(seed);
+    tape.hvp_at_gradient(loss, v, hv);
+    EXPECT_LT(relative_error(values(hv), times(H, values(v))), tol) << seed;
+    autodiff::Tape fresh;
+    fresh.hvp(f.loss(fresh), v, full);
+    EXPECT_LT(relative_error(values(hv), values(full)), 1e-13) << seed;
+  }
+  Tensor w = f.random_vector(15);
+  const auto expected = times(H, values(w));
+  tape.hvp_at_gradient(loss, w, w);  // w <- H w
+  EXPECT_LT(relative_error(values(w), expected), tol);
+  EXPECT_LT(relative_error(values(f.arena.grads()), g), 1e-12);
+  // After a full hvp on the same tape, the fast path still holds.
+  const Tensor v = f.random_vector(16);
+  tape.hvp(loss, v, full);
+  tape.hvp_at_gradient(loss, v, hv);
+  EXPECT_LT(relative_error(values(hv), values(full)), 1e-13);
+}
+
+TEST(HvpContract, AtTheGradientNeedsAGradientSweepOfThatLoss) {
+  Fixture f;
+  const Tensor v = f.random_vector(17);
+  Tensor hv = Tensor::empty({f.arena.size()}, DType::f64);
+  autodiff::Tape tape;
+  const autodiff::Var loss = f.loss(tape);
+  EXPECT_FALSE(tape.has_gradient(loss));
+  EXPECT_THROW(tape.hvp_at_gradient(loss, v, hv), Error);
+  tape.backward(loss, Tensor::zeros({f.arena.size()}, DType::f64));
+  EXPECT_TRUE(tape.has_gradient(loss));
+  const autodiff::Var again = f.loss(tape);  // recording invalidates the sweep
+  EXPECT_FALSE(tape.has_gradient(loss));
+  EXPECT_FALSE(tape.has_gradient(again));
+  EXPECT_THROW(tape.hvp_at_gradient(again, v, hv), Error);
+  tape.hvp(again, v, hv);
+  EXPECT_TRUE(tape.has_gradient(again));
+  EXPECT_FALSE(tape.has_gradient(loss));  // the sweep was of the other loss
+  EXPECT_NE(message_of([&] { tape.hvp_at_gradient(again, v, Tensor::empty({3}, DType::f64)); })
+                .find("hv has 3 elements, the arena has 26"),
+            std::string::npos);
+  tape.clear();
+  EXPECT_FALSE(tape.has_gradient(again));
+}
+
 TEST(HvpContract, UndefinedOrMisshapenArgumentsAreRefusedByName) {
   Fixture f;
   const Tensor v = f.random_vector(6);

@@ -110,6 +110,19 @@ class Tape {
   // tangent-forward and one backward sweep each, never a new forward pass.
   void hvp(Var loss, const Tensor& v, const Tensor& hv, const Tensor& param_grads = Tensor());
 
+  // hv <- H v like hvp(), reusing the gradient of the last backward()/hvp() of this `loss`
+  // on this tape: one tangent-forward sweep and one sweep of the tangent-backward rules
+  // only, the gradient terms (gy of every node) read from that sweep, not recomputed
+  // (5 of the 19 matrix products of an MLP's hvp). For many products at one point
+  // (Lanczos, CG, the curvature monitor after the step's gradient). The caller keeps the
+  // parameter values as they were at that sweep (the tape cannot see them change);
+  // without such a sweep since the last record/clear (or for another loss) it throws
+  // Error. The parameter gradient sink of that sweep is not touched. v and hv as in
+  // hvp(); v may share memory with hv.
+  void hvp_at_gradient(Var loss, const Tensor& v, const Tensor& hv);
+  // True when hvp_at_gradient(loss, ...) may be called.
+  bool has_gradient(Var loss) const { return loss.tape == this && gradient_of_ == loss.id; }
+
   // For variables (tests, diagnostics on plain tensors).
   void set_tangent(Var v, const Tensor& tangent);
   const Tensor& grad(Var v);          // zeros if the loss does not depend on v
@@ -130,10 +143,12 @@ class Tape {
   void reset_derivatives();
   void bind_param_sinks(const Tensor& grads, const Tensor* tangents, const Tensor* hv);
   void sweep(Var loss, bool with_tangents);
+  void tangent_forward_sweep();
 
   std::vector<std::unique_ptr<Node>> nodes_;
   std::vector<std::int32_t> params_;  // node ids of parameter leaves
   ParameterArena* arena_ = nullptr;
+  std::int32_t gradient_of_ = -1;  // the loss whose gradients the nodes hold (-1: none)
 };
 
 }  // namespace descent::autodiff
