@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
 
 #include "descent/diag/lanczos.hpp"
 #include "descent/diag/lapack.hpp"
@@ -123,6 +124,17 @@ void product(autodiff::Tape& tape, autodiff::Var loss, const Tensor& v, const Te
   }
 }
 
+// v' H v on the step's tape: the second-order forward terms alone when the tape holds this
+// loss's gradient and every node on its path has such a rule (Tape::vhv_at_gradient: no
+// reverse sweep), else v . (H v).
+double curvature_along(autodiff::Tape& tape, autodiff::Var loss, const Tensor& v, const Tensor& hv) {
+  if (tape.has_gradient(loss)) {
+    if (const std::optional<double> q = tape.vhv_at_gradient(loss, v)) return *q;
+  }
+  product(tape, loss, v, hv);
+  return kernels::dot(v, hv);
+}
+
 }  // namespace
 
 // ---- the figures ----------------------------------------------------------------------
@@ -130,11 +142,10 @@ void product(autodiff::Tape& tape, autodiff::Var loss, const Tensor& v, const Te
 CurvatureFigures curvature_figures(autodiff::Tape& tape, autodiff::Var loss, ParameterArena& arena, const Tensor& g,
                                    double lr, const Tensor& hv) {
   (void)arena;  // the tape knows the arena of its parameters
-  product(tape, loss, g, hv);
   CurvatureFigures f;
   f.lr = lr;
   f.gTg = kernels::sum_squares(g);
-  f.gHg = kernels::dot(g, hv);
+  f.gHg = curvature_along(tape, loss, g, hv);
   f.ratio = f.gTg > 0 ? lr * f.gHg / (2.0 * f.gTg) : std::numeric_limits<double>::quiet_NaN();
   f.predicted_change = -lr * f.gTg + 0.5 * lr * lr * f.gHg;
   return f;
@@ -143,8 +154,7 @@ CurvatureFigures curvature_figures(autodiff::Tape& tape, autodiff::Var loss, Par
 double step_prediction(autodiff::Tape& tape, autodiff::Var loss, ParameterArena& arena, const Tensor& g,
                        const Tensor& d, const Tensor& hv) {
   (void)arena;
-  product(tape, loss, d, hv);
-  return kernels::dot(d, g) + 0.5 * kernels::dot(d, hv);
+  return kernels::dot(d, g) + 0.5 * curvature_along(tape, loss, d, hv);
 }
 
 double lanczos_lambda_max(autodiff::Tape& tape, autodiff::Var loss, ParameterArena& arena,
