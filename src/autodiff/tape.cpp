@@ -1,8 +1,13 @@
 #include "descent/autodiff/tape.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <string_view>
+
+#include "descent/tensor/kernels.hpp"
 
 namespace descent::autodiff {
 namespace {
@@ -32,6 +37,7 @@ Var Tape::record(std::unique_ptr<Node> node) {
     if (nodes_[static_cast<std::size_t>(node->input[i])]->requires_grad) node->requires_grad = true;
   }
   nodes_.push_back(std::move(node));
+  gradient_of_ = -1;
   return Var{this, static_cast<std::int32_t>(nodes_.size() - 1)};
 }
 
@@ -117,11 +123,22 @@ void Tape::sweep(Var loss, bool with_tangents) {
   }
   // The loss node is never a parameter leaf, so its grad slot is free here.
   out.grad = Tensor::full(out.value.shape(), out.value.dtype(), 1.0);
+  gradient_of_ = -1;
   for (std::int32_t i = loss.id; i >= 0; --i) {
     Node& n = node(i);
     if (!n.requires_grad || !n.grad.defined() || n.num_inputs == 0) continue;
     n.backward(*this);
     if (with_tangents) n.tangent_backward(*this);
+  }
+  gradient_of_ = loss.id;
+}
+
+void Tape::tangent_forward_sweep() {
+  for (auto& n : nodes_) {
+    if (n->num_inputs == 0) continue;
+    bool any = false;
+    for (int i = 0; i < n->num_inputs; ++i) any = any || has_tangent(n->input[i]);
+    if (any) n->tangent_forward(*this);
   }
 }
 
@@ -195,13 +212,117 @@ void Tape::hvp(Var loss, const Tensor& v, const Tensor& hv, const Tensor& param_
     std::memset(grads.raw(), 0, grads.nbytes());
     bind_param_sinks(grads, &direction, &hv);
   }
-  for (auto& n : nodes_) {
-    if (n->num_inputs == 0) continue;
-    bool any = false;
-    for (int i = 0; i < n->num_inputs; ++i) any = any || has_tangent(n->input[i]);
-    if (any) n->tangent_forward(*this);
-  }
+  tangent_forward_sweep();
   sweep(loss, true);
+}
+
+void Tape::seed_tangents_at_gradient(Var loss, const Tensor& v, const Tensor* hv, const char* what) {
+  if (loss.tape != this) throw ShapeError(std::string(what) + ": the loss belongs to another tape");
+  if (gradient_of_ != loss.id) {
+    throw Error(std::string(what) + ": no gradient of this loss on the tape (call backward() or hvp() first, "
+                "after the last operation was recorded)");
+  }
+  Tensor direction = v;
+  if (arena_ != nullptr) {
+    check_flat(v, *arena_, "v");
+    if (hv != nullptr) {
+      check_flat(*hv, *arena_, "hv");
+      if (overlaps(*hv, arena_->values())) throw ShapeError("hvp: hv shares memory with the parameter values (arena.values())");
+      if (overlaps(v, *hv)) direction = v.clone();
+    }
+  }
+  // Only the tangent quantities are reset; every node keeps its gradient.
+  for (auto& n : nodes_) {
+    n->grad_tangent = Tensor();
+    if (auto* leaf = dynamic_cast<Leaf*>(n.get())) {
+      n->tangent = leaf->tangent_seed;
+    } else {
+      n->tangent = Tensor();
+    }
+  }
+  if (arena_ != nullptr) {
+    if (hv != nullptr) std::memset(hv->raw(), 0, hv->nbytes());
+    for (std::int32_t id : params_) {
+      Node& n = node(id);
+      n.tangent = arena_->slice(direction, n.param);
+      if (hv != nullptr) n.grad_tangent = arena_->slice(*hv, n.param);
+    }
+  }
+  tangent_forward_sweep();
+}
+
+void Tape::hvp_at_gradient(Var loss, const Tensor& v, const Tensor& hv) {
+  seed_tangents_at_gradient(loss, v, &hv, "hvp_at_gradient");
+  for (std::int32_t i = loss.id; i >= 0; --i) {
+    Node& n = node(i);
+    if (!n.requires_grad || !n.grad.defined() || n.num_inputs == 0) continue;
+    n.tangent_backward(*this);
+  }
+}
+
+std::optional<double> Tape::vhv_at_gradient(Var loss, const Tensor& v) {
+  seed_tangents_at_gradient(loss, v, nullptr, "vhv_at_gradient");
+  double total = 0.0;
+  for (std::int32_t i = 0; i <= loss.id; ++i) {
+    Node& n = node(i);
+    if (n.num_inputs == 0 || !n.grad.defined() || !n.tangent.defined()) continue;  // gy = 0 or x' = 0: no term
+    const std::string_view op = n.name();
+    if (op == "relu" || op == "reshape" || op == "add" || op == "sub" || op == "mul_scalar") continue;  // f'' = 0
+    if (op == "linear") {
+      // y = x w^T + b:  S = 2 x' w'^T
+      const Node& x = node(n.input[0]);
+      const Node& w = node(n.input[1]);
+      if (!x.tangent.defined() || !w.tangent.defined()) continue;
+      Tensor s = Tensor::empty(n.value.shape(), n.value.dtype());
+      kernels::gemm(x.tangent, false, w.tangent, true, s);
+      total += 2.0 * kernels::dot(n.grad, s);
+    } else if (op == "tanh") {
+      // S = f''(x) x'^2,  f''(x) = -2 y (1 - y^2)
+      const Node& x = node(n.input[0]);
+      total += dispatch_float(n.value.dtype(), [&](auto zero) {
+        using T = decltype(zero);
+        const T* y = n.value.data<T>();
+        const T* xt = x.tangent.data<T>();
+        const T* gy = n.grad.data<T>();
+        double s = 0.0;
+        for (std::int64_t k = 0; k < n.value.numel(); ++k) {
+          const double yk = static_cast<double>(y[k]), t = static_cast<double>(xt[k]);
+          s += static_cast<double>(gy[k]) * (-2.0 * yk * (1.0 - yk * yk)) * t * t;
+        }
+        return s;
+      });
+    } else if (op == "softmax_cross_entropy") {
+      // L = mean_i lse(z_i) - z_i,y_i:  S = (1/B) sum_i [ sum_c p z'^2 - (sum_c p z')^2 ]
+      const Node& z = node(n.input[0]);
+      total += static_cast<double>(n.grad.at(0)) * dispatch_float(n.value.dtype(), [&](auto zero) {
+        using T = decltype(zero);
+        const std::int64_t rows = z.value.dim(0), cols = z.value.dim(1);
+        const T* zv = z.value.data<T>();
+        const T* zt = z.tangent.data<T>();
+        double s = 0.0;
+        for (std::int64_t r = 0; r < rows; ++r) {
+          const T* row = zv + r * cols;
+          const T* trow = zt + r * cols;
+          double m = static_cast<double>(row[0]);
+          for (std::int64_t c = 1; c < cols; ++c) m = std::max(m, static_cast<double>(row[c]));
+          double sum = 0.0, pz = 0.0, pz2 = 0.0;
+          for (std::int64_t c = 0; c < cols; ++c) {
+            const double e = std::exp(static_cast<double>(row[c]) - m), t = static_cast<double>(trow[c]);
+            sum += e;
+            pz += e * t;
+            pz2 += e * t * t;
+          }
+          pz /= sum;
+          pz2 /= sum;
+          s += pz2 - pz * pz;
+        }
+        return s / static_cast<double>(rows);
+      });
+    } else {
+      return std::nullopt;  // no second-order rule here: the caller takes the full product
+    }
+  }
+  return total;
 }
 
 void Tape::set_tangent(Var v, const Tensor& tangent) {
@@ -225,6 +346,7 @@ const Tensor& Tape::grad_tangent(Var v) {
 }
 
 void Tape::clear() {
+  gradient_of_ = -1;
   nodes_.clear();
   params_.clear();
   arena_ = nullptr;

@@ -7,6 +7,7 @@
 
 #include "descent/autodiff/tape.hpp"
 #include "descent/loss/loss.hpp"
+#include "descent/tensor/parallel.hpp"
 
 namespace descent::diag {
 
@@ -75,16 +76,28 @@ void HessianOperator::for_chunks_summed(F&& f, std::span<double> out) {
       }
     }
     if (failure) std::rethrow_exception(failure);
-    // The sum in chunk order: J = sum_c (n_c / n) J_c, so H = sum_c (n_c / n) H_c.
-    for (std::int64_t c = g0; c < g1; ++c) {
-      const Chunk& chunk = *chunks_[static_cast<std::size_t>(c)];
-      const double weight = static_cast<double>(chunk.end - chunk.begin) / static_cast<double>(examples_);
-      dispatch_float(arena_.dtype(), [&](auto zero) {
-        using T = decltype(zero);
-        const T* b = buffers[static_cast<std::size_t>(c - g0)].data<T>();
-        for (std::size_t i = 0; i < out.size(); ++i) out[i] += weight * static_cast<double>(b[i]);
+    // The sum in chunk order: J = sum_c (n_c / n) J_c, so H = sum_c (n_c / n) H_c. Each
+    // element adds its chunks in chunk order, so splitting the elements among threads
+    // changes no bit.
+    dispatch_float(arena_.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      std::vector<const T*> from;
+      std::vector<double> weight;
+      for (std::int64_t c = g0; c < g1; ++c) {
+        const Chunk& chunk = *chunks_[static_cast<std::size_t>(c)];
+        from.push_back(buffers[static_cast<std::size_t>(c - g0)].data<T>());
+        weight.push_back(static_cast<double>(chunk.end - chunk.begin) / static_cast<double>(examples_));
+      }
+      double* o = out.data();
+      parallel_for(dim_, std::int64_t{1} << 15, [&](std::int64_t i0, std::int64_t i1) {
+        for (std::size_t k = 0; k < from.size(); ++k) {
+          const T* b = from[k];
+          const double w = weight[k];
+#pragma omp simd
+          for (std::int64_t i = i0; i < i1; ++i) o[i] += w * static_cast<double>(b[i]);
+        }
       });
-    }
+    });
   }
 }
 
@@ -127,8 +140,13 @@ void HessianOperator::apply(std::span<const double> v, std::span<double> hv) {
   for_chunks_summed(
       [&](Chunk& c, const Tensor& out) {
         out.fill(0.0);  // a parameter the loss does not use has zero rows
-        Tensor g = Tensor::empty(Shape{dim_}, arena_.dtype());
-        c.tape.hvp(c.loss, direction, out, g);
+        if (c.tape.has_gradient(c.loss)) {
+          // refresh() left the chunk's gradient on its tape: only the tangent sweeps run.
+          c.tape.hvp_at_gradient(c.loss, direction, out);
+        } else {
+          Tensor g = Tensor::empty(Shape{dim_}, arena_.dtype());
+          c.tape.hvp(c.loss, direction, out, g);
+        }
       },
       hv);
   ++products_;

@@ -6,6 +6,7 @@
 
 #include "descent/diag/lapack.hpp"
 #include "descent/init/rng.hpp"
+#include "descent/tensor/parallel.hpp"
 
 namespace descent::diag {
 
@@ -30,6 +31,46 @@ void axpy(double alpha, std::span<const double> x, std::span<double> y) {
   const std::size_t n = x.size();
 #pragma omp simd
   for (std::size_t i = 0; i < n; ++i) b[i] += alpha * a[i];
+}
+
+// w -= Q_k (Q_k' w) for the basis vectors q[0..k): classical Gram-Schmidt, in two sweeps
+// over the elements in fixed blocks, so that w and each q_i are read once per sweep (a block
+// of w stays in cache while the k basis vectors pass by) and the blocks can be split among
+// threads: c_i = q_i' w from one partial per (block, i) added in block order, then
+// w -= sum_i c_i q_i element by element in i order. The same bits with any thread count.
+void project_out(const std::vector<std::vector<double>>& q, std::size_t k, std::vector<double>& w) {
+  constexpr std::int64_t block = 4096;
+  const auto n = static_cast<std::int64_t>(w.size());
+  const std::int64_t blocks = (n + block - 1) / block;
+  std::vector<double> partial(static_cast<std::size_t>(blocks) * k);
+  double* wp = w.data();
+  parallel_for(blocks, 4, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t b = b0; b < b1; ++b) {
+      const std::int64_t i0 = b * block, i1 = std::min(n, i0 + block);
+      for (std::size_t j = 0; j < k; ++j) {
+        const double* x = q[j].data();
+        double s = 0.0;
+#pragma omp simd reduction(+ : s)
+        for (std::int64_t i = i0; i < i1; ++i) s += x[i] * wp[i];
+        partial[static_cast<std::size_t>(b) * k + j] = s;
+      }
+    }
+  });
+  std::vector<double> c(k, 0.0);
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    for (std::size_t j = 0; j < k; ++j) c[j] += partial[static_cast<std::size_t>(b) * k + j];
+  }
+  parallel_for(blocks, 4, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t b = b0; b < b1; ++b) {
+      const std::int64_t i0 = b * block, i1 = std::min(n, i0 + block);
+      for (std::size_t j = 0; j < k; ++j) {
+        const double* x = q[j].data();
+        const double cj = c[j];
+#pragma omp simd
+        for (std::int64_t i = i0; i < i1; ++i) wp[i] -= cj * x[i];
+      }
+    }
+  });
 }
 
 void check_operator(const LinearOperator& a, const char* what) {
@@ -70,10 +111,9 @@ LanczosRun lanczos(const LinearOperator& a, std::span<const double> start, int s
     if (!std::isfinite(alpha)) throw NumericError("lanczos: the Hessian-vector product is not finite at step " + std::to_string(j + 1));
     axpy(-alpha, qj, w);
     run.alpha.push_back(alpha);
-    // Full reorthogonalization against every q_i, twice (classical Gram-Schmidt repeated).
-    for (int pass = 0; pass < 2; ++pass) {
-      for (int i = 0; i <= j; ++i) axpy(-dot(q[static_cast<std::size_t>(i)], w), q[static_cast<std::size_t>(i)], w);
-    }
+    // Full reorthogonalization against every q_i, twice (classical Gram-Schmidt repeated:
+    // "twice is enough").
+    for (int pass = 0; pass < 2; ++pass) project_out(q, static_cast<std::size_t>(j) + 1, w);
     const double b = std::sqrt(dot(w, w));
     scale = std::max({scale, std::abs(alpha), b});
     run.steps = j + 1;

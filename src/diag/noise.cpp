@@ -9,6 +9,7 @@
 #include "descent/autodiff/tape.hpp"
 #include "descent/init/rng.hpp"
 #include "descent/loss/loss.hpp"
+#include "descent/tensor/kernels.hpp"
 
 namespace descent::diag {
 namespace {
@@ -57,9 +58,7 @@ Tensor gather_rows(const Tensor& t, std::span<const std::int64_t> indices) {
 }
 
 double squared_distance(const std::vector<double>& a, const std::vector<double>& b) {
-  double s = 0.0;
-  for (std::size_t i = 0; i < a.size(); ++i) s += (a[i] - b[i]) * (a[i] - b[i]);
-  return s;
+  return kernels::squared_distance(a.data(), b.data(), static_cast<std::int64_t>(a.size()));
 }
 
 }  // namespace

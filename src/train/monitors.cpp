@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
 
 #include "descent/diag/lanczos.hpp"
 #include "descent/diag/lapack.hpp"
@@ -113,6 +114,27 @@ double eval_loss(nn::Sequential& net, autodiff::Tape& tape, const Tensor& x, con
   return loss;
 }
 
+// hv <- H v on the step's tape: the tangent sweeps alone when the tape holds this loss's
+// gradient (the trainer's backward, or an earlier product), else a full hvp.
+void product(autodiff::Tape& tape, autodiff::Var loss, const Tensor& v, const Tensor& hv) {
+  if (tape.has_gradient(loss)) {
+    tape.hvp_at_gradient(loss, v, hv);
+  } else {
+    tape.hvp(loss, v, hv);
+  }
+}
+
+// v' H v on the step's tape: the second-order forward terms alone when the tape holds this
+// loss's gradient and every node on its path has such a rule (Tape::vhv_at_gradient: no
+// reverse sweep), else v . (H v).
+double curvature_along(autodiff::Tape& tape, autodiff::Var loss, const Tensor& v, const Tensor& hv) {
+  if (tape.has_gradient(loss)) {
+    if (const std::optional<double> q = tape.vhv_at_gradient(loss, v)) return *q;
+  }
+  product(tape, loss, v, hv);
+  return kernels::dot(v, hv);
+}
+
 }  // namespace
 
 // ---- the figures ----------------------------------------------------------------------
@@ -120,11 +142,10 @@ double eval_loss(nn::Sequential& net, autodiff::Tape& tape, const Tensor& x, con
 CurvatureFigures curvature_figures(autodiff::Tape& tape, autodiff::Var loss, ParameterArena& arena, const Tensor& g,
                                    double lr, const Tensor& hv) {
   (void)arena;  // the tape knows the arena of its parameters
-  tape.hvp(loss, g, hv);
   CurvatureFigures f;
   f.lr = lr;
   f.gTg = kernels::sum_squares(g);
-  f.gHg = kernels::dot(g, hv);
+  f.gHg = curvature_along(tape, loss, g, hv);
   f.ratio = f.gTg > 0 ? lr * f.gHg / (2.0 * f.gTg) : std::numeric_limits<double>::quiet_NaN();
   f.predicted_change = -lr * f.gTg + 0.5 * lr * lr * f.gHg;
   return f;
@@ -133,8 +154,7 @@ CurvatureFigures curvature_figures(autodiff::Tape& tape, autodiff::Var loss, Par
 double step_prediction(autodiff::Tape& tape, autodiff::Var loss, ParameterArena& arena, const Tensor& g,
                        const Tensor& d, const Tensor& hv) {
   (void)arena;
-  tape.hvp(loss, d, hv);
-  return kernels::dot(d, g) + 0.5 * kernels::dot(d, hv);
+  return kernels::dot(d, g) + 0.5 * curvature_along(tape, loss, d, hv);
 }
 
 double lanczos_lambda_max(autodiff::Tape& tape, autodiff::Var loss, ParameterArena& arena,
@@ -146,7 +166,7 @@ double lanczos_lambda_max(autodiff::Tape& tape, autodiff::Var loss, ParameterAre
   op.dim = arena.size();
   op.apply = [&](std::span<const double> v, std::span<double> out) {
     to_tensor(v, vt);
-    tape.hvp(loss, vt, ht);
+    product(tape, loss, vt, ht);
     from_tensor(ht, out);
   };
   const diag::LanczosRun run = diag::lanczos(op, start, steps, /*keep_basis=*/ritz != nullptr);

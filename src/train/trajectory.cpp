@@ -7,28 +7,24 @@
 #include "descent/error.hpp"
 #include "descent/io/atomic_file.hpp"
 #include "descent/io/model_file.hpp"
+#include "descent/tensor/kernels.hpp"
 
 namespace descent::train {
 namespace {
-
-template <class T>
-double distance_of(const T* a, const T* b, std::size_t n, T* copy_to) {
-  double s = 0.0;
-  for (std::size_t i = 0; i < n; ++i) {
-    // A difference of two floats is exact in double; so is its square up to double rounding.
-    const double d = static_cast<double>(a[i]) - static_cast<double>(b[i]);
-    s += d * d;
-    if (copy_to != nullptr) copy_to[i] = a[i];
-  }
-  return std::sqrt(s);
-}
 
 // ||a - b||; with `copy`, b <- a in the same pass.
 double distance_and_copy(const Tensor& a, const Tensor& b, bool copy) {
   if (a.dtype() != b.dtype() || a.numel() != b.numel()) throw ShapeError("trajectory: tensors of different dtype or size");
   const auto n = static_cast<std::size_t>(a.numel());
-  if (a.dtype() == DType::f64) return distance_of(a.data<double>(), b.data<double>(), n, copy ? b.data<double>() : nullptr);
-  if (a.dtype() == DType::f32) return distance_of(a.data<float>(), b.data<float>(), n, copy ? b.data<float>() : nullptr);
+  // One vectorized pass in a fixed order (kernels::squared_distance): the length is
+  // bit-identical for any thread count.
+  const auto count = static_cast<std::int64_t>(n);
+  if (a.dtype() == DType::f64) {
+    return std::sqrt(kernels::squared_distance(a.data<double>(), b.data<double>(), count, copy ? b.data<double>() : nullptr));
+  }
+  if (a.dtype() == DType::f32) {
+    return std::sqrt(kernels::squared_distance(a.data<float>(), b.data<float>(), count, copy ? b.data<float>() : nullptr));
+  }
   throw ShapeError("trajectory: parameters must be f32 or f64");
 }
 

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -152,6 +153,112 @@ TEST(HvpContract, ManyProductsAtOnePointWithTheOutputAsTheNextInput) {
     expected = times(H, expected);
   }
   EXPECT_LT(relative_error(values(w), expected), 1e-5);
+}
+
+// hvp_at_gradient: the tangent sweeps alone, the gradient read from the last backward.
+// Several products in a row (stale tangents or R(g) from the previous one would show), one
+// with v aliasing hv; each against the dense Hessian; the arena's gradient untouched.
+TEST(HvpContract, AtTheGradientGivesHvForEveryProductAtThePoint) {
+  Fixture f;
+  const auto H = f.dense_hessian();
+  const auto g = f.gradient();
+  autodiff::Tape tape;
+  const autodiff::Var loss = f.loss(tape);
+  f.arena.zero_grad();
+  tape.backward(loss);
+  ASSERT_TRUE(tape.has_gradient(loss));
+  Tensor hv = Tensor::empty({f.arena.size()}, DType::f64);
+  Tensor full = Tensor::empty({f.arena.size()}, DType::f64);
+  for (std::uint64_t seed = 11; seed < 14; ++seed) {
+    const Tensor v = f.random_vector(seed);
+    tape.hvp_at_gradient(loss, v, hv);
+    EXPECT_LT(relative_error(values(hv), times(H, values(v))), tol) << seed;
+    autodiff::Tape fresh;
+    fresh.hvp(f.loss(fresh), v, full);
+    EXPECT_LT(relative_error(values(hv), values(full)), 1e-13) << seed;
+  }
+  Tensor w = f.random_vector(15);
+  const auto expected = times(H, values(w));
+  tape.hvp_at_gradient(loss, w, w);  // w <- H w
+  EXPECT_LT(relative_error(values(w), expected), tol);
+  EXPECT_LT(relative_error(values(f.arena.grads()), g), 1e-12);
+  // After a full hvp on the same tape, the fast path still holds.
+  const Tensor v = f.random_vector(16);
+  tape.hvp(loss, v, full);
+  tape.hvp_at_gradient(loss, v, hv);
+  EXPECT_LT(relative_error(values(hv), values(full)), 1e-13);
+}
+
+TEST(HvpContract, AtTheGradientNeedsAGradientSweepOfThatLoss) {
+  Fixture f;
+  const Tensor v = f.random_vector(17);
+  Tensor hv = Tensor::empty({f.arena.size()}, DType::f64);
+  autodiff::Tape tape;
+  const autodiff::Var loss = f.loss(tape);
+  EXPECT_FALSE(tape.has_gradient(loss));
+  EXPECT_THROW(tape.hvp_at_gradient(loss, v, hv), Error);
+  tape.backward(loss, Tensor::zeros({f.arena.size()}, DType::f64));
+  EXPECT_TRUE(tape.has_gradient(loss));
+  const autodiff::Var again = f.loss(tape);  // recording invalidates the sweep
+  EXPECT_FALSE(tape.has_gradient(loss));
+  EXPECT_FALSE(tape.has_gradient(again));
+  EXPECT_THROW(tape.hvp_at_gradient(again, v, hv), Error);
+  tape.hvp(again, v, hv);
+  EXPECT_TRUE(tape.has_gradient(again));
+  EXPECT_FALSE(tape.has_gradient(loss));  // the sweep was of the other loss
+  EXPECT_NE(message_of([&] { tape.hvp_at_gradient(again, v, Tensor::empty({3}, DType::f64)); })
+                .find("hv has 3 elements, the arena has 26"),
+            std::string::npos);
+  tape.clear();
+  EXPECT_FALSE(tape.has_gradient(again));
+}
+
+// vhv_at_gradient: v'Hv from the tangent-forward sweep and the kept gradient alone, against
+// the dense Hessian (tanh MLP: linear and tanh second-order terms, softmax cross-entropy);
+// on a ReLU MLP against v . (H v) of a full product; nullopt for an operation without a rule.
+TEST(HvpContract, VhvAtTheGradientIsTheQuadraticFormOfTheDenseHessian) {
+  Fixture f;
+  const auto H = f.dense_hessian();
+  autodiff::Tape tape;
+  const autodiff::Var loss = f.loss(tape);
+  EXPECT_THROW((void)tape.vhv_at_gradient(loss, f.random_vector(20)), Error);  // no gradient yet
+  tape.backward(loss, Tensor::zeros({f.arena.size()}, DType::f64));
+  for (std::uint64_t seed = 21; seed < 24; ++seed) {
+    const Tensor v = f.random_vector(seed);
+    const auto hv = times(H, values(v));
+    double expected = 0.0;
+    for (std::size_t i = 0; i < hv.size(); ++i) expected += values(v)[i] * hv[i];
+    const std::optional<double> q = tape.vhv_at_gradient(loss, v);
+    ASSERT_TRUE(q.has_value());
+    EXPECT_NEAR(*q, expected, 1e-6 * std::max(1.0, std::abs(expected))) << seed;
+    EXPECT_GT(std::abs(expected), 1e-3);
+  }
+
+  ParameterArena arena{DType::f64};
+  nn::Sequential relu = nn::mlp(arena, {3, 6, 5, 2}, nn::Activation::relu);
+  Rng rng(9);
+  for (double& e : arena.values().span<double>()) e = rng.uniform(-1.0, 1.0);
+  autodiff::Tape t2;
+  const autodiff::Var l2 = loss::cross_entropy(relu.forward(t2, t2.constant(f.x)), f.labels);
+  t2.backward(l2, Tensor::zeros({arena.size()}, DType::f64));
+  Tensor v = Tensor::empty({arena.size()}, DType::f64);
+  for (double& e : v.span<double>()) e = rng.uniform(-1.0, 1.0);
+  Tensor hv = Tensor::empty({arena.size()}, DType::f64);
+  autodiff::Tape t3;
+  t3.hvp(loss::cross_entropy(relu.forward(t3, t3.constant(f.x)), f.labels), v, hv);
+  double expected = 0.0;
+  for (std::int64_t i = 0; i < arena.size(); ++i) expected += v.data<double>()[i] * hv.data<double>()[i];
+  const std::optional<double> q = t2.vhv_at_gradient(l2, v);
+  ASSERT_TRUE(q.has_value());
+  EXPECT_NEAR(*q, expected, 1e-12 * std::max(1.0, std::abs(expected)));
+  EXPECT_GT(std::abs(expected), 1e-3);
+
+  ParameterArena sa{DType::f64};
+  nn::Sequential sig = nn::mlp(sa, {3, 4, 2}, nn::Activation::sigmoid);
+  autodiff::Tape t4;
+  const autodiff::Var l4 = loss::cross_entropy(sig.forward(t4, t4.constant(f.x)), f.labels);
+  t4.backward(l4, Tensor::zeros({sa.size()}, DType::f64));
+  EXPECT_FALSE(t4.vhv_at_gradient(l4, Tensor::zeros({sa.size()}, DType::f64)).has_value());
 }
 
 TEST(HvpContract, UndefinedOrMisshapenArgumentsAreRefusedByName) {

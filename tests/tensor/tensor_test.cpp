@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <vector>
+
 #include "descent/tensor/arena.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
@@ -97,6 +100,52 @@ TEST(Kernels, ReductionsAreIndependentOfTheThreadCount) {
   EXPECT_EQ(cols.at(1), 112.0);
   EXPECT_FALSE(kernels::all_finite(Tensor::from<float>({2}, {1.0f, std::numeric_limits<float>::infinity()})));
   EXPECT_TRUE(kernels::all_finite(m));
+}
+
+// kernels::squared_distance against a plain long-double loop (independent of its lanes and
+// blocks), on sizes that end mid-lane and mid-block; the copy pass; thread-count invariance.
+TEST(Kernels, SquaredDistanceMatchesAPlainSumAndCopies) {
+  for (const std::int64_t n : {std::int64_t{1}, std::int64_t{7}, std::int64_t{8}, std::int64_t{4099}, std::int64_t{3 * 4096 + 13}}) {
+    std::vector<float> a(static_cast<std::size_t>(n)), b(a.size());
+    std::vector<double> ad(a.size()), bd(a.size());
+    long double expected = 0.0L, expected_d = 0.0L;
+    for (std::int64_t i = 0; i < n; ++i) {
+      const auto k = static_cast<std::size_t>(i);
+      a[k] = static_cast<float>(std::sin(0.37 * static_cast<double>(i)) * (1.0 + static_cast<double>(i % 11)));
+      b[k] = static_cast<float>(std::cos(0.11 * static_cast<double>(i)));
+      ad[k] = std::sin(0.5 * static_cast<double>(i)) * 1e3;
+      bd[k] = 1e-3 * static_cast<double>(i % 17);
+      const long double d = static_cast<long double>(a[k]) - static_cast<long double>(b[k]);
+      expected += d * d;
+      const long double dd = static_cast<long double>(ad[k]) - static_cast<long double>(bd[k]);
+      expected_d += dd * dd;
+    }
+    EXPECT_NEAR(kernels::squared_distance(a.data(), b.data(), n), static_cast<double>(expected), 1e-13 * static_cast<double>(expected)) << n;
+    EXPECT_NEAR(kernels::squared_distance(ad.data(), bd.data(), n), static_cast<double>(expected_d), 1e-13 * static_cast<double>(expected_d))
+        << n;
+    // b <- a in the same pass, reading each b[i] before overwriting it.
+    std::vector<float> c = b;
+    EXPECT_NEAR(kernels::squared_distance(a.data(), c.data(), n, c.data()), static_cast<double>(expected), 1e-13 * static_cast<double>(expected));
+    EXPECT_EQ(c, a) << n;
+    EXPECT_EQ(kernels::squared_distance(a.data(), c.data(), n), 0.0);
+  }
+  const Tensor x = Tensor::from<float>({3}, {1.0f, 2.0f, 3.0f}), y = Tensor::from<float>({3}, {0.0f, 0.0f, 1.0f});
+  EXPECT_EQ(kernels::squared_distance(x, y), 9.0);
+  EXPECT_THROW(kernels::squared_distance(x, Tensor::from<float>({2}, {0.0f, 0.0f})), ShapeError);
+  EXPECT_THROW(kernels::squared_distance(x, Tensor::from<double>({3}, {0.0, 0.0, 0.0})), ShapeError);
+  // The same bits with 1 and 2 threads (fixed lanes and blocks).
+  std::vector<float> a(100000), b(a.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    a[i] = static_cast<float>(std::sin(static_cast<double>(i)));
+    b[i] = static_cast<float>(1e-3 * static_cast<double>(i % 101));
+  }
+  const int saved = num_threads();
+  set_num_threads(1);
+  const double s1 = kernels::squared_distance(a.data(), b.data(), static_cast<std::int64_t>(a.size()));
+  set_num_threads(2);
+  const double s2 = kernels::squared_distance(a.data(), b.data(), static_cast<std::int64_t>(a.size()));
+  set_num_threads(saved);
+  EXPECT_EQ(s1, s2);
 }
 
 TEST(Arena, ParametersAreViewsOfOneBuffer) {

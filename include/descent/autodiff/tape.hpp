@@ -24,6 +24,7 @@
 // Not thread-safe: one tape per thread.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "descent/tensor/arena.hpp"
@@ -110,6 +111,27 @@ class Tape {
   // tangent-forward and one backward sweep each, never a new forward pass.
   void hvp(Var loss, const Tensor& v, const Tensor& hv, const Tensor& param_grads = Tensor());
 
+  // hv <- H v like hvp(), reusing the gradient of the last backward()/hvp() of this `loss`
+  // on this tape: one tangent-forward sweep and one sweep of the tangent-backward rules
+  // only, the gradient terms (gy of every node) read from that sweep, not recomputed
+  // (5 of the 19 matrix products of an MLP's hvp). For many products at one point
+  // (Lanczos, CG, the curvature monitor after the step's gradient). The caller keeps the
+  // parameter values as they were at that sweep (the tape cannot see them change);
+  // without such a sweep since the last record/clear (or for another loss) it throws
+  // Error. The parameter gradient sink of that sweep is not touched. v and hv as in
+  // hvp(); v may share memory with hv.
+  void hvp_at_gradient(Var loss, const Tensor& v, const Tensor& hv);
+  // v' H v alone (a scalar), under the same conditions as hvp_at_gradient: one
+  // tangent-forward sweep, then sum over the nodes of <gy, S> with S the node's own second
+  // derivative along the tangents (the second-order forward term: 2 x' w'^T for linear, f''(x)
+  // x'^2 for tanh, z'^T (diag p - p p^T) z' / B for softmax cross-entropy, 0 for relu and
+  // the linear operations), by the adjoint identity d^2 L(theta + t v)/dt^2 = sum_n <gy_n,
+  // S_n>. No reverse sweep: about half of hvp_at_gradient's work on an MLP. Returns nullopt
+  // when a node on the gradient's path has no such rule (use hvp_at_gradient and a dot).
+  std::optional<double> vhv_at_gradient(Var loss, const Tensor& v);
+  // True when hvp_at_gradient(loss, ...) may be called.
+  bool has_gradient(Var loss) const { return loss.tape == this && gradient_of_ == loss.id; }
+
   // For variables (tests, diagnostics on plain tensors).
   void set_tangent(Var v, const Tensor& tangent);
   const Tensor& grad(Var v);          // zeros if the loss does not depend on v
@@ -130,10 +152,13 @@ class Tape {
   void reset_derivatives();
   void bind_param_sinks(const Tensor& grads, const Tensor* tangents, const Tensor* hv);
   void sweep(Var loss, bool with_tangents);
+  void tangent_forward_sweep();
+  void seed_tangents_at_gradient(Var loss, const Tensor& v, const Tensor* hv, const char* what);
 
   std::vector<std::unique_ptr<Node>> nodes_;
   std::vector<std::int32_t> params_;  // node ids of parameter leaves
   ParameterArena* arena_ = nullptr;
+  std::int32_t gradient_of_ = -1;  // the loss whose gradients the nodes hold (-1: none)
 };
 
 }  // namespace descent::autodiff

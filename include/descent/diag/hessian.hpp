@@ -9,9 +9,11 @@
 // forward-over-reverse Hv (docs/autodiff.md), never finite differences.
 //
 // The examples are cut into chunks of `chunk` examples (boundaries fixed by n and chunk
-// alone). Each chunk's forward pass is recorded once, when the operator is built, and kept:
-// every product then costs one tangent-forward and one backward sweep per chunk (about 1.5
-// gradients over the n examples), not a new forward pass. Chunks run in parallel, one tape
+// alone). Each chunk's forward pass and gradient sweep are recorded once, when the operator
+// is built (refresh()), and kept: every product then costs one tangent-forward sweep and
+// one sweep of the tangent-backward rules per chunk (Tape::hvp_at_gradient: the gradient
+// terms are read, not recomputed; 14 of the 19 matrix products of an MLP's full hvp),
+// never a new forward pass. Chunks run in parallel, one tape
 // per thread, each into its own buffer; the buffers are summed in chunk order, weighted by
 // n_c / n, in double precision. So every figure is bit-identical with 1 and with N threads.
 // (Small problems, below HessianOptions::parallel_threshold, run the chunks one after

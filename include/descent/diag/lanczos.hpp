@@ -15,9 +15,10 @@
 // Lanczos stops early at an invariant subspace (beta_j ~ 0): then its Ritz values are
 // exact eigenvalues. Distinct eigenvalues only: a multiple eigenvalue shows once.
 //
-// Cost: `steps` Hessian-vector products (about 1.5 gradients over the examples each, the
-// forward pass recorded once) plus 4 steps^2 dim flops and steps * dim doubles of memory
-// for the basis. Checked against LAPACK's dense eigenvalues of the exact Hessian (tests/diag).
+// Cost: `steps` Hessian-vector products (about 1.3 gradients over the examples each: the
+// forward pass and the gradient recorded once, Tape::hvp_at_gradient) plus 4 steps^2 dim
+// flops (the reorthogonalization: two sweeps over the basis per pass, split among threads
+// in fixed blocks) and steps * dim doubles of memory for the basis. Checked against LAPACK's dense eigenvalues of the exact Hessian (tests/diag).
 #include <cstdint>
 #include <functional>
 #include <span>

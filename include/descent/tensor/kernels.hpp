@@ -28,6 +28,18 @@ double sum_squares(const Tensor& x);
 // Dot product of two tensors with the same numel (same blocking).
 double dot(const Tensor& a, const Tensor& b);
 
+// ||a - b||^2 = sum_i (a_i - b_i)^2 over n elements, each difference taken in double (exact
+// for float inputs). Vectorized in a fixed order that depends on n alone, never on the
+// thread count: blocks of 4096 elements, each summed in 8 double lanes (lane l takes the
+// elements i = l mod 8 in order, the lanes then added 0..7), the block sums added in
+// block order. One thread (memory-bound: a parallel region would cost more). With copy_to, copy_to[i] <- a[i] in the same pass (copy_to may be b: each
+// b[i] is read before it is overwritten). The trajectory length (train/trajectory.cpp)
+// and the noise diagnostic's distances (diag/noise.cpp).
+double squared_distance(const float* a, const float* b, std::int64_t n, float* copy_to = nullptr);
+double squared_distance(const double* a, const double* b, std::int64_t n, double* copy_to = nullptr);
+// The same for two tensors of one float dtype and numel.
+double squared_distance(const Tensor& a, const Tensor& b);
+
 // out[j] (+)= sum_i x[i, j] over the rows of a 2-D tensor; beta 0 overwrites, 1 adds.
 void sum_rows(const Tensor& x, const Tensor& out, double beta);
 

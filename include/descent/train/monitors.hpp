@@ -51,13 +51,15 @@ struct CurvatureFigures {
 };
 
 // At the point where `tape` recorded `loss` (arena.values() must still hold it): g'g and g'Hg
-// for the gradient g (a flat vector of the arena's layout), by one exact product H g into
-// `hv` (a flat scratch vector of the arena's layout). Sums in double precision.
+// for the gradient g (a flat vector of the arena's layout), exactly: when the tape holds the
+// loss's gradient (the step's backward), g'Hg by Tape::vhv_at_gradient (one tangent-forward
+// sweep, no reverse sweep), else by one product H g into `hv` (a flat scratch vector of the
+// arena's layout). Sums in double precision.
 CurvatureFigures curvature_figures(autodiff::Tape& tape, autodiff::Var loss, ParameterArena& arena, const Tensor& g,
                                    double lr, const Tensor& hv);
 
-// d'g + d'Hd / 2 for a step d (the second-order change of the loss along d), by one exact
-// product H d into `hv`; the same precondition. Exact when the loss is quadratic.
+// d'g + d'Hd / 2 for a step d (the second-order change of the loss along d), d'Hd exactly
+// as g'Hg above (`hv` the scratch of the fallback); the same precondition. Exact when the loss is quadratic.
 double step_prediction(autodiff::Tape& tape, autodiff::Var loss, ParameterArena& arena, const Tensor& g,
                        const Tensor& d, const Tensor& hv);
 
