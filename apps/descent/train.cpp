@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "commands.hpp"
+#include "descent/train/distributed.hpp"
 #include "descent/train/trainer.hpp"
 
 namespace descent::cli {
@@ -43,6 +44,7 @@ void install_stop_handlers() {
 // The summary line and the report's path on stdout; nothing with progress = "none" (the
 // report is still written: a failure to write it is a warning on stderr).
 int report(const train::RunResult& r) {
+  if (!train::Communicator::world().root()) return 0;  // mpirun: rank 0 reports (docs/distributed.md)
   if (!r.shows_progress) {
     report_after_run(r.run_dir, /*announce=*/false);
     return 0;

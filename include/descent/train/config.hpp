@@ -168,6 +168,9 @@ struct TrainConfig {
   // decimal digits, and such a string is also accepted on input.
   std::uint64_t seed = 0;
   int threads = 0;            // 0 = all cores; in [0, 1024]
+  // Deterministic mode (train/distributed.hpp): bit-identical with any thread count and rank count.
+  bool deterministic = false;
+  std::int64_t deterministic_block = 64;  // examples per block of the batch, in [1, 2^20]
   std::int64_t epochs = 10;   // >= 1
   std::int64_t eval_every_steps = 0;  // >= 0; 0 = evaluate only at epoch ends
   std::int64_t log_every_steps = 1;   // >= 1; a "step" record in metrics.jsonl every this many updates
