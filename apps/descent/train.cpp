@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstring>
 #include <iomanip>
 #include <iostream>
 
@@ -28,7 +29,9 @@ extern "C" void on_stop_signal(int signal) {
   }
   static const char message[] =
       "\ndescent: stopping after the current step to write a checkpoint (signal again to quit at once)\n";
-  [[maybe_unused]] const ssize_t written = ::write(STDERR_FILENO, message, sizeof message - 1);
+  const char* mpi = train::distributed_stop_message();  // under mpirun: rank 0 names the run folder
+  [[maybe_unused]] const ssize_t written =
+      mpi != nullptr ? ::write(STDERR_FILENO, mpi, std::strlen(mpi)) : ::write(STDERR_FILENO, message, sizeof message - 1);
   train::request_stop(signal);
 }
 

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #ifdef DESCENT_HAVE_MPI
@@ -351,6 +352,31 @@ Gradient batch_gradient(nn::Module& net, ParameterArena& arena, optim::Optimizer
   if (arena.dtype() != DType::f32) throw ConfigError(config.source + ": deterministic / mpirun: float32 models only");
   if (config.deterministic) return deterministic_gradient(net, arena, optimizer, tape, x, y, k, config.deterministic_block);
   return plain_gradient(net, arena, optimizer, tape, x, y, k);
+}
+
+namespace {
+char g_stop_message[2048] = {};
+std::atomic<bool> g_stop_message_set{false};
+}  // namespace
+
+const char* distributed_stop_message() noexcept {
+  return g_stop_message_set.load(std::memory_order_acquire) ? g_stop_message : nullptr;
+}
+
+void set_stop_message(const std::filesystem::path& run_dir) {
+  Communicator& w = Communicator::world();
+  if (!w.distributed()) return;
+  const std::string p = std::to_string(w.size());
+  const std::string text =
+      "\ndescent: rank " + std::to_string(w.rank()) + " of " + p +
+      " got a stop signal (mpirun sends SIGTERM to every rank when one rank has died or the job is stopped): if "
+      "every rank is alive they all stop after the current step and write a checkpoint; otherwise the last "
+      "checkpoint in " + run_dir.string() + " is intact. Continue with: mpirun -np " + p + " descent resume " +
+      run_dir.string() + "\n";
+  const std::size_t n = std::min(text.size(), sizeof g_stop_message - 1);
+  std::copy(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(n), g_stop_message);
+  g_stop_message[n] = '\0';
+  g_stop_message_set.store(true, std::memory_order_release);
 }
 
 std::filesystem::path worker_scratch_dir() {

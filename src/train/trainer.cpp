@@ -922,6 +922,7 @@ RunResult run(const TrainConfig& config, std::ostream* log, const std::vector<Ca
     *log << "descent: " << folder.requested().string() << " holds another run; this one goes to "
          << folder.path().string() << "\n";
   }
+  set_stop_message(folder.path());  // mpirun: what rank 0 says when it is stopped
   return train_in(folder, config, log, nullptr, callbacks);
 }
 
@@ -942,6 +943,7 @@ RunResult resume(const std::filesystem::path& run_dir, std::ostream* log, const 
   const std::string source = file.string();
   folder.adopt(*c, source);
   TrainConfig config = parse_train_config(c->config_toml, source);
+  set_stop_message(folder.path());
   return train_in(folder, config, log, &*c, callbacks);
 }
 

@@ -80,6 +80,12 @@ bool needs_batch_gradient(const TrainConfig& config);
 Gradient batch_gradient(nn::Module& net, ParameterArena& arena, optim::Optimizer& optimizer, autodiff::Tape& tape,
                         const Tensor& x, const Tensor& y, std::int64_t k, const TrainConfig& config);
 
+// Under mpirun, what a SIGINT/SIGTERM handler prints (async-signal-safe: a fixed buffer):
+// mpirun sends SIGTERM to every rank when one has ended. Null when not distributed or before
+// set_stop_message(run_dir) (rank 0, once its run folder is known).
+const char* distributed_stop_message() noexcept;
+void set_stop_message(const std::filesystem::path& run_dir);
+
 // The run folder rank r > 0 trains in: a private scratch folder under $TMPDIR (or /tmp),
 // removed by the caller when the run ends.
 std::filesystem::path worker_scratch_dir();
