@@ -47,7 +47,14 @@ void install_stop_handlers() {
 // The summary line and the report's path on stdout; nothing with progress = "none" (the
 // report is still written: a failure to write it is a warning on stderr).
 int report(const train::RunResult& r) {
-  if (!train::Communicator::world().root()) return 0;  // mpirun: rank 0 reports (docs/distributed.md)
+  train::Communicator& world = train::Communicator::world();
+  if (!world.root()) return 0;  // mpirun: rank 0 reports (docs/distributed.md)
+  if (world.distributed() && r.shows_progress && world.calls() > 0) {
+    std::cerr << std::fixed << std::setprecision(3) << "descent: " << world.size() << " ranks; gradient all-reduce: "
+              << world.calls() << " calls, " << static_cast<double>(world.bytes()) / static_cast<double>(world.calls()) / 1e6
+              << " MB and " << 1e3 * world.seconds() / static_cast<double>(world.calls())
+              << " ms per step on rank 0 (waiting for the other ranks included)\n";
+  }
   if (!r.shows_progress) {
     report_after_run(r.run_dir, /*announce=*/false);
     return 0;

@@ -107,7 +107,6 @@ void Communicator::allreduce_sum(float* data, std::int64_t n) {
           "MPI_Allreduce of the gradient", rank_, size_);
   }
   bytes_ += n * static_cast<std::int64_t>(sizeof(float));
-  ++calls_;
   seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
 #else
   (void)data;
@@ -118,8 +117,12 @@ void Communicator::allreduce_sum(float* data, std::int64_t n) {
 void Communicator::allreduce_sum(double* data, std::int64_t n) {
   if (size_ <= 1) return;
 #ifdef DESCENT_HAVE_MPI
+  const auto t0 = Clock::now();
   check(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
         "MPI_Allreduce of the step's figures", rank_, size_);
+  bytes_ += n * static_cast<std::int64_t>(sizeof(double));
+  ++calls_;  // once per step
+  seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
 #else
   (void)data;
   (void)n;

@@ -2,7 +2,7 @@
 // The training config: what `descent train CONFIG.toml --set key=value ...` reads.
 //
 // A config is a TOML file (https://toml.io, v1.0). The top-level keys are name, seed, threads,
-// epochs, eval_every_steps, log_every_steps, out_dir and progress. The tables [data], [model], [init],
+// deterministic, deterministic_block, epochs, eval_every_steps, log_every_steps, out_dir and progress. The tables [data], [model], [init],
 // [optimizer], [schedule], [clip], [averaging], [sampler], [early_stopping], [checkpoint],
 // [snapshots], [divergence] and [tensorboard] hold the fields of the structs below (the optimizer's four in
 // descent/optim/config.hpp), under the same names. Every key is optional: a missing key keeps

@@ -49,7 +49,8 @@ class Communicator {
   void broadcast(std::string& text);  // from rank 0
   void barrier();
 
-  // Traffic of the gradient all-reduces so far (this rank): payload bytes and seconds.
+  // Traffic of the steps' reductions so far (this rank): payload bytes, seconds (waiting for
+  // the other ranks included), and calls (one per training step).
   std::int64_t bytes() const { return bytes_; }
   double seconds() const { return seconds_; }
   std::int64_t calls() const { return calls_; }
