@@ -623,7 +623,7 @@ std::span<const Field> fields() {
            "Bit-identical results with any thread count and any number of MPI ranks (docs/distributed.md): the "
            "gradient is summed over fixed blocks of `deterministic_block` examples in a fixed order, and the matrix "
            "products run in fixed tiles. Needs a power-of-two number of ranks and no batch normalization or dropout."),
-      integer("deterministic_block", &top<&T::deterministic_block>, 1, 1 << 20, "64",
+      integer("deterministic_block", &top<&T::deterministic_block>, 1, 1 << 20, "32",
               "With `deterministic`: the examples per block of the batch, in [1, 2^20]. Results depend on it (not on "
               "threads or ranks)."),
       integer("epochs", &top<&T::epochs>, 1, kInt64Max, "30",
