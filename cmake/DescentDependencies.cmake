@@ -33,3 +33,17 @@ else()
   set(DESCENT_HAVE_DNNL OFF)
   message(STATUS "descent: oneDNN not found (libdnnl-dev): convolutions use im2col + sgemm only")
 endif()
+# MPI (Debian's OpenMPI: libopenmpi-dev, openmpi-bin), optional: data-parallel training under
+# mpirun (src/train/distributed.cpp, docs/distributed.md). On when found; DESCENT_MPI=OFF
+# builds without it (a single process only).
+option(DESCENT_MPI "Build with MPI when it is found (data-parallel training under mpirun)" ON)
+set(DESCENT_HAVE_MPI OFF)
+if(DESCENT_MPI)
+  find_package(MPI COMPONENTS CXX QUIET)
+  if(MPI_CXX_FOUND)
+    set(DESCENT_HAVE_MPI ON)
+    message(STATUS "descent: MPI ${MPI_CXX_VERSION} (${MPI_CXX_LIBRARIES})")
+  else()
+    message(STATUS "descent: MPI not found (libopenmpi-dev): single-process training only")
+  endif()
+endif()

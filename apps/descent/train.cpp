@@ -4,10 +4,12 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstring>
 #include <iomanip>
 #include <iostream>
 
 #include "commands.hpp"
+#include "descent/train/distributed.hpp"
 #include "descent/train/trainer.hpp"
 
 namespace descent::cli {
@@ -27,7 +29,9 @@ extern "C" void on_stop_signal(int signal) {
   }
   static const char message[] =
       "\ndescent: stopping after the current step to write a checkpoint (signal again to quit at once)\n";
-  [[maybe_unused]] const ssize_t written = ::write(STDERR_FILENO, message, sizeof message - 1);
+  const char* mpi = train::distributed_stop_message();  // under mpirun: rank 0 names the run folder
+  [[maybe_unused]] const ssize_t written =
+      mpi != nullptr ? ::write(STDERR_FILENO, mpi, std::strlen(mpi)) : ::write(STDERR_FILENO, message, sizeof message - 1);
   train::request_stop(signal);
 }
 
@@ -43,6 +47,14 @@ void install_stop_handlers() {
 // The summary line and the report's path on stdout; nothing with progress = "none" (the
 // report is still written: a failure to write it is a warning on stderr).
 int report(const train::RunResult& r) {
+  train::Communicator& world = train::Communicator::world();
+  if (!world.root()) return 0;  // mpirun: rank 0 reports (docs/distributed.md)
+  if (world.distributed() && r.shows_progress && world.calls() > 0) {
+    std::cerr << std::fixed << std::setprecision(3) << "descent: " << world.size() << " ranks; gradient all-reduce: "
+              << world.calls() << " calls, " << static_cast<double>(world.bytes()) / static_cast<double>(world.calls()) / 1e6
+              << " MB and " << 1e3 * world.seconds() / static_cast<double>(world.calls())
+              << " ms per step on rank 0 (waiting for the other ranks included)\n";
+  }
   if (!r.shows_progress) {
     report_after_run(r.run_dir, /*announce=*/false);
     return 0;

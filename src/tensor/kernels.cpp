@@ -2,6 +2,8 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -64,10 +66,46 @@ DESCENT_DISPATCH void scale_add(T a, const T* x, T b, T* y, bool beta_zero, std:
 
 }  // namespace
 
+namespace {
+
+std::atomic<bool> g_deterministic_products{false};
+constexpr std::int64_t det_tile = 128;
+
+// C in fixed det_tile x det_tile tiles, each one BLAS call on one thread (inside the
+// parallel region BLAS does not start threads of its own): the tiles do not depend on the
+// thread count, so neither does any element of C. `call` computes one tile.
+template <class T, class Call>
+void tiled_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, const T* a, std::int64_t lda, const T* b,
+                std::int64_t ldb, T* c, std::int64_t ldc, Call&& call) {
+  const std::int64_t tm = (m + det_tile - 1) / det_tile, tn = (n + det_tile - 1) / det_tile;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t t = 0; t < tm * tn; ++t) {
+    const std::int64_t i0 = (t / tn) * det_tile, j0 = (t % tn) * det_tile;
+    const std::int64_t mi = std::min(det_tile, m - i0), nj = std::min(det_tile, n - j0);
+    const T* at = ta ? a + i0 : a + i0 * lda;
+    const T* bt = tb ? b + j0 * ldb : b + j0;
+    call(mi, nj, at, bt, c + i0 * ldc + j0);
+  }
+}
+
+}  // namespace
+
+void set_deterministic_products(bool on) { g_deterministic_products.store(on, std::memory_order_relaxed); }
+bool deterministic_products() { return g_deterministic_products.load(std::memory_order_relaxed); }
+
 template <>
 void gemm_raw<float>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
                      std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
   if (m == 0 || n == 0) return;
+  if (deterministic_products()) {
+    tiled_gemm<float>(ta, tb, m, n, a, lda, b, ldb, c, ldc,
+                      [&](std::int64_t mi, std::int64_t nj, const float* at, const float* bt, float* ct) {
+                        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                                    static_cast<int>(mi), static_cast<int>(nj), static_cast<int>(k), alpha, at,
+                                    static_cast<int>(lda), bt, static_cast<int>(ldb), beta, ct, static_cast<int>(ldc));
+                      });
+    return;
+  }
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(m),
               static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
               static_cast<int>(ldc));
@@ -77,6 +115,15 @@ template <>
 void gemm_raw<double>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* a,
                       std::int64_t lda, const double* b, std::int64_t ldb, double beta, double* c, std::int64_t ldc) {
   if (m == 0 || n == 0) return;
+  if (deterministic_products()) {
+    tiled_gemm<double>(ta, tb, m, n, a, lda, b, ldb, c, ldc,
+                       [&](std::int64_t mi, std::int64_t nj, const double* at, const double* bt, double* ct) {
+                         cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                                     static_cast<int>(mi), static_cast<int>(nj), static_cast<int>(k), alpha, at,
+                                     static_cast<int>(lda), bt, static_cast<int>(ldb), beta, ct, static_cast<int>(ldc));
+                       });
+    return;
+  }
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(m),
               static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
               static_cast<int>(ldc));

@@ -619,6 +619,13 @@ std::span<const Field> fields() {
              "Seeds everything random in the run: initialization, the validation shuffle and the sampler. It is a value "
              "in [0, 2^63-1], or a string of decimal digits for a seed up to 2^64-1 (`seed = \"18446744073709551615\"`)."),
       integer("threads", &top<&T::threads>, 0, 1024, "2", "Worker threads, in [0, 1024]. 0 means all cores (metrics.jsonl's header records how many were used)."),
+      flag("deterministic", &top<&T::deterministic>, "true",
+           "Bit-identical results with any thread count and any number of MPI ranks (docs/distributed.md): the "
+           "gradient is summed over fixed blocks of `deterministic_block` examples in a fixed order, and the matrix "
+           "products run in fixed tiles. Needs a power-of-two number of ranks and no batch normalization or dropout."),
+      integer("deterministic_block", &top<&T::deterministic_block>, 1, 1 << 20, "32",
+              "With `deterministic`: the examples per block of the batch, in [1, 2^20]. Results depend on it (not on "
+              "threads or ranks)."),
       integer("epochs", &top<&T::epochs>, 1, kInt64Max, "30",
               "Maximum number of passes over the training split, >= 1. Early stopping may end the run sooner."),
       integer("eval_every_steps", &top<&T::eval_every_steps>, 0, kInt64Max, "500",

@@ -33,6 +33,7 @@
 #include "descent/optim/registry.hpp"
 #include "descent/train/callbacks.hpp"
 #include "descent/train/checkpoint.hpp"
+#include "descent/train/distributed.hpp"
 #include "descent/train/model_card.hpp"
 #include "descent/train/monitors.hpp"
 #include "descent/train/run_folder.hpp"
@@ -233,6 +234,8 @@ class Session final : public Run {
                          ? std::numeric_limits<std::int64_t>::max()
                          : planned_epochs_ * steps_per_epoch_;
     check_min_batch(*model_.net, config_, data_.train.size());
+    check_parallel_config(config_, *model_.net);
+    batch_gradient_ = needs_batch_gradient(config_);
     eval_batch_ = evaluation_chunk(*model_.net);
     progress_ = Progress(log, config_.progress, planned_epochs_, steps_per_epoch_);
     // Early stopping may end the run before its last epoch: the ETA is then an upper bound.
@@ -562,7 +565,9 @@ class Session final : public Run {
       data_.train.gather(idx_, bx_, by_);
       const bool keep_iterate = divergence_ == DivergencePolicy::skip && optimizer_->has_interim();
       if (keep_iterate) before_prepare_ = arena.values().clone();
-      const Gradient g = compute_gradient(*model_.net, arena, *optimizer_, tape_, bx_, by_, state_.k);
+      // deterministic, or several MPI ranks (train/distributed.hpp): the batch in pieces, reduced.
+      const Gradient g = batch_gradient_ ? batch_gradient(*model_.net, arena, *optimizer_, tape_, bx_, by_, state_.k, config_)
+                                         : compute_gradient(*model_.net, arena, *optimizer_, tape_, bx_, by_, state_.k);
       if (!g.finite()) {
         if (!diverged(g.loss_value, keep_iterate)) return EpochEnd::rolled_back;
         continue;  // skipped
@@ -587,7 +592,8 @@ class Session final : public Run {
       state_.grad_norm_sum += g.grad_norm;
       const auto b = static_cast<double>(by_.numel());
       state_.running_loss += g.loss_value * b;
-      state_.running_correct += b - static_cast<double>(loss::count_errors(g.logits.value(), by_));
+      state_.running_correct +=
+          b - static_cast<double>(g.errors >= 0 ? g.errors : loss::count_errors(g.logits.value(), by_));
       state_.running_seen += b;
       ctx.epoch_loss = state_.running_loss / state_.running_seen;
       ctx.epoch_accuracy = state_.running_correct / state_.running_seen;
@@ -848,6 +854,7 @@ class Session final : public Run {
   std::vector<Callback*> callbacks_;
   std::string stop_message_;  // what the callback that stopped the run in on_step said
   bool stopping_ = false;     // the epoch ending is the last one
+  bool batch_gradient_ = false;  // deterministic or under mpirun (train/distributed.hpp)
   std::vector<std::int64_t> idx_;
   Tensor bx_, by_;
   autodiff::Tape tape_;
@@ -857,6 +864,7 @@ class Session final : public Run {
 
 void request_stop(int signal) noexcept { g_stop_signal.store(signal, std::memory_order_relaxed); }
 void clear_stop_request() noexcept { g_stop_signal.store(0, std::memory_order_relaxed); }
+int stop_requested() noexcept { return g_stop_signal.load(std::memory_order_relaxed); }
 
 namespace {
 
@@ -883,19 +891,44 @@ RunResult train_in(RunFolder& folder, const TrainConfig& config, std::ostream* l
   }
 }
 
+// mpirun, ranks > 0 (train/distributed.hpp): the same run in a private scratch folder, removed
+// at the end; rank 0 writes the real one. A resume starts from a copy of the run folder.
+struct ScratchFolder {
+  std::filesystem::path path = worker_scratch_dir();
+  ~ScratchFolder() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+RunResult run_worker(const TrainConfig& config, std::ostream* log, const std::vector<Callback*>& callbacks) {
+  ScratchFolder scratch;
+  TrainConfig c = config;
+  c.out_dir = scratch.path.string();
+  c.name = "run";
+  RunFolder folder = RunFolder::for_new_run(scratch.path / "run", ExistingRun::overwrite);
+  return train_in(folder, c, log, nullptr, callbacks);
+}
+
+RunResult resume_worker(const std::filesystem::path& run_dir, const std::vector<Callback*>& callbacks);
+
 }  // namespace
 
 RunResult run(const TrainConfig& config, std::ostream* log, const std::vector<Callback*>& callbacks,
               ExistingRun existing) {
+  if (!Communicator::world().root()) return run_worker(config, nullptr, callbacks);  // mpirun: ranks > 0
   RunFolder folder = RunFolder::for_new_run(std::filesystem::path(config.out_dir) / config.name, existing);
   if (log != nullptr && config.progress != "none" && !folder.requested().empty()) {
     *log << "descent: " << folder.requested().string() << " holds another run; this one goes to "
          << folder.path().string() << "\n";
   }
+  set_stop_message(folder.path());  // mpirun: what rank 0 says when it is stopped
   return train_in(folder, config, log, nullptr, callbacks);
 }
 
 RunResult resume(const std::filesystem::path& run_dir, std::ostream* log, const std::vector<Callback*>& callbacks) {
+  if (!Communicator::world().root()) return resume_worker(run_dir, callbacks);  // mpirun: ranks > 0
+  Communicator::world().barrier();  // the other ranks have copied the run folder
   RunFolder folder = RunFolder::for_resume(run_dir);
   std::vector<std::string> warnings;
   std::filesystem::path file;
@@ -910,7 +943,26 @@ RunResult resume(const std::filesystem::path& run_dir, std::ostream* log, const 
   const std::string source = file.string();
   folder.adopt(*c, source);
   TrainConfig config = parse_train_config(c->config_toml, source);
+  set_stop_message(folder.path());
   return train_in(folder, config, log, &*c, callbacks);
 }
+
+namespace {
+RunResult resume_worker(const std::filesystem::path& run_dir, const std::vector<Callback*>& callbacks) {
+  ScratchFolder scratch;
+  std::filesystem::create_directories(scratch.path);
+  std::error_code ec;
+  std::filesystem::copy(run_dir, scratch.path / "run", std::filesystem::copy_options::recursive, ec);
+  Communicator::world().barrier();  // rank 0 changes the folder only after this
+  if (ec) throw IoError(run_dir.string() + ": rank " + std::to_string(Communicator::world().rank()) +
+                        " cannot copy it to " + scratch.path.string() + ": " + ec.message());
+  RunFolder folder = RunFolder::for_resume(scratch.path / "run");
+  const std::optional<Checkpoint> c = load_latest_checkpoint(folder.path() / "checkpoints", nullptr, nullptr);
+  if (!c) throw IoError(run_dir.string() + ": no valid checkpoint");
+  folder.adopt(*c, run_dir.string());
+  TrainConfig config = parse_train_config(c->config_toml, run_dir.string());
+  return train_in(folder, config, nullptr, &*c, callbacks);
+}
+}  // namespace
 
 }  // namespace descent::train

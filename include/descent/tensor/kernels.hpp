@@ -21,6 +21,13 @@ template <class T>
 void gemm_raw(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a,
               std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc);
 
+// Deterministic matrix products (the training config's `deterministic`, train/distributed.hpp):
+// while on, gemm_raw splits C into fixed 128 x 128 tiles, each computed by one thread (BLAS
+// called inside the parallel region runs single-threaded), so every product is bit-identical
+// with any thread count. Off by default (BLAS's own threading). A process-wide setting.
+void set_deterministic_products(bool on);
+bool deterministic_products();
+
 // Sum of all elements, accumulated in double over fixed blocks (thread-count independent).
 double sum(const Tensor& x);
 // Sum of squares of all elements (same blocking). ||x||^2.

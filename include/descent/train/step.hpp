@@ -28,6 +28,9 @@ struct Gradient {
   autodiff::Var loss;    // the mean cross-entropy over the minibatch (a scalar)
   double loss_value = 0.0;
   double grad_norm = -1.0;  // ||g||_2 over every parameter; -1 when not measured
+  // Misclassified examples of the whole batch when `logits` covers only part of it
+  // (train::batch_gradient: one rank's share, or the last deterministic block); -1 otherwise.
+  std::int64_t errors = -1;
   bool finite() const;      // the loss and (when measured) the gradient norm are finite
 };
 

@@ -99,6 +99,7 @@ class Interrupted : public Error {
 // signal handler may call it). clear_stop_request() withdraws the request.
 void request_stop(int signal) noexcept;
 void clear_stop_request() noexcept;
+int stop_requested() noexcept;  // the signal of a pending request, 0 when none
 
 // Trains per the config and writes the run folder <out_dir>/<name> (train/run_folder.hpp: a
 // folder that already holds a run is refused unless `existing` says otherwise; a run that

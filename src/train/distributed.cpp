@@ -1,0 +1,391 @@
+#include "descent/train/distributed.hpp"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#ifdef DESCENT_HAVE_MPI
+#include <mpi.h>
+#endif
+
+#include "descent/error.hpp"
+#include "descent/loss/loss.hpp"
+#include "descent/nn/module.hpp"
+#include "descent/tensor/kernels.hpp"
+#include "descent/train/config.hpp"
+#include "descent/train/monitors.hpp"
+#include "descent/train/trainer.hpp"
+
+namespace descent::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+bool launched_by_mpirun() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"}) {
+    if (std::getenv(v) != nullptr) return true;
+  }
+  return false;
+}
+
+#ifdef DESCENT_HAVE_MPI
+void finalize_mpi() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+// An MPI call that failed: a rank died or the network broke. One line, naming the call.
+void check(int rc, const char* what, int rank, int size) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int length = 0;
+  MPI_Error_string(rc, text, &length);
+  throw IoError("rank " + std::to_string(rank) + " of " + std::to_string(size) + ": " + what + " failed (" +
+                std::string(text, static_cast<std::size_t>(length)) + "): another rank has probably ended");
+}
+#endif
+
+std::int64_t next_power_of_two(std::int64_t n) {
+  std::int64_t p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+bool power_of_two(std::int64_t n) { return n > 0 && (n & (n - 1)) == 0; }
+
+}  // namespace
+
+bool built_with_mpi() {
+#ifdef DESCENT_HAVE_MPI
+  return true;
+#else
+  return false;
+#endif
+}
+
+Communicator::Communicator() {
+#ifdef DESCENT_HAVE_MPI
+  if (!launched_by_mpirun()) return;
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) {
+    int provided = 0;
+    MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+    std::atexit(finalize_mpi);
+  }
+  // Errors come back as codes (a clear message), not MPI's default abort.
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &size_);
+#else
+  if (launched_by_mpirun()) {
+    throw ConfigError("descent was started by mpirun but built without MPI (install libopenmpi-dev and rebuild): "
+                      "every process would train on its own");
+  }
+#endif
+}
+
+Communicator& Communicator::world() {
+  static Communicator c;
+  return c;
+}
+
+void Communicator::allreduce_sum(float* data, std::int64_t n) {
+  if (size_ <= 1) return;
+#ifdef DESCENT_HAVE_MPI
+  const auto t0 = Clock::now();
+  constexpr std::int64_t chunk = std::int64_t{1} << 30;
+  for (std::int64_t i = 0; i < n; i += chunk) {
+    check(MPI_Allreduce(MPI_IN_PLACE, data + i, static_cast<int>(std::min(chunk, n - i)), MPI_FLOAT, MPI_SUM,
+                        MPI_COMM_WORLD),
+          "MPI_Allreduce of the gradient", rank_, size_);
+  }
+  bytes_ += n * static_cast<std::int64_t>(sizeof(float));
+  seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
+#else
+  (void)data;
+  (void)n;
+#endif
+}
+
+void Communicator::allreduce_sum(double* data, std::int64_t n) {
+  if (size_ <= 1) return;
+#ifdef DESCENT_HAVE_MPI
+  const auto t0 = Clock::now();
+  check(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
+        "MPI_Allreduce of the step's figures", rank_, size_);
+  bytes_ += n * static_cast<std::int64_t>(sizeof(double));
+  ++calls_;  // once per step
+  seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
+#else
+  (void)data;
+  (void)n;
+#endif
+}
+
+int Communicator::allreduce_max(int value) {
+  if (size_ <= 1) return value;
+#ifdef DESCENT_HAVE_MPI
+  check(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce", rank_, size_);
+#endif
+  return value;
+}
+
+void Communicator::exchange(int partner, const float* send, float* receive, std::int64_t n) {
+#ifdef DESCENT_HAVE_MPI
+  const auto t0 = Clock::now();
+  check(MPI_Sendrecv(send, static_cast<int>(n), MPI_FLOAT, partner, 7, receive, static_cast<int>(n), MPI_FLOAT, partner,
+                     7, MPI_COMM_WORLD, MPI_STATUS_IGNORE),
+        "MPI_Sendrecv of the gradient", rank_, size_);
+  bytes_ += n * static_cast<std::int64_t>(sizeof(float));
+  seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
+#else
+  (void)partner;
+  (void)send;
+  (void)receive;
+  (void)n;
+#endif
+}
+
+void Communicator::broadcast(std::string& text) {
+  if (size_ <= 1) return;
+#ifdef DESCENT_HAVE_MPI
+  long long n = static_cast<long long>(text.size());
+  check(MPI_Bcast(&n, 1, MPI_LONG_LONG, 0, MPI_COMM_WORLD), "MPI_Bcast", rank_, size_);
+  text.resize(static_cast<std::size_t>(n));
+  check(MPI_Bcast(text.data(), static_cast<int>(n), MPI_CHAR, 0, MPI_COMM_WORLD), "MPI_Bcast", rank_, size_);
+#else
+  (void)text;
+#endif
+}
+
+void Communicator::barrier() {
+  if (size_ <= 1) return;
+#ifdef DESCENT_HAVE_MPI
+  check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier", rank_, size_);
+#endif
+}
+
+void check_parallel_config(const TrainConfig& config, nn::Module& net) {
+  Communicator& w = Communicator::world();
+  const auto* seq = dynamic_cast<nn::Sequential*>(&net);
+  bool rng = false;
+  if (seq != nullptr) {
+    for (std::size_t i = 0; i < seq->size(); ++i) rng = rng || const_cast<nn::Sequential*>(seq)->at(i).has_rng();
+  }
+  const bool batch_norm = net.min_batch_size() > 1;
+  const std::string where = config.source + ": ";
+  if (config.deterministic) {
+    if (!power_of_two(w.size())) {
+      throw ConfigError(where + "deterministic: needs a power-of-two number of processes, not mpirun -np " +
+                        std::to_string(w.size()));
+    }
+    if (batch_norm || rng) {
+      throw ConfigError(where + "deterministic: the model has " + (batch_norm ? "batch normalization" : "dropout") +
+                        ", whose " + (batch_norm ? "batch statistics" : "masks") +
+                        " would depend on the blocks; set deterministic = false");
+    }
+  }
+  if (w.distributed() && batch_norm) {
+    throw ConfigError(where + "model: batch normalization is not supported under mpirun (each rank would keep its own "
+                      "running statistics); train it in one process");
+  }
+  if (needs_batch_gradient(config) && Monitors::any(config.diagnostics)) {
+    throw ConfigError(where + "diagnostics: the monitors need the whole batch on one tape: not with deterministic = "
+                      "true or under mpirun; turn them off or train without");
+  }
+}
+
+bool needs_batch_gradient(const TrainConfig& config) {
+  return config.deterministic || Communicator::world().distributed();
+}
+
+namespace {
+
+// Copies step scalars in, reduces them, and applies an agreed stop request: a SIGINT/SIGTERM
+// seen by any rank stops every rank after the same update.
+void agree_on_stop(std::vector<double>& figures) {
+  const int mine = stop_requested();
+  figures.push_back(static_cast<double>(mine));
+  Communicator::world().allreduce_sum(figures.data(), static_cast<std::int64_t>(figures.size()));
+  const double total = figures.back();
+  figures.pop_back();
+  if (mine == 0 && total > 0) request_stop(total < 64 ? static_cast<int>(total) : 15);
+}
+
+// The forward and backward pass of rows [r0, r1) of x, y: arena.grads() += d(mean loss)/dθ.
+void piece(nn::Module& net, autodiff::Tape& tape, const Tensor& x, const Tensor& y, std::int64_t r0, std::int64_t r1,
+           Gradient& g) {
+  tape.clear();
+  const Tensor xs = x.rows(r0, r1), ys = y.rows(r0, r1);
+  g.logits = net.forward(tape, tape.constant(xs));
+  g.loss = loss::cross_entropy(g.logits, ys);
+  tape.backward(g.loss);
+  g.loss_value = g.loss.value().item();
+}
+
+// Each rank a contiguous range of rows; the local mean gradient scaled by its share, summed.
+Gradient plain_gradient(nn::Module& net, ParameterArena& arena, optim::Optimizer& optimizer, autodiff::Tape& tape,
+                        const Tensor& x, const Tensor& y, std::int64_t k) {
+  Communicator& w = Communicator::world();
+  const std::int64_t b = y.dim(0);
+  const std::int64_t r0 = b * w.rank() / w.size(), r1 = b * (w.rank() + 1) / w.size();
+  arena.zero_grad();
+  optimizer.prepare(arena, k);
+  Gradient g;
+  std::vector<double> figures = {0.0, 0.0};
+  if (r1 > r0) {
+    piece(net, tape, x, y, r0, r1, g);
+    const double share = static_cast<double>(r1 - r0) / static_cast<double>(b);
+    kernels::axpby(share, arena.grads(), 0.0, arena.grads());
+    figures = {g.loss_value * share, static_cast<double>(loss::count_errors(g.logits.value(), y.rows(r0, r1)))};
+  }
+  w.allreduce_sum(arena.grads().data<float>(), arena.size());
+  agree_on_stop(figures);
+  g.loss_value = figures[0];
+  g.errors = static_cast<std::int64_t>(figures[1]);
+  g.grad_norm = std::sqrt(kernels::sum_squares(arena.grads()));
+  return g;
+}
+
+// Fixed blocks, a fixed tree (see the header).
+Gradient deterministic_gradient(nn::Module& net, ParameterArena& arena, optim::Optimizer& optimizer,
+                                autodiff::Tape& tape, const Tensor& x, const Tensor& y, std::int64_t k,
+                                std::int64_t block) {
+  Communicator& w = Communicator::world();
+  const std::int64_t b = y.dim(0), n = arena.size();
+  const std::int64_t blocks = (b + block - 1) / block;
+  const std::int64_t slots = next_power_of_two(blocks);
+  const std::int64_t p = w.size(), r = w.rank();
+  // Slot s belongs to rank s * p / slots: a whole aligned subtree per rank.
+  std::int64_t s0 = 0, s1 = 0;
+  {
+    bool first = true;
+    for (std::int64_t s = 0; s < slots; ++s) {
+      if (s * p / slots != r) continue;
+      if (first) s0 = s, first = false;
+      s1 = s + 1;
+    }
+  }
+  const bool kept_determinism = kernels::deterministic_products();
+  kernels::set_deterministic_products(true);
+  optimizer.prepare(arena, k);
+  Gradient g;
+  std::vector<double> figures(static_cast<std::size_t>(2 * blocks), 0.0);
+  // A binary counter over the leaves: stack[i] holds a subtree of 2^level[i] leaves.
+  std::vector<Tensor> stack;
+  std::vector<int> level;
+  for (std::int64_t s = s0; s < std::min(s1, blocks); ++s) {
+    const std::int64_t e0 = s * block, e1 = std::min(b, e0 + block);
+    arena.zero_grad();
+    piece(net, tape, x, y, e0, e1, g);
+    const double share = static_cast<double>(e1 - e0) / static_cast<double>(b);
+    Tensor leaf = arena.grads().clone();
+    kernels::axpby(share, leaf, 0.0, leaf);
+    figures[static_cast<std::size_t>(2 * s)] = g.loss_value * static_cast<double>(e1 - e0);
+    figures[static_cast<std::size_t>(2 * s + 1)] =
+        static_cast<double>(loss::count_errors(g.logits.value(), y.rows(e0, e1)));
+    int lv = 0;
+    while (!level.empty() && level.back() == lv) {
+      kernels::axpby(1.0, leaf, 1.0, stack.back());  // left + right
+      leaf = stack.back();
+      stack.pop_back();
+      level.pop_back();
+      ++lv;
+    }
+    stack.push_back(leaf);
+    level.push_back(lv);
+  }
+  kernels::set_deterministic_products(kept_determinism);
+  // Fold the unfinished subtrees from the right: the tree's absent leaves add nothing.
+  Tensor mine;
+  for (std::size_t i = stack.size(); i-- > 0;) {
+    if (!mine.defined()) {
+      mine = stack[i];
+    } else {
+      kernels::axpby(1.0, stack[i], 1.0, mine);
+    }
+  }
+  // Recursive doubling over the ranks: at distance d, ranks r and r ^ d add their subtrees.
+  float* out = arena.grads().data<float>();
+  if (mine.defined()) {
+    std::copy(mine.data<float>(), mine.data<float>() + n, out);
+  }
+  bool present = mine.defined();
+  if (p > 1) {
+    std::vector<float> other(static_cast<std::size_t>(n));
+    for (std::int64_t d = 1; d < p; d *= 2) {
+      const int partner = static_cast<int>(r ^ d);
+      float flag_out = present ? 1.0f : 0.0f, flag_in = 0.0f;
+      w.exchange(partner, &flag_out, &flag_in, 1);
+      w.exchange(partner, out, other.data(), n);
+      if (flag_in != 0.0f) {
+        if (present) {
+          for (std::int64_t i = 0; i < n; ++i) out[i] = out[i] + other[static_cast<std::size_t>(i)];
+        } else {
+          std::copy(other.begin(), other.end(), out);
+        }
+        present = true;
+      }
+    }
+  }
+  agree_on_stop(figures);  // each entry comes from one rank: the sum is exact
+  double loss_sum = 0.0;
+  std::int64_t errors = 0;
+  for (std::int64_t s = 0; s < blocks; ++s) {
+    loss_sum += figures[static_cast<std::size_t>(2 * s)];
+    errors += static_cast<std::int64_t>(figures[static_cast<std::size_t>(2 * s + 1)]);
+  }
+  g.loss_value = loss_sum / static_cast<double>(b);
+  g.errors = errors;
+  g.grad_norm = std::sqrt(kernels::sum_squares(arena.grads()));
+  return g;
+}
+
+}  // namespace
+
+Gradient batch_gradient(nn::Module& net, ParameterArena& arena, optim::Optimizer& optimizer, autodiff::Tape& tape,
+                        const Tensor& x, const Tensor& y, std::int64_t k, const TrainConfig& config) {
+  if (arena.dtype() != DType::f32) throw ConfigError(config.source + ": deterministic / mpirun: float32 models only");
+  if (config.deterministic) return deterministic_gradient(net, arena, optimizer, tape, x, y, k, config.deterministic_block);
+  return plain_gradient(net, arena, optimizer, tape, x, y, k);
+}
+
+namespace {
+char g_stop_message[2048] = {};
+std::atomic<bool> g_stop_message_set{false};
+}  // namespace
+
+const char* distributed_stop_message() noexcept {
+  return g_stop_message_set.load(std::memory_order_acquire) ? g_stop_message : nullptr;
+}
+
+void set_stop_message(const std::filesystem::path& run_dir) {
+  Communicator& w = Communicator::world();
+  if (!w.distributed()) return;
+  const std::string p = std::to_string(w.size());
+  const std::string text =
+      "\ndescent: rank " + std::to_string(w.rank()) + " of " + p +
+      " got a stop signal (mpirun sends SIGTERM to every rank when one rank has died or the job is stopped): if "
+      "every rank is alive they all stop after the current step and write a checkpoint; otherwise the last "
+      "checkpoint in " + run_dir.string() + " is intact. Continue with: mpirun -np " + p + " descent resume " +
+      run_dir.string() + "\n";
+  const std::size_t n = std::min(text.size(), sizeof g_stop_message - 1);
+  std::copy(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(n), g_stop_message);
+  g_stop_message[n] = '\0';
+  g_stop_message_set.store(true, std::memory_order_release);
+}
+
+std::filesystem::path worker_scratch_dir() {
+  const char* tmp = std::getenv("TMPDIR");
+  const std::filesystem::path base = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+  return base / ("descent-rank" + std::to_string(Communicator::world().rank()) + "-" + std::to_string(::getpid()));
+}
+
+}  // namespace descent::train

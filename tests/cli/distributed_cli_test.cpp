@@ -1,0 +1,216 @@
+// Data-parallel training under mpirun and the deterministic mode (train/distributed.hpp,
+// docs/distributed.md), with real processes: `mpirun -np 2 descent train` on loopback.
+//   - deterministic = true: 1 thread, 2 threads and 2 ranks give bit-identical parameters;
+//   - without it, 2 ranks differ from 1 process by float rounding only (a bound);
+//   - a rank killed with SIGKILL ends the job with a message naming the run folder and how
+//     to resume, and `mpirun -np 2 descent resume` then ends bit-identical to the run never
+//     killed;
+//   - deterministic with 3 ranks is refused with one clear line.
+// The tests that need mpirun skip (saying so) where it is absent or descent was built
+// without MPI; scripts/install-deps installs openmpi-bin and libopenmpi-dev.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "descent/init/rng.hpp"
+#include "descent/io/safetensors.hpp"
+#include "descent/train/distributed.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Output {
+  int status = -1;
+  std::string text;
+};
+
+Output run_command(const std::string& command) {
+  Output out;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return out;
+  char buffer[4096];
+  std::size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) out.text.append(buffer, n);
+  const int status = ::pclose(pipe);
+  out.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return out;
+}
+
+bool have_mpirun() { return run_command("command -v mpirun").status == 0; }
+
+// mpirun on this machine only: loopback TCP, more ranks than cores allowed, root allowed.
+std::string mpirun(int ranks) {
+  std::string m = "mpirun --oversubscribe -np " + std::to_string(ranks) +
+                  " --mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo --mca pml ob1";
+  if (::geteuid() == 0) m += " --allow-run-as-root";
+  return m;
+}
+
+std::vector<float> parameters(const fs::path& model) {
+  const descent::io::Safetensors s = descent::io::read_safetensors(model);
+  std::vector<float> out;
+  for (const auto& t : s.tensors) {
+    EXPECT_EQ(t.dtype, "F32") << t.name;
+    const std::size_t n = t.data.size() / sizeof(float);
+    const std::size_t at = out.size();
+    out.resize(at + n);
+    std::memcpy(out.data() + at, t.data.data(), t.data.size());
+  }
+  return out;
+}
+
+class DistributedCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("descent_distributed_cli_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "tmp");
+    descent::Rng rng(5);
+    for (const char* name : {"train.csv", "test.csv"}) {
+      std::ofstream f(dir_ / name);
+      const int n = std::string(name) == "train.csv" ? 2200 : 300;
+      for (int i = 0; i < n; ++i) {
+        const int c = static_cast<int>(rng.below(3));
+        f << c;
+        for (int k = 0; k < 8; ++k) f << "," << (k % 3 == c ? 1.0 : 0.0) + 0.9 * rng.normal();
+        f << "\n";
+      }
+    }
+    // 2000 training examples (8 features, 3 classes), an MLP 8-256-256-3 (products large
+    // enough for BLAS to use both threads: 1 and 2 threads differ without the tiles), batch 100 (not a multiple of the block: blocks of 16 and one
+    // of 4), 20 steps per epoch; the last batch of each epoch is whole.
+    std::ofstream c(dir_ / "run.toml");
+    c << "name = \"run\"\nseed = 3\nepochs = 3\nthreads = 1\nprogress = \"plain\"\ndeterministic_block = 16\n"
+      << "[data]\nformat = \"csv\"\ntrain_features = \"" << (dir_ / "train.csv").string() << "\"\ntest_features = \""
+      << (dir_ / "test.csv").string() << "\"\nscale = 1.0\nvalidation_size = 200\n"
+      << "[model]\ntype = \"mlp\"\nhidden = [256, 256]\n"
+      << "[optimizer]\nname = \"momentum\"\nlr = 0.05\nmomentum = 0.9\n"
+      << "[sampler]\nbatch_size = 100\n[early_stopping]\nenabled = false\n"
+      << "[tensorboard]\nenabled = false\n[checkpoint]\nevery_steps = 5\nkeep = 2\n";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // descent train under `launcher` (empty: one process) into runs/<name>.
+  Output train(const std::string& launcher, const std::string& name, const std::string& sets) {
+    return run_command("TMPDIR=" + (dir_ / "tmp").string() + " " + launcher + " " + DESCENT_CLI + " train " +
+                       (dir_ / "run.toml").string() + " --out " + (dir_ / "runs").string() + " --name " + name + " " +
+                       sets);
+  }
+  fs::path model(const std::string& name) const { return dir_ / "runs" / name / "model.safetensors"; }
+
+  bool skip_without_mpi() {
+    if (!descent::train::built_with_mpi()) return true;
+    return !have_mpirun();
+  }
+
+  fs::path dir_;
+};
+
+constexpr const char* kSkip = "SKIP: mpirun or MPI missing (scripts/install-deps installs openmpi-bin and libopenmpi-dev)";
+
+TEST_F(DistributedCli, DeterministicIsBitIdenticalAcrossThreadsAndRanks) {
+  const Output t1 = train("", "t1", "--set deterministic=true --set threads=1 --set epochs=1");
+  ASSERT_EQ(t1.status, 0) << t1.text;
+  const Output t2 = train("", "t2", "--set deterministic=true --set threads=2 --set epochs=1");
+  ASSERT_EQ(t2.status, 0) << t2.text;
+  const std::vector<float> a = parameters(model("t1"));
+  ASSERT_GT(a.size(), 600u);
+  EXPECT_EQ(a, parameters(model("t2"))) << "deterministic: 1 and 2 threads differ";
+  if (skip_without_mpi()) GTEST_SKIP() << kSkip;
+  const Output r2 = train(mpirun(2), "r2", "--set deterministic=true --set threads=1 --set epochs=1");
+  ASSERT_EQ(r2.status, 0) << r2.text;
+  EXPECT_EQ(a, parameters(model("r2"))) << "deterministic: 1 and 2 ranks differ";
+  // Rank 0 alone writes: one run folder, and the other rank's scratch folder is gone.
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir_ / "runs"), fs::directory_iterator()), 3);
+  for (const auto& e : fs::directory_iterator(dir_ / "tmp")) {
+    EXPECT_EQ(e.path().filename().string().rfind("descent-rank", 0), std::string::npos) << e.path();
+  }
+  // The summary line once (rank 0), not twice.
+  const auto first = r2.text.find("test accuracy");
+  ASSERT_NE(first, std::string::npos) << r2.text;
+  EXPECT_EQ(r2.text.find("test accuracy", first + 1), std::string::npos) << r2.text;
+}
+
+TEST_F(DistributedCli, WithoutDeterminismTwoRanksDifferByRoundingOnly) {
+  if (skip_without_mpi()) GTEST_SKIP() << kSkip;
+  const Output p1 = train("", "p1", "--set epochs=1");
+  ASSERT_EQ(p1.status, 0) << p1.text;
+  const Output p2 = train(mpirun(2), "p2", "--set epochs=1");
+  ASSERT_EQ(p2.status, 0) << p2.text;
+  const std::vector<float> a = parameters(model("p1")), b = parameters(model("p2"));
+  ASSERT_EQ(a.size(), b.size());
+  double diff = 0, scale = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
+    scale = std::max(scale, std::abs(static_cast<double>(a[i])));
+  }
+  // 20 updates of float32 sums in another order: far below any learning effect (the first
+  // update alone moves the weights by about 1e-2).
+  EXPECT_LE(diff, 1e-5 * scale) << "max |difference| " << diff << " of max |theta| " << scale;
+}
+
+TEST_F(DistributedCli, KilledRankLeavesAResumableFolder) {
+  if (skip_without_mpi()) GTEST_SKIP() << kSkip;
+  const std::string sets = "--set deterministic=true --set epochs=10 --set model.hidden=[64,32]";
+  const Output whole = train("", "whole", sets);
+  ASSERT_EQ(whole.status, 0) << whole.text;
+  Output killed;
+  std::thread job([&] { killed = train(mpirun(2), "killed", sets); });
+  // Rank 1's scratch folder names its pid; kill it once rank 0 has written a checkpoint
+  // past step 20.
+  const fs::path ckpts = dir_ / "runs" / "killed" / "checkpoints";
+  int pid = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (pid == 0 && std::chrono::steady_clock::now() < deadline) {
+    bool past = false;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(ckpts, ec)) {
+      const std::string f = e.path().filename().string();
+      if (f.rfind("step-", 0) == 0 && std::stoll(f.substr(5, 12)) >= 20) past = true;
+    }
+    if (past) {
+      for (const auto& e : fs::directory_iterator(dir_ / "tmp")) {
+        const std::string f = e.path().filename().string();
+        if (f.rfind("descent-rank1-", 0) == 0) pid = std::stoi(f.substr(14));
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_GT(pid, 0) << "rank 1 not found running";
+  ::kill(pid, SIGKILL);
+  job.join();
+  EXPECT_NE(killed.status, 0) << killed.text;
+  EXPECT_NE(killed.text.find("rank 0 of 2 got a stop signal"), std::string::npos) << killed.text;
+  EXPECT_NE(killed.text.find("descent resume " + (dir_ / "runs" / "killed").string()), std::string::npos)
+      << killed.text;
+  ASSERT_FALSE(fs::exists(model("killed"))) << "the job was meant to die before the end";
+  const Output resumed = run_command("TMPDIR=" + (dir_ / "tmp").string() + " " + mpirun(2) + " " + DESCENT_CLI +
+                                     " resume " + (dir_ / "runs" / "killed").string());
+  ASSERT_EQ(resumed.status, 0) << resumed.text;
+  EXPECT_NE(resumed.text.find("resuming"), std::string::npos) << resumed.text;
+  EXPECT_EQ(parameters(model("whole")), parameters(model("killed")));
+}
+
+TEST_F(DistributedCli, DeterministicRefusesThreeRanks) {
+  if (skip_without_mpi()) GTEST_SKIP() << kSkip;
+  const Output r3 = train(mpirun(3), "r3", "--set deterministic=true");
+  EXPECT_NE(r3.status, 0);
+  EXPECT_NE(r3.text.find("deterministic: needs a power-of-two number of processes, not mpirun -np 3"),
+            std::string::npos)
+      << r3.text;
+  EXPECT_FALSE(fs::exists(dir_ / "runs" / "r3" / "checkpoints"));
+}
+
+}  // namespace
