@@ -6,12 +6,15 @@
 //
 //   train_mlp [--sizes 784,256,256,10] [--batch 128] [--optimizer momentum] [--lr R]
 //             [--threads 2] [--reps 3] [--examples N] [--data DIR] [--profile] [--peak]
+//             [--gemm automatic|openblas|onednn]
 //
 // --optimizer: sgd (plain), momentum (SGD with momentum 0.9), adam (0.9, 0.999, 1e-8);
 //   --lr defaults to 0.01, 0.001 for adam. An optimizer descent does not have prints
 //   {"status": "unsupported"} and exits 0, so bench/run shows n/a.
 // --profile: adds where the time of one step goes (copy, matrix products, elementwise,
 //   loss, backward, optimizer, tape overhead), timed over one more epoch.
+// --gemm: the library of the float32 matrix products (kernels::set_gemm_backend; default
+//   automatic, the per-shape rule of kernels::gemm_choice).
 // --peak: adds the machine's large-sgemm GFLOP/s (through kernels::gemm, the library's
 //   BLAS) and a STREAM-like triad bandwidth, the ceilings the profile is read against.
 #include <sys/resource.h>
@@ -52,6 +55,7 @@ struct Options : bench::Common {
   std::vector<std::int64_t> sizes = {784, 256, 256, 10};
   std::string optimizer = "momentum";
   bool peak = false;
+  std::string gemm = "automatic";
   Options() {
     lr = 0;  // 0: default_lr(optimizer)
     reps = 3;
@@ -73,9 +77,13 @@ bool parse(int argc, char** argv, Options& o) {
   p.value("--sizes", sizes);
   p.value("--optimizer", o.optimizer);
   p.flag("--peak", o.peak);
+  p.value("--gemm", o.gemm);
   if (!p.parse(argc, argv)) return false;
   if (!sizes.empty()) o.sizes = parse_sizes(sizes);
   if (o.lr < 0) return p.fail("--lr must be > 0");
+  if (o.gemm != "automatic" && o.gemm != "openblas" && o.gemm != "onednn") {
+    return p.fail("--gemm must be automatic, openblas or onednn, got " + o.gemm);
+  }
   const bool sizes_ok = o.sizes.size() >= 2 && std::all_of(o.sizes.begin(), o.sizes.end(), [](auto s) { return s >= 1; });
   if (!sizes_ok || o.batch < 1 || o.threads < 1 || o.reps < 1 || o.examples < 0) {
     return p.fail("expected --sizes a,b,... (>= 2 positive), --batch/--threads/--reps >= 1, --examples >= 0");
@@ -309,12 +317,16 @@ int main(int argc, char** argv) {
   if (o.lr == 0) o.lr = default_lr(o.optimizer);
   const std::string head = "{\"impl\": \"descent\", \"sizes\": " + sizes_json(o.sizes) + ", \"batch\": " +
                            std::to_string(o.batch) + ", \"optimizer\": \"" + o.optimizer + "\", \"lr\": " +
-                           std::to_string(o.lr) + ", \"threads\": " + std::to_string(o.threads);
+                           std::to_string(o.lr) + ", \"threads\": " + std::to_string(o.threads) +
+                           ", \"gemm\": \"" + o.gemm + "\"";
   if (!make_optimizer(o.optimizer, o.lr)) {
     std::printf("%s, \"status\": \"unsupported\"}\n", head.c_str());
     return 0;
   }
   set_num_threads(o.threads);
+  kernels::set_gemm_backend(o.gemm == "openblas" ? kernels::GemmBackend::openblas
+                            : o.gemm == "onednn" ? kernels::GemmBackend::onednn
+                                                 : kernels::GemmBackend::automatic);
 
   data::ByteDataset train;
   try {

@@ -9,11 +9,14 @@
 
 #include "descent/tensor/parallel.hpp"
 #include "dispatch.hpp"
+#include "gemm_dnnl.hpp"
 
 namespace descent::kernels {
 namespace {
 
 constexpr std::int64_t reduce_block = 4096;
+
+std::atomic<GemmBackend> g_gemm_backend{GemmBackend::automatic};
 
 void check_matrix(const Tensor& t, const char* name) {
   if (t.ndim() != 2) throw ShapeError(std::string("gemm: ") + name + " must be 2-D, got " + t.shape().str());
@@ -93,6 +96,19 @@ void tiled_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, const T* a, st
 void set_deterministic_products(bool on) { g_deterministic_products.store(on, std::memory_order_relaxed); }
 bool deterministic_products() { return g_deterministic_products.load(std::memory_order_relaxed); }
 
+void set_gemm_backend(GemmBackend backend) { g_gemm_backend.store(backend); }
+GemmBackend gemm_backend() { return g_gemm_backend.load(); }
+bool gemm_backend_has_onednn() { return gemm_dnnl::available(); }
+
+GemmBackend gemm_choice(bool, bool, std::int64_t, std::int64_t, std::int64_t) {
+  // Measured per shape by bench/gemm_backends (docs/performance.md): on AVX-512 CPUs oneDNN's
+  // sgemm was faster than OpenBLAS's (which runs its Haswell AVX2 kernels there) on every
+  // shape of the MLP and LSTM steps and on a 2048^3 product, so the shape does not enter the
+  // rule yet; elsewhere OpenBLAS stays. A shape class that OpenBLAS wins goes here.
+  if (!gemm_dnnl::available() || !gemm_dnnl::cpu_prefers_onednn()) return GemmBackend::openblas;
+  return GemmBackend::onednn;
+}
+
 template <>
 void gemm_raw<float>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
                      std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
@@ -104,6 +120,12 @@ void gemm_raw<float>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int6
                                     static_cast<int>(mi), static_cast<int>(nj), static_cast<int>(k), alpha, at,
                                     static_cast<int>(lda), bt, static_cast<int>(ldb), beta, ct, static_cast<int>(ldc));
                       });
+    return;
+  }
+  GemmBackend use = g_gemm_backend.load(std::memory_order_relaxed);
+  if (use == GemmBackend::automatic) use = gemm_choice(ta, tb, m, n, k);
+  if (use == GemmBackend::onednn && gemm_dnnl::available() && k > 0) {
+    gemm_dnnl::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(m),

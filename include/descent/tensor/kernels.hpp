@@ -15,6 +15,20 @@ namespace descent::kernels {
 void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, const Tensor& c, double alpha = 1.0,
           double beta = 0.0);
 
+// Which library computes float32 matrix products (float64 always goes to OpenBLAS).
+//   automatic: per product, by gemm_choice (the default)
+//   openblas:  cblas_sgemm always
+//   onednn:    oneDNN's dnnl_sgemm always (when descent was built with oneDNN; else OpenBLAS)
+// The two agree to rounding (they sum the k products in different orders).
+enum class GemmBackend { automatic, openblas, onednn };
+void set_gemm_backend(GemmBackend backend);  // process-wide
+GemmBackend gemm_backend();
+bool gemm_backend_has_onednn();  // descent was built with libdnnl-dev
+// The library `automatic` uses for a float32 product of this shape (openblas or onednn): a
+// fixed rule of the shape and of the CPU's instruction sets read at run time (no timing),
+// so one shape on one CPU always gets the same library, and so the same rounding.
+GemmBackend gemm_choice(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k);
+
 // Raw-pointer form for kernels that already checked their shapes (row-major, leading
 // dimensions lda, ldb, ldc in elements).
 template <class T>

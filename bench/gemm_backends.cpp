@@ -1,0 +1,103 @@
+// The float32 matrix products of the training benchmarks' steps through each library that
+// kernels::gemm can use (OpenBLAS's cblas_sgemm, oneDNN's dnnl_sgemm), shape by shape: the
+// figures behind kernels::gemm_choice's rule (docs/performance.md). Prints one JSON line per
+// shape: GFLOP/s of each library (the median of --reps timings of a batch of calls, the two
+// alternated), their ratio, the library the automatic rule picks, and the largest relative
+// difference between the two results (rounding only).
+//
+//   gemm_backends [--threads 2] [--reps 7]
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "descent/tensor/kernels.hpp"
+#include "descent/tensor/parallel.hpp"
+
+using namespace descent;
+
+namespace {
+
+struct GemmShape {
+  const char* what;
+  bool ta, tb;
+  std::int64_t m, n, k;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 2, reps = 7;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
+  }
+  set_num_threads(threads);
+  std::vector<GemmShape> shapes;
+  for (std::int64_t b : {32, 128, 512}) {
+    // MLP 784-256-256-10: forward x W^T, backward gW = gy^T x, gx = gy W
+    shapes.push_back({"mlp fwd 784->256", false, true, b, 256, 784});
+    shapes.push_back({"mlp fwd 256->256", false, true, b, 256, 256});
+    shapes.push_back({"mlp fwd 256->10", false, true, b, 10, 256});
+    shapes.push_back({"mlp gW 256x784", true, false, 256, 784, b});
+    shapes.push_back({"mlp gW 256x256", true, false, 256, 256, b});
+    shapes.push_back({"mlp gW 10x256", true, false, 10, 256, b});
+    shapes.push_back({"mlp gx 256<-256", false, false, b, 256, 256});
+    shapes.push_back({"mlp gx 256<-10", false, false, b, 256, 10});
+  }
+  // LSTM(128) over 28 inputs, batch 128: the gates' input and recurrent products
+  shapes.push_back({"lstm gates x", false, true, 128, 512, 28});
+  shapes.push_back({"lstm gates h", false, true, 128, 512, 128});
+  shapes.push_back({"lstm gx h", false, false, 128, 128, 512});
+  shapes.push_back({"lstm gW h", true, false, 512, 128, 128});
+  shapes.push_back({"square 2048", false, false, 2048, 2048, 2048});
+  if (!kernels::gemm_backend_has_onednn()) {
+    std::printf("{\"status\": \"descent was built without oneDNN\"}\n");
+    return 0;
+  }
+  for (const GemmShape& s : shapes) {
+    const std::int64_t ar = s.ta ? s.k : s.m, ac = s.ta ? s.m : s.k, br = s.tb ? s.n : s.k, bc = s.tb ? s.k : s.n;
+    Tensor a = Tensor::empty({ar, ac}, DType::f32), b = Tensor::empty({br, bc}, DType::f32);
+    for (std::int64_t i = 0; i < a.numel(); ++i) a.data<float>()[i] = std::sin(0.37f * static_cast<float>(i));
+    for (std::int64_t i = 0; i < b.numel(); ++i) b.data<float>()[i] = std::cos(0.11f * static_cast<float>(i));
+    Tensor c1 = Tensor::zeros({s.m, s.n}, DType::f32), c2 = Tensor::zeros({s.m, s.n}, DType::f32);
+    const double flops = 2.0 * static_cast<double>(s.m * s.n * s.k);
+    const int calls = std::max<int>(1, static_cast<int>(2e8 / flops));
+    std::vector<double> t_blas, t_dnnl;
+    for (int r = 0; r < reps + 1; ++r) {
+      for (auto [backend, into, c] : {std::tuple{kernels::GemmBackend::openblas, &t_blas, &c1},
+                                      std::tuple{kernels::GemmBackend::onednn, &t_dnnl, &c2}}) {
+        kernels::set_gemm_backend(backend);
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < calls; ++i) kernels::gemm(a, s.ta, b, s.tb, *c);
+        const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (r > 0) into->push_back(sec / calls);
+      }
+    }
+    kernels::set_gemm_backend(kernels::GemmBackend::automatic);
+    double diff = 0;
+    for (std::int64_t i = 0; i < c1.numel(); ++i) {
+      const double x = c1.data<float>()[i], y = c2.data<float>()[i];
+      diff = std::max(diff, std::abs(x - y) / std::max(1.0, std::abs(x)));
+    }
+    const double gb = flops / median(t_blas) / 1e9, gd = flops / median(t_dnnl) / 1e9;
+    const bool pick = kernels::gemm_choice(s.ta, s.tb, s.m, s.n, s.k) == kernels::GemmBackend::onednn;
+    std::printf("{\"shape\": \"%s\", \"ta\": %d, \"tb\": %d, \"m\": %lld, \"n\": %lld, \"k\": %lld, \"threads\": %d, "
+                "\"openblas_gflops\": %.1f, \"onednn_gflops\": %.1f, \"onednn_over_openblas\": %.2f, \"automatic\": \"%s\", "
+                "\"max_rel_diff\": %.2g}\n",
+                s.what, s.ta, s.tb, static_cast<long long>(s.m), static_cast<long long>(s.n), static_cast<long long>(s.k),
+                threads, gb, gd, gd / gb, pick ? "onednn" : "openblas", diff);
+    std::fflush(stdout);
+  }
+  return 0;
+}

@@ -1,0 +1,147 @@
+// kernels::gemm's float32 backends (OpenBLAS, oneDNN, the automatic per-shape rule) against
+// a product computed here in double from the definition, and against each other: a
+// training run forced through each library ends with the same parameters to rounding.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "descent/autodiff/tape.hpp"
+#include "descent/nn/initialize.hpp"
+#include "descent/nn/module.hpp"
+#include "descent/optim/optimizer.hpp"
+#include "descent/tensor/arena.hpp"
+#include "descent/tensor/kernels.hpp"
+#include "descent/train/step.hpp"
+
+namespace descent {
+namespace {
+
+using kernels::GemmBackend;
+
+// Restores the automatic backend when a test ends, even a failed one.
+struct BackendGuard {
+  ~BackendGuard() { kernels::set_gemm_backend(GemmBackend::automatic); }
+};
+
+float value(std::int64_t i, float scale) { return std::sin(scale * static_cast<float>(i + 1)); }
+
+// C = alpha op(A) op(B) + beta C0 through the library, checked element by element against
+// the sum in double; the bound is k float roundings of the terms' absolute sum.
+void expect_product(GemmBackend backend, bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k) {
+  Tensor a = ta ? Tensor::empty({k, m}, DType::f32) : Tensor::empty({m, k}, DType::f32);
+  Tensor b = tb ? Tensor::empty({n, k}, DType::f32) : Tensor::empty({k, n}, DType::f32);
+  Tensor c = Tensor::empty({m, n}, DType::f32);
+  for (std::int64_t i = 0; i < a.numel(); ++i) a.data<float>()[i] = value(i, 0.37f);
+  for (std::int64_t i = 0; i < b.numel(); ++i) b.data<float>()[i] = value(i, 0.11f);
+  for (std::int64_t i = 0; i < c.numel(); ++i) c.data<float>()[i] = value(i, 0.23f);
+  std::vector<float> c0(c.data<float>(), c.data<float>() + c.numel());
+  const double alpha = 0.75, beta = -0.5;
+  kernels::set_gemm_backend(backend);
+  kernels::gemm(a, ta, b, tb, c, alpha, beta);
+  const float* pa = a.data<float>();
+  const float* pb = b.data<float>();
+  for (std::int64_t i = 0; i < m; ++i) {
+    for (std::int64_t j = 0; j < n; ++j) {
+      double s = 0, abs_sum = 0;
+      for (std::int64_t p = 0; p < k; ++p) {
+        const double x = ta ? pa[p * m + i] : pa[i * k + p];
+        const double y = tb ? pb[j * k + p] : pb[p * n + j];
+        s += x * y;
+        abs_sum += std::abs(x * y);
+      }
+      const double want = alpha * s + beta * c0[static_cast<std::size_t>(i * n + j)];
+      const double tol = 2e-7 * static_cast<double>(k + 2) * (std::abs(alpha) * abs_sum + std::abs(beta) + 1.0);
+      ASSERT_NEAR(c.data<float>()[i * n + j], want, tol)
+          << "backend " << static_cast<int>(backend) << " ta " << ta << " tb " << tb << " at " << i << "," << j;
+    }
+  }
+}
+
+TEST(GemmBackend, EachLibraryMatchesTheProductInDouble) {
+  BackendGuard guard;
+  std::vector<GemmBackend> backends = {GemmBackend::openblas, GemmBackend::automatic};
+  if (kernels::gemm_backend_has_onednn()) backends.push_back(GemmBackend::onednn);
+  // odd sizes, and the MLP's shapes at a small batch (forward, weight and input gradients)
+  const std::vector<std::array<std::int64_t, 3>> shapes = {{7, 5, 3}, {37, 53, 61}, {16, 256, 784}, {256, 784, 16},
+                                                           {16, 784, 256}, {1, 10, 256}};
+  for (GemmBackend backend : backends) {
+    for (bool ta : {false, true}) {
+      for (bool tb : {false, true}) {
+        for (const auto& s : shapes) expect_product(backend, ta, tb, s[0], s[1], s[2]);
+      }
+    }
+  }
+}
+
+TEST(GemmBackend, RawFormHonoursLeadingDimensions) {
+  // A 3x2 block of a 3x4 array times a 2x2 block of a 2x3 array, into a 3x2 block of a 3x5 array.
+  BackendGuard guard;
+  std::vector<GemmBackend> backends = {GemmBackend::openblas};
+  if (kernels::gemm_backend_has_onednn()) backends.push_back(GemmBackend::onednn);
+  for (GemmBackend backend : backends) {
+    kernels::set_gemm_backend(backend);
+    const std::vector<float> a = {1, 2, 9, 9, 3, 4, 9, 9, 5, 6, 9, 9};
+    const std::vector<float> b = {1, 0, 9, 0, 1, 9};
+    std::vector<float> c(15, -1.0f);
+    kernels::gemm_raw<float>(false, false, 3, 2, 2, 1.0f, a.data(), 4, b.data(), 3, 0.0f, c.data(), 5);
+    const std::vector<float> want = {1, 2, -1, -1, -1, 3, 4, -1, -1, -1, 5, 6, -1, -1, -1};
+    EXPECT_EQ(c, want) << "backend " << static_cast<int>(backend);
+  }
+}
+
+TEST(GemmBackend, AutomaticChoiceIsOneDnnExactlyOnAvx512CpusWithOneDnn) {
+  // The rule of docs/performance.md, from the CPU's flags read here independently.
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  const GemmBackend want = kernels::gemm_backend_has_onednn() && avx512 ? GemmBackend::onednn : GemmBackend::openblas;
+  for (std::int64_t b : {1, 32, 128, 512}) {
+    for (int r = 0; r < 3; ++r) {
+      EXPECT_EQ(kernels::gemm_choice(false, true, b, 256, 784), want);
+      EXPECT_EQ(kernels::gemm_choice(true, false, 256, 784, b), want);
+    }
+  }
+  EXPECT_EQ(kernels::gemm_choice(false, false, 2048, 2048, 2048), want);
+}
+
+// Eight SGD-with-momentum steps of a small MLP: the parameters after them through OpenBLAS
+// and through oneDNN agree to rounding, and both moved away from the start.
+std::vector<float> train_parameters(GemmBackend backend) {
+  kernels::set_gemm_backend(backend);
+  ParameterArena arena{DType::f32};
+  nn::Sequential net = nn::mlp(arena, {20, 32, 16, 4}, nn::Activation::relu);
+  nn::initialize(arena, {.weights = init::Scheme::fan_in_uniform, .seed = 3});
+  std::unique_ptr<optim::Optimizer> opt = optim::make_optimizer({.name = "momentum", .lr = 0.05, .momentum = 0.9}, nullptr);
+  autodiff::Tape tape;
+  Tensor x = Tensor::empty({24, 20}, DType::f32), y = Tensor::empty({24}, DType::i32);
+  for (std::int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = value(i, 0.7f);
+  for (std::int64_t i = 0; i < 24; ++i) y.data<std::int32_t>()[i] = static_cast<std::int32_t>(i % 4);
+  for (std::int64_t k = 0; k < 8; ++k) train::train_step(net, arena, *opt, tape, x, y, k);
+  const Tensor& p = arena.values();
+  return {p.data<float>(), p.data<float>() + p.numel()};
+}
+
+TEST(GemmBackend, TrainingThroughEitherLibraryGivesTheSameParametersToRounding) {
+  if (!kernels::gemm_backend_has_onednn()) GTEST_SKIP() << "descent was built without oneDNN";
+  BackendGuard guard;
+  kernels::set_gemm_backend(GemmBackend::openblas);
+  ParameterArena start_arena{DType::f32};
+  nn::Sequential start_net = nn::mlp(start_arena, {20, 32, 16, 4}, nn::Activation::relu);
+  nn::initialize(start_arena, {.weights = init::Scheme::fan_in_uniform, .seed = 3});
+  const std::vector<float> blas = train_parameters(GemmBackend::openblas);
+  const std::vector<float> dnnl = train_parameters(GemmBackend::onednn);
+  ASSERT_EQ(blas.size(), dnnl.size());
+  double moved = 0;
+  for (std::size_t i = 0; i < blas.size(); ++i) {
+    EXPECT_NEAR(blas[i], dnnl[i], 1e-5 * (1.0 + std::abs(blas[i]))) << "parameter " << i;
+    moved = std::max(moved, static_cast<double>(std::abs(blas[i] - start_arena.values().data<float>()[i])));
+  }
+  EXPECT_GT(moved, 1e-2);
+}
+
+}  // namespace
+}  // namespace descent
