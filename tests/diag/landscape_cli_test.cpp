@@ -258,7 +258,7 @@ TEST_F(Landscape, WithoutSnapshotsThePlaneSaysItsSecondDirectionIsRandom) {
   ASSERT_EQ(r.code, 0) << r.err;
   const json j = read_json(copy / "diagnostics" / "plane.json");
   EXPECT_NE(j["direction"].get<std::string>().find("no snapshots"), std::string::npos) << j["direction"];
-  EXPECT_EQ(j["trajectory"]["step"], json({0}));
+  EXPECT_EQ(j["trajectory"]["step"], json::array({0}));
   EXPECT_NEAR(j["points"]["theta_star"]["x"].get<double>(), 1.0, 1e-12);
   fs::remove(copy / "init.safetensors");
   r = run("diagnose " + copy.string() + " --what interpolation");
