@@ -5,36 +5,24 @@ to [0, 1] and preloaded, a global batch split in equal shares over the ranks (ea
 contiguous rows of each global batch, as descent does), CrossEntropyLoss, SGD with momentum
 0.9. One epoch per repetition, median examples/s of the global batch on rank 0. Prints one
 JSON line. Run with /usr/bin/python3 (Debian's python3-torch)."""
-import argparse, gzip, json, os, statistics, struct, time
+import argparse, json, os, statistics, time
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-DATA = "/usr/share/datasets/fashion-mnist"
-
-
-def read_idx(path, expect_magic):
-    opener = open if os.path.exists(path) else gzip.open
-    name = path if os.path.exists(path) else path + ".gz"
-    with opener(name, "rb") as f:
-        raw = f.read()
-    magic = struct.unpack(">I", raw[:4])[0]
-    if magic != expect_magic:
-        raise SystemExit(f"torch_ddp_mlp: {name}: magic {magic:#x}, expected {expect_magic:#x}")
-    ndim = magic & 0xFF
-    dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
-    return torch.frombuffer(bytearray(raw[4 + 4 * ndim:]), dtype=torch.uint8).reshape(dims)
+from torch_common import DATA, read_split, set_threads
 
 
 def worker(rank, a, out):
-    torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(a.port)
     dist.init_process_group("gloo", rank=rank, world_size=a.ranks)
     torch.manual_seed(1)
-    x = read_idx(os.path.join(a.data, "train-images-idx3-ubyte"), 0x803)[: a.examples].reshape(-1, 784).float() / 255
-    y = read_idx(os.path.join(a.data, "train-labels-idx1-ubyte"), 0x801)[: a.examples].long()
+    images, labels = read_split(a.data, "train", "torch_ddp_mlp")
+    x = images[: a.examples].reshape(-1, 784).float() / 255
+    y = labels[: a.examples].long()
     sizes = [784, 256, 256, 10]
     layers = []
     for i in range(len(sizes) - 1):

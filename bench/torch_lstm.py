@@ -4,25 +4,13 @@ batch_first=True, a Linear head on the last hidden state, CrossEntropyLoss, SGD 
 momentum 0.9; minibatches in order copied into a batch buffer, one pass over N examples per
 repetition, median examples/s. Prints one JSON line with the same fields.
 Run with /usr/bin/python3 (Debian's python3-torch)."""
-import argparse, gzip, json, os, statistics, struct, time
+import argparse, json, statistics, time
 
 import torch
 
-DATA = "/usr/share/datasets/fashion-mnist"
+from torch_common import DATA, InOrderBatches, load_train, set_threads
+
 T, D = 28, 28
-
-
-def read_idx(path, expect_magic):
-    opener = open if os.path.exists(path) else gzip.open
-    name = path if os.path.exists(path) else path + ".gz"
-    with opener(name, "rb") as f:
-        raw = f.read()
-    magic = struct.unpack(">I", raw[:4])[0]
-    if magic != expect_magic:
-        raise SystemExit(f"torch_lstm: {name}: magic {magic:#x}, expected {expect_magic:#x}")
-    ndim = magic & 0xFF
-    dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
-    return torch.frombuffer(bytearray(raw[4 + 4 * ndim:]), dtype=torch.uint8).reshape(dims)
 
 
 class Net(torch.nn.Module):
@@ -49,28 +37,15 @@ def main():
     p.add_argument("--data", default=DATA)
     a = p.parse_args()
 
-    torch.set_num_threads(a.threads)
-    torch.set_num_interop_threads(1)
+    set_threads(a.threads, interop=1)
     torch.manual_seed(1)
-    images = read_idx(os.path.join(a.data, "train-images-idx3-ubyte"), 0x803)
-    labels = read_idx(os.path.join(a.data, "train-labels-idx1-ubyte"), 0x801)
-    n = min(a.examples, images.shape[0]) if a.examples > 0 else images.shape[0]
-    x_all = (images[:n].reshape(n, -1).to(torch.float32) / 255.0).contiguous()
-    y_all = labels[:n].to(torch.int64).contiguous()
+    n, x_all, y_all = load_train(a.data, a.examples, "torch_lstm")
 
     net = Net(a.cell, a.hidden)
     lossf = torch.nn.CrossEntropyLoss()
     opt = torch.optim.SGD(net.parameters(), lr=a.lr, momentum=0.9)
-    xb = torch.empty(a.batch, T * D)
-    yb = torch.empty(a.batch, dtype=torch.int64)
-    steps = (n + a.batch - 1) // a.batch
-
-    def load(s):
-        begin = s * a.batch
-        b = min(a.batch, n - begin)
-        xb[:b].copy_(x_all[begin:begin + b])
-        yb[:b].copy_(y_all[begin:begin + b])
-        return b
+    batches = InOrderBatches(x_all, y_all, a.batch)
+    xb, yb, steps, load = batches.xb, batches.yb, batches.steps, batches.load
 
     def step(b):
         opt.zero_grad(set_to_none=True)

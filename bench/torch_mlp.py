@@ -16,10 +16,10 @@ import time
 
 T_ENTRY = time.perf_counter()  # before `import torch`: startup includes it
 
-import argparse, gzip, json, os, resource, statistics, struct
+import argparse, json, os, resource, statistics
 import torch
 
-DATA = "/usr/share/datasets/fashion-mnist"
+from torch_common import DATA, InOrderBatches, load_train, set_threads
 
 
 def process_age_s():
@@ -33,19 +33,6 @@ def process_age_s():
         return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return -1.0
-
-
-def read_idx(path, expect_magic):
-    opener = open if os.path.exists(path) else gzip.open
-    name = path if os.path.exists(path) else path + ".gz"
-    with opener(name, "rb") as f:
-        raw = f.read()
-    magic = struct.unpack(">I", raw[:4])[0]
-    if magic != expect_magic:
-        raise SystemExit(f"torch_mlp: {name}: magic {magic:#x}, expected {expect_magic:#x}")
-    ndim = magic & 0xFF
-    dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
-    return torch.frombuffer(bytearray(raw[4 + 4 * ndim:]), dtype=torch.uint8).reshape(dims)
 
 
 def make_optimizer(name, params, lr, foreach):
@@ -78,18 +65,10 @@ def main():
     sizes = [int(s) for s in a.sizes.split(",")]
     lr = a.lr if a.lr > 0 else (0.001 if a.optimizer == "adam" else 0.01)
 
-    torch.set_num_threads(a.threads)
-    if a.interop > 0:
-        torch.set_num_interop_threads(a.interop)
-    torch.backends.mkldnn.enabled = bool(a.mkldnn)
-    torch.set_flush_denormal(bool(a.flush_denormal))
+    set_threads(a.threads, interop=a.interop, mkldnn=a.mkldnn, flush_denormal=a.flush_denormal)
     torch.manual_seed(1)
 
-    images = read_idx(os.path.join(a.data, "train-images-idx3-ubyte"), 0x803)
-    labels = read_idx(os.path.join(a.data, "train-labels-idx1-ubyte"), 0x801)
-    n = min(a.examples, images.shape[0]) if a.examples > 0 else images.shape[0]
-    x_all = (images[:n].reshape(n, -1).to(torch.float32) / 255.0).contiguous()
-    y_all = labels[:n].to(torch.int64).contiguous()
+    n, x_all, y_all = load_train(a.data, a.examples, "torch_mlp")
     if x_all.shape[1] != sizes[0]:
         raise SystemExit(f"torch_mlp: the data has {x_all.shape[1]} features, --sizes starts with {sizes[0]}")
 
@@ -101,17 +80,9 @@ def main():
     net = torch.nn.Sequential(*layers)
     lossf = torch.nn.CrossEntropyLoss()
     opt = make_optimizer(a.optimizer, net.parameters(), lr, bool(a.foreach))
-    xb = torch.empty(a.batch, sizes[0])
-    yb = torch.empty(a.batch, dtype=torch.int64)
-    steps = (n + a.batch - 1) // a.batch
+    batches = InOrderBatches(x_all, y_all, a.batch)
+    xb, yb, steps, load = batches.xb, batches.yb, batches.steps, batches.load
     set_to_none = bool(a.set_to_none)
-
-    def load(s):
-        begin = s * a.batch
-        b = min(a.batch, n - begin)
-        xb[:b].copy_(x_all[begin:begin + b])
-        yb[:b].copy_(y_all[begin:begin + b])
-        return b
 
     def step(b):
         opt.zero_grad(set_to_none=set_to_none)

@@ -7,19 +7,11 @@ standard deviation; minibatches of 128 reshuffled every epoch; SGD with momentum
 the learning rate decaying linearly from 0.05 to 0.0005 over 30 epochs (LambdaLR). After each
 epoch the test accuracy is measured off the clock. Prints one JSON line with the fields of
 time_to_accuracy.cpp. Run with /usr/bin/python3 (Debian's python3-torch)."""
-import argparse, gzip, json, struct, time
+import argparse, json, time
 
 import torch
 
-DATA = "/usr/share/datasets/fashion-mnist"
-
-
-def read_idx(name):
-    with gzip.open(f"{DATA}/{name}.gz", "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
-    return torch.frombuffer(bytearray(raw[4 + 4 * ndim:]), dtype=torch.uint8).reshape(dims)
+from torch_common import DATA, read_split, set_threads
 
 
 def main():
@@ -28,13 +20,12 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--epochs", type=int, default=30)
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.set_flush_denormal(True)
+    set_threads(a.threads, flush_denormal=True)
     torch.manual_seed(1)
-    x = read_idx("train-images-idx3-ubyte").reshape(60000, 784)
-    y = read_idx("train-labels-idx1-ubyte").long()
-    xt = read_idx("t10k-images-idx3-ubyte").reshape(10000, 784)
-    yt = read_idx("t10k-labels-idx1-ubyte").long()
+    x, y = read_split(DATA, "train", "torch_time_to_accuracy")
+    xt, yt = read_split(DATA, "t10k", "torch_time_to_accuracy")
+    x, y = x.reshape(60000, 784), y.long()
+    xt, yt = xt.reshape(10000, 784), yt.long()
     train = x[:50000].float() / 255.0
     mean = train.double().mean()
     std = ((train.double() - mean) ** 2).mean().sqrt()
