@@ -4,6 +4,8 @@ find_package(OpenMP REQUIRED)
 find_package(ZLIB REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)
 find_package(tomlplusplus 3 REQUIRED)
+# SHA-256 of config.toml (src/io/sha256.cpp): OpenSSL's libcrypto (libssl-dev).
+find_package(OpenSSL REQUIRED COMPONENTS Crypto)
 if(DESCENT_BUILD_APPS)
   find_package(CLI11 REQUIRED)
 endif()
