@@ -15,6 +15,7 @@
 #include "descent/nn/conv.hpp"
 #include "descent/nn/recurrent.hpp"
 #include "problem.hpp"
+#include "support/finite_hessian.hpp"
 
 namespace descent {
 namespace {
@@ -48,27 +49,11 @@ void expect_hessian_matches_finite_differences(Model& m) {
   const std::int64_t n = m.arena.size();
   diag::HessianOperator h(m.net, m.arena, m.x, m.labels, {.chunk = (m.x.dim(0) + 2) / 3});
   const std::vector<double> dense = diag::dense_hessian(h);
-  double* theta = m.arena.values().data<double>();
-  const double step = 1e-6;
-  double worst = 0.0, scale = 0.0, asym = 0.0;
-  for (std::int64_t j = 0; j < n; ++j) {
-    const double saved = theta[j];
-    theta[j] = saved + step;
-    const std::vector<double> up = m.gradient();
-    theta[j] = saved - step;
-    const std::vector<double> down = m.gradient();
-    theta[j] = saved;
-    for (std::int64_t i = 0; i < n; ++i) {
-      const double fd = (up[static_cast<std::size_t>(i)] - down[static_cast<std::size_t>(i)]) / (2 * step);
-      const double exact = dense[static_cast<std::size_t>(i * n + j)];
-      worst = std::max(worst, std::abs(exact - fd) / (1.0 + std::abs(fd)));
-      scale = std::max(scale, std::abs(exact));
-      asym = std::max(asym, std::abs(exact - dense[static_cast<std::size_t>(j * n + i)]));
-    }
-  }
-  EXPECT_GT(scale, 1e-2);
-  EXPECT_LT(worst, 1e-7);
-  EXPECT_LT(asym, 1e-12 * scale);
+  const testing::HessianAgreement a = testing::compare_hessians(
+      dense, testing::central_difference_hessian(m.arena.values().data<double>(), n, [&] { return m.gradient(); }), n);
+  EXPECT_GT(a.scale, 1e-2);
+  EXPECT_LT(a.worst, 1e-7);
+  EXPECT_LT(a.asym, 1e-12 * a.scale);
 
   const diag::Eigen eig = diag::symmetric_eigen(dense, n);
   h.refresh();

@@ -12,6 +12,7 @@
 #include "descent/nn/normalization.hpp"
 #include "descent/tensor/parallel.hpp"
 #include "problem.hpp"
+#include "support/finite_hessian.hpp"
 
 namespace descent {
 namespace {
@@ -36,27 +37,11 @@ void expect_dense_hessian_matches_finite_differences(nn::Activation act) {
   const std::vector<double> dense = diag::dense_hessian(h);
   EXPECT_EQ(h.products(), n);
   // Column j by central differences of the plain tape's gradient: (g(theta + h e_j) - g(theta - h e_j)) / 2h.
-  double* theta = p.arena.values().data<double>();
-  const double step = 1e-6;
-  double worst = 0.0, scale = 0.0, asym = 0.0;
-  for (std::int64_t j = 0; j < n; ++j) {
-    const double saved = theta[j];
-    theta[j] = saved + step;
-    const std::vector<double> up = p.gradient();
-    theta[j] = saved - step;
-    const std::vector<double> down = p.gradient();
-    theta[j] = saved;
-    for (std::int64_t i = 0; i < n; ++i) {
-      const double fd = (up[static_cast<std::size_t>(i)] - down[static_cast<std::size_t>(i)]) / (2 * step);
-      const double exact = dense[static_cast<std::size_t>(i * n + j)];
-      worst = std::max(worst, std::abs(exact - fd) / (1.0 + std::abs(fd)));
-      scale = std::max(scale, std::abs(exact));
-      asym = std::max(asym, std::abs(exact - dense[static_cast<std::size_t>(j * n + i)]));
-    }
-  }
-  EXPECT_GT(scale, 1e-2);
-  EXPECT_LT(worst, 1e-7);
-  EXPECT_LT(asym, 1e-14 * scale);  // exact products: symmetric to rounding
+  const testing::HessianAgreement a = testing::compare_hessians(
+      dense, testing::central_difference_hessian(p.arena.values().data<double>(), n, [&] { return p.gradient(); }), n);
+  EXPECT_GT(a.scale, 1e-2);
+  EXPECT_LT(a.worst, 1e-7);
+  EXPECT_LT(a.asym, 1e-14 * a.scale);  // exact products: symmetric to rounding
 }
 
 TEST(HessianOperator, DenseTanhHessianMatchesFiniteDifferencesOfGradients) {

@@ -8,6 +8,7 @@
 #include "descent/loss/loss.hpp"
 #include "descent/nn/module.hpp"
 #include "descent/tensor/kernels.hpp"
+#include "support/finite_hessian.hpp"
 #include "support/gradcheck.hpp"
 
 namespace descent {
@@ -46,19 +47,12 @@ struct Problem {
   }
   // Dense Hessian [n, n] by central differences of the tape gradient (first-order code only).
   std::vector<double> dense_hessian(double h) {
-    const std::int64_t n = arena.size();
-    std::vector<double> hess(static_cast<std::size_t>(n * n));
-    double* theta = arena.values().data<double>();
-    for (std::int64_t j = 0; j < n; ++j) {
-      const double saved = theta[j];
-      theta[j] = saved + h;
-      Tensor up = gradient();
-      theta[j] = saved - h;
-      Tensor down = gradient();
-      theta[j] = saved;
-      for (std::int64_t i = 0; i < n; ++i) hess[static_cast<std::size_t>(i * n + j)] = (up.at(i) - down.at(i)) / (2 * h);
-    }
-    return hess;
+    return testing::central_difference_hessian(arena.values().data<double>(), arena.size(), [&] {
+      const Tensor g = gradient();
+      std::vector<double> out(static_cast<std::size_t>(g.numel()));
+      for (std::size_t i = 0; i < out.size(); ++i) out[i] = g.at(static_cast<std::int64_t>(i));
+      return out;
+    }, h);
   }
 };
 
