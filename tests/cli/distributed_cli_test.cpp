@@ -26,29 +26,15 @@
 #include "descent/init/rng.hpp"
 #include "descent/io/safetensors.hpp"
 #include "descent/train/distributed.hpp"
+#include "support/process.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
+using namespace descent::testing;  // support/process.hpp
+using Output = ProcessResult;
 
-struct Output {
-  int status = -1;
-  std::string text;
-};
-
-Output run_command(const std::string& command) {
-  Output out;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return out;
-  char buffer[4096];
-  std::size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) out.text.append(buffer, n);
-  const int status = ::pclose(pipe);
-  out.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return out;
-}
-
-bool have_mpirun() { return run_command("command -v mpirun").status == 0; }
+bool have_mpirun() { return capture("command -v mpirun").code == 0; }
 
 // mpirun on this machine only: loopback TCP, more ranks than cores allowed, root allowed.
 std::string mpirun(int ranks) {
@@ -80,9 +66,7 @@ std::vector<float> parameters(const fs::path& model) {
 class DistributedCli : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("descent_distributed_cli_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
+    dir_ = fresh_test_dir("descent_distributed_cli");
     fs::create_directories(dir_ / "tmp");
     descent::Rng rng(5);
     for (const char* name : {"train.csv", "test.csv"}) {
@@ -111,7 +95,7 @@ class DistributedCli : public ::testing::Test {
 
   // descent train under `launcher` (empty: one process) into runs/<name>.
   Output train(const std::string& launcher, const std::string& name, const std::string& sets) {
-    return run_command("TMPDIR=" + (dir_ / "tmp").string() + " " + launcher + " " + DESCENT_CLI + " train " +
+    return capture("TMPDIR=" + (dir_ / "tmp").string() + " " + launcher + " " + DESCENT_CLI + " train " +
                        (dir_ / "run.toml").string() + " --out " + (dir_ / "runs").string() + " --name " + name + " " +
                        sets);
   }
@@ -129,15 +113,15 @@ constexpr const char* kSkip = "SKIP: mpirun or MPI missing (scripts/install-deps
 
 TEST_F(DistributedCli, DeterministicIsBitIdenticalAcrossThreadsAndRanks) {
   const Output t1 = train("", "t1", "--set deterministic=true --set threads=1 --set epochs=1");
-  ASSERT_EQ(t1.status, 0) << t1.text;
+  ASSERT_EQ(t1.code, 0) << t1.out;
   const Output t2 = train("", "t2", "--set deterministic=true --set threads=2 --set epochs=1");
-  ASSERT_EQ(t2.status, 0) << t2.text;
+  ASSERT_EQ(t2.code, 0) << t2.out;
   const std::vector<float> a = parameters(model("t1"));
   ASSERT_GT(a.size(), 600u);
   EXPECT_EQ(a, parameters(model("t2"))) << "deterministic: 1 and 2 threads differ";
   if (skip_without_mpi()) GTEST_SKIP() << kSkip;
   const Output r2 = train(mpirun(2), "r2", "--set deterministic=true --set threads=1 --set epochs=1");
-  ASSERT_EQ(r2.status, 0) << r2.text;
+  ASSERT_EQ(r2.code, 0) << r2.out;
   EXPECT_EQ(a, parameters(model("r2"))) << "deterministic: 1 and 2 ranks differ";
   // Rank 0 alone writes: one run folder, and the other rank's scratch folder is gone.
   EXPECT_EQ(std::distance(fs::directory_iterator(dir_ / "runs"), fs::directory_iterator()), 3);
@@ -145,17 +129,17 @@ TEST_F(DistributedCli, DeterministicIsBitIdenticalAcrossThreadsAndRanks) {
     EXPECT_EQ(e.path().filename().string().rfind("descent-rank", 0), std::string::npos) << e.path();
   }
   // The summary line once (rank 0), not twice.
-  const auto first = r2.text.find("test accuracy");
-  ASSERT_NE(first, std::string::npos) << r2.text;
-  EXPECT_EQ(r2.text.find("test accuracy", first + 1), std::string::npos) << r2.text;
+  const auto first = r2.out.find("test accuracy");
+  ASSERT_NE(first, std::string::npos) << r2.out;
+  EXPECT_EQ(r2.out.find("test accuracy", first + 1), std::string::npos) << r2.out;
 }
 
 TEST_F(DistributedCli, WithoutDeterminismTwoRanksDifferByRoundingOnly) {
   if (skip_without_mpi()) GTEST_SKIP() << kSkip;
   const Output p1 = train("", "p1", "--set epochs=1");
-  ASSERT_EQ(p1.status, 0) << p1.text;
+  ASSERT_EQ(p1.code, 0) << p1.out;
   const Output p2 = train(mpirun(2), "p2", "--set epochs=1");
-  ASSERT_EQ(p2.status, 0) << p2.text;
+  ASSERT_EQ(p2.code, 0) << p2.out;
   const std::vector<float> a = parameters(model("p1")), b = parameters(model("p2"));
   ASSERT_EQ(a.size(), b.size());
   double diff = 0, scale = 0;
@@ -172,7 +156,7 @@ TEST_F(DistributedCli, KilledRankLeavesAResumableFolder) {
   if (skip_without_mpi()) GTEST_SKIP() << kSkip;
   const std::string sets = "--set deterministic=true --set epochs=10 --set model.hidden=[64,32]";
   const Output whole = train("", "whole", sets);
-  ASSERT_EQ(whole.status, 0) << whole.text;
+  ASSERT_EQ(whole.code, 0) << whole.out;
   Output killed;
   std::thread job([&] { killed = train(mpirun(2), "killed", sets); });
   // Rank 1's scratch folder names its pid; kill it once rank 0 has written a checkpoint
@@ -198,25 +182,25 @@ TEST_F(DistributedCli, KilledRankLeavesAResumableFolder) {
   ASSERT_GT(pid, 0) << "rank 1 not found running";
   ::kill(pid, SIGKILL);
   job.join();
-  EXPECT_NE(killed.status, 0) << killed.text;
-  EXPECT_NE(killed.text.find("rank 0 of 2 got a stop signal"), std::string::npos) << killed.text;
-  EXPECT_NE(killed.text.find("descent resume " + (dir_ / "runs" / "killed").string()), std::string::npos)
-      << killed.text;
+  EXPECT_NE(killed.code, 0) << killed.out;
+  EXPECT_NE(killed.out.find("rank 0 of 2 got a stop signal"), std::string::npos) << killed.out;
+  EXPECT_NE(killed.out.find("descent resume " + (dir_ / "runs" / "killed").string()), std::string::npos)
+      << killed.out;
   ASSERT_FALSE(fs::exists(model("killed"))) << "the job was meant to die before the end";
-  const Output resumed = run_command("TMPDIR=" + (dir_ / "tmp").string() + " " + mpirun(2) + " " + DESCENT_CLI +
+  const Output resumed = capture("TMPDIR=" + (dir_ / "tmp").string() + " " + mpirun(2) + " " + DESCENT_CLI +
                                      " resume " + (dir_ / "runs" / "killed").string());
-  ASSERT_EQ(resumed.status, 0) << resumed.text;
-  EXPECT_NE(resumed.text.find("resuming"), std::string::npos) << resumed.text;
+  ASSERT_EQ(resumed.code, 0) << resumed.out;
+  EXPECT_NE(resumed.out.find("resuming"), std::string::npos) << resumed.out;
   EXPECT_EQ(parameters(model("whole")), parameters(model("killed")));
 }
 
 TEST_F(DistributedCli, DeterministicRefusesThreeRanks) {
   if (skip_without_mpi()) GTEST_SKIP() << kSkip;
   const Output r3 = train(mpirun(3), "r3", "--set deterministic=true");
-  EXPECT_NE(r3.status, 0);
-  EXPECT_NE(r3.text.find("deterministic: needs a power-of-two number of processes, not mpirun -np 3"),
+  EXPECT_NE(r3.code, 0);
+  EXPECT_NE(r3.out.find("deterministic: needs a power-of-two number of processes, not mpirun -np 3"),
             std::string::npos)
-      << r3.text;
+      << r3.out;
   EXPECT_FALSE(fs::exists(dir_ / "runs" / "r3" / "checkpoints"));
 }
 

@@ -3,7 +3,6 @@
 // $COLUMNS, standard error being a file); evaluations every N steps show as lines;
 // progress = "none" prints nothing; the header records the threads actually used.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -16,28 +15,18 @@
 
 #include "descent/init/rng.hpp"
 #include "descent/io/json_lines.hpp"
+#include "support/process.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
-
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using namespace descent::testing;  // support/process.hpp
+using Result = ProcessResult;
 
 class ProgressCli : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("descent_progress_cli_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = fresh_test_dir("descent_progress_cli");
     descent::Rng rng(5);
     for (const char* name : {"train.csv", "test.csv"}) {
       std::ofstream f(dir_ / name);
@@ -62,27 +51,7 @@ class ProgressCli : public ::testing::Test {
 
   // `descent args...` with `env` added to the environment, stdout and stderr to files.
   Result run(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
-    const pid_t pid = fork();
-    if (pid == 0) {
-      std::freopen((dir_ / "out.txt").c_str(), "w", stdout);
-      std::freopen((dir_ / "err.txt").c_str(), "w", stderr);
-      for (const std::string& e : env) ::putenv(const_cast<char*>(e.c_str()));
-      std::vector<char*> argv;
-      std::string program = DESCENT_CLI;
-      argv.push_back(program.data());
-      std::vector<std::string> copy = args;
-      for (std::string& a : copy) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(program.c_str(), argv.data());
-      _exit(127);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    Result r;
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = slurp(dir_ / "out.txt");
-    r.err = slurp(dir_ / "err.txt");
-    return r;
+    return run_process(DESCENT_CLI, args, dir_ / "out.txt", dir_ / "err.txt", {.env = env});
   }
 
   std::vector<std::string> train(std::vector<std::string> sets) {

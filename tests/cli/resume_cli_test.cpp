@@ -4,7 +4,6 @@
 // message that says how to resume.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -18,23 +17,17 @@
 #include <vector>
 
 #include "descent/init/rng.hpp"
+#include "support/process.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using namespace descent::testing;  // support/process.hpp
 
 class ResumeCli : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("descent_resume_cli_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = fresh_test_dir("descent_resume_cli");
     descent::Rng rng(11);
     for (const char* name : {"train.csv", "test.csv"}) {
       std::ofstream f(dir_ / name);
@@ -76,28 +69,7 @@ class ResumeCli : public ::testing::Test {
 
   // Starts `descent args...` with stdout and stderr to files in dir_; returns the pid.
   pid_t start(const std::vector<std::string>& args, const std::string& log) {
-    const pid_t pid = fork();
-    if (pid == 0) {
-      std::freopen((dir_ / (log + ".out")).c_str(), "w", stdout);
-      std::freopen((dir_ / (log + ".err")).c_str(), "w", stderr);
-      std::vector<char*> argv;
-      std::string program = DESCENT_CLI;
-      argv.push_back(program.data());
-      std::vector<std::string> copy = args;
-      for (std::string& a : copy) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(program.c_str(), argv.data());
-      _exit(127);
-    }
-    return pid;
-  }
-
-  // Waits for `pid`; the exit code, or -signal when a signal ended it.
-  static int wait_for(pid_t pid) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    if (WIFSIGNALED(status)) return -WTERMSIG(status);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1000;
+    return spawn(DESCENT_CLI, args, dir_ / (log + ".out"), dir_ / (log + ".err"));
   }
 
   static bool has_checkpoint(const fs::path& run) {

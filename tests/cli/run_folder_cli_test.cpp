@@ -28,15 +28,12 @@
 #include <nlohmann/json.hpp>
 
 #include "descent/init/rng.hpp"
+#include "support/process.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using namespace descent::testing;  // support/process.hpp
 
 // Every line of a JSON lines file, parsed (a line that does not parse fails the test).
 std::vector<nlohmann::json> records(const fs::path& p) {
@@ -68,10 +65,7 @@ std::size_t count(const std::string& text, const std::string& what) {
 class RunFolderCli : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("descent_run_folder_cli_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = fresh_test_dir("descent_run_folder_cli");
     descent::Rng rng(5);
     for (const char* name : {"train.csv", "test.csv"}) {
       std::ofstream f(dir_ / name);
@@ -97,33 +91,8 @@ class RunFolderCli : public ::testing::Test {
   // `file_size_limit` > 0 the child may write no file beyond that many bytes (RLIMIT_FSIZE, with
   // SIGXFSZ ignored so that the write fails with EFBIG as on a full disk). Returns the pid.
   pid_t start(const std::vector<std::string>& args, const std::string& log, rlim_t file_size_limit = 0) {
-    const pid_t pid = fork();
-    if (pid == 0) {
-      std::freopen((dir_ / (log + ".out")).c_str(), "w", stdout);
-      std::freopen((dir_ / (log + ".err")).c_str(), "w", stderr);
-      if (file_size_limit > 0) {
-        std::signal(SIGXFSZ, SIG_IGN);  // an ignored signal stays ignored across execv
-        const struct rlimit limit {file_size_limit, file_size_limit};
-        if (setrlimit(RLIMIT_FSIZE, &limit) != 0) _exit(126);
-      }
-      std::vector<char*> argv;
-      std::string program = DESCENT_CLI;
-      argv.push_back(program.data());
-      std::vector<std::string> copy = args;
-      for (std::string& a : copy) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(program.c_str(), argv.data());
-      _exit(127);
-    }
-    return pid;
-  }
-
-  // Waits for `pid`; the exit code, or -signal when a signal ended it.
-  static int wait_for(pid_t pid) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    if (WIFSIGNALED(status)) return -WTERMSIG(status);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1000;
+    return spawn(DESCENT_CLI, args, dir_ / (log + ".out"), dir_ / (log + ".err"),
+                 {.env = {}, .file_size_limit = file_size_limit});
   }
 
   // `descent train run.toml --out runs args...`; the exit code (stderr in <log>.err).

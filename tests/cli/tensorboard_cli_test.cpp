@@ -6,7 +6,6 @@
 // cut short and a metrics value that disagrees each make the reader fail.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -20,15 +19,12 @@
 #include <vector>
 
 #include "descent/init/rng.hpp"
+#include "support/process.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using namespace descent::testing;  // support/process.hpp
 
 const std::string kReader = std::string(DESCENT_SOURCE_DIR) + "/tests/reference/tensorboard_reader.py";
 
@@ -36,10 +32,7 @@ class TensorBoardCli : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!fs::exists("/usr/bin/python3")) GTEST_SKIP() << "SKIP: /usr/bin/python3 is not installed (scripts/install-deps)";
-    dir_ = fs::temp_directory_path() / ("descent_tb_cli_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = fresh_test_dir("descent_tb_cli");
     descent::Rng rng(17);
     for (const char* name : {"train.csv", "test.csv"}) {
       std::ofstream f(dir_ / name);
@@ -71,27 +64,9 @@ class TensorBoardCli : public ::testing::Test {
   }
 
   pid_t start(const std::string& program, const std::vector<std::string>& args, const std::string& log) {
-    const pid_t pid = fork();
-    if (pid == 0) {
-      std::freopen((dir_ / (log + ".out")).c_str(), "w", stdout);
-      std::freopen((dir_ / (log + ".err")).c_str(), "w", stderr);
-      std::vector<std::string> copy = args;
-      std::string prog = program;
-      std::vector<char*> argv{prog.data()};
-      for (std::string& a : copy) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(prog.c_str(), argv.data());
-      _exit(127);
-    }
-    return pid;
+    return spawn(program, args, dir_ / (log + ".out"), dir_ / (log + ".err"));
   }
   pid_t descent(const std::vector<std::string>& args, const std::string& log) { return start(DESCENT_CLI, args, log); }
-  static int wait_for(pid_t pid) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    if (WIFSIGNALED(status)) return -WTERMSIG(status);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1000;
-  }
   // The reader's exit code; its output in `out`.
   int reader(const std::vector<std::string>& args, std::string& out) {
     std::vector<std::string> a{kReader};

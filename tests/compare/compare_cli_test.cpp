@@ -20,27 +20,14 @@
 #include <thread>
 
 #include "descent/init/rng.hpp"
+#include "support/process.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
+using namespace descent::testing;  // support/process.hpp
+using Result = ProcessResult;
 using nlohmann::json;
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
-
-Result shell(const std::string& command, const fs::path& dir) {
-  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const int status = std::system((command + " >" + out.string() + " 2>" + err.string() + " </dev/null").c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
-}
 
 std::vector<json> records(const fs::path& metrics) {
   std::vector<json> out;
@@ -313,14 +300,6 @@ TEST_F(Compare, MalformedInputIsOneLine) {
 }
 
 // ---- compare.html in a real browser ----------------------------------------
-
-std::string chromium() {
-  if (const char* env = std::getenv("DESCENT_CHROMIUM"); env != nullptr) return ::access(env, X_OK) == 0 ? env : "";
-  for (const char* p : {"/usr/bin/chromium", "/usr/bin/chromium-browser"}) {
-    if (::access(p, X_OK) == 0) return p;
-  }
-  return {};
-}
 
 int attribute(const std::string& dom, const std::string& name) {
   const std::size_t body = dom.find("<body");

@@ -3,7 +3,6 @@
 // here from the run's config.toml and model.safetensors), trace.json against the exact
 // trace, density.json's grid; and its one-line errors.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -18,42 +17,21 @@
 #include "descent/io/model_file.hpp"
 #include "descent/train/data.hpp"
 #include "descent/train/trainer.hpp"
+#include "support/process.hpp"
 
 namespace descent {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using namespace descent::testing;  // support/process.hpp
+using Result = ProcessResult;
 
 class Diagnose : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("descent_diag_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = fresh_test_dir("descent_diag"); }
   void TearDown() override { fs::remove_all(dir_); }
 
-  Result run(const std::string& args) {
-    const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
-    const std::string cmd = std::string(DESCENT_CLI) + " " + args + " >" + out.string() + " 2>" + err.string() + " </dev/null";
-    const int status = std::system(cmd.c_str());
-    Result r;
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = slurp(out);
-    r.err = slurp(err);
-    return r;
-  }
+  Result run(const std::string& args) { return shell(std::string(DESCENT_CLI) + " " + args, dir_); }
 
   // A small CSV problem (3 classes, 3 features), trained for two epochs by a float64 tanh MLP
   // with 3 * 7 + 7 + 7 * 3 + 3 = 52 parameters; returns the run folder.

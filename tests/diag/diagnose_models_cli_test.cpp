@@ -10,7 +10,6 @@
 // interpolation.json's and plane.json's ends against train::evaluate of init.safetensors and
 // model.safetensors.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -31,22 +30,16 @@
 #include "descent/train/data.hpp"
 #include "descent/train/evaluate.hpp"
 #include "descent/train/trainer.hpp"
+#include "support/process.hpp"
 
 namespace descent {
 namespace {
 
 namespace fs = std::filesystem;
+using namespace descent::testing;  // support/process.hpp
+using Result = ProcessResult;
 using json = nlohmann::json;
 
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 json read_json(const fs::path& p) { return json::parse(slurp(p)); }
 
 constexpr std::int64_t kExamples = 40;
@@ -71,9 +64,7 @@ const char* kLstmLayers =
 class DiagnoseModels : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = fs::temp_directory_path() / ("descent_diagnose_models_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = fresh_test_dir("descent_diagnose_models");
     // 16 features: a 4 x 4 image (CNN) or 4 steps of 4 (LSTM); the class moves one row's mean.
     Rng rng(5);
     for (const char* name : {"train.csv", "test.csv"}) {
@@ -99,16 +90,7 @@ class DiagnoseModels : public ::testing::Test {
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
 
-  static Result run(const std::string& args) {
-    const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
-    const std::string cmd = std::string(DESCENT_CLI) + " " + args + " >" + out.string() + " 2>" + err.string() + " </dev/null";
-    const int status = std::system(cmd.c_str());
-    Result r;
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = slurp(out);
-    r.err = slurp(err);
-    return r;
-  }
+  static Result run(const std::string& args) { return shell(std::string(DESCENT_CLI) + " " + args, dir_); }
 
   // The run's model with the weights of `file`, and its first n training examples.
   struct Loaded {

@@ -4,7 +4,6 @@
 // eigenvalues against LAPACK's for the dense Hessian and its verdict against the thresholds
 // applied to those.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -22,32 +21,24 @@
 #include "descent/loss/loss.hpp"
 #include "descent/train/data.hpp"
 #include "descent/train/trainer.hpp"
+#include "support/process.hpp"
 
 namespace descent {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using namespace descent::testing;  // support/process.hpp
 
 class DiagnoseNoise : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("descent_diagnoise_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = fresh_test_dir("descent_diagnoise"); }
   void TearDown() override { fs::remove_all(dir_); }
 
+  // The exit code; standard output, then standard error, in `out`.
   int run(const std::string& args, std::string* out = nullptr) {
-    const std::string cmd = std::string(DESCENT_CLI) + " " + args + " >" + (dir_ / "out.txt").string() + " 2>&1 </dev/null";
-    const int status = std::system(cmd.c_str());
-    if (out) *out = slurp(dir_ / "out.txt");
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    const ProcessResult r = shell(std::string(DESCENT_CLI) + " " + args, dir_);
+    if (out) *out = r.out + r.err;
+    return r.code;
   }
 
   // 3 classes, 3 features, a float64 tanh MLP 3-7-3 (52 parameters) trained two epochs.

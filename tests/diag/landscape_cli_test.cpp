@@ -4,7 +4,6 @@
 // trajectory's projections against coordinates computed here from the snapshot files, the
 // trajectory length against trajectory.json, and the one-line errors.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -19,31 +18,22 @@
 #include "descent/train/data.hpp"
 #include "descent/train/evaluate.hpp"
 #include "descent/train/trainer.hpp"
+#include "support/process.hpp"
 
 namespace descent {
 namespace {
 
 namespace fs = std::filesystem;
+using namespace descent::testing;  // support/process.hpp
+using Result = ProcessResult;
 using json = nlohmann::json;
-
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 json read_json(const fs::path& p) { return json::parse(slurp(p)); }
 
 class Landscape : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = fs::temp_directory_path() / ("descent_landscape_cli_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = fresh_test_dir("descent_landscape_cli");
     Rng rng(7);
     for (const char* name : {"train.csv", "test.csv"}) {
       std::ofstream f(dir_ / name);
@@ -64,16 +54,7 @@ class Landscape : public ::testing::Test {
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
 
-  static Result run(const std::string& args) {
-    const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
-    const std::string cmd = std::string(DESCENT_CLI) + " " + args + " >" + out.string() + " 2>" + err.string() + " </dev/null";
-    const int status = std::system(cmd.c_str());
-    Result r;
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = slurp(out);
-    r.err = slurp(err);
-    return r;
-  }
+  static Result run(const std::string& args) { return shell(std::string(DESCENT_CLI) + " " + args, dir_); }
 
   // The run's model with the weights of `file`, evaluated by train::evaluate on the first n
   // examples of a split (a split cut here, evaluated in one chunk).

@@ -1,7 +1,6 @@
 // `descent optimize`, the lab, as a user runs it: the trajectory CSV equals the library's
 // optimizer driven by hand on the same function, and bad input gives one line and exit 1.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,37 +14,21 @@
 
 #include "descent/optim/optimizer.hpp"
 #include "descent/optim/test_functions.hpp"
+#include "support/process.hpp"
 
 #ifdef DESCENT_CLI
 namespace descent {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
+using namespace descent::testing;  // support/process.hpp
+using Result = ProcessResult;
 
 class Lab : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("descent_lab_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = fresh_test_dir("descent_lab"); }
   void TearDown() override { fs::remove_all(dir_); }
-  static std::string slurp(const fs::path& p) {
-    std::ifstream in(p);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
-  Result run(const std::string& args) {
-    const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
-    const std::string cmd = std::string(DESCENT_CLI) + " optimize " + args + " >" + out.string() + " 2>" + err.string();
-    const int status = std::system(cmd.c_str());
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
-  }
+  Result run(const std::string& args) { return shell(std::string(DESCENT_CLI) + " optimize " + args, dir_); }
   fs::path dir_;
 };
 

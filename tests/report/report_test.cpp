@@ -2,7 +2,6 @@
 // metrics.jsonl, the aggregation rule recomputed here, no network reference, malformed input,
 // the CLI, and the page in a real browser (headless Chromium; skipped without it).
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -17,31 +16,18 @@
 #include "descent/error.hpp"
 #include "descent/init/rng.hpp"
 #include "descent/report/report.hpp"
+#include "support/process.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
+using namespace descent::testing;  // support/process.hpp
+using Result = ProcessResult;
 using nlohmann::json;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 void spit(const fs::path& p, const std::string& text) {
   fs::create_directories(p.parent_path());
   std::ofstream(p, std::ios::binary) << text;
-}
-
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
-
-// Runs a shell command with stdout and stderr to files in `dir`.
-Result shell(const std::string& command, const fs::path& dir) {
-  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const int status = std::system((command + " >" + out.string() + " 2>" + err.string() + " </dev/null").c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
 }
 
 // The JSON the page embeds, parsed back.
@@ -601,17 +587,6 @@ TEST_F(Report, CommandLine) {
 }
 
 // ---- in a real browser ------------------------------------------------------
-
-// Debian's chromium, or $DESCENT_CHROMIUM when set (a path that is not there: the skip).
-std::string chromium() {
-  if (const char* env = std::getenv("DESCENT_CHROMIUM"); env != nullptr) {
-    return ::access(env, X_OK) == 0 ? env : "";
-  }
-  for (const char* p : {"/usr/bin/chromium", "/usr/bin/chromium-browser"}) {
-    if (::access(p, X_OK) == 0) return p;
-  }
-  return {};
-}
 
 // Loads `page` in headless Chromium: the DOM after the scripts ran (and a screenshot to
 // `png`, `height` pixels of the page). Fails on any console message.
