@@ -9,40 +9,9 @@
 namespace descent::report {
 namespace {
 
+// The page's own part of the script, after the shared helpers (page_shell.hpp, kPageHelpers).
+// Its numbers have 3 significant digits (fmt(v, 3)); the run report's have 4.
 constexpr std::string_view kScript = R"JS(
-(function () {
-  'use strict';
-  const data = JSON.parse(document.getElementById('descent-data').textContent);
-  // Self-check, read by the browser test: charts made, charts with data drawn, errors met.
-  const check = { charts: 0, drawn: 0, errors: 0 };
-  function publish() {
-    document.body.dataset.charts = check.charts;
-    document.body.dataset.drawn = check.drawn;
-    document.body.dataset.errors = check.errors;
-  }
-  window.addEventListener('error', function () { check.errors++; publish(); });
-  document.addEventListener('securitypolicyviolation', function () { check.errors++; publish(); });
-  const colors = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#bcbd22', '#7f7f7f'];
-
-  function el(tag, attrs, children) {
-    const e = document.createElement(tag);
-    for (const k in (attrs || {})) e.setAttribute(k, attrs[k]);
-    (children || []).forEach(function (c) { e.append(c instanceof Node ? c : document.createTextNode(String(c))); });
-    return e;
-  }
-  function section(title, note) {
-    const s = el('section', {}, [el('h2', {}, [title])]);
-    if (note) s.append(el('p', { class: 'note' }, [note]));
-    document.getElementById('panels').append(s);
-    return s;
-  }
-  function fmt(v, digits) {
-    if (v === null || v === undefined) return '–';
-    if (typeof v !== 'number') return String(v);
-    if (Number.isInteger(v) && Math.abs(v) < 1e15) return String(v);
-    if (v !== 0 && (Math.abs(v) < 1e-3 || Math.abs(v) >= 1e6)) return v.toExponential((digits || 3) - 1);
-    return v.toPrecision(digits || 3);
-  }
   function pctStat(s) { return s ? (100 * s.mean).toFixed(2) + ' ± ' + (100 * s.std).toFixed(2) + ' % (n = ' + s.n + ')' : '–'; }
   function table(parent, head, rows) {
     const t = el('table', {}, [el('tr', {}, head.map(function (h) { return el('th', {}, [h]); }))]);
@@ -51,19 +20,6 @@ constexpr std::string_view kScript = R"JS(
     return t;
   }
 
-  // Pixels that are neither white, black nor gray: the series' own colors.
-  function coloredPixels(box) {
-    let n = 0;
-    box.querySelectorAll('canvas').forEach(function (c) {
-      if (!c.width || !c.height) return;
-      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-      for (let i = 0; i < d.length; i += 4) {
-        if (d[i + 3] > 60 && (Math.abs(d[i] - d[i + 1]) > 40 || Math.abs(d[i + 1] - d[i + 2]) > 40)) n++;
-      }
-    });
-    return n;
-  }
-  const empty = [];
   // series: {label, x[], y[] ([low, mid, high] or null), color}; merged on x.
   function chart(parent, title, series, opts) {
     series = series.filter(function (s) { return s.y.some(function (v) { return v !== null; }); });
@@ -92,10 +48,7 @@ constexpr std::string_view kScript = R"JS(
     if (opts.xlog) o.axes.x.axisLabelFormatter = compact;
     if (opts.xlabel === 'epoch') o.axes.x.axisLabelFormatter = function (v) { return Number.isInteger(v) ? String(v) : ''; };
     new Dygraph(box, rows, o);
-    if (coloredPixels(box) > 20) check.drawn++;
-    else empty.push(title);
-    document.body.dataset.empty = empty.join(' | ');
-    publish();
+    drawn(box, title);
   }
 
   const methods = [];
@@ -131,7 +84,7 @@ constexpr std::string_view kScript = R"JS(
     table(s, ['rank', 'method', 'best point', 'learning rate', 'best validation error (mean ± sd)', 'standard error',
               'test error at the best epoch', 'within noise of'],
       data.ranking.map(function (r) {
-        return [r.rank, r.method, r.point, fmt(r.lr), pctStat(r.best_val_error), (100 * r.standard_error).toFixed(2) + ' %',
+        return [r.rank, r.method, r.point, fmt(r.lr, 3), pctStat(r.best_val_error), (100 * r.standard_error).toFixed(2) + ' %',
                 pctStat(r.test_error), r.within_noise_of.join(', ') || 'none'];
       }));
     if (data.unranked.length) s.append(el('p', { class: 'note' }, ['Not ranked (no point where every seed finished): ' + data.unranked.join(', ')]));
@@ -153,7 +106,7 @@ constexpr std::string_view kScript = R"JS(
     const best = data.ranking.map(function (r) { return data.points.find(function (p) { return p.name === r.point; }); });
     chart(grid, 'Validation error against epoch, each method at its best point', best.map(function (p) {
       const b = seedBand(p);
-      return { label: p.method + ' lr ' + fmt(p.lr), color: color(p.method), x: b.x, y: b.y };
+      return { label: p.method + ' lr ' + fmt(p.lr, 3), color: color(p.method), x: b.x, y: b.y };
     }), { xlabel: 'epoch', ylabel: 'validation 0-1 error (%)' });
   }
 
@@ -166,7 +119,7 @@ constexpr std::string_view kScript = R"JS(
       const pts = data.points.filter(function (p) { return p.method === m; });
       chart(grid, m + ': validation error against epoch', pts.map(function (p, i) {
         const b = seedBand(p);
-        return { label: (pts.length > 1 ? 'lr ' + fmt(p.lr) : p.name), color: colors[i % colors.length], x: b.x, y: b.y };
+        return { label: (pts.length > 1 ? 'lr ' + fmt(p.lr, 3) : p.name), color: colors[i % colors.length], x: b.x, y: b.y };
       }), { xlabel: 'epoch', ylabel: 'validation 0-1 error (%)' });
     });
   }
@@ -176,9 +129,9 @@ constexpr std::string_view kScript = R"JS(
     table(s, ['point', 'method', 'learning rate', 'runs', 'finished', 'diverged', 'best validation error', 'test error',
               'time to target (s)', 'steps to target', 'wall time (s)'],
       data.points.map(function (p) {
-        const sd = function (st, f) { return st ? fmt(f(st.mean)) + ' ± ' + fmt(f(st.std)) : '–'; };
+        const sd = function (st, f) { return st ? fmt(f(st.mean), 3) + ' ± ' + fmt(f(st.std), 3) : '–'; };
         const id = function (v) { return v; };
-        return [p.name, p.method, fmt(p.lr), p.runs, p.finished, p.diverged_runs, pctStat(p.best_val_error),
+        return [p.name, p.method, fmt(p.lr, 3), p.runs, p.finished, p.diverged_runs, pctStat(p.best_val_error),
                 pctStat(p.test_error), sd(p.time_to_target_s, id) + (p.time_to_target_s ? ' (' + p.reached_target + ' reached)' : ''),
                 sd(p.steps_to_target, id), sd(p.wall_s, id)];
       }));
@@ -187,8 +140,8 @@ constexpr std::string_view kScript = R"JS(
     table(d, ['run', 'status', 'best validation error', 'test error', 'best epoch', 'steps', 'divergences', 'wall time (s)'],
       data.runs.map(function (r) {
         return [r.name, r.status, r.best_val_error === null ? '–' : (100 * r.best_val_error).toFixed(2) + ' %',
-                r.test_error === null ? '–' : (100 * r.test_error).toFixed(2) + ' %', fmt(r.best_epoch), fmt(r.steps),
-                r.divergences, fmt(r.wall_s)];
+                r.test_error === null ? '–' : (100 * r.test_error).toFixed(2) + ' %', fmt(r.best_epoch, 3), fmt(r.steps, 3),
+                r.divergences, fmt(r.wall_s, 3)];
       }));
   }
 
@@ -206,7 +159,6 @@ constexpr std::string_view kScript = R"JS(
     document.getElementById('panels').append(el('pre', {}, ['report error: ' + e]));
   }
   publish();
-})();
 )JS";
 
 }  // namespace

@@ -57,19 +57,9 @@ details summary { cursor: pointer; font-weight: 600; margin: 6px 0; }
 footer { color: var(--muted); font-size: 12px; max-width: 1480px; margin: 0 auto; padding: 0 24px 30px; }
 )CSS";
 
+// The page's own part of the script: detail::page puts it after the shared helpers
+// (page_shell.hpp, kPageHelpers) inside one function.
 constexpr std::string_view kScript = R"JS(
-(function () {
-  'use strict';
-  const data = JSON.parse(document.getElementById('descent-data').textContent);
-  // Self-check, read by the browser test: charts made, charts with data drawn, errors met.
-  const check = { charts: 0, drawn: 0, errors: 0 };
-  function publish() {
-    document.body.dataset.charts = check.charts;
-    document.body.dataset.drawn = check.drawn;
-    document.body.dataset.errors = check.errors;
-  }
-  window.addEventListener('error', function () { check.errors++; publish(); });
-  document.addEventListener('securitypolicyviolation', function () { check.errors++; publish(); });
 
   const runs = data.runs;
   // The curvature records come as columns (docs/report.md); the panels read them as records.
@@ -80,29 +70,9 @@ constexpr std::string_view kScript = R"JS(
     c.records = c.step.map(function (_, i) { const o = {}; fields.forEach(function (k) { o[k] = c[k][i]; }); return o; });
   });
   const overlay = runs.length > 1;
-  const colors = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf'];
   // Unique display names: the folder name, or the whole path where two folders share it.
   runs.forEach(function (r) { r.label = runs.filter(function (o) { return o.name === r.name; }).length > 1 ? r.dir : r.name; });
 
-  function el(tag, attrs, children) {
-    const e = document.createElement(tag);
-    for (const k in (attrs || {})) e.setAttribute(k, attrs[k]);
-    (children || []).forEach(function (c) { e.append(c instanceof Node ? c : document.createTextNode(String(c))); });
-    return e;
-  }
-  function section(title, note) {
-    const s = el('section', {}, [el('h2', {}, [title])]);
-    if (note) s.append(el('p', { class: 'note' }, [note]));
-    document.getElementById('panels').append(s);
-    return s;
-  }
-  function fmt(v, digits) {
-    if (v === null || v === undefined) return '–';
-    if (typeof v !== 'number') return String(v);
-    if (Number.isInteger(v) && Math.abs(v) < 1e15) return String(v);
-    if (v !== 0 && (Math.abs(v) < 1e-3 || Math.abs(v) >= 1e6)) return v.toExponential((digits || 4) - 1);
-    return v.toPrecision(digits || 4);
-  }
   function pct(v) { return v === null || v === undefined ? null : 100 * v; }
   function name(run, what) { return overlay ? run.label + ': ' + what : what; }
   function shade(color, k) { // the run's color, lighter for k > 0 (secondary series)
@@ -111,15 +81,6 @@ constexpr std::string_view kScript = R"JS(
     return '#' + ((1 << 24) + (m(r) << 16) + (m(g) << 8) + m(b)).toString(16).slice(1);
   }
 
-  // A chart counts as drawn when its canvases hold more than 20 pixels of a series' colors;
-  // the titles of those that do not are listed for the test (data-empty).
-  const empty = [];
-  function drawn(box, title, region) {
-    if (coloredPixels(box, region) > 20) check.drawn++;
-    else empty.push(title);
-    document.body.dataset.empty = empty.join(' | ');
-    publish();
-  }
   // Dashed vertical lines with a label at data x (dygraphs' underlay): marks = [{x, label}].
   function marks(list) {
     return function (ctx, area, g) {
@@ -153,23 +114,6 @@ constexpr std::string_view kScript = R"JS(
       ctx.beginPath(); ctx.arc(p.canvasx, p.canvasy, 4, 0, 2 * Math.PI); ctx.fill();
     });
     ctx.restore();
-  }
-
-  // Pixels that are neither white, black nor gray: the series' own colors.
-  // region: {x, y, w, h} in canvas pixels, the part of the canvas to look at (the plot area
-  // of a heat map, not its color bar); the whole canvas by default.
-  function coloredPixels(box, region) {
-    let n = 0;
-    box.querySelectorAll('canvas').forEach(function (c) {
-      if (!c.width || !c.height) return;
-      const r = region || { x: 0, y: 0, w: c.width, h: c.height };
-      if (r.w < 1 || r.h < 1) return;
-      const d = c.getContext('2d').getImageData(r.x, r.y, r.w, r.h).data;
-      for (let i = 0; i < d.length; i += 4) {
-        if (d[i + 3] > 60 && (Math.abs(d[i] - d[i + 1]) > 40 || Math.abs(d[i + 1] - d[i + 2]) > 40)) n++;
-      }
-    });
-    return n;
   }
 
   // A chart of series {label, x[], y[] (numbers, or [min, mean, max] for a band), color,
@@ -922,7 +866,6 @@ constexpr std::string_view kScript = R"JS(
     document.getElementById('panels').append(el('pre', {}, ['report error: ' + e]));
   }
   publish();
-})();
 )JS";
 
 // The library's text, with its source-map comment cut (it would name another file).
@@ -982,9 +925,10 @@ std::string page(const std::string& json_text, std::string_view script, std::str
   page += "<footer>Written by descent ";
   page += version;
   page += footer;
-  page += "</footer>\n<script>";
+  page += "</footer>\n<script>\n(function () {\n  'use strict';";
+  page += kPageHelpers;
   page += script;
-  page += "</script>\n</body>\n</html>\n";
+  page += "})();\n</script>\n</body>\n</html>\n";
   return page;
 }
 
