@@ -681,9 +681,22 @@ constexpr std::string_view kScript = R"JS(
     stats(s, [[isNum(d.negative_mass) ? (100 * d.negative_mass).toFixed(1) + '%' : '\u2013', 'negative mass'],
       [isNum(d.zero_mass) ? (100 * d.zero_mass).toFixed(1) + '%' : '\u2013', 'mass near zero'], [pm(d.trace, d.trace_stderr), 'trace (\u00b1 standard error)']]);
     const grid = el('div', { class: 'grid' }); s.append(grid);
-    const g = chart(grid, 'Spectral density against eigenvalue', [{ label: 'density', x: d.grid || [], y: d.density || [],
+    // Between its Gaussians the density falls to ~1e-22 and such notches would take most of a
+    // log axis: the chart shows no value below 1e-6 of the maximum (density.json keeps them).
+    const density = d.density || [];
+    const top = density.reduce(function (m, v) { return isNum(v) && v > m ? v : m; }, 0), floor = 1e-6 * top;
+    const g = chart(grid, 'Spectral density against eigenvalue', [{ label: 'density', x: d.grid || [],
+      y: density.map(function (v) { return isNum(v) && top > 0 ? Math.max(v, floor) : v; }),
       color: colors[runs.indexOf(run) % colors.length], width: 2 }], { xlabel: 'eigenvalue', ylabel: 'density', log: true });
     if (g) {
+      // The smallest value the chart holds and the floor, for the browser test.
+      let lowest = Infinity;
+      for (let i = 0; i < g.numRows(); i++) {
+        const v = g.getValue(i, 1), low = Array.isArray(v) ? v[0] : v;
+        if (isNum(low)) lowest = Math.min(lowest, low);
+      }
+      grid.lastChild.dataset.plottedMin = lowest;
+      grid.lastChild.dataset.floor = floor;
       const box = el('input', { type: 'checkbox', checked: '' });
       box.addEventListener('change', function () { g.updateOptions({ logscale: box.checked }); });
       grid.lastChild.querySelector('figcaption').append(el('label', { class: 'toggle' }, [box, ' log scale']));

@@ -193,7 +193,8 @@ void write_full_run(const fs::path& dir, double shift = 0.0) {
   for (int k = 0; k <= 200; ++k) {
     const double x = -2.0 + 46.0 * k / 200.0;
     grid.push_back(x);
-    density.push_back(0.9 * std::exp(-x * x / 0.5) + 0.002 * std::exp(-(x - 42.5) * (x - 42.5) / 2.0) + 1e-7);
+    // Between the two peaks it falls to 1e-22, as SLQ's Gaussians do (the chart clamps it).
+    density.push_back(0.9 * std::exp(-x * x / 0.5) + 0.002 * std::exp(-(x - 42.5) * (x - 42.5) / 2.0) + 1e-22);
   }
   diag("density", {{"grid", grid}, {"density", density}, {"sigma", 0.5}, {"negative_mass", 0.0625}, {"zero_mass", 0.5},
                    {"trace", 120.0}, {"trace_stderr", 6.0}, {"probes", 10}, {"lanczos_steps", 30}});
@@ -629,6 +630,19 @@ int attribute(const std::string& dom, const std::string& name) {
   return -1;
 }
 
+// The number in NAME="..." of the first element that has the attribute, or NaN.
+double number_attribute(const std::string& dom, const std::string& name) {
+  const std::string key = " " + name + "=\"";
+  const std::size_t at = dom.find(key);
+  if (at == std::string::npos) return std::nan("");
+  const std::size_t first = at + key.size(), last = dom.find('"', first);
+  try {
+    return std::stod(dom.substr(first, last - first));
+  } catch (const std::exception&) {
+    return std::nan("");
+  }
+}
+
 class Browser : public Report {
  protected:
   void SetUp() override {
@@ -736,6 +750,17 @@ TEST_F(Browser, EveryPanel) {
     EXPECT_NE(dom.find(text), std::string::npos) << text;
   }
   EXPECT_EQ(dom.find("<h2>Diagnostics: "), std::string::npos);  // every diagnostics file has its panel
+  // The density chart holds no value below 1e-6 of the density's maximum (read here from
+  // density.json), and the notches (1e-22) sit at that floor.
+  double top = 0.0, bottom = 1.0;
+  const json written = json::parse(slurp(dir / "diagnostics" / "density.json"));
+  for (const json& v : written["density"]) {
+    top = std::max(top, v.get<double>());
+    bottom = std::min(bottom, v.get<double>());
+  }
+  ASSERT_LT(bottom, 1e-20);
+  const double plotted_min = number_attribute(dom, "data-plotted-min");
+  EXPECT_NEAR(plotted_min, 1e-6 * top, 1e-9 * 1e-6 * top) << "the floor: " << number_attribute(dom, "data-floor");
 }
 
 TEST_F(Browser, Overlay) {
