@@ -3,6 +3,7 @@
 // the reader (even: index, odd: shard); the rest is the file.
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "contract.hpp"
@@ -43,7 +44,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     index.shape = {h.dim};
     index.classes = 3;
     const data::ShardEntry entry{"fuzz.shard", h.count, static_cast<std::int64_t>(bytes.size()), data::crc32_of(bytes)};
-    const data::Shard s = data::decode_shard(bytes, entry, index, source);
+    const data::Shard s = data::decode_shard(data::ShardBytes(bytes), entry, index, source);
     fuzz::require(s.labels.size() == static_cast<std::size_t>(h.count) && s.ids.size() == s.labels.size(),
                   "column sizes differ from the count");
     for (const std::int32_t label : s.labels) fuzz::require(label >= 0 && label < 3, "label outside [0, 3)");

@@ -1,8 +1,14 @@
 #include "descent/data/shards.hpp"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <new>
+#include <utility>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -101,6 +107,29 @@ ShardPart parse_part(const json& j, const char* name, const ShardIndex& index, c
 }
 
 }  // namespace
+
+ShardBytes::ShardBytes(std::size_t size) : size_(size) {
+  if (size == 0) return;
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  data_ = static_cast<char*>(p);
+}
+ShardBytes::ShardBytes(std::string_view bytes) : ShardBytes(bytes.size()) {
+  if (!bytes.empty()) std::memcpy(data_, bytes.data(), bytes.size());
+}
+ShardBytes::ShardBytes(ShardBytes&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+ShardBytes& ShardBytes::operator=(ShardBytes&& other) noexcept {
+  if (this != &other) {
+    if (data_ != nullptr) ::munmap(data_, size_);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+ShardBytes::~ShardBytes() {
+  if (data_ != nullptr) ::munmap(data_, size_);
+}
 
 std::int64_t ShardPart::examples() const {
   std::int64_t n = 0;
@@ -254,13 +283,13 @@ std::string encode_shard(ShardDType dtype, std::int64_t dim, std::span<const std
   return out;
 }
 
-Shard decode_shard(std::string_view bytes, const ShardEntry& entry, const ShardIndex& index, const std::string& path) {
+Shard decode_shard(ShardBytes bytes, const ShardEntry& entry, const ShardIndex& index, const std::string& path) {
   if (static_cast<std::int64_t>(bytes.size()) != entry.bytes)
     bad(path, "holds " + std::to_string(bytes.size()) + " bytes, the index says " + std::to_string(entry.bytes) +
                   (static_cast<std::int64_t>(bytes.size()) < entry.bytes ? " (truncated)" : ""));
   Shard s;
-  s.header = parse_shard_header(bytes, path);
-  const std::uint32_t crc = crc32_of(bytes);
+  s.header = parse_shard_header(bytes.view(), path);
+  const std::uint32_t crc = crc32_of(bytes.view());
   if (crc != entry.crc32)
     bad(path, "checksum mismatch (crc32 " + std::to_string(crc) + ", the index says " + std::to_string(entry.crc32) +
                   "): the file is corrupt");
@@ -275,22 +304,40 @@ Shard decode_shard(std::string_view bytes, const ShardEntry& entry, const ShardI
   p += n * 8;
   s.labels.resize(n);
   std::memcpy(s.labels.data(), p, n * 4);
-  p += n * 4;
   for (std::size_t i = 0; i < n; ++i) {
     if (s.labels[i] < 0 || s.labels[i] >= index.classes)
       bad(path, "example " + std::to_string(i) + " has label " + std::to_string(s.labels[i]) + ", outside [0, " +
                     std::to_string(index.classes) + ")");
   }
-  const std::size_t fbytes = n * static_cast<std::size_t>(s.header.dim) * dtype_bytes(s.header.dtype);
-  s.features.resize(fbytes);
-  std::memcpy(s.features.data(), p, fbytes);
+  s.features_offset = shard_header_bytes + n * 12;
+  s.raw = std::move(bytes);
   return s;
 }
 
 Shard read_shard(const std::filesystem::path& dir, const ShardEntry& entry, const ShardIndex& index) {
   const std::filesystem::path path = dir / entry.file;
-  const std::string bytes = io::read_file(path, static_cast<std::size_t>(entry.bytes));
-  return decode_shard(bytes, entry, index, path.string());
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw IoError(path.string() + ": cannot open: " + std::strerror(errno));
+  ShardBytes bytes(static_cast<std::size_t>(entry.bytes));
+  std::size_t got = 0;
+  while (got < bytes.size()) {
+    const ssize_t r = ::read(fd, bytes.data() + got, std::min<std::size_t>(bytes.size() - got, std::size_t{1} << 30));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      const int e = errno;
+      ::close(fd);
+      throw IoError(path.string() + ": cannot read: " + std::strerror(e));
+    }
+    if (r == 0) break;
+    got += static_cast<std::size_t>(r);
+  }
+  char extra = 0;
+  const bool longer = got == bytes.size() && ::read(fd, &extra, 1) == 1;
+  ::close(fd);
+  if (got < bytes.size() || longer)
+    bad(path.string(), std::string(longer ? "is longer than" : "holds " + std::to_string(got) + " bytes, fewer than") +
+                           " the " + std::to_string(entry.bytes) + " bytes index.json says" + (longer ? "" : " (truncated)"));
+  return decode_shard(std::move(bytes), entry, index, path.string());
 }
 
 ShardIndex read_shard_index(const std::filesystem::path& dir) {
@@ -397,10 +444,10 @@ void ShardStream::copy(std::span<const std::int64_t> idx, T* out, std::vector<st
     if (ids != nullptr) (*ids)[i] = l->shard.ids[static_cast<std::size_t>(row)];
     T* dst = out + i * d;
     if (index_.dtype == ShardDType::u8) {
-      const std::uint8_t* src = l->shard.features.data() + static_cast<std::size_t>(row) * d;
+      const std::uint8_t* src = l->shard.features() + static_cast<std::size_t>(row) * d;
       for (std::size_t j = 0; j < d; ++j) dst[j] = static_cast<T>(static_cast<float>(src[j]) * scale_);
     } else {
-      const std::uint8_t* src = l->shard.features.data() + static_cast<std::size_t>(row) * d * 4;
+      const std::uint8_t* src = l->shard.features() + static_cast<std::size_t>(row) * d * 4;
       for (std::size_t j = 0; j < d; ++j) {
         float v = 0;
         std::memcpy(&v, src + j * 4, 4);

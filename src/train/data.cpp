@@ -45,13 +45,14 @@ data::Split held_out(const std::filesystem::path& dir, const data::ShardIndex& i
   for (const data::ShardEntry& e : part.shards) {
     const data::Shard s = data::read_shard(dir, e, index);
     out.labels.insert(out.labels.end(), s.labels.begin(), s.labels.end());
+    const std::uint8_t* f = s.features();
     if (index.dtype == data::ShardDType::u8) {
-      for (const std::uint8_t b : s.features) out.features.values.push_back(static_cast<float>(b) * factor);
+      for (std::size_t i = 0; i < s.feature_bytes(); ++i) out.features.values.push_back(static_cast<float>(f[i]) * factor);
     } else {
-      const std::size_t n = s.features.size() / 4;
+      const std::size_t n = s.feature_bytes() / 4;
       for (std::size_t i = 0; i < n; ++i) {
         float v = 0;
-        std::memcpy(&v, s.features.data() + i * 4, 4);
+        std::memcpy(&v, f + i * 4, 4);
         out.features.values.push_back(v * factor);
       }
     }

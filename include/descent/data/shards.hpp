@@ -94,14 +94,41 @@ std::string encode_shard(ShardDType dtype, std::int64_t dim, std::span<const std
 std::uint32_t crc32_of(std::string_view bytes);
 
 // One shard in memory, checked against its index entry (size, checksum, header, labels).
+// A shard file's bytes in their own anonymous memory mapping, unmapped when destroyed: the
+// memory goes back to the system at once (a malloc'd buffer of this size may stay in the
+// heap, and glibc raises its mmap threshold after such a free), which keeps the stream's RSS
+// at the shards it holds.
+class ShardBytes {
+ public:
+  ShardBytes() = default;
+  explicit ShardBytes(std::size_t size);
+  explicit ShardBytes(std::string_view bytes);  // a copy
+  ShardBytes(ShardBytes&& other) noexcept;
+  ShardBytes& operator=(ShardBytes&& other) noexcept;
+  ~ShardBytes();
+  char* data() { return data_; }
+  const char* data() const { return data_; }
+  std::size_t size() const { return size_; }
+  std::string_view view() const { return {data_, size_}; }
+
+ private:
+  char* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
 struct Shard {
   ShardHeader header;
   std::vector<std::int64_t> ids;
   std::vector<std::int32_t> labels;
-  std::vector<std::uint8_t> features;  // count * d * sizeof(dtype) bytes
+  ShardBytes raw;  // the whole file: the features are read in place, not copied
+  std::size_t features_offset = 0;
+  // count * d * sizeof(dtype) bytes, row-major
+  const std::uint8_t* features() const { return reinterpret_cast<const std::uint8_t*>(raw.data()) + features_offset; }
+  std::size_t feature_bytes() const { return raw.size() - features_offset; }
 };
-// Checks `bytes` (the file `path`) against `entry` and `index` and decodes it.
-Shard decode_shard(std::string_view bytes, const ShardEntry& entry, const ShardIndex& index, const std::string& path);
+// Checks `bytes` (the file `path`) against `entry` and `index` and decodes it (keeping the
+// bytes: a shard's features are never copied).
+Shard decode_shard(ShardBytes bytes, const ShardEntry& entry, const ShardIndex& index, const std::string& path);
 // Reads and decodes DIR/entry.file. Throws IoError (unreadable) or DataError.
 Shard read_shard(const std::filesystem::path& dir, const ShardEntry& entry, const ShardIndex& index);
 
