@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -114,5 +115,17 @@ struct CompareArgs {
 };
 void add_compare(CLI::App& app, CompareArgs& args);
 int run_compare(const CompareArgs& args);
+
+struct ShardArgs {
+  std::string config;
+  std::vector<std::string> overrides;
+  std::string out;
+  std::int64_t shard_size = 10000;
+  std::optional<std::uint64_t> seed;  // default: the config's
+  std::int64_t augment_shifts = 0;
+  bool no_shuffle = false, force = false;
+};
+void add_shard(CLI::App& app, ShardArgs& args);
+int run_shard(const ShardArgs& args);
 
 }  // namespace descent::cli

@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
   descent::cli::add_diagnose(app, diagnose_args);
   descent::cli::CompareArgs compare_args;
   descent::cli::add_compare(app, compare_args);
+  descent::cli::ShardArgs shard_args;
+  descent::cli::add_shard(app, shard_args);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -46,8 +48,9 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("report")) return descent::cli::run_report(report_args);
     if (app.got_subcommand("diagnose")) return descent::cli::run_diagnose(diagnose_args);
     if (app.got_subcommand("compare")) return descent::cli::run_compare(compare_args);
+    if (app.got_subcommand("shard")) return descent::cli::run_shard(shard_args);
     std::cout << app.help();  // no command: the help, and a usage error
-    std::cerr << "descent: error: no command given; the commands are train, resume, eval, optimize, report, diagnose and compare\n";
+    std::cerr << "descent: error: no command given; the commands are train, resume, eval, optimize, report, diagnose, compare and shard\n";
     return 1;
   } catch (const descent::Error& e) {
     std::cerr << "descent: error: " << e.what() << "\n";

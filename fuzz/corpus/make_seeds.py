@@ -238,3 +238,28 @@ put("config", "regress-layer-key.toml",
     '[model]\ntype = "sequential"\nlayers = [{type = "' + "t" * 2000 + '"}, {type = "relu", "a\\nb" = 1}]\n')
 put("config", "regress-layer-newline-key.toml",
     '[model]\ntype = "sequential"\nlayers = [{type = "flatten", "a\\nb" = 1}]\n')
+
+
+# ---- shard sets (data/shards.hpp): first byte 0 = the index's JSON, 1 = a shard file -----------
+def shard(dtype_code, dim, ids, labels, features):
+    head = b"DSCSHARD" + struct.pack("<IIQQ", 1, dtype_code, dim, len(labels)) + bytes(16)
+    return head + struct.pack("<%dq" % len(ids), *ids) + struct.pack("<%di" % len(labels), *labels) + features
+
+
+def shard_index(entries, dtype="u8", shape=(2, 2), classes=3):
+    return json.dumps({"format": "descent-shards", "version": 1, "dtype": dtype, "shape": list(shape),
+                       "classes": classes, "seed": 7, "shuffled": True, "augment_shifts": 0,
+                       "parts": {"train": entries}})
+
+
+good_u8 = shard(1, 4, [0, 1], [2, 0], bytes(range(8)))
+put("shards", "u8-2x4.bin", b"\x01" + good_u8)
+put("shards", "f32-1x2.bin", b"\x01" + shard(2, 2, [5], [1], struct.pack("<2f", 0.5, -1)))
+put("shards", "truncated.bin", b"\x01" + good_u8[:-3])
+put("shards", "bad-label.bin", b"\x01" + shard(1, 4, [0], [9], bytes(4)))
+put("shards", "huge-count.bin", b"\x01" + b"DSCSHARD" + struct.pack("<IIQQ", 1, 2, 1 << 32, 1 << 40) + bytes(16))
+put("shards", "index.json", b"\x00" + shard_index([{"file": "train-00000.shard", "examples": 2, "bytes": 48 + 2 * 16,
+                                                      "crc32": 12345}]).encode())
+put("shards", "index-bad-bytes.json", b"\x00" + shard_index([{"file": "a", "examples": 2, "bytes": 7, "crc32": 1}]).encode())
+put("shards", "index-f32.json", b"\x00" + shard_index([{"file": "a", "examples": 1, "bytes": 48 + 12 + 4,
+                                                         "crc32": 0}], "f32", (1,), 2).encode())

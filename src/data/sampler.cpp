@@ -206,6 +206,7 @@ std::int64_t Sampler::max_epochs() const {
 void Sampler::draw_order() {
   order_rng_ = rng_;
   shuffle_identity(order_, rng_);
+  if (options_.in_order) std::iota(order_.begin(), order_.end(), std::int64_t{0});
 }
 
 bool Sampler::next(std::vector<std::int64_t>& out) {
@@ -311,6 +312,7 @@ void Sampler::load_state(const std::string& state) {
       state_error("field 'rng' is not the generator state that follows drawing the permutation from "
                   "field 'order_rng'");
     }
+    if (options_.in_order) std::iota(order.begin(), order.end(), std::int64_t{0});
   }
 
   epoch_ = epoch;

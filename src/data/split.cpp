@@ -5,6 +5,7 @@
 #include <numeric>
 #include <string>
 
+#include "descent/data/shards.hpp"
 #include "descent/error.hpp"
 #include "descent/tensor/parallel.hpp"
 
@@ -88,6 +89,18 @@ void Split::gather(std::span<const std::int64_t> idx, Tensor& x_out, Tensor& y_o
   const std::int32_t* ys = y.data<std::int32_t>();
   std::int32_t* yd = y_out.data<std::int32_t>();
   for (std::int64_t i = 0; i < b; ++i) yd[i] = ys[idx[static_cast<std::size_t>(i)]];
+  if (stream && shard_trace_enabled()) {  // the ids, in the same walk over the shards
+    const DType t = dtype;
+    if (!x_out.defined() || x_out.dim(0) != b || x_out.dim(1) != dim() || x_out.dtype() != t) x_out = Tensor::empty({b, dim()}, t);
+    std::vector<std::int64_t> ids;
+    if (t == DType::f64) {
+      stream->features(idx, x_out.data<double>(), &ids);
+    } else {
+      stream->features(idx, x_out.data<float>(), &ids);
+    }
+    trace_shard_examples(ids);
+    return;
+  }
   copy_features(idx, x_out);
 }
 
@@ -96,6 +109,14 @@ void Split::copy_features(std::span<const std::int64_t> idx, Tensor& x_out) cons
   const std::int64_t d = dim();
   const DType t = x.defined() ? x.dtype() : dtype;
   if (!x_out.defined() || x_out.dim(0) != b || x_out.dim(1) != d || x_out.dtype() != t) x_out = Tensor::empty({b, d}, t);
+  if (stream) {
+    if (t == DType::f64) {
+      stream->features(idx, x_out.data<double>());
+    } else {
+      stream->features(idx, x_out.data<float>());
+    }
+    return;
+  }
   if (x.defined()) {
     const std::size_t row_bytes = static_cast<std::size_t>(d) * dtype_size(t);
     auto* dst = static_cast<std::byte*>(x_out.raw());

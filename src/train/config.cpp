@@ -40,7 +40,7 @@ constexpr std::int64_t kInt64Min = std::numeric_limits<std::int64_t>::min();
 constexpr std::uintmax_t kMaxConfigBytes = 16u << 20;
 
 constexpr std::string_view kDivergence[] = {"stop", "skip", "rollback"};
-constexpr std::string_view kFormats[] = {"mnist", "idx", "csv", "npy"};
+constexpr std::string_view kFormats[] = {"mnist", "idx", "csv", "npy", "sharded"};
 constexpr std::string_view kStandardize[] = {"none", "global", "per_feature"};
 constexpr std::string_view kModelTypes[] = {"mlp", "sequential"};
 constexpr std::string_view kActivations[] = {"relu", "tanh", "sigmoid", "identity"};
@@ -643,8 +643,11 @@ std::span<const Field> fields() {
 
       choice("data.format", &in<&T::data, &D::format>, names<kFormats>, "\"idx\"",
              "`mnist`: `dir` holds the four IDX files of MNIST or Fashion-MNIST. `idx`, `npy`: the four files are named "
-             "by the path keys. `csv`: two CSV files, each with the label in a column."),
-      text("data.dir", &in<&T::data, &D::dir>, false, "\"\"", "The MNIST directory (format `mnist` only; required there)."),
+             "by the path keys. `csv`: two CSV files, each with the label in a column. `sharded`: `dir` holds a shard set "
+             "written by `descent shard`, streamed with bounded memory (docs/data.md; `standardize` must be `none`, the "
+             "sampler `stream`, `sequential` or `shuffle_once`; `validation_size` and the limits are the shard set's)."),
+      text("data.dir", &in<&T::data, &D::dir>, false, "\"\"",
+           "The MNIST directory (format `mnist`) or the shard set's directory (format `sharded`); required there."),
       text("data.train_features", &in<&T::data, &D::train_features>, false, "\"/data/fashion/train-images-idx3-ubyte\"",
            "`idx`/`npy`: the training features file. `csv`: the training CSV file. Required for these formats."),
       text("data.train_labels", &in<&T::data, &D::train_labels>, false, "\"/data/fashion/train-labels-idx1-ubyte\"",
@@ -961,6 +964,8 @@ void check_paths(Reader& r, const TrainConfig& c) {
   };
   if (d.format == "mnist") {
     require("data.dir", d.dir, "the directory holding the four IDX files");
+  } else if (d.format == "sharded") {
+    require("data.dir", d.dir, "the shard set's directory (descent shard --out)");
   } else {
     require("data.train_features", d.train_features,
             d.format == "csv" ? "the training CSV file" : "the training features file");

@@ -1,11 +1,14 @@
 #include "descent/train/data.hpp"
 
 #include <algorithm>
+#include <cstring>
+#include <filesystem>
 #include <sstream>
 
 #include "descent/data/csv.hpp"
 #include "descent/data/idx.hpp"
 #include "descent/data/npy.hpp"
+#include "descent/data/shards.hpp"
 #include "descent/error.hpp"
 
 namespace descent::train {
@@ -31,7 +34,63 @@ std::int32_t max_label_plus_one(const data::Array& a, const std::string& a_sourc
   return static_cast<std::int32_t>(m) + 1;
 }
 
-data::TrainTest read_files(const DataConfig& c) {
+// A held-out part of a shard set, read whole, with the features scaled as data::scale does.
+data::Split held_out(const std::filesystem::path& dir, const data::ShardIndex& index, const data::ShardPart& part,
+                     float factor, DType dtype) {
+  const std::int64_t d = index.dim();
+  data::Dataset out;
+  out.num_classes = index.classes;
+  out.features.shape = {part.examples(), d};
+  out.features.values.reserve(static_cast<std::size_t>(part.examples() * d));
+  for (const data::ShardEntry& e : part.shards) {
+    const data::Shard s = data::read_shard(dir, e, index);
+    out.labels.insert(out.labels.end(), s.labels.begin(), s.labels.end());
+    const std::uint8_t* f = s.features();
+    if (index.dtype == data::ShardDType::u8) {
+      for (std::size_t i = 0; i < s.feature_bytes(); ++i) out.features.values.push_back(static_cast<float>(f[i]) * factor);
+    } else {
+      const std::size_t n = s.feature_bytes() / 4;
+      for (std::size_t i = 0; i < n; ++i) {
+        float v = 0;
+        std::memcpy(&v, f + i * 4, 4);
+        out.features.values.push_back(v * factor);
+      }
+    }
+  }
+  return data::to_split(out, dtype);
+}
+
+// data.format = "sharded": the training part streamed from its shards, validation and test
+// read whole (docs/data.md, "Sharded data sets").
+Data load_sharded(const TrainConfig& config) {
+  const DataConfig& c = config.data;
+  if (c.standardize != "none")
+    throw ConfigError(config.source + ": data.standardize = \"" + c.standardize +
+                      "\" needs the statistics of the whole training set; with data.format = \"sharded\" it must be \"none\"");
+  const std::string& kind = config.sampler.kind;
+  if (kind != "stream" && kind != "sequential" && kind != "shuffle_once")
+    throw ConfigError(config.source + ": sampler.kind = \"" + kind +
+                      "\" draws examples at random; a sharded data set is read in order: use \"stream\", \"sequential\" or \"shuffle_once\"");
+  const std::filesystem::path dir = c.dir;
+  data::ShardIndex index = data::read_shard_index(dir);
+  const auto factor = static_cast<float>(c.scale);
+  const DType dtype = config.model.dtype == "f64" ? DType::f64 : DType::f32;
+  Data d;
+  d.num_classes = index.classes;
+  d.dim = index.dim();
+  d.validation = held_out(dir, index, index.validation, factor, dtype);
+  d.test = held_out(dir, index, index.test, factor, dtype);
+  auto stream = std::make_shared<data::ShardStream>(dir, std::move(index), factor);
+  d.train.dtype = dtype;
+  d.train.features = d.dim;
+  d.train.y = Tensor::from<std::int32_t>({stream->size()}, std::span<const std::int32_t>(stream->labels()));
+  d.train.stream = std::move(stream);
+  return d;
+}
+
+}  // namespace
+
+data::TrainTest read_data_files(const DataConfig& c) {
   if (c.format == "csv") {
     data::CsvOptions o;
     o.label_column = c.csv_label_column;
@@ -49,10 +108,9 @@ data::TrainTest read_files(const DataConfig& c) {
           data::make_dataset(std::move(test_x), test_y, classes, c.test_labels)};
 }
 
-}  // namespace
-
 Data load_data(const TrainConfig& config) {
   const DataConfig& c = config.data;
+  if (c.format == "sharded") return load_sharded(config);
   data::PrepareOptions o;
   o.limit_train = c.limit_train;
   o.limit_test = c.limit_test;
@@ -75,7 +133,7 @@ Data load_data(const TrainConfig& config) {
   };
   // MNIST-format folders stay bytes (data::load_mnist_dir_bytes).
   if (c.format == "mnist") return prepare(data::load_mnist_dir_bytes(c.dir));
-  return prepare(read_files(c));
+  return prepare(read_data_files(c));
 }
 
 }  // namespace descent::train

@@ -225,6 +225,7 @@ class Session final : public Run {
     so.batch_size = config_.sampler.batch_size;
     so.drop_last = config_.sampler.drop_last;
     so.seed = config_.seed + 1;  // a stream of its own, independent of the initialization's
+    so.in_order = data_.train.stream != nullptr;  // a sharded set: shuffled once when written
     sampler_ = std::make_unique<data::Sampler>(data_.train.size(), so);
     steps_per_epoch_ = sampler_->batches_per_epoch();
     // The steps that will run: a stream runs out after its one epoch, whatever `epochs` says;

@@ -184,7 +184,7 @@ TEST_F(Cli, UsageErrorsSuggestAndExitOne) {
   const Case cases[] = {
       {"trian " + c, "unknown command 'trian'; did you mean 'descent train'?"},
       {"evla x --config " + c, "did you mean 'descent eval'?"},
-      {"frobnicate", "unknown command 'frobnicate'; the commands are train, resume, eval, optimize, report, diagnose and compare"},
+      {"frobnicate", "unknown command 'frobnicate'; the commands are train, resume, eval, optimize, report, diagnose, compare and shard"},
       {"train " + c + " --lr 0.1", "unknown option --lr for descent train; optimizer.lr is a config key: use --set optimizer.lr=0.1"},
       {"train " + c + " --lr=0.1", "use --set optimizer.lr=0.1"},
       {"train " + c + " --epochs 5", "use --set epochs=5"},
@@ -218,7 +218,7 @@ TEST_F(Cli, NoCommandPrintsTheHelpAndFails) {
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.out.find("Subcommands:"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("train"), std::string::npos) << r.out;
-  EXPECT_EQ(r.err, "descent: error: no command given; the commands are train, resume, eval, optimize, report, diagnose and compare\n");
+  EXPECT_EQ(r.err, "descent: error: no command given; the commands are train, resume, eval, optimize, report, diagnose, compare and shard\n");
 }
 
 TEST_F(Cli, BadInputIsOneLineAndExitOne) {

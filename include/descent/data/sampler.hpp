@@ -57,6 +57,10 @@ struct SamplerOptions {
   // Drop the last, partial batch of an epoch (n not a multiple of batch_size).
   bool drop_last = false;
   std::uint64_t seed = 0;
+  // The permuting kinds (shuffle_once, reshuffle, stream) walk 0..n-1 in order instead of a
+  // drawn permutation: for data already shuffled once when written (a sharded set,
+  // data/shards.hpp), read shard after shard. The generator is still advanced as without it.
+  bool in_order = false;
 };
 
 class Sampler {

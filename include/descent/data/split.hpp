@@ -16,6 +16,8 @@
 
 namespace descent::data {
 
+class ShardStream;  // data/shards.hpp
+
 // A data split: labels i32 [n] and features [n, d] of the model's dtype. The features are a
 // tensor, or (Fashion-MNIST and other MNIST-format data: unsigned bytes) the bytes themselves
 // with the value each byte stands for after scaling and standardization: a quarter of the
@@ -27,6 +29,9 @@ struct Split {
   std::shared_ptr<const std::vector<float>> values;        // value of byte b: [b] or, per feature j, [b * d + j]
   std::int64_t first = 0, features = 0;
   DType dtype = DType::f32;
+  // A sharded training set (data/shards.hpp): the labels are in y, the features are read
+  // from the shards as rows are copied (x undefined, bytes null).
+  std::shared_ptr<ShardStream> stream;
 
   std::int64_t size() const { return y.defined() ? y.dim(0) : 0; }
   std::int64_t dim() const { return x.defined() ? x.dim(1) : features; }

@@ -40,9 +40,10 @@
 namespace descent::train {
 
 struct DataConfig {
-  // "mnist" (a directory holding the four IDX files of MNIST/Fashion-MNIST) | "idx" | "csv" | "npy".
+  // "mnist" (a directory holding the four IDX files of MNIST/Fashion-MNIST) | "idx" | "csv" | "npy" |
+  // "sharded" (a directory written by `descent shard`, streamed: data/shards.hpp).
   std::string format = "mnist";
-  std::string dir = "/usr/share/datasets/fashion-mnist";  // format "mnist" only; must not be empty
+  std::string dir = "/usr/share/datasets/fashion-mnist";  // formats "mnist" and "sharded"; must not be empty
   // idx and npy: the four files, all required. csv: train_features and test_features name the
   // two CSV files (each with the label in column csv_label_column); the *_labels keys are unused.
   std::string train_features, train_labels, test_features, test_labels;
