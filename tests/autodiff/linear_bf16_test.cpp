@@ -43,7 +43,10 @@ Result gradient(bool bf16, bool emulate) {
   for (std::int64_t i = 0; i < 48; ++i) y.data<std::int32_t>()[i] = static_cast<std::int32_t>((i * 7) % 5);
   const train::Gradient g = train::compute_gradient(net, arena, *opt, tape, x, y, 0, false);
   const Tensor& gr = arena.grads();
-  return {{gr.data<float>(), gr.data<float>() + gr.numel()}, g.loss};
+  Result r;
+  r.grad.assign(gr.data<float>(), gr.data<float>() + gr.numel());
+  r.loss = g.loss_value;
+  return r;
 }
 
 double relative_distance(const std::vector<float>& a, const std::vector<float>& b) {
