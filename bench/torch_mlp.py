@@ -10,6 +10,8 @@ The levers (bench/run --torch-levers sweeps them; docs/performance.md says which
   --set-to-none 0|1    optimizer.zero_grad(set_to_none=...)
   --foreach 0|1        the optimizer's multi-tensor (foreach) implementation
   --flush-denormal 0|1 torch.set_flush_denormal
+  --autocast bf16      forward and loss under torch.autocast("cpu", dtype=torch.bfloat16)
+                       (PyTorch's mixed precision, the peer of descent's model.dtype = "bf16")
 plus the environment (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, LD_PRELOAD, GLIBC_TUNABLES),
 which bench/run sets."""
 import time
@@ -61,6 +63,7 @@ def main():
     p.add_argument("--set-to-none", type=int, default=1)
     p.add_argument("--foreach", type=int, default=0)
     p.add_argument("--flush-denormal", type=int, default=0)
+    p.add_argument("--autocast", default="none", choices=["none", "bf16"])
     a = p.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")]
     lr = a.lr if a.lr > 0 else (0.001 if a.optimizer == "adam" else 0.01)
@@ -84,9 +87,15 @@ def main():
     xb, yb, steps, load = batches.xb, batches.yb, batches.steps, batches.load
     set_to_none = bool(a.set_to_none)
 
+    autocast = a.autocast == "bf16"
+
     def step(b):
         opt.zero_grad(set_to_none=set_to_none)
-        loss = lossf(net(xb[:b]), yb[:b])
+        if autocast:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = lossf(net(xb[:b]), yb[:b])
+        else:
+            loss = lossf(net(xb[:b]), yb[:b])
         loss.backward()
         opt.step()
         return loss.item()
@@ -115,7 +124,7 @@ def main():
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({
         "impl": "pytorch", "version": torch.__version__, "sizes": sizes, "batch": a.batch, "optimizer": a.optimizer, "lr": lr,
-        "threads": a.threads, "examples": n, "reps": a.reps, "steps_per_epoch": steps,
+        "threads": a.threads, "autocast": a.autocast, "examples": n, "reps": a.reps, "steps_per_epoch": steps,
         "examples_per_s": round(rate, 1),
         "examples_per_cpu_s": round(statistics.median(cpu_rates), 1), "ms_per_step": round(1e3 * n / rate / steps, 4),
         "peak_rss_mb": round(rss_mb, 1), "startup_ms": round(1e3 * startup, 1),

@@ -6,7 +6,7 @@
 //
 //   train_mlp [--sizes 784,256,256,10] [--batch 128] [--optimizer momentum] [--lr R]
 //             [--threads 2] [--reps 3] [--examples N] [--data DIR] [--profile] [--peak]
-//             [--gemm automatic|openblas|onednn]
+//             [--gemm automatic|openblas|onednn] [--dtype f32|bf16]
 //
 // --optimizer: sgd (plain), momentum (SGD with momentum 0.9), adam (0.9, 0.999, 1e-8);
 //   --lr defaults to 0.01, 0.001 for adam. An optimizer descent does not have prints
@@ -15,6 +15,10 @@
 //   loss, backward, optimizer, tape overhead), timed over one more epoch.
 // --gemm: the library of the float32 matrix products (kernels::set_gemm_backend; default
 //   automatic, the per-shape rule of kernels::gemm_choice).
+// --dtype bf16: mixed precision (descent/tensor/precision.hpp): the dense layers' products
+//   with bf16 inputs on oneDNN's bf16 matmul, float32 accumulation and everything else
+//   float32, as `model.dtype = "bf16"` trains. Refused (exit 2) on a CPU without bf16
+//   instructions. The profile's matrix-product lines stay float32 products.
 // --peak: adds the machine's large-sgemm GFLOP/s (through kernels::gemm, the library's
 //   BLAS) and a STREAM-like triad bandwidth, the ceilings the profile is read against.
 #include <sys/resource.h>
@@ -38,6 +42,7 @@
 #include "descent/optim/optimizer.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
+#include "descent/tensor/precision.hpp"
 #include "descent/train/step.hpp"
 
 #include "bench_options.hpp"
@@ -56,6 +61,7 @@ struct Options : bench::Common {
   std::string optimizer = "momentum";
   bool peak = false;
   std::string gemm = "automatic";
+  std::string dtype = "f32";
   Options() {
     lr = 0;  // 0: default_lr(optimizer)
     reps = 3;
@@ -78,11 +84,16 @@ bool parse(int argc, char** argv, Options& o) {
   p.value("--optimizer", o.optimizer);
   p.flag("--peak", o.peak);
   p.value("--gemm", o.gemm);
+  p.value("--dtype", o.dtype);
   if (!p.parse(argc, argv)) return false;
   if (!sizes.empty()) o.sizes = parse_sizes(sizes);
   if (o.lr < 0) return p.fail("--lr must be > 0");
   if (o.gemm != "automatic" && o.gemm != "openblas" && o.gemm != "onednn") {
     return p.fail("--gemm must be automatic, openblas or onednn, got " + o.gemm);
+  }
+  if (o.dtype != "f32" && o.dtype != "bf16") return p.fail("--dtype must be f32 or bf16, got " + o.dtype);
+  if (o.dtype == "bf16" && !precision::cpu_has_bf16()) {
+    return p.fail("--dtype bf16: this CPU has no bf16 instructions (oneDNN runs " + precision::cpu_isa_name() + ")");
   }
   const bool sizes_ok = o.sizes.size() >= 2 && std::all_of(o.sizes.begin(), o.sizes.end(), [](auto s) { return s >= 1; });
   if (!sizes_ok || o.batch < 1 || o.threads < 1 || o.reps < 1 || o.examples < 0) {
@@ -318,7 +329,7 @@ int main(int argc, char** argv) {
   const std::string head = "{\"impl\": \"descent\", \"sizes\": " + sizes_json(o.sizes) + ", \"batch\": " +
                            std::to_string(o.batch) + ", \"optimizer\": \"" + o.optimizer + "\", \"lr\": " +
                            std::to_string(o.lr) + ", \"threads\": " + std::to_string(o.threads) +
-                           ", \"gemm\": \"" + o.gemm + "\"";
+                           ", \"gemm\": \"" + o.gemm + "\", \"dtype\": \"" + o.dtype + "\"";
   if (!make_optimizer(o.optimizer, o.lr)) {
     std::printf("%s, \"status\": \"unsupported\"}\n", head.c_str());
     return 0;
@@ -327,6 +338,7 @@ int main(int argc, char** argv) {
   kernels::set_gemm_backend(o.gemm == "openblas" ? kernels::GemmBackend::openblas
                             : o.gemm == "onednn" ? kernels::GemmBackend::onednn
                                                  : kernels::GemmBackend::automatic);
+  const precision::Scope products(o.dtype == "bf16" ? precision::Products::bf16 : precision::Products::fp32, false);
 
   data::ByteDataset train;
   try {

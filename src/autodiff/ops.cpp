@@ -10,6 +10,7 @@
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
 #include "../tensor/vmath.hpp"
+#include "linear_bf16.hpp"
 #include "node_util.hpp"
 
 namespace descent::autodiff {
@@ -25,6 +26,7 @@ class LinearNode final : public Node {
  public:
   const char* name() const override { return "linear"; }
   bool has_bias() const { return num_inputs == 3; }
+  LinearBf16 bf16;  // on: the value and gradient products ran in bf16 (tensor/precision.hpp)
 
   // y' = x' w^T + x w'^T + b'
   void tangent_forward(Tape& t) override {
@@ -52,13 +54,17 @@ class LinearNode final : public Node {
     Node& x = t.node(input[0]);
     Node& w = t.node(input[1]);
     double beta = 0.0;
+    const LinearBf16::Grad g16 =
+        bf16.on() ? bf16.convert_grad(grad, x.requires_grad, w.requires_grad) : LinearBf16::Grad{};
     if (x.requires_grad) {
       Tensor gx = t.grad_sink(input[0], beta);
-      gemm(grad, false, w.value, false, gx, 1.0, beta);
+      if (bf16.on()) bf16.input_grad(g16, gx, beta);
+      else gemm(grad, false, w.value, false, gx, 1.0, beta);
     }
     if (w.requires_grad) {
       Tensor gw = t.grad_sink(input[1], beta);
-      gemm(grad, true, x.value, false, gw, 1.0, beta);
+      if (bf16.on()) bf16.weight_grad(g16, gw, beta);
+      else gemm(grad, true, x.value, false, gw, 1.0, beta);
     }
     if (has_bias() && t.requires_grad(input[2])) {
       Tensor gb = t.grad_sink(input[2], beta);
@@ -860,7 +866,8 @@ Var linear(Var x, Var w, Var b) {
     LinearNode::broadcast_rows(bv, node->value);
     beta = 1.0;
   }
-  gemm(xv, false, wv, true, node->value, 1.0, beta);
+  if (LinearBf16::wanted(xv)) node->bf16.forward(xv, wv, node->value, beta);
+  else gemm(xv, false, wv, true, node->value, 1.0, beta);
   return make(*x.tape, std::move(node), {x, w, b});
 }
 

@@ -203,7 +203,7 @@ const std::vector<std::string_view>& layer_names() {
 
 constexpr std::string_view kModelTypes[] = {"mlp", "sequential"};
 constexpr std::string_view kActivations[] = {"relu", "tanh", "sigmoid", "identity"};
-constexpr std::string_view kDtypes[] = {"f32", "f64"};
+constexpr std::string_view kDtypes[] = {"f32", "f64", "bf16"};
 
 // ---- Reading ----
 

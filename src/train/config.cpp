@@ -44,7 +44,7 @@ constexpr std::string_view kFormats[] = {"mnist", "idx", "csv", "npy", "sharded"
 constexpr std::string_view kStandardize[] = {"none", "global", "per_feature"};
 constexpr std::string_view kModelTypes[] = {"mlp", "sequential"};
 constexpr std::string_view kActivations[] = {"relu", "tanh", "sigmoid", "identity"};
-constexpr std::string_view kDtypes[] = {"f32", "f64"};
+constexpr std::string_view kDtypes[] = {"f32", "f64", "bf16"};
 constexpr std::string_view kWeightInits[] = {"zeros",          "constant",      "uniform",        "normal",
                                              "glorot_uniform", "glorot_normal", "fan_in_uniform", "he_normal",
                                              "he_uniform",     "orthogonal",    "sparse"};
@@ -681,7 +681,13 @@ std::span<const Field> fields() {
       choice("model.activation", &in<&T::model, &M::activation>, names<kActivations>, "\"tanh\"",
              "`mlp`: hidden-layer activation: `relu`, `tanh`, `sigmoid` or `identity`."),
       choice("model.dtype", &in<&T::model, &M::dtype>, names<kDtypes>, "\"f64\"",
-             "Parameter and activation precision: `f32` or `f64`."),
+             "Parameter and activation precision: `f32`, `f64`, or `bf16`: mixed precision, the matrix products of "
+             "the dense layers with bf16 inputs and float32 accumulation, everything else float32 (weights, "
+             "gradients, optimizer state, loss, checkpoints). `bf16` needs a CPU with AVX512-BF16 or AMX-BF16 "
+             "unless `model.bf16_emulate` is set."),
+      flag("model.bf16_emulate", &in<&T::model, &M::bf16_emulate>, "true",
+           "`bf16` on a CPU without bf16 instructions: run anyway, the products emulated (inputs rounded to bf16, "
+           "products in float32; slower than `f32`). Without it such a CPU is refused."),
       custom("model.layers", "array of tables", false, [](Reader& r, TrainConfig& c) { r.layers(c.model.layers); },
              layers_value, "", "`sequential` only, at least one: see below.", "`[]`"),
 

@@ -44,6 +44,7 @@
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
 #include "descent/version.hpp"
+#include "mixed_precision.hpp"
 
 namespace descent::train {
 namespace {
@@ -214,6 +215,7 @@ class Session final : public Run {
           const std::vector<Callback*>& extra)
       : config_(config), folder_(folder), t0_(Clock::now()), progress_(log, config.progress, config.epochs, 1) {
     if (config_.threads > 0) set_num_threads(config_.threads);
+    precision_ = enter_precision(config_);  // model.dtype = "bf16" (mixed_precision.hpp)
     result_.run_dir = folder.path();
     ckpt_dir_ = result_.run_dir / "checkpoints";
     data_ = load_data(config_);
@@ -855,6 +857,7 @@ class Session final : public Run {
   std::vector<Callback*> callbacks_;
   std::string stop_message_;  // what the callback that stopped the run in on_step said
   bool stopping_ = false;     // the epoch ending is the last one
+  std::unique_ptr<precision::Scope> precision_;  // bf16 products for this run, restored after
   bool batch_gradient_ = false;  // deterministic or under mpirun (train/distributed.hpp)
   std::vector<std::int64_t> idx_;
   Tensor bx_, by_;

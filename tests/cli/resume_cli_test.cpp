@@ -92,6 +92,20 @@ TEST_F(ResumeCli, LbfgsKilledAndResumedEndsBitIdentical) {
   killed_and_resumed_ends_bit_identical();
 }
 
+// Mixed precision (model.dtype = "bf16", issue 20): the checkpoints hold the float32 master
+// weights and Adam's float32 moments; the bf16 copies are made again from them each step, so
+// the same kills end bit-identical too. Four epochs of run.toml's model; emulated where the
+// CPU has no bf16 instructions.
+TEST_F(ResumeCli, Bf16KilledAndResumedEndsBitIdentical) {
+  std::ifstream in(dir_ / "run.toml");
+  std::string config((std::istreambuf_iterator<char>(in)), {});
+  in.close();
+  config.replace(config.find("epochs = 12"), 11, "epochs = 4");
+  config.replace(config.find("[model]\n"), 8, "[model]\ndtype = \"bf16\"\nbf16_emulate = true\n");
+  std::ofstream(dir_ / "run.toml") << config;
+  killed_and_resumed_ends_bit_identical();
+}
+
 TEST_F(ResumeCli, HessianFreeKilledAndResumedEndsBitIdentical) {
   write_second_order_config(
       "[optimizer]\nname = \"damped_newton\"\n[second_order]\ncg_iterations = 8\nbatch = \"fixed\"\n");

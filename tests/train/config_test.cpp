@@ -289,7 +289,7 @@ TEST(ConfigTest, EveryEnumeratedNameIsAccepted) {
   accepts("data.standardize", {"none", "global", "per_feature"});
   accepts("model.type", {"mlp"});
   accepts("model.activation", {"relu", "tanh", "sigmoid", "identity"});
-  accepts("model.dtype", {"f32", "f64"});
+  accepts("model.dtype", {"f32", "f64", "bf16"});
   accepts("init.weights", {"zeros", "constant", "uniform", "normal", "glorot_uniform", "glorot_normal",
                            "fan_in_uniform", "he_normal", "he_uniform", "orthogonal", "sparse"});
   // The optimizers and schedules: every name of the registry (tests/optim/registry_test.cpp
@@ -536,7 +536,7 @@ TEST(ConfigErrorTest, UnknownEnumeratedNames) {
       {"[data]\nformat = \"hdf5\"\n", "data.format", 2, "unknown value \"hdf5\"; expected one of mnist, idx, csv, npy"},
       {"[data]\nstandardize = \"pca\"\n", "data.standardize", 2, "expected one of none, global, per_feature"},
       {"[model]\nactivation = \"gelu\"\n", "model.activation", 2, "expected one of relu, tanh, sigmoid, identity"},
-      {"[model]\ndtype = \"f16\"\n", "model.dtype", 2, "expected one of f32, f64; did you mean f32?"},
+      {"[model]\ndtype = \"f16\"\n", "model.dtype", 2, "expected one of f32, f64, bf16; did you mean bf16?"},
       {"[model]\ntype = \"cnn\"\n", "model.type", 2, "expected one of mlp"},
       {"progress = \"fancy\"\n", "progress", 1, "expected one of auto, bar, plain, none"},
       {"[early_stopping]\nmonitor = \"val_acc\"\n", "early_stopping.monitor", 2,

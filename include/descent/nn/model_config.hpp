@@ -73,7 +73,8 @@ struct ModelConfig {
   std::string type = "mlp";
   std::vector<std::int64_t> hidden = {256, 256};  // mlp: hidden layer widths, each >= 1; [] = softmax regression
   std::string activation = "relu";            // mlp: relu | tanh | sigmoid | identity
-  std::string dtype = "f32";                  // f32 | f64
+  std::string dtype = "f32";                  // f32 | f64 | bf16 (mixed precision, float32 parameters)
+  bool bf16_emulate = false;                  // bf16 on a CPU without bf16 instructions: emulate, not refuse
   std::vector<LayerConfig> layers;            // sequential: at least one (an array of tables)
   // The input and output sizes come from the data.
 
@@ -83,7 +84,7 @@ struct ModelConfig {
 // The values model.type, model.activation and model.dtype take.
 std::span<const std::string_view> model_types();   // mlp, sequential
 std::span<const std::string_view> mlp_activations();  // relu, tanh, sigmoid, identity
-std::span<const std::string_view> model_dtypes();  // f32, f64
+std::span<const std::string_view> model_dtypes();  // f32, f64, bf16
 
 // ---- The registry ----------------------------------------------------------------------
 

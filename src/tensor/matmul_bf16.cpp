@@ -1,0 +1,240 @@
+#include "matmul_bf16.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "descent/error.hpp"
+#include "descent/tensor/kernels.hpp"
+#include "descent/tensor/parallel.hpp"
+#include "descent/tensor/precision.hpp"
+#include "dispatch.hpp"
+
+#ifdef DESCENT_HAVE_DNNL
+#include <dnnl.hpp>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+#endif
+
+namespace descent {
+
+// ---- precision.hpp -------------------------------------------------------------------
+
+namespace precision {
+namespace {
+std::atomic<Products> g_products{Products::fp32};
+std::atomic<bool> g_emulate{false};
+}  // namespace
+
+void set_products(Products p) { g_products.store(p, std::memory_order_relaxed); }
+Products products() { return g_products.load(std::memory_order_relaxed); }
+void set_emulate(bool on) { g_emulate.store(on, std::memory_order_relaxed); }
+bool emulate() { return g_emulate.load(std::memory_order_relaxed); }
+
+Scope::Scope(Products p, bool emulate_on) : old_products_(products()), old_emulate_(emulate()) {
+  set_products(p);
+  set_emulate(emulate_on);
+}
+Scope::~Scope() {
+  set_products(old_products_);
+  set_emulate(old_emulate_);
+}
+
+bool cpu_has_bf16() {
+  const char* hook = std::getenv("DESCENT_BF16_CPU");
+  if (hook != nullptr && std::string(hook) == "none") return false;
+#ifdef DESCENT_HAVE_DNNL
+  const unsigned isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
+  const unsigned bf16 = static_cast<unsigned>(dnnl_cpu_isa_avx512_core_bf16);
+  return (isa & bf16) == bf16;
+#else
+  return false;
+#endif
+}
+
+std::string cpu_isa_name() {
+  const char* hook = std::getenv("DESCENT_BF16_CPU");
+  if (hook != nullptr && std::string(hook) == "none") return "none (DESCENT_BF16_CPU=none)";
+#ifdef DESCENT_HAVE_DNNL
+  switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_sse41: return "sse41";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    default: return "other";
+  }
+#else
+  return "unknown (descent built without oneDNN)";
+#endif
+}
+
+}  // namespace precision
+
+// ---- conversions ---------------------------------------------------------------------
+
+namespace kernels::bf16 {
+namespace {
+
+DESCENT_DISPATCH void convert_range(const float* src, std::uint16_t* dst, std::int64_t i0, std::int64_t i1) {
+#pragma omp simd
+  for (std::int64_t i = i0; i < i1; ++i) {
+    std::uint32_t u;
+    std::memcpy(&u, src + i, sizeof u);
+    dst[i] = from_float_bits(u);
+  }
+}
+
+DESCENT_DISPATCH void widen_range(const std::uint16_t* src, float* dst, std::int64_t i0, std::int64_t i1) {
+#pragma omp simd
+  for (std::int64_t i = i0; i < i1; ++i) {
+    const std::uint32_t u = static_cast<std::uint32_t>(src[i]) << 16;
+    std::memcpy(dst + i, &u, sizeof u);
+  }
+}
+
+}  // namespace
+
+void convert(const float* src, std::int64_t n, std::uint16_t* dst) {
+  parallel_for(n, 1 << 15, [&](std::int64_t i0, std::int64_t i1) { convert_range(src, dst, i0, i1); });
+}
+
+void convert_transposed(const float* src, std::int64_t rows, std::int64_t cols, std::uint16_t* dst) {
+  // blocks of 32 x 32 keep both sides in cache
+  constexpr std::int64_t tile = 32;
+  const std::int64_t tr = (rows + tile - 1) / tile;
+  parallel_for(tr, 4, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t b = b0; b < b1; ++b) {
+      const std::int64_t r0 = b * tile, r1 = std::min(rows, r0 + tile);
+      for (std::int64_t c0 = 0; c0 < cols; c0 += tile) {
+        const std::int64_t c1 = std::min(cols, c0 + tile);
+        for (std::int64_t r = r0; r < r1; ++r) {
+          for (std::int64_t c = c0; c < c1; ++c) {
+            std::uint32_t u;
+            std::memcpy(&u, src + r * cols + c, sizeof u);
+            dst[c * rows + r] = from_float_bits(u);
+          }
+        }
+      }
+    }
+  });
+}
+
+void widen(const std::uint16_t* src, std::int64_t n, float* dst) {
+  parallel_for(n, 1 << 15, [&](std::int64_t i0, std::int64_t i1) { widen_range(src, dst, i0, i1); });
+}
+
+namespace {
+
+bool emulated() { return precision::emulate() || deterministic_products() || !precision::cpu_has_bf16(); }
+
+void gemm_emulated(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint16_t* a,
+                   std::int64_t lda, const std::uint16_t* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
+  // the operands' extents in memory, as stored
+  const std::int64_t a_rows = ta ? k : m, b_rows = tb ? n : k;
+  const std::int64_t a_n = (a_rows - 1) * lda + (ta ? m : k), b_n = (b_rows - 1) * ldb + (tb ? k : n);
+  std::vector<float> af(static_cast<std::size_t>(a_n)), bf(static_cast<std::size_t>(b_n));
+  widen(a, a_n, af.data());
+  widen(b, b_n, bf.data());
+  gemm_raw<float>(ta, tb, m, n, k, 1.0f, af.data(), lda, bf.data(), ldb, beta, c, ldc);
+}
+
+}  // namespace
+
+#ifndef DESCENT_HAVE_DNNL
+
+void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint16_t* a, std::int64_t lda,
+          const std::uint16_t* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  gemm_emulated(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+}
+const char* implementation(bool, bool, std::int64_t, std::int64_t, std::int64_t) { return "emulated"; }
+
+#else
+
+namespace {
+
+using dnnl::memory;
+using dt = memory::data_type;
+
+dnnl::engine& engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+struct Plan {
+  memory::desc a_md, b_md, c_md;
+  dnnl::matmul::primitive_desc pd;
+  dnnl::matmul prim;
+  std::string impl;
+};
+
+using Key = std::tuple<bool, bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
+                       float, int>;
+
+Plan& plan_for(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, std::int64_t lda, std::int64_t ldb,
+               std::int64_t ldc, float beta) {
+  static std::mutex mutex;
+  static std::map<Key, std::unique_ptr<Plan>> plans;
+  // oneDNN's kernels divide the work by the thread count at creation
+  const Key key{ta, tb, m, n, k, lda, ldb, ldc, beta, num_threads()};
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = plans.find(key);
+  if (it != plans.end()) return *it->second;
+  auto p = std::make_unique<Plan>();
+  // transposed operands as strides: op(A) is m x k, element (i, l) at i*lda + l or l*lda + i
+  p->a_md = memory::desc({m, k}, dt::bf16, ta ? memory::dims{1, lda} : memory::dims{lda, 1});
+  p->b_md = memory::desc({k, n}, dt::bf16, tb ? memory::dims{1, ldb} : memory::dims{ldb, 1});
+  p->c_md = memory::desc({m, n}, dt::f32, memory::dims{ldc, 1});
+  dnnl::primitive_attr attr;
+  if (beta != 0.0f) {
+    dnnl::post_ops po;
+    po.append_sum(beta);
+    attr.set_post_ops(po);
+  }
+  p->pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(p->a_md, p->b_md, p->c_md), attr, engine());
+  p->prim = dnnl::matmul(p->pd);
+  p->impl = p->pd.impl_info_str();
+  return *plans.emplace(key, std::move(p)).first->second;
+}
+
+}  // namespace
+
+void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint16_t* a, std::int64_t lda,
+          const std::uint16_t* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0 || emulated()) {
+    gemm_emulated(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  try {
+    Plan& p = plan_for(ta, tb, m, n, k, lda, ldb, ldc, beta);
+    dnnl::stream s(engine());
+    memory am(p.a_md, engine(), const_cast<std::uint16_t*>(a));
+    memory bm(p.b_md, engine(), const_cast<std::uint16_t*>(b));
+    memory cm(p.c_md, engine(), c);
+    p.prim.execute(s, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+    s.wait();
+  } catch (const dnnl::error& e) {
+    throw Error("bf16 matmul: oneDNN failed on " + std::to_string(m) + "x" + std::to_string(k) + " times " +
+                std::to_string(k) + "x" + std::to_string(n) + ": " + e.what());
+  }
+}
+
+const char* implementation(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k) {
+  if (emulated()) return "emulated";
+  return plan_for(ta, tb, m, n, k, ta ? m : k, tb ? k : n, n, 0.0f).impl.c_str();
+}
+
+#endif
+
+}  // namespace kernels::bf16
+}  // namespace descent
