@@ -5,6 +5,7 @@
 //   bench::Common c{.batch = 128, .lr = 0.01};   // the defaults of this benchmark
 //   bench::Options o("train_cnn");
 //   o.common(c);                                 // --batch --lr --threads --reps --examples --data --profile
+//                                                // --gemm-serial-below --elementwise-serial-below
 //   o.value("--hidden", hidden);
 //   if (!o.parse(argc, argv) || !o.check_common(c)) return 2;
 #include <algorithm>
@@ -18,6 +19,8 @@
 #include <vector>
 
 #include "descent/data/dataset.hpp"
+#include "descent/tensor/kernels.hpp"
+#include "descent/tensor/parallel.hpp"
 
 namespace bench {
 
@@ -40,7 +43,18 @@ struct Common {
   std::int64_t examples = 0;  // 0: the whole training file
   std::string data = descent::data::default_mnist_dir;
   bool profile = false;
+  // Threading thresholds (kernels::set_gemm_serial_below, set_elementwise_serial_below);
+  // -1 keeps the library's defaults.
+  std::int64_t gemm_serial_below = -1;
+  std::int64_t elementwise_serial_below = -1;
 };
+
+// Sets the thread count and the thresholds of `c`.
+inline void apply_threads(const Common& c) {
+  descent::set_num_threads(c.threads);
+  if (c.gemm_serial_below >= 0) descent::kernels::set_gemm_serial_below(c.gemm_serial_below);
+  if (c.elementwise_serial_below >= 0) descent::set_elementwise_serial_below(c.elementwise_serial_below);
+}
 
 class Options {
  public:
@@ -67,6 +81,8 @@ class Options {
     value("--examples", c.examples);
     value("--data", c.data);
     flag("--profile", c.profile);
+    value("--gemm-serial-below", c.gemm_serial_below);
+    value("--elementwise-serial-below", c.elementwise_serial_below);
   }
 
   // Reads argv; prints "<program>: <what>" and returns false for an unknown option or one

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -85,6 +86,22 @@ int main(int argc, char** argv) {
       }
     }
     kernels::set_gemm_backend(kernels::GemmBackend::automatic);
+    // The automatic library with all threads against one thread (kernels::set_gemm_serial_below),
+    // alternated: the figures behind gemm_serial_below_default.
+    std::vector<double> t_all, t_one;
+    for (int r = 0; r < reps + 1; ++r) {
+      for (auto [below, into] : {std::tuple{std::int64_t{0}, &t_all}, std::tuple{INT64_MAX, &t_one}}) {
+        kernels::set_gemm_serial_below(below);
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < calls; ++i) kernels::gemm(a, s.ta, b, s.tb, c1);
+        const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (r > 0) into->push_back(sec / calls);
+      }
+    }
+    kernels::set_gemm_serial_below(kernels::gemm_serial_below_default);
+    kernels::set_gemm_backend(kernels::GemmBackend::openblas);
+    kernels::gemm(a, s.ta, b, s.tb, c1);  // c1 is OpenBLAS's result again
+    kernels::set_gemm_backend(kernels::GemmBackend::automatic);
     double diff = 0;
     for (std::int64_t i = 0; i < c1.numel(); ++i) {
       const double x = c1.data<float>()[i], y = c2.data<float>()[i];
@@ -94,9 +111,11 @@ int main(int argc, char** argv) {
     const bool pick = kernels::gemm_choice(s.ta, s.tb, s.m, s.n, s.k) == kernels::GemmBackend::onednn;
     std::printf("{\"shape\": \"%s\", \"ta\": %d, \"tb\": %d, \"m\": %lld, \"n\": %lld, \"k\": %lld, \"threads\": %d, "
                 "\"openblas_gflops\": %.1f, \"onednn_gflops\": %.1f, \"onednn_over_openblas\": %.2f, \"automatic\": \"%s\", "
-                "\"max_rel_diff\": %.2g}\n",
+                "\"max_rel_diff\": %.2g, \"automatic_all_threads_gflops\": %.1f, \"automatic_one_thread_gflops\": %.1f, "
+                "\"serial_by_default\": %s}\n",
                 s.what, s.ta, s.tb, static_cast<long long>(s.m), static_cast<long long>(s.n), static_cast<long long>(s.k),
-                threads, gb, gd, gd / gb, pick ? "onednn" : "openblas", diff);
+                threads, gb, gd, gd / gb, pick ? "onednn" : "openblas", diff, flops / median(t_all) / 1e9,
+                flops / median(t_one) / 1e9, s.m * s.n * s.k < kernels::gemm_serial_below_default ? "true" : "false");
     std::fflush(stdout);
   }
   return 0;

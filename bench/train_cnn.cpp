@@ -156,7 +156,7 @@ std::vector<LayerTime> profile(Model& m, Batches& data, int steps, double& optim
 int main(int argc, char** argv) {
   Options o;
   if (!parse(argc, argv, o)) return 2;
-  set_num_threads(o.threads);
+  bench::apply_threads(o);
   data::Dataset train;
   try {
     train = std::move(data::load_mnist_dir(o.data).train);

@@ -176,7 +176,7 @@ GemmTime time_step_gemms(std::int64_t batch, std::int64_t hidden, std::int64_t g
 int main(int argc, char** argv) {
   Options o;
   if (!parse(argc, argv, o)) return 2;
-  set_num_threads(o.threads);
+  bench::apply_threads(o);
   data::Dataset train;
   try {
     train = std::move(data::load_mnist_dir(o.data).train);

@@ -334,7 +334,7 @@ int main(int argc, char** argv) {
     std::printf("%s, \"status\": \"unsupported\"}\n", head.c_str());
     return 0;
   }
-  set_num_threads(o.threads);
+  bench::apply_threads(o);
   kernels::set_gemm_backend(o.gemm == "openblas" ? kernels::GemmBackend::openblas
                             : o.gemm == "onednn" ? kernels::GemmBackend::onednn
                                                  : kernels::GemmBackend::automatic);

@@ -41,7 +41,7 @@ class Sink {
 template <class T, class F>
 void store(const Tensor& dst, double beta, F&& f) {
   T* d = dst.data<T>();
-  parallel_for(dst.numel(), parallel_grain, [&](std::int64_t i0, std::int64_t i1) {
+  parallel_for_elements(dst.numel(), [&](std::int64_t i0, std::int64_t i1) {
     if (beta == 0.0) {
 #pragma omp simd
       for (std::int64_t i = i0; i < i1; ++i) d[i] = f(i);

@@ -44,7 +44,7 @@ template <class T, class Update>
 void fused_pass(const Tensor& theta, const Tensor& grads, Update u) {
   T* const th = theta.data<T>();
   const T* const g = grads.data<T>();
-  parallel_for(theta.numel(), parallel_grain, [&](std::int64_t i0, std::int64_t i1) { fused_chunk<T>(th, g, u, i0, i1); });
+  parallel_for_elements(theta.numel(), [&](std::int64_t i0, std::int64_t i1) { fused_chunk<T>(th, g, u, i0, i1); });
 }
 
 class ChainOptimizer final : public Optimizer {
@@ -67,7 +67,7 @@ class ChainOptimizer final : public Optimizer {
       if (fused_.kernel == Kernel::nesterov) {
         const T* v = state_tensor<T>("trace.v");
         const rules::Trace<T, Nesterov::interim> trace(trace_options());
-        parallel_for(theta.numel(), parallel_grain, [&](std::int64_t i0, std::int64_t i1) {
+        parallel_for_elements(theta.numel(), [&](std::int64_t i0, std::int64_t i1) {
 #pragma omp simd
           for (std::int64_t i = i0; i < i1; ++i) th[i] = th[i] + trace.interim(v[i]);  // theta <- theta + alpha v
         });
@@ -76,7 +76,7 @@ class ChainOptimizer final : public Optimizer {
       shift_.fill(0.0);
       chain_->interim(shift_, k);
       const T* d = shift_.data<T>();
-      parallel_for(theta.numel(), parallel_grain, [&](std::int64_t i0, std::int64_t i1) {
+      parallel_for_elements(theta.numel(), [&](std::int64_t i0, std::int64_t i1) {
 #pragma omp simd
         for (std::int64_t i = i0; i < i1; ++i) th[i] = th[i] + d[i];
       });
@@ -103,7 +103,7 @@ class ChainOptimizer final : public Optimizer {
         using T = decltype(zero);
         T* th = theta.data<T>();
         const T* u = u_.data<T>();
-        parallel_for(theta.numel(), parallel_grain, [&](std::int64_t i0, std::int64_t i1) {
+        parallel_for_elements(theta.numel(), [&](std::int64_t i0, std::int64_t i1) {
 #pragma omp simd
           for (std::int64_t i = i0; i < i1; ++i) th[i] = th[i] + u[i];  // theta <- theta + u
         });
@@ -326,7 +326,7 @@ class ChainOptimizer final : public Optimizer {
       const T* th = theta.data<T>();
       T* bar = average_.data<T>();
       const T wt = static_cast<T>(w);
-      parallel_for(theta.numel(), parallel_grain, [&](std::int64_t i0, std::int64_t i1) {
+      parallel_for_elements(theta.numel(), [&](std::int64_t i0, std::int64_t i1) {
 #pragma omp simd
         for (std::int64_t i = i0; i < i1; ++i) bar[i] = bar[i] + wt * (th[i] - bar[i]);  // bar += w (theta - bar)
       });

@@ -36,7 +36,7 @@ void check_nonnegative(double v, const char* link, const char* field) {
 // f(i) for i in [0, n), in parallel chunks, vectorized within a chunk.
 template <class F>
 void each(std::int64_t n, F&& f) {
-  parallel_for(n, parallel_grain, [&](std::int64_t i0, std::int64_t i1) {
+  parallel_for_elements(n, [&](std::int64_t i0, std::int64_t i1) {
     const std::decay_t<F> local = f;  // a local copy: its scalars stay in registers (stores cannot alias them)
 #pragma omp simd
     for (std::int64_t i = i0; i < i1; ++i) local(i);
@@ -416,7 +416,7 @@ class ClipByValue final : public Stateful {
       using T = decltype(zero);
       T* p = u.data<T>();
       const T c = static_cast<T>(c_);
-      parallel_for(n, parallel_grain, [&](std::int64_t i0, std::int64_t i1) {
+      parallel_for_elements(n, [&](std::int64_t i0, std::int64_t i1) {
         int any = 0;
 #pragma omp simd reduction(| : any)
         for (std::int64_t i = i0; i < i1; ++i) {

@@ -1,6 +1,7 @@
 #include "descent/tensor/kernels.hpp"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <atomic>
@@ -93,6 +94,44 @@ void tiled_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, const T* a, st
 
 }  // namespace
 
+namespace {
+
+std::atomic<std::int64_t> g_gemm_serial_below{gemm_serial_below_default};
+
+// While alive, the products called on this thread run on it alone. Both libraries read the
+// OpenMP thread count per call (oneDNN: omp_get_max_threads; OpenBLAS's OpenMP build: its own
+// count, which it stops re-reading from OpenMP once set to 1, hence its own setter both ways).
+class SerialProducts {
+ public:
+  explicit SerialProducts(bool on, bool openblas) : on_(on), openblas_(openblas) {
+    if (!on_) return;
+    prev_ = omp_get_max_threads();
+    if (openblas_) openblas_set_num_threads(1);
+    else omp_set_num_threads(1);
+  }
+  ~SerialProducts() {
+    if (!on_) return;
+    if (openblas_) openblas_set_num_threads(prev_);
+    else omp_set_num_threads(prev_);
+  }
+  SerialProducts(const SerialProducts&) = delete;
+  SerialProducts& operator=(const SerialProducts&) = delete;
+
+ private:
+  bool on_, openblas_;
+  int prev_ = 1;
+};
+
+bool run_serial(std::int64_t m, std::int64_t n, std::int64_t k) {
+  if (omp_in_parallel() || omp_get_max_threads() <= 1) return false;  // already one thread
+  return m * n * k < g_gemm_serial_below.load(std::memory_order_relaxed);
+}
+
+}  // namespace
+
+void set_gemm_serial_below(std::int64_t mnk) { g_gemm_serial_below.store(std::max<std::int64_t>(0, mnk)); }
+std::int64_t gemm_serial_below() { return g_gemm_serial_below.load(); }
+
 void set_deterministic_products(bool on) { g_deterministic_products.store(on, std::memory_order_relaxed); }
 bool deterministic_products() { return g_deterministic_products.load(std::memory_order_relaxed); }
 
@@ -124,10 +163,13 @@ void gemm_raw<float>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int6
   }
   GemmBackend use = g_gemm_backend.load(std::memory_order_relaxed);
   if (use == GemmBackend::automatic) use = gemm_choice(ta, tb, m, n, k);
+  const bool serial = run_serial(m, n, k);
   if (use == GemmBackend::onednn && gemm_dnnl::available() && k > 0) {
+    SerialProducts one(serial, false);
     gemm_dnnl::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
+  SerialProducts one(serial, true);
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(m),
               static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
               static_cast<int>(ldc));
@@ -146,6 +188,7 @@ void gemm_raw<double>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int
                        });
     return;
   }
+  SerialProducts one(run_serial(m, n, k), true);
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(m),
               static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
               static_cast<int>(ldc));
@@ -275,8 +318,12 @@ void sum_rows(const Tensor& x, const Tensor& out, double beta) {
     const std::int64_t cols = x.dim(1);
     const T* p = x.data<T>();
     T* o = out.data<T>();
-    // Columns are split across threads; each column is summed over rows in order.
-    parallel_for(cols, std::max<std::int64_t>(64, parallel_grain / std::max<std::int64_t>(rows, 1)),
+    // Columns are split across threads (small passes: one thread, as parallel_for_elements);
+    // each column is summed over rows in order.
+    const std::int64_t grain = rows * cols < elementwise_serial_below()
+                                   ? cols
+                                   : std::max<std::int64_t>(64, parallel_grain / std::max<std::int64_t>(rows, 1));
+    parallel_for(cols, grain,
                  [&](std::int64_t c0, std::int64_t c1) {
                    for (std::int64_t c = c0; c < c1; ++c) o[c] = beta == 0.0 ? T(0) : o[c];
                    add_rows(p, o, rows, cols, c0, c1);
@@ -293,7 +340,7 @@ void axpby(double alpha, const Tensor& x, double beta, const Tensor& y) {
     T* yp = y.data<T>();
     const T a = static_cast<T>(alpha);
     const T b = static_cast<T>(beta);
-    parallel_for(x.numel(), parallel_grain,
+    parallel_for_elements(x.numel(),
                  [&](std::int64_t i0, std::int64_t i1) { scale_add(a, xp, b, yp, beta == 0.0, i0, i1); });
   });
 }

@@ -2,7 +2,16 @@
 
 #include <omp.h>
 
+#include <algorithm>
+#include <atomic>
+
 namespace descent {
+namespace {
+std::atomic<std::int64_t> g_elementwise_serial_below{elementwise_serial_below_default};
+}  // namespace
+
+void set_elementwise_serial_below(std::int64_t n) { g_elementwise_serial_below.store(std::max<std::int64_t>(0, n)); }
+std::int64_t elementwise_serial_below() { return g_elementwise_serial_below.load(std::memory_order_relaxed); }
 
 int num_threads() { return omp_get_max_threads(); }
 

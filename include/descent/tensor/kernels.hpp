@@ -29,6 +29,14 @@ bool gemm_backend_has_onednn();  // descent was built with libdnnl-dev
 // so one shape on one CPU always gets the same library, and so the same rounding.
 GemmBackend gemm_choice(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k);
 
+// Products of fewer multiply-adds (m n k) run on the calling thread: in a training step a small
+// split product (its start, the next operation pulling its output from the other core) costs
+// more than the second core saves (train_mlp --profile, docs/performance.md). 0: all split.
+// A process-wide setting (bench --gemm-serial-below); the default is gemm_serial_below_default.
+inline constexpr std::int64_t gemm_serial_below_default = std::int64_t{1} << 23;
+void set_gemm_serial_below(std::int64_t mnk);
+std::int64_t gemm_serial_below();
+
 // Raw-pointer form for kernels that already checked their shapes (row-major, leading
 // dimensions lda, ldb, ldc in elements).
 template <class T>

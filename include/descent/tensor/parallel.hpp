@@ -7,6 +7,7 @@
 // order, so results are bit-identical with 1 and with N threads.
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 
 namespace descent {
 
@@ -15,6 +16,16 @@ void set_num_threads(int n);
 
 // Below this many elements a loop runs on the calling thread.
 inline constexpr std::int64_t parallel_grain = 1 << 15;
+
+// Elementwise passes (no reduction: the split cannot change a result) over fewer elements
+// than this run on the calling thread. On the 2-core machine of docs/performance.md a
+// parallel pass over a few hundred thousand floats took 2-3x longer than one thread (the
+// start of the region and the cache lines moving between the cores cost more than the
+// second core's bandwidth gives), so only large passes split. Process-wide, settable for
+// measurement (bench --elementwise-serial-below).
+inline constexpr std::int64_t elementwise_serial_below_default = std::int64_t{1} << 20;
+void set_elementwise_serial_below(std::int64_t n);
+std::int64_t elementwise_serial_below();
 
 // Calls f(begin, end) over [0, n) in chunks of `grain` elements, in parallel when there is
 // more than one chunk.
@@ -30,6 +41,17 @@ void parallel_for(std::int64_t n, std::int64_t grain, F&& f) {
     const std::int64_t begin = c * grain;
     f(begin, std::min(n, begin + grain));
   }
+}
+
+// An elementwise pass: f(begin, end) over [0, n), on the calling thread when n is below
+// elementwise_serial_below(), else in chunks of parallel_grain across the threads.
+template <class F>
+void parallel_for_elements(std::int64_t n, F&& f) {
+  if (n < elementwise_serial_below()) {
+    if (n > 0) f(std::int64_t{0}, n);
+    return;
+  }
+  parallel_for(n, parallel_grain, std::forward<F>(f));
 }
 
 }  // namespace descent

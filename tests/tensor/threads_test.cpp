@@ -1,0 +1,132 @@
+// The thresholds below which work stays on the calling thread (kernels::gemm_serial_below,
+// parallel_for_elements): small products and passes run on one thread, large ones split,
+// the thread count is the same after a product as before it, and the results do not depend
+// on the setting (the elementwise split and sum_rows' column split cannot change a value;
+// the products are checked against the sum in double).
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <mutex>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "descent/tensor/kernels.hpp"
+#include "descent/tensor/parallel.hpp"
+
+namespace descent {
+namespace {
+
+// Restores the process-wide settings a test changes, even when it fails.
+struct SettingsGuard {
+  int threads = num_threads();
+  ~SettingsGuard() {
+    set_num_threads(threads);
+    kernels::set_gemm_backend(kernels::GemmBackend::automatic);
+    kernels::set_gemm_serial_below(kernels::gemm_serial_below_default);
+    set_elementwise_serial_below(elementwise_serial_below_default);
+  }
+};
+
+template <class T>
+Tensor filled(std::int64_t r, std::int64_t c, float scale) {
+  Tensor t = Tensor::empty({r, c}, dtype_of<T>());
+  for (std::int64_t i = 0; i < t.numel(); ++i) t.data<T>()[i] = static_cast<T>(std::sin(scale * static_cast<float>(i + 1)));
+  return t;
+}
+
+// C = A B^T through kernels::gemm, each element against the sum in double.
+template <class T>
+void expect_product(std::int64_t m, std::int64_t n, std::int64_t k) {
+  const Tensor a = filled<T>(m, k, 0.37f), b = filled<T>(n, k, 0.11f);
+  Tensor c = Tensor::empty({m, n}, dtype_of<T>());
+  kernels::gemm(a, false, b, true, c);
+  for (std::int64_t i = 0; i < m; ++i) {
+    for (std::int64_t j = 0; j < n; ++j) {
+      double s = 0;
+      for (std::int64_t p = 0; p < k; ++p) s += static_cast<double>(a.data<T>()[i * k + p]) * b.data<T>()[j * k + p];
+      ASSERT_NEAR(c.data<T>()[i * n + j], s, 1e-5 * static_cast<double>(k)) << m << "x" << n << "x" << k;
+    }
+  }
+}
+
+TEST(Threads, ProductsLeaveTheThreadCountAsTheyFoundIt) {
+  SettingsGuard guard;
+  set_num_threads(2);
+  std::vector<kernels::GemmBackend> backends = {kernels::GemmBackend::openblas, kernels::GemmBackend::automatic};
+  if (kernels::gemm_backend_has_onednn()) backends.push_back(kernels::GemmBackend::onednn);
+  for (kernels::GemmBackend backend : backends) {
+    kernels::set_gemm_backend(backend);
+    // below the threshold (one thread), then above it (all threads), float and double
+    for (std::int64_t below : {kernels::gemm_serial_below_default, std::int64_t{0}}) {
+      kernels::set_gemm_serial_below(below);
+      expect_product<float>(32, 64, 48);
+      EXPECT_EQ(num_threads(), 2) << "after a float product, backend " << static_cast<int>(backend) << ", below " << below;
+      expect_product<double>(32, 64, 48);
+      EXPECT_EQ(num_threads(), 2) << "after a double product, backend " << static_cast<int>(backend);
+    }
+  }
+  kernels::set_gemm_serial_below(-5);
+  EXPECT_EQ(kernels::gemm_serial_below(), 0);
+}
+
+// Which OpenMP threads ran the calls of parallel_for_elements, and the ranges they got.
+struct Calls {
+  std::vector<std::pair<std::int64_t, std::int64_t>> ranges;
+  std::set<int> threads;
+};
+
+Calls run(std::int64_t n) {
+  Calls calls;
+  std::mutex mu;
+  parallel_for_elements(n, [&](std::int64_t i0, std::int64_t i1) {
+    const std::lock_guard<std::mutex> lock(mu);
+    calls.ranges.emplace_back(i0, i1);
+    calls.threads.insert(omp_get_thread_num());
+  });
+  return calls;
+}
+
+TEST(Threads, ElementwisePassesSplitOnlyAboveTheThreshold) {
+  SettingsGuard guard;
+  set_num_threads(2);
+  // below: one call over everything, on the calling thread
+  const std::int64_t small = 3 * parallel_grain + 5;
+  ASSERT_LT(small, elementwise_serial_below());
+  Calls s = run(small);
+  ASSERT_EQ(s.ranges.size(), 1u);
+  EXPECT_EQ(s.ranges[0], (std::pair<std::int64_t, std::int64_t>{0, small}));
+  EXPECT_EQ(s.threads, std::set<int>{0});
+  // above (the threshold lowered): chunks of parallel_grain covering [0, n) once
+  set_elementwise_serial_below(parallel_grain);
+  Calls l = run(small);
+  ASSERT_EQ(l.ranges.size(), 4u);
+  std::sort(l.ranges.begin(), l.ranges.end());
+  for (std::size_t c = 0; c < 4; ++c) {
+    const std::int64_t b = static_cast<std::int64_t>(c) * parallel_grain;
+    EXPECT_EQ(l.ranges[c], (std::pair<std::int64_t, std::int64_t>{b, std::min(small, b + parallel_grain)}));
+  }
+  EXPECT_TRUE(run(0).ranges.empty());
+}
+
+TEST(Threads, SumRowsIsTheSameWithAndWithoutTheSplit) {
+  SettingsGuard guard;
+  set_num_threads(2);
+  const Tensor x = filled<float>(512, 300, 0.013f);
+  Tensor serial = Tensor::empty({300}, DType::f32), split = Tensor::empty({300}, DType::f32);
+  kernels::sum_rows(x, serial, 0.0);
+  set_elementwise_serial_below(0);
+  kernels::sum_rows(x, split, 0.0);
+  for (std::int64_t c = 0; c < 300; ++c) {
+    float want = 0.0f;  // each column summed over the rows in order
+    for (std::int64_t r = 0; r < 512; ++r) want += x.data<float>()[r * 300 + c];
+    ASSERT_EQ(serial.data<float>()[c], want) << c;
+    ASSERT_EQ(split.data<float>()[c], want) << c;
+  }
+}
+
+}  // namespace
+}  // namespace descent
