@@ -1,31 +1,44 @@
 #!/usr/bin/env bash
-# Data-parallel training against its alternatives (docs/distributed.md), sides alternating in
-# one run, ROUNDS rounds (default 3), the default MLP 784-256-256-10 with momentum on the
-# first EXAMPLES (default 10000) Fashion-MNIST training images, one epoch per run; examples/s
-# from metrics.jsonl's epoch record (training only, evaluation excluded):
-#   A  mpirun -np 2, 1 thread each, batch 512 (global)
-#   B  one process, 2 threads, batch 512
-#   D  PyTorch DDP (gloo, 2 processes x 1 thread, bench/torch_ddp_mlp.py), batch 512
-#   deterministic off / on, one process, 2 threads, batch 128 and 512
-# Prints the medians, the ratios A/B (target >= 0.9) and A/D (target >= 1.5), the
-# deterministic mode's cost, and the all-reduce's bytes and time per step (rank 0).
+# Data-parallel training against its alternatives (docs/distributed.md), in one run: the sides
+# alternate within each of ROUNDS rounds (default 3), medians printed at the end. The default
+# MLP 784-256-256-10 with momentum, batch 512 (global), on the first EXAMPLES (default 10000)
+# Fashion-MNIST training images, one epoch per run; examples/s of training only (descent: the
+# epoch record of metrics.jsonl; PyTorch: the epoch's loop):
+#   B   descent, 1 process x 2 threads
+#   A   descent, mpirun -np 2, 1 thread each, OpenMPI's defaults on one machine (what a user
+#       gets: pml ob1 with the shared-memory btl vader between the two ranks)
+#   Ab  as A, allreduce_bucket_kb=BUCKET_KB (default 256): bucketed all-reduce overlapped
+#       with the backward pass
+#   At  as A over loopback TCP (the tests' --mca btl self,tcp ... pml ob1), for comparison
+#   Ay  as A with --mca mpi_yield_when_idle 1 (a waiting rank yields its core)
+#   T   PyTorch, 1 process, the better of 1 and 2 threads (bench/torch_ddp_mlp.py --ranks 1)
+#   D   PyTorch DDP, gloo, 2 processes x 1 thread
+#   Bd  as B with deterministic = true (the deterministic mode's cost; B is its "off" side)
+# Prints the medians, the ratios A/B (target >= 0.9) and A/D (target >= 1.5), and the
+# all-reduce's bytes and time per step (rank 0) of each 2-rank side.
 #   bench/mpi.sh            (needs build/bin/descent built with MPI, mpirun; torch optional)
+#   ROUNDS=5 EXAMPLES=20000 bench/mpi.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${DESCENT_BUILD_DIR:-build}/bin/descent
 rounds=${ROUNDS:-3}
 examples=${EXAMPLES:-10000}
+bucket_kb=${BUCKET_KB:-256}
 [[ -x "$bin" ]] || { echo "bench/mpi.sh: $bin not built (scripts/build)"; exit 1; }
 command -v mpirun >/dev/null || { echo "bench/mpi.sh: mpirun not found (scripts/install-deps installs openmpi-bin)"; exit 1; }
-mpi=(mpirun --oversubscribe --mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo --mca pml ob1)
+mpi=(mpirun -np 2)
 if [[ $(id -u) -eq 0 ]]; then mpi+=(--allow-run-as-root); fi
+if (($(nproc) < 2)); then mpi+=(--oversubscribe); fi
+tcp=(--mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo --mca pml ob1)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 have_torch=0
 if /usr/bin/python3 -c "import torch" 2>/dev/null; then have_torch=1; fi
-# 60000 - validation_size training examples.
-common=(--set epochs=1 --set progress=plain --set tensorboard.enabled=false --set "data.validation_size=$((60000 - examples))"
-        --set early_stopping.enabled=false --set checkpoint.every_epochs=0 --out "$work/runs" --overwrite)
+# The first `examples` training images train; 2,000 validate (evaluation is not timed, but
+# keeps the runs short).
+common=(--set epochs=1 --set progress=plain --set tensorboard.enabled=false --set "data.limit_train=$((examples + 2000))"
+        --set data.validation_size=2000 --set data.limit_test=2000 --set early_stopping.enabled=false
+        --set checkpoint.every_epochs=0 --set sampler.batch_size=512 --out "$work/runs" --overwrite)
 rate() {  # examples/s of the epoch record of run $1
   /usr/bin/python3 -c "
 import json,sys
@@ -33,42 +46,69 @@ for line in open(sys.argv[1]):
     r = json.loads(line)
     if r.get('kind') == 'epoch' and r.get('epoch', 0) >= 1: print(r['examples_per_s'])" "$work/runs/$1/metrics.jsonl"
 }
-declare -A results
+torch_rate() { /usr/bin/python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["examples_per_s"])'; }
+declare -A results comm
 add() { results[$1]="${results[$1]:-} $2"; }
+two_ranks() {  # side name, extra mpirun options..., --, extra descent options...
+  local name=$1; shift
+  local opts=()
+  while [[ $1 != -- ]]; do opts+=("$1"); shift; done
+  shift
+  "${mpi[@]}" "${opts[@]}" "$bin" train examples/fashion_mlp.toml "${common[@]}" --set threads=1 --name "$name" "$@" \
+    >"$work/$name.log" 2>&1 || { echo "bench/mpi.sh: side $name failed:"; tail -5 "$work/$name.log"; exit 1; }
+  add "$name" "$(rate "$name")"
+  comm[$name]=$(grep -o 'gradient all-reduce: .*' "$work/$name.log" | sed 's/ (waiting.*//' || true)
+}
+one_process() {  # side name, descent options...
+  local name=$1; shift
+  "$bin" train examples/fashion_mlp.toml "${common[@]}" --name "$name" "$@" >"$work/$name.log" 2>&1 ||
+    { echo "bench/mpi.sh: side $name failed:"; tail -5 "$work/$name.log"; exit 1; }
+  add "$name" "$(rate "$name")"
+}
 for ((round = 1; round <= rounds; ++round)); do
-  "${mpi[@]}" -np 2 "$bin" train examples/fashion_mlp.toml "${common[@]}" --set threads=1 --set sampler.batch_size=512 \
-    --name A >"$work/A.log" 2>&1
-  add A "$(rate A)"
-  comm=$(grep -o 'gradient all-reduce: .*' "$work/A.log" || true)
-  "$bin" train examples/fashion_mlp.toml "${common[@]}" --set threads=2 --set sampler.batch_size=512 --name B >/dev/null 2>&1
-  add B "$(rate B)"
+  two_ranks A --
+  one_process B --set threads=2
+  two_ranks Ab -- --set allreduce_bucket_kb="$bucket_kb"
+  two_ranks At "${tcp[@]}" --
+  two_ranks Ay --mca mpi_yield_when_idle 1 --
+  one_process Bd --set threads=2 --set deterministic=true
   if ((have_torch)); then
-    add D "$(OMP_NUM_THREADS=1 /usr/bin/python3 bench/torch_ddp_mlp.py --reps 1 --examples "$examples" --batch 512 |
-      /usr/bin/python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["examples_per_s"])')"
-  fi
-  for b in 128 512; do
-    for det in false true; do
-      "$bin" train examples/fashion_mlp.toml "${common[@]}" --set threads=2 --set sampler.batch_size=$b \
-        --set deterministic=$det --name "det-$det-$b" >/dev/null 2>&1
-      add "det-$det-$b" "$(rate "det-$det-$b")"
+    for t in 1 2; do
+      add "T$t" "$(OMP_NUM_THREADS=$t /usr/bin/python3 bench/torch_ddp_mlp.py --ranks 1 --threads $t --reps 1 \
+        --examples "$examples" --batch 512 | torch_rate)"
     done
-  done
-  echo "round $round: A${results[A]} | B${results[B]} | D${results[D]:-} (comm: $comm)"
+    add D "$(OMP_NUM_THREADS=1 /usr/bin/python3 bench/torch_ddp_mlp.py --ranks 2 --reps 1 --examples "$examples" \
+      --batch 512 | torch_rate)"
+  fi
+  line="round $round:"
+  for s in A B Ab At Ay Bd T1 T2 D; do [[ -n ${results[$s]:-} ]] && line+=" $s$(awk '{printf " %.0f", $NF}' <<<"${results[$s]}")"; done
+  echo "$line"
 done
 median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-A=$(median "${results[A]}"); B=$(median "${results[B]}")
-printf 'load average at the end: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf '2 ranks x 1 thread, b512:           %8.0f ex/s\n' "$A"
-printf '1 process x 2 threads, b512:        %8.0f ex/s   ratio %.2f (target >= 0.9)\n' "$B" "$(awk "BEGIN {print $A / $B}")"
+declare -A med
+for s in "${!results[@]}"; do med[$s]=$(median "${results[$s]}"); done
+ratio() { awk "BEGIN {printf \"%.2f\", $1 / $2}"; }
+echo "machine: $(nproc) cores, load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); medians of $rounds rounds, b512, $examples examples"
+printf 'descent 1 process x 2 threads                %8.0f ex/s\n' "${med[B]}"
+printf 'descent 2 ranks x 1 thread (OpenMPI default) %8.0f ex/s   2 ranks / 1x2 threads: %s (target >= 0.9)\n' \
+  "${med[A]}" "$(ratio "${med[A]}" "${med[B]}")"
+printf '  bucketed all-reduce, %4s KiB buckets       %8.0f ex/s   / 1x2 threads: %s\n' "$bucket_kb" "${med[Ab]}" \
+  "$(ratio "${med[Ab]}" "${med[B]}")"
+printf '  loopback TCP (the tests'"'"' transport)       %8.0f ex/s   / 1x2 threads: %s\n' "${med[At]}" \
+  "$(ratio "${med[At]}" "${med[B]}")"
+printf '  mpi_yield_when_idle 1                      %8.0f ex/s   / 1x2 threads: %s\n' "${med[Ay]}" \
+  "$(ratio "${med[Ay]}" "${med[B]}")"
 if ((have_torch)); then
-  D=$(median "${results[D]}")
-  printf 'PyTorch DDP gloo 2 x 1 thread, b512: %8.0f ex/s   descent / DDP %.2f (target >= 1.5)\n' "$D" "$(awk "BEGIN {print $A / $D}")"
+  best=T1
+  if awk "BEGIN {exit !(${med[T2]} > ${med[T1]})}"; then best=T2; fi
+  printf 'PyTorch 1 process, best of 1/2 threads (%s)  %8.0f ex/s   (1 thread %.0f, 2 threads %.0f)\n' "${best#T}" \
+    "${med[$best]}" "${med[T1]}" "${med[T2]}"
+  printf 'PyTorch DDP gloo 2 ranks x 1 thread          %8.0f ex/s   descent 2 ranks / DDP: %s (target >= 1.5)\n' \
+    "${med[D]}" "$(ratio "${med[A]}" "${med[D]}")"
 else
-  echo "PyTorch DDP: SKIPPED (/usr/bin/python3 cannot import torch: scripts/install-deps --bench)"
+  echo "PyTorch: SKIPPED (/usr/bin/python3 cannot import torch: scripts/install-deps --bench)"
 fi
-for b in 128 512; do
-  off=$(median "${results[det-false-$b]}"); on=$(median "${results[det-true-$b]}")
-  printf 'deterministic, 2 threads, b%s: off %8.0f, on %8.0f ex/s: cost %+.1f%%\n' "$b" "$off" "$on" \
-    "$(awk "BEGIN {print 100 * (1 - $on / $off)}")"
-done
-echo "communication (last 2-rank run, rank 0): $comm"
+printf 'deterministic, 1 process x 2 threads: off %.0f, on %.0f ex/s: cost %+.1f%%\n' "${med[B]}" "${med[Bd]}" \
+  "$(awk "BEGIN {print 100 * (1 - ${med[Bd]} / ${med[B]})}")"
+echo "communication per step (rank 0, last round; waiting for the other rank included):"
+for s in A Ab At Ay; do echo "  $s: ${comm[$s]}"; done

@@ -126,6 +126,7 @@ void Tape::sweep(Var loss, bool with_tangents) {
   gradient_of_ = -1;
   for (std::int32_t i = loss.id; i >= 0; --i) {
     Node& n = node(i);
+    if (n.num_inputs == 0 && n.param.valid() && param_ready_) param_ready_(n.param);
     if (!n.requires_grad || !n.grad.defined() || n.num_inputs == 0) continue;
     n.backward(*this);
     if (with_tangents) n.tangent_backward(*this);

@@ -626,6 +626,11 @@ std::span<const Field> fields() {
       integer("deterministic_block", &top<&T::deterministic_block>, 1, 1 << 20, "32",
               "With `deterministic`: the examples per block of the batch, in [1, 2^20]. Results depend on it (not on "
               "threads or ranks)."),
+      integer("allreduce_bucket_kb", &top<&T::allreduce_bucket_kb>, 0, 1 << 20, "256",
+              "Under mpirun, without `deterministic`: 0 sums the gradient in one all-reduce after the backward pass; "
+              "N > 0 starts a non-blocking all-reduce of each bucket of about N KiB of gradient as soon as the "
+              "backward pass has finished it (the last layers first), overlapping communication with the rest of the "
+              "pass (docs/distributed.md). In [0, 2^20]; the result is the same bit for bit with 2 ranks."),
       integer("epochs", &top<&T::epochs>, 1, kInt64Max, "30",
               "Maximum number of passes over the training split, >= 1. Early stopping may end the run sooner."),
       integer("eval_every_steps", &top<&T::eval_every_steps>, 0, kInt64Max, "500",

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -129,12 +130,72 @@ void Communicator::allreduce_sum(double* data, std::int64_t n) {
 #endif
 }
 
+void Communicator::allreduce_figures(double* data, std::int64_t n) {
+  if (size_ <= 1) return;
+#ifdef DESCENT_HAVE_MPI
+  check(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
+        "MPI_Allreduce of an evaluation's figures", rank_, size_);
+#else
+  (void)data;
+  (void)n;
+#endif
+}
+
 int Communicator::allreduce_max(int value) {
   if (size_ <= 1) return value;
 #ifdef DESCENT_HAVE_MPI
   check(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce", rank_, size_);
 #endif
   return value;
+}
+
+#ifdef DESCENT_HAVE_MPI
+namespace {
+std::vector<MPI_Request> g_requests;  // the started non-blocking all-reduces (one communicator: the world)
+}  // namespace
+#endif
+
+void Communicator::start_allreduce_sum(float* data, std::int64_t n) {
+  if (size_ <= 1) return;
+#ifdef DESCENT_HAVE_MPI
+  const auto t0 = Clock::now();
+  constexpr std::int64_t chunk = std::int64_t{1} << 30;
+  for (std::int64_t i = 0; i < n; i += chunk) {
+    MPI_Request request = MPI_REQUEST_NULL;
+    check(MPI_Iallreduce(MPI_IN_PLACE, data + i, static_cast<int>(std::min(chunk, n - i)), MPI_FLOAT, MPI_SUM,
+                         MPI_COMM_WORLD, &request),
+          "MPI_Iallreduce of the gradient", rank_, size_);
+    g_requests.push_back(request);
+  }
+  bytes_ += n * static_cast<std::int64_t>(sizeof(float));
+  seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
+#else
+  (void)data;
+  (void)n;
+#endif
+}
+
+void Communicator::progress() {
+#ifdef DESCENT_HAVE_MPI
+  if (g_requests.empty()) return;
+  const auto t0 = Clock::now();
+  int done = 0;
+  check(MPI_Testall(static_cast<int>(g_requests.size()), g_requests.data(), &done, MPI_STATUSES_IGNORE),
+        "MPI_Testall of the gradient's all-reduces", rank_, size_);
+  if (done != 0) g_requests.clear();
+  seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
+#endif
+}
+
+void Communicator::wait_all() {
+#ifdef DESCENT_HAVE_MPI
+  if (g_requests.empty()) return;
+  const auto t0 = Clock::now();
+  const int rc = MPI_Waitall(static_cast<int>(g_requests.size()), g_requests.data(), MPI_STATUSES_IGNORE);
+  g_requests.clear();
+  check(rc, "MPI_Waitall of the gradient's all-reduces", rank_, size_);
+  seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
+#endif
 }
 
 void Communicator::exchange(int partner, const float* send, float* receive, std::int64_t n) {
@@ -230,9 +291,71 @@ void piece(nn::Module& net, autodiff::Tape& tape, const Tensor& x, const Tensor&
   g.loss_value = g.loss.value().item();
 }
 
-// Each rank a contiguous range of rows; the local mean gradient scaled by its share, summed.
+// The gradient's all-reduce in buckets started during the backward pass. The buckets are cut
+// from the arena's layout alone (whole parameters, from the end of the flat buffer down, each
+// at least `bucket` elements but the last), so every rank starts the same sequence; bucket j
+// starts once every parameter in it and above it is final (the tape's set_param_ready), after
+// scaling it by this rank's share of the batch.
+class BucketedReduce {
+ public:
+  BucketedReduce(ParameterArena& arena, double share, std::int64_t bucket)
+      : arena_(arena), share_(share), ready_(arena.count(), false) {
+    for (std::size_t i = 0; i < arena.count(); ++i) by_offset_.push_back(static_cast<std::int32_t>(i));
+    std::sort(by_offset_.begin(), by_offset_.end(), [&](std::int32_t a, std::int32_t b) {
+      return arena.entry(ParamId{a}).offset < arena.entry(ParamId{b}).offset;
+    });
+    std::int64_t hi = arena.size();
+    for (std::size_t j = by_offset_.size(); j-- > 0;) {
+      const std::int64_t lo = j == 0 ? 0 : arena.entry(ParamId{by_offset_[j]}).offset;
+      if (hi - lo >= bucket || j == 0) {
+        bounds_.push_back(lo);
+        hi = lo;
+      }
+    }
+    if (bounds_.empty() || bounds_.back() != 0) bounds_.push_back(0);
+    frontier_pos_ = by_offset_.size();
+  }
+
+  // A parameter's gradient is final: start every bucket that is now complete.
+  void ready(ParamId id) {
+    ready_[static_cast<std::size_t>(id.index)] = true;
+    while (frontier_pos_ > 0 && ready_[static_cast<std::size_t>(by_offset_[frontier_pos_ - 1])]) --frontier_pos_;
+    const std::int64_t frontier =
+        frontier_pos_ == by_offset_.size() ? arena_.size() : arena_.entry(ParamId{by_offset_[frontier_pos_]}).offset;
+    while (next_ < bounds_.size() && bounds_[next_] >= frontier) start_next();
+    Communicator::world().progress();
+  }
+
+  // Starts the buckets not started yet (all of them on a rank without rows) and waits for all.
+  void finish() {
+    while (next_ < bounds_.size()) start_next();
+    Communicator::world().wait_all();
+  }
+
+ private:
+  void start_next() {
+    const std::int64_t lo = bounds_[next_], hi = next_ == 0 ? arena_.size() : bounds_[next_ - 1];
+    ++next_;
+    if (hi <= lo) return;
+    Tensor part = arena_.grads().view(lo, Shape{hi - lo});
+    if (share_ != 1.0) kernels::axpby(share_, part, 0.0, part);
+    Communicator::world().start_allreduce_sum(part.data<float>(), hi - lo);
+  }
+
+  ParameterArena& arena_;
+  double share_;
+  std::vector<bool> ready_;
+  std::vector<std::int32_t> by_offset_;  // parameter indices by offset
+  std::vector<std::int64_t> bounds_;     // bucket j: [bounds_[j], bounds_[j-1] or size), from the top down
+  std::size_t frontier_pos_ = 0;         // by_offset_[frontier_pos_..] are all final
+  std::size_t next_ = 0;                 // the next bucket to start
+};
+
+// Each rank a contiguous range of rows; the local mean gradient scaled by its share, summed:
+// one all-reduce after the backward pass, or (bucket > 0 elements, more than one rank)
+// buckets started during it.
 Gradient plain_gradient(nn::Module& net, ParameterArena& arena, optim::Optimizer& optimizer, autodiff::Tape& tape,
-                        const Tensor& x, const Tensor& y, std::int64_t k) {
+                        const Tensor& x, const Tensor& y, std::int64_t k, std::int64_t bucket) {
   Communicator& w = Communicator::world();
   const std::int64_t b = y.dim(0);
   const std::int64_t r0 = b * w.rank() / w.size(), r1 = b * (w.rank() + 1) / w.size();
@@ -240,13 +363,27 @@ Gradient plain_gradient(nn::Module& net, ParameterArena& arena, optim::Optimizer
   optimizer.prepare(arena, k);
   Gradient g;
   std::vector<double> figures = {0.0, 0.0};
-  if (r1 > r0) {
-    piece(net, tape, x, y, r0, r1, g);
-    const double share = static_cast<double>(r1 - r0) / static_cast<double>(b);
-    kernels::axpby(share, arena.grads(), 0.0, arena.grads());
-    figures = {g.loss_value * share, static_cast<double>(loss::count_errors(g.logits.value(), y.rows(r0, r1)))};
+  const double share = static_cast<double>(r1 - r0) / static_cast<double>(b);
+  if (bucket > 0 && w.distributed()) {
+    BucketedReduce reduce(arena, share, bucket);
+    if (r1 > r0) {
+      tape.set_param_ready([&reduce](ParamId id) { reduce.ready(id); });
+      struct Unhook {
+        autodiff::Tape& tape;
+        ~Unhook() { tape.set_param_ready({}); }
+      } unhook{tape};
+      piece(net, tape, x, y, r0, r1, g);
+      figures = {g.loss_value * share, static_cast<double>(loss::count_errors(g.logits.value(), y.rows(r0, r1)))};
+    }
+    reduce.finish();
+  } else {
+    if (r1 > r0) {
+      piece(net, tape, x, y, r0, r1, g);
+      kernels::axpby(share, arena.grads(), 0.0, arena.grads());
+      figures = {g.loss_value * share, static_cast<double>(loss::count_errors(g.logits.value(), y.rows(r0, r1)))};
+    }
+    w.allreduce_sum(arena.grads().data<float>(), arena.size());
   }
-  w.allreduce_sum(arena.grads().data<float>(), arena.size());
   agree_on_stop(figures);
   g.loss_value = figures[0];
   g.errors = static_cast<std::int64_t>(figures[1]);
@@ -354,7 +491,21 @@ Gradient batch_gradient(nn::Module& net, ParameterArena& arena, optim::Optimizer
                         const Tensor& x, const Tensor& y, std::int64_t k, const TrainConfig& config) {
   if (arena.dtype() != DType::f32) throw ConfigError(config.source + ": deterministic / mpirun: float32 models only");
   if (config.deterministic) return deterministic_gradient(net, arena, optimizer, tape, x, y, k, config.deterministic_block);
-  return plain_gradient(net, arena, optimizer, tape, x, y, k);
+  return plain_gradient(net, arena, optimizer, tape, x, y, k, config.allreduce_bucket_kb * 1024 / 4);
+}
+
+Evaluation evaluate_shared(nn::Module& net, const data::Split& split, std::int64_t batch) {
+  Communicator& w = Communicator::world();
+  if (!w.distributed()) return evaluate(net, split, batch);
+  const std::int64_t n = split.size();
+  if (n == 0) return Evaluation{};
+  const std::int64_t chunks = (n + batch - 1) / batch;
+  const std::int64_t c0 = chunks * w.rank() / w.size(), c1 = chunks * (w.rank() + 1) / w.size();
+  std::vector<double> sums(static_cast<std::size_t>(2 * chunks), 0.0);
+  evaluate_chunks(net, split, batch, c0, c1, sums.data() + 2 * c0);
+  // Each entry is non-zero on one rank at most: the sum over ranks is exact.
+  w.allreduce_figures(sums.data(), static_cast<std::int64_t>(sums.size()));
+  return evaluation_from_chunks(sums, n);
 }
 
 namespace {

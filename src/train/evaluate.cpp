@@ -7,12 +7,9 @@
 
 namespace descent::train {
 
-Evaluation evaluate(nn::Module& net, const data::Split& split, std::int64_t batch, std::vector<std::int64_t>* confusion) {
-  Evaluation e;
+void evaluate_chunks(nn::Module& net, const data::Split& split, std::int64_t batch, std::int64_t c0, std::int64_t c1,
+                     double* sums, std::vector<std::int64_t>* confusion) {
   const std::int64_t n = split.size();
-  if (n == 0) return e;
-  double loss_sum = 0.0;
-  std::int64_t errors = 0;
   autodiff::Tape tape;
   Tensor buffer;
   const bool was_training = net.training();
@@ -22,20 +19,41 @@ Evaluation evaluate(nn::Module& net, const data::Split& split, std::int64_t batc
     bool mode;
     ~Restore() { net.set_training(mode); }
   } restore{net, was_training};
-  for (std::int64_t begin = 0; begin < n; begin += batch) {
-    const std::int64_t end = std::min(n, begin + batch);
+  for (std::int64_t c = c0; c < c1; ++c) {
+    const std::int64_t begin = c * batch, end = std::min(n, begin + batch);
     tape.clear();
     Tensor x = split.rows(begin, end, buffer);
     Tensor y = split.y.rows(begin, end);
     autodiff::Var logits = net.forward(tape, tape.constant(x));
-    loss_sum += loss::cross_entropy(logits, y).value().item() * static_cast<double>(end - begin);
-    errors += loss::count_errors(logits.value(), y);
+    double* out = sums + 2 * (c - c0);
+    out[0] = loss::cross_entropy(logits, y).value().item() * static_cast<double>(end - begin);
+    out[1] = static_cast<double>(loss::count_errors(logits.value(), y));
     if (confusion != nullptr) loss::accumulate_confusion(logits.value(), y, *confusion);
+  }
+}
+
+Evaluation evaluation_from_chunks(const std::vector<double>& sums, std::int64_t n) {
+  Evaluation e;
+  if (n == 0) return e;
+  double loss_sum = 0.0;
+  std::int64_t errors = 0;
+  for (std::size_t c = 0; c + 1 < sums.size(); c += 2) {
+    loss_sum += sums[c];
+    errors += static_cast<std::int64_t>(sums[c + 1]);
   }
   e.examples = n;
   e.loss = loss_sum / static_cast<double>(n);
   e.error = static_cast<double>(errors) / static_cast<double>(n);
   return e;
+}
+
+Evaluation evaluate(nn::Module& net, const data::Split& split, std::int64_t batch, std::vector<std::int64_t>* confusion) {
+  const std::int64_t n = split.size();
+  if (n == 0) return Evaluation{};
+  const std::int64_t chunks = (n + batch - 1) / batch;
+  std::vector<double> sums(static_cast<std::size_t>(2 * chunks), 0.0);
+  evaluate_chunks(net, split, batch, 0, chunks, sums.data(), confusion);
+  return evaluation_from_chunks(sums, n);
 }
 
 std::int64_t evaluation_chunk(const nn::Module& net) {

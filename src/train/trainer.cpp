@@ -327,7 +327,8 @@ class Session final : public Run {
   double wall_seconds() const override { return state_.wall_seconds + seconds_since(t0_); }
   std::int64_t epochs() const override { return planned_epochs_; }
   std::int64_t steps() const override { return planned_steps_; }
-  Evaluation evaluate(const data::Split& split) override { return train::evaluate(*model_.net, split, eval_batch_); }
+  // Under mpirun the chunks are shared out over the ranks (train/distributed.hpp).
+  Evaluation evaluate(const data::Split& split) override { return evaluate_shared(*model_.net, split, eval_batch_); }
 
  private:
   // ---- early stopping and checkpoints: callbacks that hold the session's state ---------

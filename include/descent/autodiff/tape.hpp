@@ -23,6 +23,7 @@
 // gradients on the MLP 784-256-256-10 at batch 1000 (bench/hvp_cost; docs/performance.md).
 // Not thread-safe: one tape per thread.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -91,6 +92,12 @@ class Tape {
   // recomputed (grad(v)). May be called again on the same tape.
   void backward(Var loss);
   void backward(Var loss, const Tensor& param_grads);
+  // Called during every reverse sweep the moment a parameter's gradient is final: the sweep
+  // has reached its leaf, so every node that reads it is done (the last layers come first).
+  // For starting the all-reduce of those gradients while the sweep goes on
+  // (train/distributed.cpp). Parameters the loss does not reach are reported too (zero
+  // gradient); parameters never recorded on this tape are not. Empty (the default): none.
+  void set_param_ready(std::function<void(ParamId)> callback) { param_ready_ = std::move(callback); }
 
   // Exact Hessian-vector product of `loss` with respect to the parameters of `arena`:
   // hv <- H v and param_grads <- g, both overwritten (not accumulated).
@@ -159,6 +166,7 @@ class Tape {
   std::vector<std::int32_t> params_;  // node ids of parameter leaves
   ParameterArena* arena_ = nullptr;
   std::int32_t gradient_of_ = -1;  // the loss whose gradients the nodes hold (-1: none)
+  std::function<void(ParamId)> param_ready_;
 };
 
 }  // namespace descent::autodiff

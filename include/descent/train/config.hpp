@@ -2,7 +2,7 @@
 // The training config: what `descent train CONFIG.toml --set key=value ...` reads.
 //
 // A config is a TOML file (https://toml.io, v1.0). The top-level keys are name, seed, threads,
-// deterministic, deterministic_block, epochs, eval_every_steps, log_every_steps, out_dir and progress. The tables [data], [model], [init],
+// deterministic, deterministic_block, allreduce_bucket_kb, epochs, eval_every_steps, log_every_steps, out_dir and progress. The tables [data], [model], [init],
 // [optimizer], [schedule], [clip], [averaging], [sampler], [early_stopping], [checkpoint],
 // [snapshots], [divergence] and [tensorboard] hold the fields of the structs below (the optimizer's four in
 // descent/optim/config.hpp), under the same names. Every key is optional: a missing key keeps
@@ -172,6 +172,9 @@ struct TrainConfig {
   // Deterministic mode (train/distributed.hpp): bit-identical with any thread count and rank count.
   bool deterministic = false;
   std::int64_t deterministic_block = 64;  // examples per block of the batch, in [1, 2^20]
+  // Under mpirun: 0 = one all-reduce of the whole gradient after the backward pass; > 0 =
+  // all-reduces of buckets of about this many KiB started during the backward pass (train/distributed.hpp).
+  std::int64_t allreduce_bucket_kb = 0;
   std::int64_t epochs = 10;   // >= 1
   std::int64_t eval_every_steps = 0;  // >= 0; 0 = evaluate only at epoch ends
   std::int64_t log_every_steps = 1;   // >= 1; a "step" record in metrics.jsonl every this many updates

@@ -23,6 +23,7 @@
 #include "descent/autodiff/tape.hpp"
 #include "descent/nn/module.hpp"
 #include "descent/optim/optimizer.hpp"
+#include "descent/train/evaluate.hpp"
 #include "descent/train/step.hpp"
 
 namespace descent::train {
@@ -44,6 +45,15 @@ class Communicator {
   void allreduce_sum(float* data, std::int64_t n);
   void allreduce_sum(double* data, std::int64_t n);
   int allreduce_max(int value);
+  // allreduce_sum of doubles outside the training steps (evaluations): not in the traffic figures.
+  void allreduce_figures(double* data, std::int64_t n);
+  // Non-blocking all-reduce (MPI_Iallreduce, sum, in place) of n floats: started now,
+  // finished by wait_all(); progress() lets MPI move the started ones meanwhile (OpenMPI
+  // moves a non-blocking collective only inside MPI calls). Every rank starts the same
+  // sequence of them.
+  void start_allreduce_sum(float* data, std::int64_t n);
+  void progress();
+  void wait_all();
   // Sends n floats to `partner` and receives n from it (MPI_Sendrecv).
   void exchange(int partner, const float* send, float* receive, std::int64_t n);
   void broadcast(std::string& text);  // from rank 0
@@ -70,12 +80,20 @@ bool built_with_mpi();
 // batch normalization or dropout; P > 1 needs a model without batch normalization.
 void check_parallel_config(const TrainConfig& config, nn::Module& net);
 
+// Surrogate and 0-1 loss of `net` on a split like train::evaluate (chunks of `batch`
+// examples), the chunks shared out over the ranks (rank r: chunks [C r / P, C (r+1) / P))
+// and their sums reduced: every rank gets the same figures, bit-identical to one process's
+// (each chunk's figures come from one rank and are added in chunk order). Every rank must call it.
+Evaluation evaluate_shared(nn::Module& net, const data::Split& split, std::int64_t batch);
+
 // True when the trainer must use batch_gradient (deterministic, or more than one rank).
 bool needs_batch_gradient(const TrainConfig& config);
 
 // The gradient of the mean cross-entropy over the whole global batch x [b, d], y [b], on
 // every rank, in arena.grads() (identical on every rank): each rank's share (a contiguous
-// range of rows, or of blocks when deterministic), one all-reduce. Gradient::loss_value
+// range of rows, or of blocks when deterministic), one all-reduce, or with
+// config.allreduce_bucket_kb > 0 (not deterministic) non-blocking all-reduces of buckets of
+// the gradient started from the tape's set_param_ready callback during the backward pass. Gradient::loss_value
 // and ::errors cover the whole batch; ::logits and ::loss are this rank's last piece (for
 // the callbacks' per-step figures only). Prepares the optimizer's interim point once.
 Gradient batch_gradient(nn::Module& net, ParameterArena& arena, optim::Optimizer& optimizer, autodiff::Tape& tape,

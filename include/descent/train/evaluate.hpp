@@ -22,6 +22,14 @@ struct Evaluation {
 Evaluation evaluate(nn::Module& net, const data::Split& split, std::int64_t batch = 1000,
                     std::vector<std::int64_t>* confusion = nullptr);
 
+// The pieces of evaluate(), for sharing the chunks out over MPI ranks (train/distributed.hpp):
+// chunk c holds examples [c batch, min(n, (c+1) batch)); for c in [c0, c1), sums[2 (c - c0)]
+// gets its cross-entropy summed over its examples and sums[2 (c - c0) + 1] its error count.
+// evaluation_from_chunks adds all chunks' pairs in chunk order (what evaluate() returns).
+void evaluate_chunks(nn::Module& net, const data::Split& split, std::int64_t batch, std::int64_t c0, std::int64_t c1,
+                     double* sums, std::vector<std::int64_t>* confusion = nullptr);
+Evaluation evaluation_from_chunks(const std::vector<double>& sums, std::int64_t n);
+
 // The chunk the trainer evaluates `net` in: its preference (Module::eval_chunk), else 1,000.
 std::int64_t evaluation_chunk(const nn::Module& net);
 
