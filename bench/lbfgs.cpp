@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   std::string hidden = "64";
   std::int64_t examples = 10000;
   int iterations = 100, threads = 1, reps = 3, history = 10;
+  std::int64_t chunk = 256;
   bool trace = false;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
@@ -60,6 +61,7 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::atoi(v);
     else if (a == "--reps") reps = std::atoi(v);
     else if (a == "--history") history = std::atoi(v);
+    else if (a == "--chunk") chunk = std::atoll(v);
     else {
       std::fprintf(stderr, "lbfgs: unknown option %s\n", a.c_str());
       return 2;
@@ -93,7 +95,9 @@ int main(int argc, char** argv) {
     options.max_evaluations = 25;  // torch.optim.LBFGS: max_eval = 1.25 max_iter per step; 25 per search here
     const auto run = [&](std::vector<double>* losses, std::int64_t* evaluations) {
       model.arena->values().copy_from(init);
-      optim::NetworkObjective objective(*model.net, *model.arena, x, y);
+      diag::HessianOptions ho;
+      ho.chunk = chunk;
+      optim::NetworkObjective objective(*model.net, *model.arena, x, y, ho);
       auto m = optim::make_second_order(options);
       m->start(objective, objective.parameters());
       for (int k = 0; k < iterations; ++k) {

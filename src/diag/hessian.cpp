@@ -53,6 +53,26 @@ DType HessianOperator::dtype() const { return arena_.dtype(); }
 
 std::int64_t HessianOperator::chunks() const { return static_cast<std::int64_t>(chunks_.size()); }
 
+namespace {
+
+// o[i] += w b[i] for i in [i0, i1): the one way a chunk's buffer enters a sum, so that the
+// chunk-parallel and the one-chunk-at-a-time paths give the same bits.
+template <class T>
+void add_weighted(const T* b, double w, double* o, std::int64_t i0, std::int64_t i1) {
+#pragma omp simd
+  for (std::int64_t i = i0; i < i1; ++i) o[i] += w * static_cast<double>(b[i]);
+}
+
+}  // namespace
+
+bool HessianOperator::sequential() const {
+  return chunks_.size() == 1 || num_threads() == 1 || options_.chunk * dim_ < options_.parallel_threshold;
+}
+
+double HessianOperator::weight(const Chunk& c) const {
+  return static_cast<double>(c.end - c.begin) / static_cast<double>(examples_);
+}
+
 template <class F>
 void HessianOperator::for_chunks_summed(F&& f, std::span<double> out) {
   std::fill(out.begin(), out.end(), 0.0);
@@ -86,19 +106,20 @@ void HessianOperator::for_chunks_summed(F&& f, std::span<double> out) {
       for (std::int64_t c = g0; c < g1; ++c) {
         const Chunk& chunk = *chunks_[static_cast<std::size_t>(c)];
         from.push_back(buffers[static_cast<std::size_t>(c - g0)].data<T>());
-        weight.push_back(static_cast<double>(chunk.end - chunk.begin) / static_cast<double>(examples_));
+        weight.push_back(this->weight(chunk));
       }
       double* o = out.data();
       parallel_for(dim_, std::int64_t{1} << 15, [&](std::int64_t i0, std::int64_t i1) {
-        for (std::size_t k = 0; k < from.size(); ++k) {
-          const T* b = from[k];
-          const double w = weight[k];
-#pragma omp simd
-          for (std::int64_t i = i0; i < i1; ++i) o[i] += w * static_cast<double>(b[i]);
-        }
+        for (std::size_t k = 0; k < from.size(); ++k) add_weighted(from[k], weight[k], o, i0, i1);
       });
     });
   }
+}
+
+void HessianOperator::record(Chunk& c) {
+  c.tape.clear();
+  autodiff::Var logits = model_.forward(c.tape, c.tape.constant(x_.rows(c.begin, c.end)));
+  c.loss = loss::cross_entropy(logits, labels_.rows(c.begin, c.end));
 }
 
 void HessianOperator::refresh() {
@@ -106,21 +127,36 @@ void HessianOperator::refresh() {
   // recurrent layer's list of hidden states), in evaluation mode.
   const bool was_training = model_.training();
   model_.set_training(false);
-  try {
-    double loss = 0.0;
+  struct Restore {
+    nn::Module& model;
+    bool training;
+    ~Restore() { model.set_training(training); }
+  } restore{model_, was_training};
+  gradient_.assign(static_cast<std::size_t>(dim_), 0.0);
+  double loss = 0.0;
+  if (sequential()) {
+    // One chunk at a time: each chunk's backward sweep follows its forward pass while its
+    // examples and activations are still in cache, and its gradient enters the sum at once.
+    // The same per-chunk numbers, summed in the same order, as the parallel path below.
+    Tensor g = Tensor::empty(Shape{dim_}, arena_.dtype());
     for (auto& c : chunks_) {
-      c->tape.clear();
-      autodiff::Var logits = model_.forward(c->tape, c->tape.constant(x_.rows(c->begin, c->end)));
-      c->loss = loss::cross_entropy(logits, labels_.rows(c->begin, c->end));
-      loss += static_cast<double>(c->end - c->begin) / static_cast<double>(examples_) * c->loss.value().item();
+      record(*c);
+      loss += weight(*c) * c->loss.value().item();
+      g.fill(0.0);  // backward accumulates
+      c->tape.backward(c->loss, g);
+      dispatch_float(arena_.dtype(), [&](auto zero) {
+        using T = decltype(zero);
+        add_weighted(g.data<T>(), weight(*c), gradient_.data(), 0, dim_);
+      });
     }
     loss_ = loss;
-  } catch (...) {
-    model_.set_training(was_training);
-    throw;
+    return;
   }
-  model_.set_training(was_training);
-  gradient_.assign(static_cast<std::size_t>(dim_), 0.0);
+  for (auto& c : chunks_) {
+    record(*c);
+    loss += weight(*c) * c->loss.value().item();
+  }
+  loss_ = loss;
   for_chunks_summed(
       [](Chunk& c, const Tensor& g) {
         g.fill(0.0);  // backward accumulates

@@ -17,10 +17,21 @@ namespace {
 
 using Vec = std::vector<double>;
 
+// Eight running sums (a fixed order, so the same bits every time): one sum is bound by the
+// latency of its additions, eight run at the speed of memory. On a network's vectors
+// (dimension 10^4 to 10^6) L-BFGS's two-loop recursion is 4m + 2 of these.
 double dot(std::span<const double> a, std::span<const double> b) {
-  double s = 0.0;
-  for (std::size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
-  return s;
+  const std::size_t n = a.size();
+  const double* pa = a.data();
+  const double* pb = b.data();
+  double s[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (std::size_t k = 0; k < 8; ++k) s[k] += pa[i + k] * pb[i + k];
+  }
+  double tail = 0.0;
+  for (; i < n; ++i) tail += pa[i] * pb[i];
+  return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])) + tail;
 }
 double norm(std::span<const double> a) { return std::sqrt(dot(a, a)); }
 
@@ -319,7 +330,11 @@ IterationRecord SecondOrderMinimizer::iterate(Objective& objective, std::optiona
   }
   const LineSearchOptions search = line_search_options();
   const std::size_t n = x_.size();
-  Vec x_new(n), g_new(n);
+  // Scratch vectors kept between iterations (no allocation per step on a network).
+  Vec& x_new = scratch_[0];
+  Vec& g_new = scratch_[1];
+  x_new.resize(n);
+  g_new.resize(n);
   double slope = dot(g_, d_);
   double a = 0.0, f_new = f_;
   if (alpha || search.kind == LineSearch::none) {
@@ -351,14 +366,17 @@ IterationRecord SecondOrderMinimizer::iterate(Objective& objective, std::optiona
     a = r.alpha;
     f_new = r.f;
   }
-  Vec s(n), y(n);
+  Vec& s = scratch_[2];
+  Vec& y = scratch_[3];
+  s.resize(n);
+  y.resize(n);
   for (std::size_t i = 0; i < n; ++i) {
     s[i] = a * d_[i];
     y[i] = g_new[i] - g_[i];
   }
   if (update(s, y)) record.restarted = true;
-  x_ = std::move(x_new);
-  g_ = std::move(g_new);
+  x_.swap(x_new);
+  g_.swap(g_new);
   f_ = f_new;
   last_alpha_ = a;
   last_slope_ = slope;
@@ -759,6 +777,8 @@ class Lbfgs final : public SecondOrderMinimizer {
   void reset() override {
     s_.clear();
     y_.clear();
+    sy_.clear();
+    yy_.clear();
   }
   Direction compute_direction(Objective&) override {
     const std::size_t n = x_.size(), m = s_.size();
@@ -766,15 +786,18 @@ class Lbfgs final : public SecondOrderMinimizer {
     Vec q(g_);
     Vec a(m), rho(m);
     for (std::size_t i = m; i-- > 0;) {
-      rho[i] = 1.0 / dot(s_[i], y_[i]);
+      rho[i] = 1.0 / sy_[i];
       a[i] = rho[i] * dot(s_[i], q);
-      for (std::size_t j = 0; j < n; ++j) q[j] -= a[i] * y_[i][j];
+      const double ai = a[i];
+      const double* yi = y_[i].data();
+      for (std::size_t j = 0; j < n; ++j) q[j] -= ai * yi[j];
     }
-    const double gamma = m > 0 ? dot(s_[m - 1], y_[m - 1]) / dot(y_[m - 1], y_[m - 1]) : 1.0;
+    const double gamma = m > 0 ? sy_[m - 1] / yy_[m - 1] : 1.0;
     for (double& v : q) v *= gamma;
     for (std::size_t i = 0; i < m; ++i) {
-      const double b = rho[i] * dot(y_[i], q);
-      for (std::size_t j = 0; j < n; ++j) q[j] += s_[i][j] * (a[i] - b);
+      const double c = a[i] - rho[i] * dot(y_[i], q);
+      const double* si = s_[i].data();
+      for (std::size_t j = 0; j < n; ++j) q[j] += si[j] * c;
     }
     for (double& v : q) v = -v;
     dir.d = std::move(q);
@@ -782,14 +805,9 @@ class Lbfgs final : public SecondOrderMinimizer {
     return dir;
   }
   bool update(std::span<const double> s, std::span<const double> y) override {
-    const double sy = dot(s, y);
-    if (!(sy > DBL_EPSILON * dot(y, y)) || !std::isfinite(sy)) return true;
-    s_.emplace_back(s.begin(), s.end());
-    y_.emplace_back(y.begin(), y.end());
-    if (static_cast<int>(s_.size()) > options_.history) {
-      s_.pop_front();
-      y_.pop_front();
-    }
+    const double sy = dot(s, y), yy = dot(y, y);
+    if (!(sy > DBL_EPSILON * yy) || !std::isfinite(sy)) return true;
+    push(s, y, sy, yy);
     return false;
   }
   void save_extra(SecondOrderState& st) const override {
@@ -809,14 +827,36 @@ class Lbfgs final : public SecondOrderMinimizer {
     for (std::size_t i = 0; i < pairs; ++i) {
       expect_name(st, vi, "lbfgs.s", options_.method);
       expect_name(st, vi + 1, "lbfgs.y", options_.method);
-      s_.push_back(st.vectors[vi]);
-      y_.push_back(st.vectors[vi + 1]);
+      const Vec& s = st.vectors[vi];
+      const Vec& y = st.vectors[vi + 1];
+      push(s, y, dot(s, y), dot(y, y));  // the same dots as at the update: the same bits
       vi += 2;
     }
   }
 
  private:
+  // Appends a pair with its s'y and y'y; the oldest goes when there are more than m, its
+  // vectors reused for the new pair (no allocation once the history is full).
+  void push(std::span<const double> s, std::span<const double> y, double sy, double yy) {
+    Vec s_new, y_new;
+    if (static_cast<int>(s_.size()) >= options_.history) {
+      s_new = std::move(s_.front());
+      y_new = std::move(y_.front());
+      s_.pop_front();
+      y_.pop_front();
+      sy_.pop_front();
+      yy_.pop_front();
+    }
+    s_new.assign(s.begin(), s.end());
+    y_new.assign(y.begin(), y.end());
+    s_.push_back(std::move(s_new));
+    y_.push_back(std::move(y_new));
+    sy_.push_back(sy);
+    yy_.push_back(yy);
+  }
+
   std::deque<Vec> s_, y_;
+  std::deque<double> sy_, yy_;  // s_i'y_i and y_i'y_i, kept with each pair
 };
 
 constexpr SecondOrderMethodEntry kMethods[] = {

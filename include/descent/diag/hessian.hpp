@@ -16,8 +16,10 @@
 // never a new forward pass. Chunks run in parallel, one tape
 // per thread, each into its own buffer; the buffers are summed in chunk order, weighted by
 // n_c / n, in double precision. So every figure is bit-identical with 1 and with N threads.
-// (Small problems, below HessianOptions::parallel_threshold, run the chunks one after
-// another; each kernel's own parallel loops are thread-count independent, parallel.hpp.)
+// (With one thread, one chunk, or a small problem, below HessianOptions::parallel_threshold,
+// the chunks run one after another; each kernel's own parallel loops are thread-count
+// independent, parallel.hpp. refresh() then runs each chunk's backward sweep right after
+// its forward pass, while the chunk is still in cache.)
 //
 // The model is recorded in evaluation mode (batch normalization uses its running
 // statistics, dropout is off), so J is one fixed function of theta and the sum over chunks
@@ -80,6 +82,12 @@ class HessianOperator {
 
  private:
   struct Chunk;
+  // Records chunk c's forward pass and loss on its tape (cleared first).
+  void record(Chunk& c);
+  // n_c / n: chunk c's weight in every sum.
+  double weight(const Chunk& c) const;
+  // Whether the chunks run one after another (one thread, one chunk, or a small problem).
+  bool sequential() const;
   // Runs f(chunk index, its buffer in the model dtype) for every chunk, in parallel
   // groups, then adds weight_c * buffer_c into `out` in chunk order.
   template <class F>

@@ -25,7 +25,11 @@ class NetworkObjective final : public Objective {
   // The model, its arena and the examples must outlive the objective; x and labels as
   // diag::HessianOperator takes them (throws ShapeError for mismatches).
   NetworkObjective(nn::Module& model, ParameterArena& arena, const Tensor& x, const Tensor& labels,
-                   const diag::HessianOptions& options = {});
+                   const diag::HessianOptions& options = default_options());
+  // diag::HessianOperator's defaults with chunks of 1,024 examples: an evaluation is a
+  // gradient over every example, and larger chunks make larger, faster matrix products (the
+  // MLP 784-64-10 on 10,000 examples: an evaluation about 10% faster than at 256).
+  static diag::HessianOptions default_options() { return {.chunk = 1024}; }
   std::int64_t dim() const override { return hessian_.dim(); }
   double evaluate(std::span<const double> theta, std::span<double> g) override;
   void hessian_vector(std::span<const double> theta, std::span<const double> v, std::span<double> out) override;

@@ -194,6 +194,7 @@ class SecondOrderMinimizer {
 
  private:
   IterationRecord iterate(Objective& objective, std::optional<double> alpha);
+  std::vector<double> scratch_[4];  // iterate(): x_new, g_new, s, y
 };
 
 // Throws ConfigError naming the method and the option for an unknown name or a bad value.
