@@ -242,14 +242,19 @@ def write_page(ctx, title, quote, claim, check, result, table_md, svgs=(), links
 
 
 def markdown_to_html_table(md):
-    lines = [l for l in md.strip().splitlines() if l.startswith("|")]
-    if len(lines) < 2:
-        return ""
-    cells = lambda l: [c.strip() for c in l.strip().strip("|").split("|")]
-    out = ["<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cells(lines[0])) + "</tr>"]
-    for l in lines[2:]:
-        out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells(l)) + "</tr>")
-    out.append("</table>")
+    """The tables of md as HTML tables, its other paragraphs as <p> (blocks split at blank lines)."""
+    out = []
+    for block in md.strip().split("\n\n"):
+        lines = [l for l in block.strip().splitlines() if l.startswith("|")]
+        if len(lines) < 2:
+            if block.strip():
+                out.append(f"<p>{html.escape(block.strip())}</p>")
+            continue
+        cells = lambda l: [c.strip() for c in l.strip().strip("|").split("|")]
+        out.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cells(lines[0])) + "</tr>")
+        for l in lines[2:]:
+            out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells(l)) + "</tr>")
+        out.append("</table>")
     return "\n".join(out)
 
 
