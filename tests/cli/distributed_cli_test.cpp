@@ -181,10 +181,10 @@ TEST_F(DistributedCli, WithoutDeterminismTwoRanksDifferByRoundingOnly) {
 TEST_F(DistributedCli, BucketedAllReduceEqualsOneAllReduce) {
   if (skip_without_mpi()) GTEST_SKIP() << kSkip;
   const Output one = train(mpirun(2), "one", "--set epochs=1");
-  ASSERT_EQ(one.status, 0) << one.text;
+  ASSERT_EQ(one.code, 0) << one.out;
   const Output buckets = train(mpirun(2), "buckets", "--set epochs=1 --set allreduce_bucket_kb=16");
-  ASSERT_EQ(buckets.status, 0) << buckets.text;
-  EXPECT_NE(buckets.text.find("gradient all-reduce"), std::string::npos) << buckets.text;
+  ASSERT_EQ(buckets.code, 0) << buckets.out;
+  EXPECT_NE(buckets.out.find("gradient all-reduce"), std::string::npos) << buckets.out;
   const std::vector<float> a = parameters(model("one"));
   ASSERT_GT(a.size(), 600u);
   EXPECT_EQ(a, parameters(model("buckets")));
