@@ -221,7 +221,7 @@ bool has_ckpt(const fs::path& run) {
 TEST_F(Compare, KilledGridResumesWithoutRedoingFinishedRuns) {
   const fs::path dir = root_ / "killed";
   const std::string args = " compare " + (root_ / "tiny.toml").string() +
-                           " --vary optimizer.name=sgd,momentum --set epochs=30 --set sampler.batch_size=4 --seeds 1,2 "
+                           " --vary optimizer.name=sgd,momentum --set epochs=60 --set early_stopping.enabled=false --set sampler.batch_size=4 --seeds 1,2 "
                            "--jobs 1 --out " + dir.string();
   const fs::path log = root_ / "killed.txt";
   const pid_t pid = ::fork();
