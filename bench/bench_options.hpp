@@ -5,7 +5,7 @@
 //   bench::Common c{.batch = 128, .lr = 0.01};   // the defaults of this benchmark
 //   bench::Options o("train_cnn");
 //   o.common(c);                                 // --batch --lr --threads --reps --examples --data --profile
-//                                                // --gemm-serial-below --elementwise-serial-below
+//                                                // --gemm-serial-below --elementwise-serial-below --elementwise-follow-below
 //   o.value("--hidden", hidden);
 //   if (!o.parse(argc, argv) || !o.check_common(c)) return 2;
 #include <algorithm>
@@ -47,6 +47,7 @@ struct Common {
   // -1 keeps the library's defaults.
   std::int64_t gemm_serial_below = -1;
   std::int64_t elementwise_serial_below = -1;
+  std::int64_t elementwise_follow_below = -1;
 };
 
 // Sets the thread count and the thresholds of `c`.
@@ -54,6 +55,7 @@ inline void apply_threads(const Common& c) {
   descent::set_num_threads(c.threads);
   if (c.gemm_serial_below >= 0) descent::kernels::set_gemm_serial_below(c.gemm_serial_below);
   if (c.elementwise_serial_below >= 0) descent::set_elementwise_serial_below(c.elementwise_serial_below);
+  if (c.elementwise_follow_below >= 0) descent::set_elementwise_follow_below(c.elementwise_follow_below);
 }
 
 class Options {
@@ -83,6 +85,7 @@ class Options {
     flag("--profile", c.profile);
     value("--gemm-serial-below", c.gemm_serial_below);
     value("--elementwise-serial-below", c.elementwise_serial_below);
+    value("--elementwise-follow-below", c.elementwise_follow_below);
   }
 
   // Reads argv; prints "<program>: <what>" and returns false for an unknown option or one

@@ -124,7 +124,9 @@ class SerialProducts {
 
 bool run_serial(std::int64_t m, std::int64_t n, std::int64_t k) {
   if (omp_in_parallel() || omp_get_max_threads() <= 1) return false;  // already one thread
-  return m * n * k < g_gemm_serial_below.load(std::memory_order_relaxed);
+  const bool serial = m * n * k < g_gemm_serial_below.load(std::memory_order_relaxed);
+  note_products_serial(serial);
+  return serial;
 }
 
 }  // namespace

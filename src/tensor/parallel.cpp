@@ -13,6 +13,16 @@ std::atomic<std::int64_t> g_elementwise_serial_below{elementwise_serial_below_de
 void set_elementwise_serial_below(std::int64_t n) { g_elementwise_serial_below.store(std::max<std::int64_t>(0, n)); }
 std::int64_t elementwise_serial_below() { return g_elementwise_serial_below.load(std::memory_order_relaxed); }
 
+namespace {
+std::atomic<std::int64_t> g_elementwise_follow_below{elementwise_follow_below_default};
+std::atomic<bool> g_last_products_serial{false};
+}  // namespace
+
+void set_elementwise_follow_below(std::int64_t n) { g_elementwise_follow_below.store(std::max<std::int64_t>(0, n)); }
+std::int64_t elementwise_follow_below() { return g_elementwise_follow_below.load(std::memory_order_relaxed); }
+void note_products_serial(bool serial) { g_last_products_serial.store(serial, std::memory_order_relaxed); }
+bool last_products_serial() { return g_last_products_serial.load(std::memory_order_relaxed); }
+
 int num_threads() { return omp_get_max_threads(); }
 
 void set_num_threads(int n) {

@@ -23,7 +23,9 @@ namespace {
 // Restores the process-wide settings a test changes, even when it fails.
 struct SettingsGuard {
   int threads = num_threads();
+  SettingsGuard() { note_products_serial(false); }
   ~SettingsGuard() {
+    set_elementwise_follow_below(elementwise_follow_below_default);
     set_num_threads(threads);
     kernels::set_gemm_backend(kernels::GemmBackend::automatic);
     kernels::set_gemm_serial_below(kernels::gemm_serial_below_default);
@@ -110,6 +112,32 @@ TEST(Threads, ElementwisePassesSplitOnlyAboveTheThreshold) {
     EXPECT_EQ(l.ranges[c], (std::pair<std::int64_t, std::int64_t>{b, std::min(small, b + parallel_grain)}));
   }
   EXPECT_TRUE(run(0).ranges.empty());
+}
+
+// A pass between elementwise_serial_below and elementwise_follow_below stays on the calling
+// thread after a product that ran on one thread, and splits after one that ran on all.
+TEST(Threads, ElementwisePassesFollowTheLatestProduct) {
+  SettingsGuard guard;
+  set_num_threads(2);
+  const std::int64_t n = 4 * parallel_grain;
+  ASSERT_GE(n, elementwise_serial_below());
+  ASSERT_LT(n, elementwise_follow_below());
+  kernels::set_gemm_serial_below(kernels::gemm_serial_below_default);
+  expect_product<float>(32, 64, 48);  // 98k multiply-adds: one thread
+  EXPECT_TRUE(last_products_serial());
+  Calls after_serial = run(n);
+  ASSERT_EQ(after_serial.ranges.size(), 1u);
+  EXPECT_EQ(after_serial.threads, std::set<int>{0});
+  kernels::set_gemm_serial_below(0);
+  expect_product<float>(32, 64, 48);  // every product on all threads
+  EXPECT_FALSE(last_products_serial());
+  Calls after_parallel = run(n);
+  EXPECT_EQ(after_parallel.ranges.size(), 4u);
+  // the rule off: the pass splits whatever ran before
+  kernels::set_gemm_serial_below(kernels::gemm_serial_below_default);
+  expect_product<float>(32, 64, 48);
+  set_elementwise_follow_below(0);
+  EXPECT_EQ(run(n).ranges.size(), 4u);
 }
 
 TEST(Threads, SumRowsIsTheSameWithAndWithoutTheSplit) {

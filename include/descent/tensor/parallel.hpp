@@ -23,9 +23,23 @@ inline constexpr std::int64_t parallel_grain = 1 << 15;
 // start of the region and the cache lines moving between the cores cost more than the
 // second core's bandwidth gives), so only large passes split. Process-wide, settable for
 // measurement (bench --elementwise-serial-below).
-inline constexpr std::int64_t elementwise_serial_below_default = std::int64_t{1} << 20;
+inline constexpr std::int64_t elementwise_serial_below_default = std::int64_t{1} << 17;
 void set_elementwise_serial_below(std::int64_t n);
 std::int64_t elementwise_serial_below();
+
+// Keep consecutive work on the core that holds its data: when the latest matrix product ran
+// on one thread (kernels::gemm_serial_below), a pass over fewer than this many elements runs
+// on one thread too, even above elementwise_serial_below. At batch 32 the MLP's products run
+// serially and its optimizer update (269k parameters) split over 2 threads cost more than
+// one thread (the second core pulls the gradient out of the first one's cache): 83k against
+// 121k examples/s; at batch 128 and 512 the products are parallel and so is the update
+// (docs/performance.md). Settable for measurement (bench --elementwise-follow-below).
+inline constexpr std::int64_t elementwise_follow_below_default = std::int64_t{1} << 20;
+void set_elementwise_follow_below(std::int64_t n);
+std::int64_t elementwise_follow_below();
+// Called by the matrix products: whether the latest one ran on one thread.
+void note_products_serial(bool serial);
+bool last_products_serial();
 
 // Calls f(begin, end) over [0, n) in chunks of `grain` elements, in parallel when there is
 // more than one chunk.
@@ -47,7 +61,7 @@ void parallel_for(std::int64_t n, std::int64_t grain, F&& f) {
 // elementwise_serial_below(), else in chunks of parallel_grain across the threads.
 template <class F>
 void parallel_for_elements(std::int64_t n, F&& f) {
-  if (n < elementwise_serial_below()) {
+  if (n < elementwise_serial_below() || (n < elementwise_follow_below() && last_products_serial())) {
     if (n > 0) f(std::int64_t{0}, n);
     return;
   }
