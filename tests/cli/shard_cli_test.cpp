@@ -22,6 +22,18 @@
 
 #include "descent/init/rng.hpp"
 
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitizedBuild = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kSanitizedBuild = true;
+#else
+constexpr bool kSanitizedBuild = false;
+#endif
+#else
+constexpr bool kSanitizedBuild = false;
+#endif
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -306,9 +318,15 @@ TEST_F(ShardCli, StreamPassOverASetSixTimesLargerThanTheMemoryItUses) {
               "%.1f s per pass with the evaluations\n",
               static_cast<double>(big.bytes) / 1e6, static_cast<double>(big.shard_bytes) / 1e6, big.rss / 1e6,
               added / 1e6, static_cast<double>(small.bytes) / 1e6, big.seconds);
-  EXPECT_LT(added, 4.0 * static_cast<double>(big.shard_bytes) + 4e6) << "peak RSS grew with the data";
-  EXPECT_GT(static_cast<double>(big.bytes), 6.0 * std::max(added, 0.0) + 6.0 * static_cast<double>(big.shard_bytes));
-  EXPECT_LT(big.rss, static_cast<double>(big.bytes));
+  // Under AddressSanitizer freed blocks wait in its quarantine (256 MB by default) instead of
+  // returning to the allocator, so the peak RSS measures the quarantine, not the stream: the
+  // memory bound is checked in the Release tree only (scripts/test runs both); the
+  // once-per-pass check below runs in both.
+  if (!kSanitizedBuild) {
+    EXPECT_LT(added, 4.0 * static_cast<double>(big.shard_bytes) + 4e6) << "peak RSS grew with the data";
+    EXPECT_GT(static_cast<double>(big.bytes), 6.0 * std::max(added, 0.0) + 6.0 * static_cast<double>(big.shard_bytes));
+    EXPECT_LT(big.rss, static_cast<double>(big.bytes));
+  }
   // Every example id 0..49999 (source row r < 2000 of the training part, copy c: 25 r + c) once.
   std::vector<long> ids = big.ids;
   ASSERT_EQ(ids.size(), 50000u);
