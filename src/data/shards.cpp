@@ -300,10 +300,11 @@ Shard decode_shard(ShardBytes bytes, const ShardEntry& entry, const ShardIndex& 
   const auto n = static_cast<std::size_t>(s.header.count);
   const char* p = bytes.data() + shard_header_bytes;
   s.ids.resize(n);
-  std::memcpy(s.ids.data(), p, n * 8);
-  p += n * 8;
   s.labels.resize(n);
-  std::memcpy(s.labels.data(), p, n * 4);
+  if (n > 0) {  // an empty vector's data() may be null, which memcpy must not get even for 0 bytes
+    std::memcpy(s.ids.data(), p, n * 8);
+    std::memcpy(s.labels.data(), p + n * 8, n * 4);
+  }
   for (std::size_t i = 0; i < n; ++i) {
     if (s.labels[i] < 0 || s.labels[i] >= index.classes)
       bad(path, "example " + std::to_string(i) + " has label " + std::to_string(s.labels[i]) + ", outside [0, " +
