@@ -97,6 +97,7 @@ void add_train(CLI::App& app, TrainArgs& args) {
 }
 
 int run_train(const TrainArgs& args) {
+  install_stop_handlers();  // before the config and data load: a signal then stops at the first step, with a checkpoint
   std::vector<std::string> overrides = args.overrides;
   if (!args.out.empty()) overrides.push_back("out_dir=\"" + args.out + "\"");
   if (!args.name.empty()) overrides.push_back("name=\"" + args.name + "\"");

@@ -164,8 +164,10 @@ TEST_F(ResumeCli, SigtermAndSigintCheckpointAndSayHowToResume) {
   for (const int signal : {SIGTERM, SIGINT}) {
     const fs::path out = dir_ / ("sig" + std::to_string(signal));
     const pid_t pid = start({"train", (dir_ / "run.toml").string(), "--out", out.string()}, "sig");
-    // Wait until training has started (the step-0 checkpoint exists), then signal.
-    for (int i = 0; i < 400 && !has_checkpoint(out / "run"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    // Wait until training has started (the step-0 checkpoint exists), then signal. Under a
+    // loaded machine the start (loading, linking) can take seconds: wait up to a minute.
+    for (int i = 0; i < 6000 && !has_checkpoint(out / "run"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_TRUE(has_checkpoint(out / "run")) << "no checkpoint after 60 s: " << slurp(dir_ / "sig.err");
     std::this_thread::sleep_for(std::chrono::milliseconds(150));
     kill(pid, signal);
     const int code = wait_for(pid);
@@ -185,7 +187,8 @@ TEST_F(ResumeCli, SigtermAndSigintCheckpointAndSayHowToResume) {
 TEST_F(ResumeCli, ASecondSignalQuitsAtOnceAndTheRunStillResumes) {
   const fs::path out = dir_ / "twice";
   const pid_t pid = start({"train", (dir_ / "run.toml").string(), "--out", out.string()}, "twice");
-  for (int i = 0; i < 400 && !has_checkpoint(out / "run"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 6000 && !has_checkpoint(out / "run"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(has_checkpoint(out / "run")) << "no checkpoint after 60 s: " << slurp(dir_ / "twice.err");
   std::this_thread::sleep_for(std::chrono::milliseconds(150));
   kill(pid, SIGTERM);
   kill(pid, SIGTERM);
