@@ -25,15 +25,15 @@
 #include <string>
 #include <thread>
 
-#include "descent/init/rng.hpp"
 #include "descent/io/safetensors.hpp"
 #include "descent/train/distributed.hpp"
 #include "support/process.hpp"
+#include "support/synthetic_csv.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
-using namespace descent::testing;  // support/process.hpp
+using namespace descent::testing;  // support/process.hpp, support/synthetic_csv.hpp
 using Output = ProcessResult;
 
 bool have_mpirun() { return capture("command -v mpirun").code == 0; }
@@ -70,17 +70,7 @@ class DistributedCli : public ::testing::Test {
   void SetUp() override {
     dir_ = fresh_test_dir("descent_distributed_cli");
     fs::create_directories(dir_ / "tmp");
-    descent::Rng rng(5);
-    for (const char* name : {"train.csv", "test.csv"}) {
-      std::ofstream f(dir_ / name);
-      const int n = std::string(name) == "train.csv" ? 2200 : 300;
-      for (int i = 0; i < n; ++i) {
-        const int c = static_cast<int>(rng.below(3));
-        f << c;
-        for (int k = 0; k < 8; ++k) f << "," << (k % 3 == c ? 1.0 : 0.0) + 0.9 * rng.normal();
-        f << "\n";
-      }
-    }
+    write_three_class_csvs(dir_, {.seed = 5, .train = 2200, .test = 300});
     // 2000 training examples (8 features, 3 classes), an MLP 8-256-256-3 (products large
     // enough for BLAS to use both threads: 1 and 2 threads differ without the tiles), batch 100 (not a multiple of the block: blocks of 16 and one
     // of 4), 20 steps per epoch; the last batch of each epoch is whole.

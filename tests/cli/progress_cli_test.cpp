@@ -13,31 +13,21 @@
 #include <thread>
 #include <vector>
 
-#include "descent/init/rng.hpp"
 #include "descent/io/json_lines.hpp"
 #include "support/process.hpp"
+#include "support/synthetic_csv.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
-using namespace descent::testing;  // support/process.hpp
+using namespace descent::testing;  // support/process.hpp, support/synthetic_csv.hpp
 using Result = ProcessResult;
 
 class ProgressCli : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fresh_test_dir("descent_progress_cli");
-    descent::Rng rng(5);
-    for (const char* name : {"train.csv", "test.csv"}) {
-      std::ofstream f(dir_ / name);
-      const int n = std::string(name) == "train.csv" ? 1200 : 200;
-      for (int i = 0; i < n; ++i) {
-        const int c = static_cast<int>(rng.below(3));
-        f << c;
-        for (int k = 0; k < 6; ++k) f << "," << (k % 3 == c ? 1.0 : 0.0) + 0.7 * rng.normal();
-        f << "\n";
-      }
-    }
+    write_three_class_csvs(dir_, {.seed = 5, .train = 1200, .test = 200, .features = 6, .noise = 0.7});
     // 1000 training examples in batches of 16: 63 steps per epoch.
     std::ofstream c(dir_ / "run.toml");
     c << "name = \"run\"\nseed = 4\nepochs = 5\nthreads = 1\nprogress = \"plain\"\nout_dir = \""

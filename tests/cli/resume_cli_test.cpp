@@ -16,29 +16,19 @@
 #include <thread>
 #include <vector>
 
-#include "descent/init/rng.hpp"
 #include "support/process.hpp"
+#include "support/synthetic_csv.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
-using namespace descent::testing;  // support/process.hpp
+using namespace descent::testing;  // support/process.hpp, support/synthetic_csv.hpp
 
 class ResumeCli : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fresh_test_dir("descent_resume_cli");
-    descent::Rng rng(11);
-    for (const char* name : {"train.csv", "test.csv"}) {
-      std::ofstream f(dir_ / name);
-      const int n = std::string(name) == "train.csv" ? 3000 : 500;
-      for (int i = 0; i < n; ++i) {
-        const int c = static_cast<int>(rng.below(3));
-        f << c;
-        for (int k = 0; k < 8; ++k) f << "," << (k % 3 == c ? 1.0 : 0.0) + 0.9 * rng.normal();
-        f << "\n";
-      }
-    }
+    write_three_class_csvs(dir_, {.seed = 11, .train = 3000, .test = 500});
     std::ofstream c(dir_ / "run.toml");
     c << "name = \"run\"\nseed = 9\nepochs = 12\nthreads = 1\nprogress = \"plain\"\n"
       << "[data]\nformat = \"csv\"\ntrain_features = \"" << (dir_ / "train.csv").string() << "\"\ntest_features = \""

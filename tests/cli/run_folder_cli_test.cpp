@@ -27,13 +27,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "descent/init/rng.hpp"
 #include "support/process.hpp"
+#include "support/synthetic_csv.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
-using namespace descent::testing;  // support/process.hpp
+using namespace descent::testing;  // support/process.hpp, support/synthetic_csv.hpp
 
 // Every line of a JSON lines file, parsed (a line that does not parse fails the test).
 std::vector<nlohmann::json> records(const fs::path& p) {
@@ -66,17 +66,7 @@ class RunFolderCli : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fresh_test_dir("descent_run_folder_cli");
-    descent::Rng rng(5);
-    for (const char* name : {"train.csv", "test.csv"}) {
-      std::ofstream f(dir_ / name);
-      const int n = std::string(name) == "train.csv" ? 600 : 200;
-      for (int i = 0; i < n; ++i) {
-        const int c = static_cast<int>(rng.below(3));
-        f << c;
-        for (int k = 0; k < 8; ++k) f << "," << (k % 3 == c ? 1.0 : 0.0) + 0.9 * rng.normal();
-        f << "\n";
-      }
-    }
+    write_three_class_csvs(dir_, {.seed = 5, .train = 600, .test = 200});
     std::ofstream c(dir_ / "run.toml");
     c << "name = \"exp\"\nseed = 9\nepochs = 3\nthreads = 1\nprogress = \"plain\"\n"
       << "[data]\nformat = \"csv\"\ntrain_features = \"" << (dir_ / "train.csv").string() << "\"\ntest_features = \""

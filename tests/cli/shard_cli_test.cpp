@@ -20,7 +20,8 @@
 #include <thread>
 #include <vector>
 
-#include "descent/init/rng.hpp"
+
+#include "support/synthetic_csv.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
 constexpr bool kSanitizedBuild = true;
@@ -56,17 +57,7 @@ class ShardCli : public ::testing::Test {
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    descent::Rng rng(5);
-    for (const char* name : {"train.csv", "test.csv"}) {
-      std::ofstream f(dir_ / name);
-      const int n = std::string(name) == "train.csv" ? 1200 : 200;
-      for (int i = 0; i < n; ++i) {
-        const int c = static_cast<int>(rng.below(3));
-        f << c;
-        for (int k = 0; k < 8; ++k) f << "," << (k % 3 == c ? 1.0 : 0.0) + 0.9 * rng.normal();
-        f << "\n";
-      }
-    }
+    descent::testing::write_three_class_csvs(dir_, {.seed = 5, .train = 1200, .test = 200});
   }
   void TearDown() override { fs::remove_all(dir_); }
 

@@ -18,13 +18,13 @@
 #include <thread>
 #include <vector>
 
-#include "descent/init/rng.hpp"
 #include "support/process.hpp"
+#include "support/synthetic_csv.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
-using namespace descent::testing;  // support/process.hpp
+using namespace descent::testing;  // support/process.hpp, support/synthetic_csv.hpp
 
 const std::string kReader = std::string(DESCENT_SOURCE_DIR) + "/tests/reference/tensorboard_reader.py";
 
@@ -33,17 +33,7 @@ class TensorBoardCli : public ::testing::Test {
   void SetUp() override {
     if (!fs::exists("/usr/bin/python3")) GTEST_SKIP() << "SKIP: /usr/bin/python3 is not installed (scripts/install-deps)";
     dir_ = fresh_test_dir("descent_tb_cli");
-    descent::Rng rng(17);
-    for (const char* name : {"train.csv", "test.csv"}) {
-      std::ofstream f(dir_ / name);
-      const int n = std::string(name) == "train.csv" ? 1500 : 300;
-      for (int i = 0; i < n; ++i) {
-        const int c = static_cast<int>(rng.below(3));
-        f << c;
-        for (int k = 0; k < 8; ++k) f << "," << (k % 3 == c ? 1.0 : 0.0) + 0.9 * rng.normal();
-        f << "\n";
-      }
-    }
+    write_three_class_csvs(dir_, {.seed = 17, .train = 1500, .test = 300});
   }
   void TearDown() override {
     if (!dir_.empty()) fs::remove_all(dir_);

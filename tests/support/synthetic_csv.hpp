@@ -1,0 +1,22 @@
+#pragma once
+// The CLI tests' small data set: three classes, each example `features` numbers where the
+// features k with k % 3 == class are 1 plus noise and the others noise alone (noise standard
+// deviation `noise`), so a small MLP learns it in a few epochs. train.csv and test.csv are
+// written into `dir` in that order from one generator seeded with `seed`.
+//   write_three_class_csvs(dir_, {.seed = 5, .train = 1200, .test = 200});
+#include <cstdint>
+#include <filesystem>
+
+namespace descent::testing {
+
+struct ThreeClassCsv {
+  std::uint64_t seed = 5;
+  int train = 1000;
+  int test = 200;
+  int features = 8;
+  double noise = 0.9;
+};
+
+void write_three_class_csvs(const std::filesystem::path& dir, const ThreeClassCsv& spec);
+
+}  // namespace descent::testing
