@@ -19,4 +19,10 @@ struct ThreeClassCsv {
 
 void write_three_class_csvs(const std::filesystem::path& dir, const ThreeClassCsv& spec);
 
+// The trainer tests' data: three Gaussian blobs in 4-D (label, x0..x3 per line), `n` examples
+// from a generator seeded with `seed`. separated: centers about 2 apart, noise 0.5 (a small
+// MLP reaches ~0 error); overlapping: centers about 1 apart, noise 0.8 (errors remain).
+enum class Blobs { separated, overlapping };
+void write_blobs(const std::filesystem::path& path, int n, std::uint64_t seed, Blobs kind);
+
 }  // namespace descent::testing

@@ -15,6 +15,8 @@
 #include "descent/train/callback.hpp"
 #include "descent/train/trainer.hpp"
 
+#include "support/synthetic_csv.hpp"
+
 namespace descent {
 namespace {
 
@@ -27,26 +29,14 @@ class CallbackTest : public ::testing::Test {
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    write_blobs(dir_ / "train.csv", 300, 1);
-    write_blobs(dir_ / "test.csv", 60, 2);
+    testing::write_blobs(dir_ / "train.csv", 300, 1, testing::Blobs::separated);
+    testing::write_blobs(dir_ / "test.csv", 60, 2, testing::Blobs::separated);
   }
   void TearDown() override {
     train::clear_stop_request();
     fs::remove_all(dir_);
   }
 
-  // Three Gaussian blobs in 4-D: label, x0..x3 per line.
-  static void write_blobs(const fs::path& path, int n, std::uint64_t seed) {
-    Rng rng(seed);
-    std::ofstream out(path);
-    const double centers[3][4] = {{2, 0, 0, 1}, {0, 2, -1, 0}, {-2, -1, 1, 0}};
-    for (int i = 0; i < n; ++i) {
-      const int c = static_cast<int>(rng.below(3));
-      out << c;
-      for (int k = 0; k < 4; ++k) out << "," << centers[c][k] + 0.5 * rng.normal();
-      out << "\n";
-    }
-  }
 
   // 200 training examples in batches of 32: 7 updates per epoch.
   train::TrainConfig config(const std::string& extra = "", const std::string& optimizer = "name = \"momentum\"\nlr = 0.05") {

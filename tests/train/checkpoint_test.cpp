@@ -15,6 +15,8 @@
 #include "descent/io/json_lines.hpp"
 #include "descent/train/trainer.hpp"
 
+#include "support/synthetic_csv.hpp"
+
 namespace descent::train {
 namespace {
 
@@ -180,21 +182,10 @@ class ResumeTest : public CheckpointFiles {
  protected:
   void SetUp() override {
     CheckpointFiles::SetUp();
-    write_blobs(dir_ / "train.csv", 500, 1);
-    write_blobs(dir_ / "test.csv", 100, 2);
+    testing::write_blobs(dir_ / "train.csv", 500, 1, testing::Blobs::overlapping);
+    testing::write_blobs(dir_ / "test.csv", 100, 2, testing::Blobs::overlapping);
   }
 
-  static void write_blobs(const fs::path& path, int n, std::uint64_t seed) {
-    Rng rng(seed);
-    std::ofstream out(path);
-    const double centers[3][4] = {{1, 0, 0, 1}, {0, 1, -1, 0}, {-1, -1, 1, 0}};
-    for (int i = 0; i < n; ++i) {
-      const int c = static_cast<int>(rng.below(3));
-      out << c;
-      for (int k = 0; k < 4; ++k) out << "," << centers[c][k] + 0.8 * rng.normal();
-      out << "\n";
-    }
-  }
 
   // Dropout, batch normalization, momentum with a decaying rate, Polyak averaging and a
   // reshuffling sampler: every kind of state a checkpoint must carry.

@@ -19,6 +19,8 @@
 #include "descent/train/trainer.hpp"
 #include "descent/version.hpp"
 
+#include "support/synthetic_csv.hpp"
+
 namespace descent {
 namespace {
 
@@ -32,22 +34,11 @@ class MetricsRecords : public ::testing::Test {
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    write_blobs(dir_ / "train.csv", 300, 1);
-    write_blobs(dir_ / "test.csv", 60, 2);
+    testing::write_blobs(dir_ / "train.csv", 300, 1, testing::Blobs::separated);
+    testing::write_blobs(dir_ / "test.csv", 60, 2, testing::Blobs::separated);
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  static void write_blobs(const fs::path& path, int n, std::uint64_t seed) {
-    Rng rng(seed);
-    std::ofstream out(path);
-    const double centers[3][4] = {{2, 0, 0, 1}, {0, 2, -1, 0}, {-2, -1, 1, 0}};
-    for (int i = 0; i < n; ++i) {
-      const int c = static_cast<int>(rng.below(3));
-      out << c;
-      for (int k = 0; k < 4; ++k) out << "," << centers[c][k] + 0.5 * rng.normal();
-      out << "\n";
-    }
-  }
 
   // 200 training examples in batches of 32: 7 updates per epoch (the last holds 8).
   train::TrainConfig config(const std::string& name, const std::string& extra = "") {

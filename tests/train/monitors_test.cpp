@@ -25,6 +25,7 @@
 #include "descent/train/monitors.hpp"
 #include "descent/train/trainer.hpp"
 #include "support/gradcheck.hpp"
+#include "support/synthetic_csv.hpp"
 
 namespace descent {
 namespace {
@@ -355,22 +356,11 @@ class MonitorRuns : public ::testing::Test {
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    write_blobs(dir_ / "train.csv", 300, 1);
-    write_blobs(dir_ / "test.csv", 60, 2);
+    testing::write_blobs(dir_ / "train.csv", 300, 1, testing::Blobs::overlapping);
+    testing::write_blobs(dir_ / "test.csv", 60, 2, testing::Blobs::overlapping);
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  static void write_blobs(const fs::path& path, int n, std::uint64_t seed) {
-    Rng rng(seed);
-    std::ofstream out(path);
-    const double centers[3][4] = {{1, 0, 0, 1}, {0, 1, -1, 0}, {-1, -1, 1, 0}};
-    for (int i = 0; i < n; ++i) {
-      const int c = static_cast<int>(rng.below(3));
-      out << c;
-      for (int k = 0; k < 4; ++k) out << "," << centers[c][k] + 0.8 * rng.normal();
-      out << "\n";
-    }
-  }
 
   // 200 training examples in batches of 32: 7 updates per epoch.
   train::TrainConfig config(const std::string& name, const std::string& model, const std::string& rest) const {

@@ -14,6 +14,8 @@
 #include "descent/train/early_stopping.hpp"
 #include "descent/train/trainer.hpp"
 
+#include "support/synthetic_csv.hpp"
+
 namespace descent {
 namespace {
 
@@ -26,23 +28,11 @@ class TrainerTest : public ::testing::Test {
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    write_blobs(dir_ / "train.csv", 700, 1);
-    write_blobs(dir_ / "test.csv", 200, 2);
+    testing::write_blobs(dir_ / "train.csv", 700, 1, testing::Blobs::separated);
+    testing::write_blobs(dir_ / "test.csv", 200, 2, testing::Blobs::separated);
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  // Three Gaussian blobs in 4-D with well separated centers: label, x0..x3 per line.
-  static void write_blobs(const fs::path& path, int n, std::uint64_t seed) {
-    Rng rng(seed);
-    std::ofstream out(path);
-    const double centers[3][4] = {{2, 0, 0, 1}, {0, 2, -1, 0}, {-2, -1, 1, 0}};
-    for (int i = 0; i < n; ++i) {
-      const int c = static_cast<int>(rng.below(3));
-      out << c;
-      for (int k = 0; k < 4; ++k) out << "," << centers[c][k] + 0.5 * rng.normal();
-      out << "\n";
-    }
-  }
 
   static void write_blobs_noisy(const fs::path& path, int n, std::uint64_t seed) {
     Rng rng(seed);
