@@ -13,17 +13,17 @@
 
 #include "descent/diag/hessian.hpp"
 #include "descent/diag/lapack.hpp"
-#include "descent/init/rng.hpp"
 #include "descent/io/model_file.hpp"
 #include "descent/train/data.hpp"
 #include "descent/train/trainer.hpp"
 #include "support/process.hpp"
+#include "support/synthetic_csv.hpp"
 
 namespace descent {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace descent::testing;  // support/process.hpp
+using namespace descent::testing;  // support/process.hpp, support/synthetic_csv.hpp
 using Result = ProcessResult;
 
 class Diagnose : public ::testing::Test {
@@ -36,20 +36,10 @@ class Diagnose : public ::testing::Test {
   // A small CSV problem (3 classes, 3 features), trained for two epochs by a float64 tanh MLP
   // with 3 * 7 + 7 + 7 * 3 + 3 = 52 parameters; returns the run folder.
   fs::path trained_run() {
-    Rng rng(7);
-    for (const char* name : {"train.csv", "test.csv"}) {
-      std::ofstream f(dir_ / name);
-      for (int i = 0; i < 200; ++i) {
-        const int c = static_cast<int>(rng.below(3));
-        f << c << "," << c - 1.0 + rng.normal() * 0.8 << "," << rng.normal() << "," << (c == 2 ? -1.0 : 1.0) + rng.normal() << "\n";
-      }
-    }
+    write_tiny_csvs(dir_);
     const fs::path config = dir_ / "tiny.toml";
     std::ofstream c(config);
-    c << "name = \"tiny\"\nepochs = 2\nprogress = \"none\"\nout_dir = \"" << (dir_ / "runs").string() << "\"\n"
-      << "[data]\nformat = \"csv\"\ntrain_features = \"" << (dir_ / "train.csv").string() << "\"\ntest_features = \""
-      << (dir_ / "test.csv").string() << "\"\nscale = 1.0\nvalidation_size = 50\n[model]\nhidden = [7]\nactivation = \"tanh\"\n"
-      << "dtype = \"f64\"\n[optimizer]\nname = \"sgd\"\nlr = 0.1\n";
+    c << tiny_config(dir_, 2, "[optimizer]\nname = \"sgd\"\nlr = 0.1\n");
     c.close();
     const Result t = run("train " + config.string());
     EXPECT_EQ(t.code, 0) << t.err;

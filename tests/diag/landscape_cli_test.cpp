@@ -13,18 +13,18 @@
 
 #include <nlohmann/json.hpp>
 
-#include "descent/init/rng.hpp"
 #include "descent/io/model_file.hpp"
 #include "descent/train/data.hpp"
 #include "descent/train/evaluate.hpp"
 #include "descent/train/trainer.hpp"
 #include "support/process.hpp"
+#include "support/synthetic_csv.hpp"
 
 namespace descent {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace descent::testing;  // support/process.hpp
+using namespace descent::testing;  // support/process.hpp, support/synthetic_csv.hpp
 using Result = ProcessResult;
 using json = nlohmann::json;
 
@@ -34,19 +34,9 @@ class Landscape : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = fresh_test_dir("descent_landscape_cli");
-    Rng rng(7);
-    for (const char* name : {"train.csv", "test.csv"}) {
-      std::ofstream f(dir_ / name);
-      for (int i = 0; i < 200; ++i) {
-        const int c = static_cast<int>(rng.below(3));
-        f << c << "," << c - 1.0 + rng.normal() * 0.8 << "," << rng.normal() << "," << (c == 2 ? -1.0 : 1.0) + rng.normal() << "\n";
-      }
-    }
+    write_tiny_csvs(dir_);
     std::ofstream c(dir_ / "tiny.toml");
-    c << "name = \"tiny\"\nepochs = 3\nprogress = \"none\"\nout_dir = \"" << (dir_ / "runs").string() << "\"\n"
-      << "[data]\nformat = \"csv\"\ntrain_features = \"" << (dir_ / "train.csv").string() << "\"\ntest_features = \""
-      << (dir_ / "test.csv").string() << "\"\nscale = 1.0\nvalidation_size = 50\n[model]\nhidden = [7]\nactivation = \"tanh\"\n"
-      << "dtype = \"f64\"\n[optimizer]\nname = \"momentum\"\nlr = 0.1\n[sampler]\nbatch_size = 16\n[snapshots]\nevery_steps = 4\n";
+    c << tiny_config(dir_, 3, "[optimizer]\nname = \"momentum\"\nlr = 0.1\n[sampler]\nbatch_size = 16\n[snapshots]\nevery_steps = 4\n");
     c.close();
     const Result t = run("train " + (dir_ / "tiny.toml").string());
     ASSERT_EQ(t.code, 0) << t.err;

@@ -6,6 +6,7 @@
 //   write_three_class_csvs(dir_, {.seed = 5, .train = 1200, .test = 200});
 #include <cstdint>
 #include <filesystem>
+#include <string>
 
 namespace descent::testing {
 
@@ -24,5 +25,12 @@ void write_three_class_csvs(const std::filesystem::path& dir, const ThreeClassCs
 // MLP reaches ~0 error); overlapping: centers about 1 apart, noise 0.8 (errors remain).
 enum class Blobs { separated, overlapping };
 void write_blobs(const std::filesystem::path& path, int n, std::uint64_t seed, Blobs kind);
+
+// The diagnostics tests' tiny problem: train.csv and test.csv in `dir`, 200 examples each,
+// 3 classes, 3 features. tiny_config is its config: a float64 3-7-3 tanh MLP
+// (3*7 + 7 + 7*3 + 3 = 52 parameters), `epochs` epochs, the run folder dir/runs/tiny, and
+// `rest` (the [optimizer] and whatever else) appended.
+void write_tiny_csvs(const std::filesystem::path& dir);
+std::string tiny_config(const std::filesystem::path& dir, int epochs, const std::string& rest);
 
 }  // namespace descent::testing
