@@ -1,6 +1,8 @@
 #include "conv_dnnl.hpp"
 
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
 
 #include "descent/autodiff/conv.hpp"
 
@@ -32,6 +34,11 @@ bool conv_backend_has_onednn() {
 }
 
 namespace conv_dnnl {
+
+bool reference_kernels() {
+  const char* v = std::getenv("DESCENT_CONV_KERNELS");
+  return v != nullptr && std::strcmp(v, "reference") == 0;
+}
 
 #ifndef DESCENT_HAVE_DNNL
 ReuseScope::ReuseScope() = default;

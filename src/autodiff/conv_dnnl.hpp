@@ -28,6 +28,12 @@ class ReuseScope {
 // Whether the oneDNN path is built in and selected.
 bool active();
 
+// Whether DESCENT_CONV_KERNELS=reference is set in the environment (read at each call): the
+// convolution and pooling kernels added for issue 20's CNN (conv_ops.cpp's run-time AVX-512
+// 2x2 pool forward and backward) are off and the loops they replaced run, so a benchmark can
+// alternate both in one run (bench/cnn_ab.sh).
+bool reference_kernels();
+
 // out = bias + sum_t conv(x[t], w[t]) (bias may be null).
 void forward(const Geom& g, const float* const* w, const float* const* x, int terms, const float* bias, float* out);
 // gx (beta 0: =, 1: +=) sum_t conv_transpose(gy[t], w[t]).
