@@ -27,6 +27,7 @@
 
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
+#include "../tensor/dispatch.hpp"  // DESCENT_DISPATCH
 #include "conv_dnnl.hpp"
 #include "node_util.hpp"
 
@@ -293,6 +294,17 @@ void conv_input_grad(const ConvGeom& g, const Terms<T>& terms, T* gx, double bet
   });
 }
 
+// The sum of src[0, n) accumulated in double (one output plane of gy, for the bias
+// gradient), compiled for each CPU level (the baseline's SSE2 converts two floats at a time,
+// AVX-512 eight).
+template <class T>
+DESCENT_DISPATCH double sum_in_double(const T* src, std::int64_t n) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (std::int64_t q = 0; q < n; ++q) s += static_cast<double>(src[q]);
+  return s;
+}
+
 // gw (beta_w) sum_n sum_t corr(g_t[n], x_t[n]) for the weight terms (g_t, x_t), and
 // gb (beta_b) sum_{n, i, j} sum_t gb_t[n] for the bias terms. Either may be null.
 // Per-chunk partials are added in chunk order: the same sums for any thread count.
@@ -313,6 +325,7 @@ void conv_weight_grad(const ConvGeom& g, const Terms<T>& wterms, T* gw, double b
   const DType dt = dtype_of<T>();
   const std::int64_t wsz = do_w ? g.w_size() : 0, bsz = do_b ? co : 0, stride = wsz + bsz;
   const bool direct = ch.count == 1;  // one chunk: write straight into the sinks
+  const bool reference = conv_dnnl::reference_kernels();
   Tensor partial = direct ? Tensor() : Tensor::empty(Shape{ch.count * stride}, dt);
   for_chunks(ch, g.batch, g.w_size() * g.p(), [&](std::int64_t ci, std::int64_t n0, std::int64_t n1) {
     T* pw = direct ? gw : partial.data<T>() + ci * stride;
@@ -336,10 +349,14 @@ void conv_weight_grad(const ConvGeom& g, const Terms<T>& wterms, T* gw, double b
         for (int t = 0; t < bterms.n; ++t) {
           const T* src = bterms.a[t] + n * g.out_size();
           for (std::int64_t o = 0; o < co; ++o) {
-            double s = 0.0;
+            if (reference) {  // DESCENT_CONV_KERNELS=reference: the loop compiled for the baseline
+              double s = 0.0;
 #pragma omp simd reduction(+ : s)
-            for (std::int64_t q = 0; q < P; ++q) s += static_cast<double>(src[o * P + q]);
-            acc[static_cast<std::size_t>(o)] += s;
+              for (std::int64_t q = 0; q < P; ++q) s += static_cast<double>(src[o * P + q]);
+              acc[static_cast<std::size_t>(o)] += s;
+            } else {
+              acc[static_cast<std::size_t>(o)] += sum_in_double(src + o * P, P);
+            }
           }
         }
       }
