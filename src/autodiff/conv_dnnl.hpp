@@ -29,9 +29,9 @@ class ReuseScope {
 bool active();
 
 // Whether DESCENT_CONV_KERNELS=reference is set in the environment (read at each call): the
-// convolution and pooling kernels added for issue 20's CNN (conv_ops.cpp's run-time AVX-512
-// 2x2 pool forward and backward, the bias gradient's per-CPU row sums) are off and the loops
-// they replaced run, so a benchmark can alternate both in one run (bench/cnn_ab.sh).
+// kernels added for issue 20's CNN (conv_ops.cpp: the bias gradient's sums compiled per CPU
+// level) are off and the loops they replaced run, so a benchmark can alternate both in one
+// run (bench/cnn_ab.sh).
 bool reference_kernels();
 
 // out = bias + sum_t conv(x[t], w[t]) (bias may be null).

@@ -17,12 +17,8 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#ifdef __AVX512F__
 #include <immintrin.h>
-// The 2x2 max-pool kernels below are compiled for AVX-512 whatever the build's target (the
-// library is built for the baseline x86-64) and chosen at run time when the CPU has it.
-#define DESCENT_POOL_AVX512 1
-#define DESCENT_TARGET_AVX512 __attribute__((target("avx512f")))
 #endif
 
 #include "descent/tensor/kernels.hpp"
@@ -587,27 +583,17 @@ void max_pool_planes(const PoolGeom& g, const T* x, T* y, std::int32_t* idx) {
   });
 }
 
-#ifdef DESCENT_POOL_AVX512
-// Off under DESCENT_CONV_KERNELS=reference (conv_dnnl::reference_kernels), so a benchmark can
-// alternate the kernels below with the scalar loops they replace in one run.
-bool pool_kernels_enabled() { return !conv_dnnl::reference_kernels(); }
-
-bool cpu_has_avx512f() {
-  static const bool has = __builtin_cpu_supports("avx512f");
-  return has;
-}
-
-// The common 2x2 window with stride 2 on float planes [p0, p1), 16 windows of an output row
-// per step: the two input rows are loaded (masked at the row's end), split into even and odd
-// columns, and the four candidates compared in max_pool_planes' order with the same strict
-// `>` (ordered: false for NaN), so values and indices are those of the scalar loop.
-DESCENT_TARGET_AVX512 void max_pool_2x2_planes(const PoolGeom& g, const float* x, float* y, std::int32_t* idx,
-                                               std::int64_t p0, std::int64_t p1) {
+#ifdef __AVX512F__
+// The common 2x2 window with stride 2 on float planes, 16 windows of an output row per
+// step: the two input rows are loaded (masked at the row's end), split into even and odd
+// columns, and the four candidates compared in max_pool_planes' order with the same
+// strict `>` (ordered: false for NaN), so values and indices are those of the scalar loop.
+void max_pool_2x2(const PoolGeom& g, const float* x, float* y, std::int32_t* idx) {
   const std::int64_t w = g.w, w_out = g.w_out;
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
   const __m512i lane2 = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1);
-  for (std::int64_t p = p0; p < p1; ++p) {
+  for_planes(g, [&](std::int64_t p) {
     const float* xp = x + p * g.in_plane();
     float* yp = y + p * g.out_plane();
     std::int32_t* ip = idx + p * g.out_plane();
@@ -625,89 +611,21 @@ DESCENT_TARGET_AVX512 void max_pool_2x2_planes(const PoolGeom& g, const float* x
         const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<std::int32_t>(r0)), lane2);
         __m512 m = _mm512_permutex2var_ps(a_lo, even, a_hi);
         __m512i best = base;
-        const __m512 cand[3] = {_mm512_permutex2var_ps(a_lo, odd, a_hi), _mm512_permutex2var_ps(b_lo, even, b_hi),
-                                _mm512_permutex2var_ps(b_lo, odd, b_hi)};
-        const std::int32_t offset[3] = {1, static_cast<std::int32_t>(w), static_cast<std::int32_t>(w + 1)};
-        for (int c = 0; c < 3; ++c) {
-          const __mmask16 gt = _mm512_cmp_ps_mask(cand[c], m, _CMP_GT_OQ);
-          m = _mm512_mask_blend_ps(gt, m, cand[c]);
-          best = _mm512_mask_blend_epi32(gt, best, _mm512_add_epi32(base, _mm512_set1_epi32(offset[c])));
-        }
+        auto take = [&](__m512 v, std::int32_t offset) {
+          const __mmask16 gt = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ);
+          m = _mm512_mask_blend_ps(gt, m, v);
+          best = _mm512_mask_blend_epi32(gt, best, _mm512_add_epi32(base, _mm512_set1_epi32(offset)));
+        };
+        take(_mm512_permutex2var_ps(a_lo, odd, a_hi), 1);
+        take(_mm512_permutex2var_ps(b_lo, even, b_hi), static_cast<std::int32_t>(w));
+        take(_mm512_permutex2var_ps(b_lo, odd, b_hi), static_cast<std::int32_t>(w + 1));
         _mm512_mask_storeu_ps(yp + i * w_out + j0, m_out, m);
         _mm512_mask_storeu_epi32(ip + i * w_out + j0, m_out, best);
       }
     }
-  }
-}
-
-void max_pool_2x2(const PoolGeom& g, const float* x, float* y, std::int32_t* idx) {
-  parallel_for(g.planes, g.grain(), [&](std::int64_t p0, std::int64_t p1) { max_pool_2x2_planes(g, x, y, idx, p0, p1); });
-}
-
-// gx = the gradient of the 2x2 stride-2 pool on float planes [p0, p1), in one pass: each
-// window's four inputs are written at once, gy where the window's argmax is and 0 elsewhere
-// (the windows do not overlap), and the row and column that no window covers (odd sizes)
-// are zeroed; the same values as zeroing gx and then scatter-adding gy (scatter_argmax
-// with beta 0), without the separate pass.
-DESCENT_TARGET_AVX512 void max_pool_2x2_grad_planes(const PoolGeom& g, const std::int32_t* idx, const float* gy,
-                                                    float* gx, std::int64_t p0, std::int64_t p1) {
-  const std::int64_t w = g.w, w_out = g.w_out;
-  const __m512i lane2 = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1);
-  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-  for (std::int64_t p = p0; p < p1; ++p) {
-    float* d = gx + p * g.in_plane();
-    const float* s = gy + p * g.out_plane();
-    const std::int32_t* ix = idx + p * g.out_plane();
-    for (std::int64_t i = 0; i < g.h_out; ++i) {
-      float* a = d + 2 * i * w;
-      float* b = a + w;
-      for (std::int64_t j0 = 0; j0 < w_out; j0 += 16) {
-        const std::int64_t n = std::min<std::int64_t>(16, w_out - j0);
-        const auto m_out = static_cast<__mmask16>((1u << n) - 1u);
-        const auto m_lo = static_cast<__mmask16>(n >= 8 ? 0xFFFFu : (1u << (2 * n)) - 1u);
-        const auto m_hi = static_cast<__mmask16>(n > 8 ? (1u << (2 * n - 16)) - 1u : 0u);
-        const std::int64_t r0 = 2 * i * w + 2 * j0;
-        const __m512 v = _mm512_maskz_loadu_ps(m_out, s + i * w_out + j0);
-        const __m512i at = _mm512_maskz_loadu_epi32(m_out, ix + i * w_out + j0);
-        const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<std::int32_t>(r0)), lane2);
-        // v_uv: gy where the argmax is the window's (u, v) input, else 0 (a lambda would not
-        // inherit this function's target).
-        const __m512i wide = _mm512_set1_epi32(static_cast<std::int32_t>(w));
-        const __m512i one = _mm512_set1_epi32(1);
-        const __m512i below = _mm512_add_epi32(base, wide);
-        const __m512 v00 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, base), v);
-        const __m512 v01 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, _mm512_add_epi32(base, one)), v);
-        const __m512 v10 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, below), v);
-        const __m512 v11 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, _mm512_add_epi32(below, one)), v);
-        _mm512_mask_storeu_ps(a + 2 * j0, m_lo, _mm512_permutex2var_ps(v00, lo, v01));
-        _mm512_mask_storeu_ps(a + 2 * j0 + 16, m_hi, _mm512_permutex2var_ps(v00, hi, v01));
-        _mm512_mask_storeu_ps(b + 2 * j0, m_lo, _mm512_permutex2var_ps(v10, lo, v11));
-        _mm512_mask_storeu_ps(b + 2 * j0 + 16, m_hi, _mm512_permutex2var_ps(v10, hi, v11));
-      }
-      for (std::int64_t q = 2 * w_out; q < w; ++q) a[q] = b[q] = 0.0f;
-    }
-    std::fill(d + 2 * g.h_out * w, d + g.in_plane(), 0.0f);
-  }
+  });
 }
 #endif
-
-// dst (beta 0: =, 1: +=) the gradient of max_pool2d for src = gy: the one-pass AVX-512
-// kernel for a float 2x2 stride-2 pool written anew, scatter_argmax otherwise.
-template <class T>
-void pool_grad(const PoolGeom& g, const std::int32_t* idx, const T* src, T* dst, double beta) {
-#ifdef DESCENT_POOL_AVX512
-  if constexpr (std::is_same_v<T, float>) {
-    if (beta == 0.0 && g.kernel == 2 && g.stride == 2 && pool_kernels_enabled() && cpu_has_avx512f()) {
-      parallel_for(g.planes, g.grain(), [&](std::int64_t p0, std::int64_t p1) {
-        max_pool_2x2_grad_planes(g, idx, src, dst, p0, p1);
-      });
-      return;
-    }
-  }
-#endif
-  scatter_argmax<T>(g, idx, src, dst, beta);
-}
 
 // ============================================================================
 // max_pool2d: y = x[argmax] per window (piecewise linear)
@@ -740,7 +658,7 @@ class MaxPool2dNode final : public Node {
     Tensor gx = t.grad_sink(input[0], beta);
     dispatch_float(value.dtype(), [&](auto zero) {
       using T = decltype(zero);
-      pool_grad<T>(g, argmax.data<std::int32_t>(), grad.data<T>(), gx.data<T>(), beta);
+      scatter_argmax<T>(g, argmax.data<std::int32_t>(), grad.data<T>(), gx.data<T>(), beta);
     });
   }
 
@@ -751,7 +669,7 @@ class MaxPool2dNode final : public Node {
     Tensor rgx = t.grad_tangent_sink(input[0], beta);
     dispatch_float(value.dtype(), [&](auto zero) {
       using T = decltype(zero);
-      pool_grad<T>(g, argmax.data<std::int32_t>(), grad_tangent.data<T>(), rgx.data<T>(), beta);
+      scatter_argmax<T>(g, argmax.data<std::int32_t>(), grad_tangent.data<T>(), rgx.data<T>(), beta);
     });
   }
 
@@ -896,9 +814,9 @@ Var max_pool2d(Var x, std::int64_t kernel, std::int64_t stride) {
     T* yd = node->value.template data<T>();
     std::int32_t* idx = node->argmax.template data<std::int32_t>();
     if (g.kernel == 2) {
-#ifdef DESCENT_POOL_AVX512
+#ifdef __AVX512F__
       if constexpr (std::is_same_v<T, float>) {
-        if (g.stride == 2 && pool_kernels_enabled() && cpu_has_avx512f()) {
+        if (g.stride == 2) {
           max_pool_2x2(g, xd, yd, idx);
           return;
         }

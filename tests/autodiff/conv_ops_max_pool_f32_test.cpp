@@ -1,8 +1,6 @@
-// max_pool2d on float32 with a 2x2 window and stride 2 has its own vectorized kernels where
-// the CPU has AVX-512, chosen at run time in every build (conv_ops.cpp: max_pool_2x2 forward,
-// max_pool_2x2_grad_planes, the one-pass gradient); float64 and every other window take the
-// scalar loops (as does DESCENT_CONV_KERNELS=reference). Here both paths see the same
-// values: the maxima must be equal and the
+// max_pool2d on float32 with a 2x2 window and stride 2 has its own vectorized kernel where
+// the host has AVX-512 (conv_ops.cpp, max_pool_2x2); float64 and every other window take
+// the scalar loop. Here both paths see the same values: the maxima must be equal and the
 // chosen positions (read through the gradient, which lands on the argmax) identical,
 // including ties (the first maximum in row-major order wins), NaN, odd sizes, rows of
 // fewer than 8 and more than 16 windows.
