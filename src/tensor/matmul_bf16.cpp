@@ -206,7 +206,12 @@ void relu_backward(const float* g, const std::uint16_t* h, std::int64_t m, std::
   constexpr std::int64_t rows = 32;
   const std::int64_t blocks = (m + rows - 1) / rows;
   std::vector<float> partial(gb != nullptr ? static_cast<std::size_t>(blocks * n) : static_cast<std::size_t>(n));
-  const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 15) / std::max<std::int64_t>(1, rows * n));
+  // threads as an elementwise pass of m n elements (parallel.hpp: small passes stay on one core)
+  const std::int64_t elements = m * n;
+  const bool serial = elements < elementwise_serial_below() ||
+                      (elements < elementwise_follow_below() && last_products_serial());
+  const std::int64_t grain =
+      serial ? blocks : std::max<std::int64_t>(1, parallel_grain / std::max<std::int64_t>(1, rows * n));
   parallel_for(blocks, grain, [&](std::int64_t b0, std::int64_t b1) {
     for (std::int64_t blk = b0; blk < b1; ++blk) {
       float* part = gb != nullptr ? partial.data() + blk * n : nullptr;
