@@ -2,11 +2,15 @@
 // The bf16 products of a linear node (y = x w^T + b) under mixed precision
 // (descent/tensor/precision.hpp): the forward converts x and w to bf16 once and keeps them
 // for the backward, which converts the output gradient once for both of its products.
-// Accumulation and every result stay float32.
+// Accumulation and every result stay float32. The bias is added by the forward product
+// itself (no pass writing the bias rows first); the weight gradient reads the bf16 output
+// gradient transposed through strides (no transposed copy). Buffers come from the tensors'
+// caching allocator, uninitialized: after the first step a step allocates nothing new.
 #include <cstdint>
-#include <vector>
 
+#include "descent/autodiff/tape.hpp"
 #include "descent/tensor/tensor.hpp"
+#include "../tensor/matmul_bf16.hpp"
 
 namespace descent::autodiff {
 
@@ -16,15 +20,21 @@ class LinearBf16 {
   static bool wanted(const Tensor& x);
   bool on() const { return on_; }
 
-  // y <- x w^T + beta y; keeps bf16(x) and bf16(w).
-  void forward(const Tensor& x, const Tensor& w, const Tensor& y, double beta);
+  // y <- x w^T + b (b undefined: no bias); keeps bf16(x) and bf16(w). x16: bf16(x) made
+  // already (the output of a fused linear + ReLU), shared instead of converting x again.
+  void forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
+               const kernels::bf16::Buffer* x16 = nullptr);
+  // h16 <- bf16(relu(x w^T + b)) [B, out], the fused linear + ReLU forward; keeps bf16(x), bf16(w).
+  void forward_relu(const Tensor& x, const Tensor& w, const Tensor& b, kernels::bf16::Buffer& h16,
+                    const kernels::bf16::Buffer* x16);
 
-  // bf16(gy), made once per backward for both products.
+  // bf16(gy) [B, out], made once per backward for both products.
   struct Grad {
-    std::vector<std::uint16_t> gy;    // gy, [B, out]
-    std::vector<std::uint16_t> gy_t;  // gy^T, [out, B]
+    kernels::bf16::Buffer gy;
   };
-  Grad convert_grad(const Tensor& gy, bool for_input, bool for_weight) const;
+  Grad convert_grad(const Tensor& gy) const;
+  std::int64_t batch() const { return batch_; }
+  std::int64_t out() const { return out_; }
   // gx <- gy w + beta gx
   void input_grad(const Grad& g, const Tensor& gx, double beta) const;
   // gw <- gy^T x + beta gw
@@ -33,8 +43,13 @@ class LinearBf16 {
  private:
   bool on_ = false;
   std::int64_t batch_ = 0, in_ = 0, out_ = 0;
-  std::vector<std::uint16_t> x_;  // [B, in]
-  std::vector<std::uint16_t> w_;  // [out, in]
+  kernels::bf16::Buffer x_;  // [B, in]
+  kernels::bf16::Buffer w_;  // [out, in]
+  void convert_inputs(const Tensor& x, const Tensor& w, const kernels::bf16::Buffer* x16);
 };
+
+// bf16(value) of node `id` when a fused linear + ReLU made it (its forward product wrote
+// bf16), else null.
+const kernels::bf16::Buffer* bf16_value(Tape& t, std::int32_t id);
 
 }  // namespace descent::autodiff

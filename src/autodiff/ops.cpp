@@ -54,8 +54,7 @@ class LinearNode final : public Node {
     Node& x = t.node(input[0]);
     Node& w = t.node(input[1]);
     double beta = 0.0;
-    const LinearBf16::Grad g16 =
-        bf16.on() ? bf16.convert_grad(grad, x.requires_grad, w.requires_grad) : LinearBf16::Grad{};
+    const LinearBf16::Grad g16 = bf16.on() ? bf16.convert_grad(grad) : LinearBf16::Grad{};
     if (x.requires_grad) {
       Tensor gx = t.grad_sink(input[0], beta);
       if (bf16.on()) bf16.input_grad(g16, gx, beta);
@@ -857,16 +856,17 @@ Var linear(Var x, Var w, Var b) {
   auto node = std::make_unique<LinearNode>();
   node->value = Tensor::empty(Shape{xv.dim(0), wv.dim(0)}, xv.dtype());
   double beta = 0.0;
+  const bool bf16 = LinearBf16::wanted(xv);
   if (b.valid()) {
     const Tensor& bv = b.value();
     if (bv.numel() != wv.dim(0)) {
       throw ShapeError("linear: bias " + bv.shape().str() + " does not fit weight " + wv.shape().str());
     }
     check_same_dtype(xv, bv, "linear");
-    LinearNode::broadcast_rows(bv, node->value);
+    if (!bf16) LinearNode::broadcast_rows(bv, node->value);  // bf16: the product adds the bias
     beta = 1.0;
   }
-  if (LinearBf16::wanted(xv)) node->bf16.forward(xv, wv, node->value, beta);
+  if (bf16) node->bf16.forward(xv, wv, b.valid() ? b.value() : Tensor(), node->value, bf16_value(*x.tape, x.id));
   else gemm(xv, false, wv, true, node->value, 1.0, beta);
   return make(*x.tape, std::move(node), {x, w, b});
 }

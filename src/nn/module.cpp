@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <sstream>
 
+#include "descent/autodiff/linear_relu.hpp"
+
 namespace descent::nn {
 
 Shape Module::output_shape(const Shape& input) const {
@@ -102,7 +104,21 @@ std::int64_t Sequential::eval_chunk() const {
 }
 
 Var Sequential::forward(Tape& tape, Var x) {
-  for (auto& m : modules_) x = m->forward(tape, x);
+  for (std::size_t i = 0; i < modules_.size(); ++i) {
+    // mixed precision: a Linear followed by ReLU is one bf16 product (autodiff/linear_relu.hpp)
+    if (i + 1 < modules_.size() && autodiff::fuses_linear_relu(x)) {
+      auto* linear = dynamic_cast<Linear*>(modules_[i].get());
+      auto* act = dynamic_cast<ActivationModule*>(modules_[i + 1].get());
+      if (linear != nullptr && act != nullptr && act->activation() == Activation::relu) {
+        Var w = tape.param(*arena_, linear->weight());
+        Var b = linear->bias().valid() ? tape.param(*arena_, linear->bias()) : Var{};
+        x = autodiff::linear_relu(x, w, b);
+        ++i;
+        continue;
+      }
+    }
+    x = modules_[i]->forward(tape, x);
+  }
   return x;
 }
 

@@ -147,7 +147,98 @@ void gemm_emulated(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_
   gemm_raw<float>(ta, tb, m, n, k, 1.0f, af.data(), lda, bf.data(), ldb, beta, c, ldc);
 }
 
+// c[i, :] += bias for every row i (each element one addition: no order to depend on threads).
+void add_bias_rows(std::int64_t m, std::int64_t n, const float* bias, float* c, std::int64_t ldc) {
+  parallel_for(m, 64, [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+      float* row = c + r * ldc;
+#pragma omp simd
+      for (std::int64_t j = 0; j < n; ++j) row[j] += bias[j];
+    }
+  });
+}
+
+// The fused forward emulated: the float32 product of the widened inputs, the bias, ReLU, then
+// rounded to bf16, element by element (no order that depends on the threads).
+void bias_relu_emulated(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint16_t* a,
+                        std::int64_t lda, const std::uint16_t* b, std::int64_t ldb, const float* bias,
+                        std::uint16_t* c, std::int64_t ldc) {
+  std::vector<float> y(static_cast<std::size_t>(m * n));
+  gemm_emulated(ta, tb, m, n, k, a, lda, b, ldb, 0.0f, y.data(), n);
+  if (bias != nullptr) add_bias_rows(m, n, bias, y.data(), n);
+  parallel_for(m, 64, [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+      for (std::int64_t j = 0; j < n; ++j) {
+        const float v = std::max(y[static_cast<std::size_t>(r * n + j)], 0.0f);
+        std::uint32_t u;
+        std::memcpy(&u, &v, sizeof u);
+        c[r * ldc + j] = from_float_bits(u);
+      }
+    }
+  });
+}
+
+// Rows [r0, r1) of the ReLU backward pass; partial (n floats) gets the column sums of these rows.
+DESCENT_DISPATCH void mask_rows(const float* g, const std::uint16_t* h, std::uint16_t* gy, float* partial,
+                                std::int64_t n, std::int64_t r0, std::int64_t r1) {
+  for (std::int64_t j = 0; j < n; ++j) partial[j] = 0.0f;
+  for (std::int64_t r = r0; r < r1; ++r) {
+    const float* gr = g + r * n;
+    const std::uint16_t* hr = h + r * n;
+    std::uint16_t* out = gy + r * n;
+#pragma omp simd
+    for (std::int64_t j = 0; j < n; ++j) {
+      const float v = static_cast<std::int16_t>(hr[j]) > 0 ? gr[j] : 0.0f;  // h > 0 (bits: not +-0, not negative)
+      partial[j] += v;
+      std::uint32_t u;
+      std::memcpy(&u, &v, sizeof u);
+      out[j] = from_float_bits(u);
+    }
+  }
+}
+
 }  // namespace
+
+void relu_backward(const float* g, const std::uint16_t* h, std::int64_t m, std::int64_t n, std::uint16_t* gy, float* gb,
+                   float beta) {
+  // fixed blocks of rows, their column sums added in block order: the same bias gradient
+  // with any number of threads
+  constexpr std::int64_t rows = 32;
+  const std::int64_t blocks = (m + rows - 1) / rows;
+  std::vector<float> partial(gb != nullptr ? static_cast<std::size_t>(blocks * n) : static_cast<std::size_t>(n));
+  // threads as an elementwise pass of m n elements (parallel.hpp: small passes stay on one core)
+  const std::int64_t elements = m * n;
+  const bool serial = elements < elementwise_serial_below() ||
+                      (elements < elementwise_follow_below() && last_products_serial());
+  const std::int64_t grain =
+      serial ? blocks : std::max<std::int64_t>(1, parallel_grain / std::max<std::int64_t>(1, rows * n));
+  parallel_for(blocks, grain, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t blk = b0; blk < b1; ++blk) {
+      float* part = gb != nullptr ? partial.data() + blk * n : nullptr;
+      std::vector<float> scratch;
+      if (part == nullptr) {
+        scratch.resize(static_cast<std::size_t>(n));
+        part = scratch.data();
+      }
+      mask_rows(g, h, gy, part, n, blk * rows, std::min(m, (blk + 1) * rows));
+    }
+  });
+  if (gb == nullptr) return;
+  for (std::int64_t j = 0; j < n; ++j) {
+    float sum = 0.0f;
+    for (std::int64_t blk = 0; blk < blocks; ++blk) sum += partial[static_cast<std::size_t>(blk * n + j)];
+    gb[j] = beta == 0.0f ? sum : beta * gb[j] + sum;
+  }
+}
+
+std::uint16_t* Buffer::resize(std::int64_t n) {
+  if (n > size_ || !storage_) {
+    storage_ = allocate_storage(static_cast<std::size_t>(n) * sizeof(std::uint16_t));
+    data_ = static_cast<std::uint16_t*>(storage_->data);
+    size_ = n;
+  }
+  return data_;
+}
 
 #ifndef DESCENT_HAVE_DNNL
 
@@ -155,6 +246,19 @@ void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, cons
           const std::uint16_t* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
   if (m == 0 || n == 0) return;
   gemm_emulated(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+}
+void gemm_bias(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint16_t* a,
+               std::int64_t lda, const std::uint16_t* b, std::int64_t ldb, const float* bias, float* c,
+               std::int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  gemm_emulated(ta, tb, m, n, k, a, lda, b, ldb, 0.0f, c, ldc);
+  add_bias_rows(m, n, bias, c, ldc);
+}
+void gemm_bias_relu(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint16_t* a,
+                    std::int64_t lda, const std::uint16_t* b, std::int64_t ldb, const float* bias, std::uint16_t* c,
+                    std::int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  bias_relu_emulated(ta, tb, m, n, k, a, lda, b, ldb, bias, c, ldc);
 }
 const char* implementation(bool, bool, std::int64_t, std::int64_t, std::int64_t) { return "emulated"; }
 
@@ -171,21 +275,22 @@ dnnl::engine& engine() {
 }
 
 struct Plan {
-  memory::desc a_md, b_md, c_md;
+  memory::desc a_md, b_md, c_md, bias_md;
   dnnl::matmul::primitive_desc pd;
   dnnl::matmul prim;
   std::string impl;
 };
 
 using Key = std::tuple<bool, bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
-                       float, int>;
+                       float, int, bool, bool>;
 
+// relu_bf16: ReLU as a post-op and a bf16 destination (the fused linear + ReLU forward).
 Plan& plan_for(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, std::int64_t lda, std::int64_t ldb,
-               std::int64_t ldc, float beta) {
+               std::int64_t ldc, float beta, bool bias = false, bool relu_bf16 = false) {
   static std::mutex mutex;
   static std::map<Key, std::unique_ptr<Plan>> plans;
   // oneDNN's kernels divide the work by the thread count at creation
-  const Key key{ta, tb, m, n, k, lda, ldb, ldc, beta, num_threads()};
+  const Key key{ta, tb, m, n, k, lda, ldb, ldc, beta, num_threads(), bias, relu_bf16};
   std::lock_guard<std::mutex> lock(mutex);
   auto it = plans.find(key);
   if (it != plans.end()) return *it->second;
@@ -193,17 +298,49 @@ Plan& plan_for(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k,
   // transposed operands as strides: op(A) is m x k, element (i, l) at i*lda + l or l*lda + i
   p->a_md = memory::desc({m, k}, dt::bf16, ta ? memory::dims{1, lda} : memory::dims{lda, 1});
   p->b_md = memory::desc({k, n}, dt::bf16, tb ? memory::dims{1, ldb} : memory::dims{ldb, 1});
-  p->c_md = memory::desc({m, n}, dt::f32, memory::dims{ldc, 1});
+  p->c_md = memory::desc({m, n}, relu_bf16 ? dt::bf16 : dt::f32, memory::dims{ldc, 1});
   dnnl::primitive_attr attr;
-  if (beta != 0.0f) {
+  if (beta != 0.0f || relu_bf16) {
     dnnl::post_ops po;
-    po.append_sum(beta);
+    if (beta != 0.0f) po.append_sum(beta);
+    if (relu_bf16) po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
     attr.set_post_ops(po);
   }
-  p->pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(p->a_md, p->b_md, p->c_md), attr, engine());
+  if (bias) {
+    p->bias_md = memory::desc({1, n}, dt::f32, memory::dims{n, 1});
+    p->pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(p->a_md, p->b_md, p->bias_md, p->c_md), attr, engine());
+  } else {
+    p->pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(p->a_md, p->b_md, p->c_md), attr, engine());
+  }
   p->prim = dnnl::matmul(p->pd);
   p->impl = p->pd.impl_info_str();
   return *plans.emplace(key, std::move(p)).first->second;
+}
+
+}  // namespace
+
+namespace {
+
+void run(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint16_t* a, std::int64_t lda,
+         const std::uint16_t* b, std::int64_t ldb, float beta, const float* bias, void* c, std::int64_t ldc,
+         bool relu_bf16 = false) {
+  try {
+    Plan& p = plan_for(ta, tb, m, n, k, lda, ldb, ldc, beta, bias != nullptr, relu_bf16);
+    dnnl::stream s(engine());
+    memory am(p.a_md, engine(), const_cast<std::uint16_t*>(a));
+    memory bm(p.b_md, engine(), const_cast<std::uint16_t*>(b));
+    memory cm(p.c_md, engine(), c);
+    if (bias != nullptr) {
+      memory biasm(p.bias_md, engine(), const_cast<float*>(bias));
+      p.prim.execute(s, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_BIAS, biasm}, {DNNL_ARG_DST, cm}});
+    } else {
+      p.prim.execute(s, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+    }
+    s.wait();
+  } catch (const dnnl::error& e) {
+    throw Error("bf16 matmul: oneDNN failed on " + std::to_string(m) + "x" + std::to_string(k) + " times " +
+                std::to_string(k) + "x" + std::to_string(n) + ": " + e.what());
+  }
 }
 
 }  // namespace
@@ -215,18 +352,30 @@ void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, cons
     gemm_emulated(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
     return;
   }
-  try {
-    Plan& p = plan_for(ta, tb, m, n, k, lda, ldb, ldc, beta);
-    dnnl::stream s(engine());
-    memory am(p.a_md, engine(), const_cast<std::uint16_t*>(a));
-    memory bm(p.b_md, engine(), const_cast<std::uint16_t*>(b));
-    memory cm(p.c_md, engine(), c);
-    p.prim.execute(s, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
-    s.wait();
-  } catch (const dnnl::error& e) {
-    throw Error("bf16 matmul: oneDNN failed on " + std::to_string(m) + "x" + std::to_string(k) + " times " +
-                std::to_string(k) + "x" + std::to_string(n) + ": " + e.what());
+  run(ta, tb, m, n, k, a, lda, b, ldb, beta, nullptr, c, ldc);
+}
+
+void gemm_bias(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint16_t* a,
+               std::int64_t lda, const std::uint16_t* b, std::int64_t ldb, const float* bias, float* c,
+               std::int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0 || emulated()) {
+    gemm_emulated(ta, tb, m, n, k, a, lda, b, ldb, 0.0f, c, ldc);
+    add_bias_rows(m, n, bias, c, ldc);
+    return;
   }
+  run(ta, tb, m, n, k, a, lda, b, ldb, 0.0f, bias, c, ldc);
+}
+
+void gemm_bias_relu(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint16_t* a,
+                    std::int64_t lda, const std::uint16_t* b, std::int64_t ldb, const float* bias, std::uint16_t* c,
+                    std::int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0 || emulated()) {
+    bias_relu_emulated(ta, tb, m, n, k, a, lda, b, ldb, bias, c, ldc);
+    return;
+  }
+  run(ta, tb, m, n, k, a, lda, b, ldb, 0.0f, bias, c, ldc, true);
 }
 
 const char* implementation(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k) {

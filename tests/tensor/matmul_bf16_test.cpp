@@ -88,9 +88,14 @@ TEST(Bf16Convert, MatchesTheDefinitionIncludingTiesAndSpecialValues) {
   }
 }
 
-// Checks C = op(A) op(B) + beta C0 for one shape; returns the largest |C - product of the
-// unrounded inputs| / bound over the elements (> 1: the rounding to bf16 is visible).
-double expect_product(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, float beta) {
+// Checks C = op(A) op(B) + beta C0 for one shape (with_bias: C = op(A) op(B) + 1 bias^T through
+// gemm_bias, C0 ignored); returns the largest |C - product of the unrounded inputs| / bound over
+// the elements (> 1: the rounding to bf16 is visible).
+double expect_product(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, float beta,
+                      bool with_bias = false) {
+  std::vector<float> bias(static_cast<std::size_t>(n));
+  for (std::int64_t j = 0; j < n; ++j) bias[static_cast<std::size_t>(j)] = 3.0f * value(j, 0.61f);
+  if (with_bias) beta = 0.0f;
   const std::int64_t a_n = m * k, b_n = k * n;
   std::vector<float> af(a_n), bfl(b_n), c(m * n);
   for (std::int64_t i = 0; i < a_n; ++i) af[i] = value(i, 0.37f);
@@ -101,7 +106,11 @@ double expect_product(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int
   for (std::int64_t i = 0; i < a_n; ++i) a16[i] = reference_bf16(af[i]);
   for (std::int64_t i = 0; i < b_n; ++i) b16[i] = reference_bf16(bfl[i]);
   const std::int64_t lda = ta ? m : k, ldb = tb ? k : n;
-  bf::gemm(ta, tb, m, n, k, a16.data(), lda, b16.data(), ldb, beta, c.data(), n);
+  if (with_bias) {
+    bf::gemm_bias(ta, tb, m, n, k, a16.data(), lda, b16.data(), ldb, bias.data(), c.data(), n);
+  } else {
+    bf::gemm(ta, tb, m, n, k, a16.data(), lda, b16.data(), ldb, beta, c.data(), n);
+  }
   double visible = 0;
   for (std::int64_t i = 0; i < m; ++i) {
     for (std::int64_t j = 0; j < n; ++j) {
@@ -113,7 +122,9 @@ double expect_product(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int
         s32 += static_cast<double>(af[ia]) * bfl[ib];
         abs_sum += std::abs(x * y);
       }
-      const double c_old = c0[i * n + j];
+      // with the bias: beta 1 on a C0 of the bias rows
+      const double c_old = with_bias ? bias[static_cast<std::size_t>(j)] : c0[i * n + j];
+      if (with_bias) beta = 1.0f;
       const double want = s + beta * c_old;
       const double tol = static_cast<double>(k + 2) * 0x1p-24 * abs_sum + 0x1p-23 * std::abs(beta * c_old) + 1e-30;
       const double got = c[i * n + j];
@@ -137,6 +148,9 @@ void expect_products() {
     for (bool tb : {false, true}) {
       for (const auto& s : shapes) {
         visible = std::max(visible, expect_product(ta, tb, s[0], s[1], s[2], betas[i++ % 3]));
+        if (::testing::Test::HasFailure()) return;
+        // the bias added by the product (the forward of a linear layer with its bias)
+        visible = std::max(visible, expect_product(ta, tb, s[0], s[1], s[2], 0.0f, true));
         if (::testing::Test::HasFailure()) return;
       }
     }
