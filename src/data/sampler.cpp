@@ -185,6 +185,34 @@ Sampler::Sampler(std::int64_t num_examples, const SamplerOptions& options)
   }
   batch_size_ = options.batch_size == 0 ? num_examples : options.batch_size;
   batches_per_epoch_ = count_batches(num_examples, batch_size_, options.drop_last);
+  if (!options.groups.empty()) {
+    const auto g = static_cast<std::int64_t>(options.groups.size());
+    if (!options.in_order && options.kind != SamplerKind::sequential)
+      throw ConfigError("sampler: shard groups need the examples walked in order (in_order or sequential)");
+    if (options.kind == SamplerKind::with_replacement || options.kind == SamplerKind::reshuffle)
+      throw ConfigError("sampler: shard groups are walked in order; kind " + std::string(sampler_kind_name(options.kind)) +
+                        " draws at random");
+    if (options.batch_size <= 0 || options.batch_size % g != 0)
+      throw ConfigError("sampler: batch_size = " + std::to_string(options.batch_size) + " is not a positive multiple of the " +
+                        std::to_string(g) + " shard groups (each batch takes batch_size / groups examples of each)");
+    const std::int64_t q = options.batch_size / g;
+    std::int64_t total = 0, most = 0, least = std::numeric_limits<std::int64_t>::max();
+    group_starts_.push_back(0);
+    for (const std::int64_t size : options.groups) {
+      if (size < 0 || size > num_examples - total)
+        throw ConfigError("sampler: shard group sizes do not add up to the " + std::to_string(num_examples) + " examples");
+      total += size;
+      group_starts_.push_back(total);
+      most = std::max(most, size);
+      least = std::min(least, size);
+    }
+    if (total != num_examples)
+      throw ConfigError("sampler: shard group sizes do not add up to the " + std::to_string(num_examples) + " examples");
+    batches_per_epoch_ = options.drop_last ? least / q : (most + q - 1) / q;
+    if (batches_per_epoch_ < 1)
+      throw ConfigError("sampler: drop_last with a shard group of " + std::to_string(least) + " examples, fewer than " +
+                        "batch_size / groups = " + std::to_string(q) + ": no whole batch");
+  }
   if (permutes()) {
     if (static_cast<std::uint64_t>(num_examples) > order_.max_size()) {
       throw ConfigError("sampler: num_examples " + std::to_string(num_examples) +
@@ -220,6 +248,20 @@ bool Sampler::next(std::vector<std::int64_t>& out) {
       draw_order();
     }
     return false;
+  }
+  if (!group_starts_.empty()) {  // shard groups: q examples of each, in group order
+    const auto g = group_starts_.size() - 1;
+    const std::int64_t q = batch_size_ / static_cast<std::int64_t>(g);
+    out.clear();
+    pieces_.assign(1, 0);
+    for (std::size_t i = 0; i < g; ++i) {
+      const std::int64_t size = group_starts_[i + 1] - group_starts_[i];
+      const std::int64_t lo = std::min(size, position_ * q), hi = std::min(size, lo + q);
+      for (std::int64_t e = lo; e < hi; ++e) out.push_back(group_starts_[i] + e);
+      pieces_.push_back(static_cast<std::int64_t>(out.size()));
+    }
+    ++position_;
+    return true;
   }
   // position_ < batches_per_epoch_, so begin < num_examples_ and nothing overflows.
   const std::int64_t begin = position_ * batch_size_;
@@ -278,8 +320,10 @@ void Sampler::load_state(const std::string& state) {
   const auto seed = parse_int<std::uint64_t>("seed", reader.field("seed"));
   const std::int64_t epoch = parse_range("epoch", reader.field("epoch"), 0, INT64_MAX);
   const std::int64_t effective_batch = batch_size == 0 ? num_examples : batch_size;
-  const std::int64_t position = parse_range("position", reader.field("position"), 0,
-                                            count_batches(num_examples, effective_batch, drop_last));
+  const std::int64_t position =
+      parse_range("position", reader.field("position"), 0,
+                  std::max(count_batches(num_examples, effective_batch, drop_last),
+                           group_starts_.empty() ? std::int64_t{0} : batches_per_epoch_));
   const Rng order_rng = parse_rng("order_rng", reader.field("order_rng"));
   Rng rng = parse_rng("rng", reader.field("rng"));
   reader.expect_end();

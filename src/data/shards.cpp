@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <system_error>
 
@@ -367,24 +368,49 @@ struct ShardStream::Loaded {
   Shard shard;
 };
 
-ShardStream::ShardStream(std::filesystem::path dir, ShardIndex index, float scale)
+ShardStream::ShardStream(std::filesystem::path dir, ShardIndex index, float scale, std::int64_t groups,
+                         std::int64_t first_group, std::int64_t end_group)
     : dir_(std::move(dir)), index_(std::move(index)), scale_(scale), dim_(index_.dim()) {
-  starts_.reserve(index_.train.shards.size() + 1);
-  labels_.reserve(static_cast<std::size_t>(index_.train.examples()));
-  for (const ShardEntry& e : index_.train.shards) {
-    starts_.push_back(total_);
-    total_ += e.examples;
+  const auto shards = static_cast<std::int64_t>(index_.train.shards.size());
+  if (groups < 1 || groups > shards)
+    throw ConfigError((dir_ / "index.json").string() + ": " + std::to_string(groups) +
+                      " shard groups need between 1 and the set's " + std::to_string(shards) + " train shards");
+  if (end_group < 0) end_group = groups;
+  if (first_group < 0 || first_group >= end_group || end_group > groups)
+    throw ConfigError("shard stream: owned groups [" + std::to_string(first_group) + ", " + std::to_string(end_group) +
+                      ") are not within [0, " + std::to_string(groups) + ")");
+  first_group_ = first_group;
+  end_group_ = end_group;
+  // Group-major positions: group g's shards g, g + G, ... in order.
+  const auto n_shards = static_cast<std::size_t>(shards);
+  order_.reserve(n_shards);
+  group_of_.reserve(n_shards);
+  starts_.reserve(n_shards + 1);
+  for (std::int64_t g = 0; g < groups; ++g) {
+    group_positions_.push_back(order_.size());
+    group_starts_.push_back(total_);
+    for (auto s = static_cast<std::size_t>(g); s < n_shards; s += static_cast<std::size_t>(groups)) {
+      order_.push_back(s);
+      group_of_.push_back(g);
+      starts_.push_back(total_);
+      total_ += index_.train.shards[s].examples;
+    }
   }
+  group_positions_.push_back(order_.size());
+  group_starts_.push_back(total_);
   starts_.push_back(total_);
-  // The label column alone (read_shard_index checked the sizes); checked again with the
-  // checksum when the shard is read whole.
-  labels_.resize(static_cast<std::size_t>(total_));
-  for (std::size_t s = 0; s < index_.train.shards.size(); ++s) {
-    const ShardEntry& e = index_.train.shards[s];
+  cursors_.resize(static_cast<std::size_t>(groups));
+  // The label column alone of the owned shards (read_shard_index checked the sizes); checked
+  // again with the checksum when the shard is read whole. Other groups' labels stay 0.
+  labels_.assign(static_cast<std::size_t>(total_), 0);
+  for (std::size_t p = group_positions_[static_cast<std::size_t>(first_group_)];
+       p < group_positions_[static_cast<std::size_t>(end_group_)]; ++p) {
+    const ShardEntry& e = index_.train.shards[order_[p]];
     const std::filesystem::path path = dir_ / e.file;
+    trace_shard_opened(e.file);
     std::ifstream in(path, std::ios::binary);
     in.seekg(static_cast<std::streamoff>(shard_header_bytes + static_cast<std::size_t>(e.examples) * 8));
-    auto* dst = labels_.data() + starts_[s];
+    auto* dst = labels_.data() + starts_[p];
     if (!in.read(reinterpret_cast<char*>(dst), static_cast<std::streamsize>(e.examples * 4)))
       throw IoError(path.string() + ": cannot read its labels");
     for (std::int64_t i = 0; i < e.examples; ++i) {
@@ -396,12 +422,30 @@ ShardStream::ShardStream(std::filesystem::path dir, ShardIndex index, float scal
 }
 
 ShardStream::~ShardStream() {
-  if (has_next_ && next_.valid()) next_.wait();
+  for (Cursor& c : cursors_) {
+    if (c.has_next && c.next.valid()) c.next.wait();
+  }
 }
 
-std::shared_ptr<const ShardStream::Loaded> ShardStream::load(std::size_t s) {
+std::vector<std::int64_t> ShardStream::group_sizes() const {
+  std::vector<std::int64_t> sizes;
+  for (std::int64_t g = 0; g < groups(); ++g) sizes.push_back(group_size(g));
+  return sizes;
+}
+
+std::vector<std::string> ShardStream::group_files(std::int64_t g) const {
+  std::vector<std::string> files;
+  for (std::size_t p = group_positions_[static_cast<std::size_t>(g)]; p < group_positions_[static_cast<std::size_t>(g) + 1];
+       ++p)
+    files.push_back(index_.train.shards[order_[p]].file);
+  return files;
+}
+
+std::shared_ptr<const ShardStream::Loaded> ShardStream::load(std::size_t pos) {
   auto loaded = std::make_shared<Loaded>();
-  loaded->shard = read_shard(dir_, index_.train.shards[s], index_);
+  const ShardEntry& e = index_.train.shards[order_[pos]];
+  trace_shard_opened(e.file);
+  loaded->shard = read_shard(dir_, e, index_);
   ++shards_read_;
   return loaded;
 }
@@ -409,30 +453,32 @@ std::shared_ptr<const ShardStream::Loaded> ShardStream::load(std::size_t s) {
 std::shared_ptr<const ShardStream::Loaded> ShardStream::shard_for(std::int64_t example, std::int64_t& row) {
   if (example < 0 || example >= total_) throw ShapeError("shard stream: example " + std::to_string(example) + " outside [0, " + std::to_string(total_) + ")");
   const auto it = std::upper_bound(starts_.begin(), starts_.end(), example);
-  const auto s = static_cast<std::size_t>(it - starts_.begin() - 1);
-  row = example - starts_[s];
-  if (current_ && current_index_ == s) return current_;
-  current_.reset();  // at most the new shard and the one read ahead are held
-  if (has_next_ && next_index_ == s) {
-    has_next_ = false;
-    current_ = next_.get();
+  const auto p = static_cast<std::size_t>(it - starts_.begin() - 1);
+  row = example - starts_[p];
+  const auto g = static_cast<std::size_t>(group_of_[p]);
+  Cursor& c = cursors_[g];
+  if (c.current && c.current_pos == p) return c.current;
+  c.current.reset();  // at most the new shard and the one read ahead are held, per group
+  if (c.has_next && c.next_pos == p) {
+    c.has_next = false;
+    c.current = c.next.get();
   } else {
-    if (has_next_) {
-      has_next_ = false;
-      next_.get();  // dropped: the walk jumped elsewhere
+    if (c.has_next) {
+      c.has_next = false;
+      c.next.get();  // dropped: the walk jumped elsewhere
     }
-    current_ = load(s);
+    c.current = load(p);
   }
-  current_index_ = s;
-  if (s + 1 < index_.train.shards.size()) {
-    next_index_ = s + 1;
-    has_next_ = true;
-    next_ = std::async(std::launch::async, [this, n = s + 1] { return load(n); });
+  c.current_pos = p;
+  if (p + 1 < group_positions_[g + 1]) {  // the group's next shard
+    c.next_pos = p + 1;
+    c.has_next = true;
+    c.next = std::async(std::launch::async, [this, n = p + 1] { return load(n); });
   }
   // Labels read at open must be the ones the checksummed shard holds.
-  if (!std::equal(current_->shard.labels.begin(), current_->shard.labels.end(), labels_.begin() + starts_[s]))
-    bad((dir_ / index_.train.shards[s].file).string(), "its labels changed since the data set was opened");
-  return current_;
+  if (!std::equal(c.current->shard.labels.begin(), c.current->shard.labels.end(), labels_.begin() + starts_[p]))
+    bad((dir_ / index_.train.shards[order_[p]].file).string(), "its labels changed since the data set was opened");
+  return c.current;
 }
 
 template <class T>
@@ -440,10 +486,16 @@ void ShardStream::copy(std::span<const std::int64_t> idx, T* out, std::vector<st
   const auto d = static_cast<std::size_t>(dim_);
   if (ids != nullptr) ids->resize(idx.size());
   for (std::size_t i = 0; i < idx.size(); ++i) {
+    T* dst = out + i * d;
+    if (!owns(idx[i])) {  // another rank's row: never read, never used
+      if (idx[i] < 0 || idx[i] >= total_) throw ShapeError("shard stream: example " + std::to_string(idx[i]) + " outside [0, " + std::to_string(total_) + ")");
+      std::fill(dst, dst + d, std::numeric_limits<T>::quiet_NaN());
+      if (ids != nullptr) (*ids)[i] = -1;
+      continue;
+    }
     std::int64_t row = 0;
     const std::shared_ptr<const Loaded> l = shard_for(idx[i], row);
     if (ids != nullptr) (*ids)[i] = l->shard.ids[static_cast<std::size_t>(row)];
-    T* dst = out + i * d;
     if (index_.dtype == ShardDType::u8) {
       const std::uint8_t* src = l->shard.features() + static_cast<std::size_t>(row) * d;
       for (std::size_t j = 0; j < d; ++j) dst[j] = static_cast<T>(static_cast<float>(src[j]) * scale_);
@@ -466,21 +518,55 @@ void ShardStream::features(std::span<const std::int64_t> idx, double* out, std::
 }
 
 namespace {
+// The trace files (DESCENT_SHARD_TRACE): written by the training thread (ids) and by the
+// read-ahead threads (opened files), so behind a mutex.
+struct Trace {
+  std::mutex mutex;
+  std::string suffix;
+  std::unique_ptr<std::ofstream> ids, opened;
+};
+Trace& trace() {
+  static Trace t;
+  return t;
+}
 const char* trace_path() {
   static const char* path = std::getenv("DESCENT_SHARD_TRACE");
   return path != nullptr && *path != '\0' ? path : nullptr;
+}
+std::ofstream& trace_file(std::unique_ptr<std::ofstream>& f, const char* extra) {
+  if (!f) f = std::make_unique<std::ofstream>(std::string(trace_path()) + trace().suffix + extra, std::ios::app);
+  return *f;
+}
+void check_trace(const std::ofstream& f, const char* extra) {
+  if (!f) throw IoError(std::string(trace_path()) + trace().suffix + extra + ": cannot write the DESCENT_SHARD_TRACE file");
 }
 }  // namespace
 
 bool shard_trace_enabled() { return trace_path() != nullptr; }
 
+void set_shard_trace_rank(int rank) {
+  const std::lock_guard<std::mutex> lock(trace().mutex);
+  trace().suffix = ".rank" + std::to_string(rank);
+}
+
 void trace_shard_examples(std::span<const std::int64_t> ids) {
-  const char* path = trace_path();
-  if (path == nullptr) return;
-  static std::ofstream out(path, std::ios::app);
-  for (const std::int64_t id : ids) out << id << '\n';
+  if (trace_path() == nullptr) return;
+  const std::lock_guard<std::mutex> lock(trace().mutex);
+  std::ofstream& out = trace_file(trace().ids, "");
+  for (const std::int64_t id : ids) {
+    if (id >= 0) out << id << '\n';  // -1: another rank's row
+  }
   out.flush();
-  if (!out) throw IoError(std::string(path) + ": cannot write the DESCENT_SHARD_TRACE file");
+  check_trace(out, "");
+}
+
+void trace_shard_opened(const std::string& file) {
+  if (trace_path() == nullptr) return;
+  const std::lock_guard<std::mutex> lock(trace().mutex);
+  std::ofstream& out = trace_file(trace().opened, ".opened");
+  out << file << '\n';
+  out.flush();
+  check_trace(out, ".opened");
 }
 
 }  // namespace descent::data

@@ -677,6 +677,12 @@ std::span<const Field> fields() {
               "Keep only the first N training examples, >= 0. 0 means all. Meant for quick runs and tests."),
       integer("data.limit_test", &in<&T::data, &D::limit_test>, 0, kInt64Max, "5000",
               "Keep only the first N test examples, >= 0. 0 means all."),
+      integer("data.shard_groups", &in<&T::data, &D::shard_groups>, 1, 65536, "4",
+              "`sharded` only: the training shards in G interleaved groups (group g: shards g, g + G, g + 2G, ...), "
+              "each walked in order; every batch takes `batch_size` / G examples of each group, group 0's first, so "
+              "`batch_size` must be a multiple of G and G at most the number of training shards. Under `mpirun -np P` "
+              "rank r reads only groups [r G / P, (r+1) G / P): P must divide G. The batches depend on G, not on P "
+              "(docs/data.md, \"Shard groups\"); with `deterministic` G must be a power of two."),
 
       choice("model.type", &in<&T::model, &M::type>, names<kModelTypes>, "",
              "`mlp`: a multilayer perceptron built from `hidden` and `activation`. `sequential`: the modules of "

@@ -10,6 +10,7 @@
 #include "descent/data/npy.hpp"
 #include "descent/data/shards.hpp"
 #include "descent/error.hpp"
+#include "descent/train/distributed.hpp"
 
 namespace descent::train {
 namespace {
@@ -80,7 +81,29 @@ Data load_sharded(const TrainConfig& config) {
   d.dim = index.dim();
   d.validation = held_out(dir, index, index.validation, factor, dtype);
   d.test = held_out(dir, index, index.test, factor, dtype);
-  auto stream = std::make_shared<data::ShardStream>(dir, std::move(index), factor);
+  // Shard groups: rank r of P reads groups [r G / P, (r+1) G / P) alone (docs/data.md).
+  const std::int64_t groups = c.shard_groups;
+  const auto shards = static_cast<std::int64_t>(index.train.shards.size());
+  if (groups > shards)
+    throw ConfigError(config.source + ": data.shard_groups = " + std::to_string(groups) + " is more than the " +
+                      std::to_string(shards) + " training shards of " + c.dir);
+  if (groups > 1 && (config.sampler.batch_size <= 0 || config.sampler.batch_size % groups != 0))
+    throw ConfigError(config.source + ": sampler.batch_size = " + std::to_string(config.sampler.batch_size) +
+                      " is not a multiple of data.shard_groups = " + std::to_string(groups) +
+                      " (each batch takes batch_size / shard_groups examples of each group)");
+  if (groups > 1 && config.deterministic && (groups & (groups - 1)) != 0)
+    throw ConfigError(config.source + ": data.shard_groups = " + std::to_string(groups) +
+                      " with deterministic = true must be a power of two (the groups are the top of the reduction tree)");
+  const Communicator& world = Communicator::world();
+  const std::int64_t p = world.size(), r = world.rank();
+  if (groups % p != 0)
+    throw ConfigError(config.source + ": data.shard_groups = " + std::to_string(groups) + " cannot be shared out over " +
+                      std::to_string(p) + " ranks (mpirun -np " + std::to_string(p) +
+                      "): each rank reads whole groups of shards, so the number of ranks must divide data.shard_groups; "
+                      "set it to a multiple of " + std::to_string(p) + " (the batches depend on it, not on the ranks)");
+  if (world.distributed()) data::set_shard_trace_rank(world.rank());
+  auto stream = std::make_shared<data::ShardStream>(dir, std::move(index), factor, groups, groups * r / p,
+                                                    groups * (r + 1) / p);
   d.train.dtype = dtype;
   d.train.features = d.dim;
   d.train.y = Tensor::from<std::int32_t>({stream->size()}, std::span<const std::int32_t>(stream->labels()));

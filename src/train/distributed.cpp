@@ -16,10 +16,12 @@
 
 #include "descent/error.hpp"
 #include "descent/loss/loss.hpp"
+#include "descent/data/shards.hpp"
 #include "descent/nn/module.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/train/config.hpp"
 #include "descent/train/monitors.hpp"
+#include "descent/train/second_order_loop.hpp"
 #include "descent/train/trainer.hpp"
 
 namespace descent::train {
@@ -59,6 +61,13 @@ std::int64_t next_power_of_two(std::int64_t n) {
 }
 
 bool power_of_two(std::int64_t n) { return n > 0 && (n & (n - 1)) == 0; }
+
+// MPI counts are ints: a buffer of n elements goes as pieces of at most 2^30, f(offset, count).
+template <class F>
+void in_mpi_counts(std::int64_t n, F&& f) {
+  constexpr std::int64_t chunk = std::int64_t{1} << 30;
+  for (std::int64_t i = 0; i < n; i += chunk) f(i, static_cast<int>(std::min(chunk, n - i)));
+}
 
 }  // namespace
 
@@ -101,12 +110,10 @@ void Communicator::allreduce_sum(float* data, std::int64_t n) {
   if (size_ <= 1) return;
 #ifdef DESCENT_HAVE_MPI
   const auto t0 = Clock::now();
-  constexpr std::int64_t chunk = std::int64_t{1} << 30;
-  for (std::int64_t i = 0; i < n; i += chunk) {
-    check(MPI_Allreduce(MPI_IN_PLACE, data + i, static_cast<int>(std::min(chunk, n - i)), MPI_FLOAT, MPI_SUM,
-                        MPI_COMM_WORLD),
-          "MPI_Allreduce of the gradient", rank_, size_);
-  }
+  in_mpi_counts(n, [&](std::int64_t i, int count) {
+    check(MPI_Allreduce(MPI_IN_PLACE, data + i, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce of the gradient",
+          rank_, size_);
+  });
   bytes_ += n * static_cast<std::int64_t>(sizeof(float));
   seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
 #else
@@ -159,14 +166,12 @@ void Communicator::start_allreduce_sum(float* data, std::int64_t n) {
   if (size_ <= 1) return;
 #ifdef DESCENT_HAVE_MPI
   const auto t0 = Clock::now();
-  constexpr std::int64_t chunk = std::int64_t{1} << 30;
-  for (std::int64_t i = 0; i < n; i += chunk) {
+  in_mpi_counts(n, [&](std::int64_t i, int count) {
     MPI_Request request = MPI_REQUEST_NULL;
-    check(MPI_Iallreduce(MPI_IN_PLACE, data + i, static_cast<int>(std::min(chunk, n - i)), MPI_FLOAT, MPI_SUM,
-                         MPI_COMM_WORLD, &request),
+    check(MPI_Iallreduce(MPI_IN_PLACE, data + i, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &request),
           "MPI_Iallreduce of the gradient", rank_, size_);
     g_requests.push_back(request);
-  }
+  });
   bytes_ += n * static_cast<std::int64_t>(sizeof(float));
   seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
 #else
@@ -256,6 +261,10 @@ void check_parallel_config(const TrainConfig& config, nn::Module& net) {
   if (w.distributed() && batch_norm) {
     throw ConfigError(where + "model: batch normalization is not supported under mpirun (each rank would keep its own "
                       "running statistics); train it in one process");
+  }
+  if (w.distributed() && config.data.format == "sharded" && is_second_order(config)) {
+    throw ConfigError(where + "optimizer: a second-order method needs its whole batch on every rank; under mpirun each "
+                      "rank of a sharded set holds only its own shard groups' examples: train it in one process");
   }
   if (needs_batch_gradient(config) && Monitors::any(config.diagnostics)) {
     throw ConfigError(where + "diagnostics: the monitors need the whole batch on one tape: not with deterministic = "
@@ -351,14 +360,26 @@ class BucketedReduce {
   std::size_t next_ = 0;                 // the next bucket to start
 };
 
+// The rows of the batch rank r of p computes: [b r / p, b (r+1) / p), or with shard groups
+// (pieces: G + 1 offsets of the groups' examples in the batch) the rows of its own groups
+// [r G / p, (r+1) G / p), the only rows it has read (data/shards.hpp).
+std::pair<std::int64_t, std::int64_t> rank_rows(std::int64_t b, std::span<const std::int64_t> pieces, std::int64_t r,
+                                                std::int64_t p) {
+  if (pieces.empty()) return {b * r / p, b * (r + 1) / p};
+  const auto g = static_cast<std::int64_t>(pieces.size()) - 1;
+  if (g % p != 0 || pieces.back() != b) throw ShapeError("batch_gradient: the batch's shard groups do not fit the ranks");
+  return {pieces[static_cast<std::size_t>(g * r / p)], pieces[static_cast<std::size_t>(g * (r + 1) / p)]};
+}
+
 // Each rank a contiguous range of rows; the local mean gradient scaled by its share, summed:
 // one all-reduce after the backward pass, or (bucket > 0 elements, more than one rank)
 // buckets started during it.
 Gradient plain_gradient(nn::Module& net, ParameterArena& arena, optim::Optimizer& optimizer, autodiff::Tape& tape,
-                        const Tensor& x, const Tensor& y, std::int64_t k, std::int64_t bucket) {
+                        const Tensor& x, const Tensor& y, std::int64_t k, std::int64_t bucket,
+                        std::span<const std::int64_t> pieces) {
   Communicator& w = Communicator::world();
   const std::int64_t b = y.dim(0);
-  const std::int64_t r0 = b * w.rank() / w.size(), r1 = b * (w.rank() + 1) / w.size();
+  const auto [r0, r1] = rank_rows(b, pieces, w.rank(), w.size());
   arena.zero_grad();
   optimizer.prepare(arena, k);
   Gradient g;
@@ -391,16 +412,32 @@ Gradient plain_gradient(nn::Module& net, ParameterArena& arena, optim::Optimizer
   return g;
 }
 
-// Fixed blocks, a fixed tree (see the header).
+// Fixed blocks, a fixed tree (see the header). The batch is G pieces (the shard groups'
+// examples, pieces: G + 1 offsets; without them one piece, the whole batch), each cut into
+// blocks of `block` rows; every piece gets S slots (S the next power of two of the most
+// blocks any piece has), so slot s = g S + j is block j of piece g (absent past the piece's
+// end) and the tree has T = G S leaves. Rank r owns slots [r T / p, (r+1) T / p): with shard
+// groups exactly the slots of its own groups (p divides G), the rows it has read.
 Gradient deterministic_gradient(nn::Module& net, ParameterArena& arena, optim::Optimizer& optimizer,
                                 autodiff::Tape& tape, const Tensor& x, const Tensor& y, std::int64_t k,
-                                std::int64_t block) {
+                                std::int64_t block, std::span<const std::int64_t> pieces) {
   Communicator& w = Communicator::world();
   const std::int64_t b = y.dim(0), n = arena.size();
-  const std::int64_t blocks = (b + block - 1) / block;
-  const std::int64_t slots = next_power_of_two(blocks);
+  std::vector<std::int64_t> bounds(pieces.begin(), pieces.end());
+  if (bounds.empty()) bounds = {0, b};
+  const auto groups = static_cast<std::int64_t>(bounds.size()) - 1;
+  std::int64_t most = 1;
+  for (std::int64_t g = 0; g < groups; ++g) {
+    const std::int64_t rows = bounds[static_cast<std::size_t>(g) + 1] - bounds[static_cast<std::size_t>(g)];
+    most = std::max(most, (rows + block - 1) / block);
+  }
+  const std::int64_t per_piece = next_power_of_two(most);
+  const std::int64_t slots = groups * per_piece;
   const std::int64_t p = w.size(), r = w.rank();
-  // Slot s belongs to rank s * p / slots: a whole aligned subtree per rank.
+  if (!power_of_two(slots) || (!pieces.empty() && (groups % p != 0 || bounds.back() != b)))
+    throw ShapeError("batch_gradient: the batch's shard groups do not fit the ranks and the tree");
+  // Slot s belongs to rank s * p / slots: a whole aligned subtree per rank (or one leaf, or
+  // none, when there are fewer slots than ranks).
   std::int64_t s0 = 0, s1 = 0;
   {
     bool first = true;
@@ -414,41 +451,39 @@ Gradient deterministic_gradient(nn::Module& net, ParameterArena& arena, optim::O
   kernels::set_deterministic_products(true);
   optimizer.prepare(arena, k);
   Gradient g;
-  std::vector<double> figures(static_cast<std::size_t>(2 * blocks), 0.0);
-  // A binary counter over the leaves: stack[i] holds a subtree of 2^level[i] leaves.
-  std::vector<Tensor> stack;
-  std::vector<int> level;
-  for (std::int64_t s = s0; s < std::min(s1, blocks); ++s) {
-    const std::int64_t e0 = s * block, e1 = std::min(b, e0 + block);
+  std::vector<double> figures(static_cast<std::size_t>(2 * slots), 0.0);
+  // Slot s's rows, [e0, e1): empty when the block lies past its piece's end.
+  const auto rows_of = [&](std::int64_t s) {
+    const auto piece = static_cast<std::size_t>(s / per_piece);
+    const std::int64_t e0 = std::min(bounds[piece + 1], bounds[piece] + (s % per_piece) * block);
+    return std::pair{e0, std::min(bounds[piece + 1], e0 + block)};
+  };
+  // A leaf: its block's mean gradient scaled by its share of the batch (undefined when absent).
+  const auto leaf = [&](std::int64_t s) {
+    const auto [e0, e1] = rows_of(s);
+    if (e1 <= e0) return Tensor();
     arena.zero_grad();
     piece(net, tape, x, y, e0, e1, g);
     const double share = static_cast<double>(e1 - e0) / static_cast<double>(b);
-    Tensor leaf = arena.grads().clone();
-    kernels::axpby(share, leaf, 0.0, leaf);
+    Tensor t = arena.grads().clone();
+    kernels::axpby(share, t, 0.0, t);
     figures[static_cast<std::size_t>(2 * s)] = g.loss_value * static_cast<double>(e1 - e0);
-    figures[static_cast<std::size_t>(2 * s + 1)] =
-        static_cast<double>(loss::count_errors(g.logits.value(), y.rows(e0, e1)));
-    int lv = 0;
-    while (!level.empty() && level.back() == lv) {
-      kernels::axpby(1.0, leaf, 1.0, stack.back());  // left + right
-      leaf = stack.back();
-      stack.pop_back();
-      level.pop_back();
-      ++lv;
-    }
-    stack.push_back(leaf);
-    level.push_back(lv);
-  }
+    figures[static_cast<std::size_t>(2 * s + 1)] = static_cast<double>(loss::count_errors(g.logits.value(), y.rows(e0, e1)));
+    return t;
+  };
+  // The subtree over slots [lo, hi) (a power of two, aligned), depth first: left + right,
+  // an absent side passing the other through. At most log2(hi - lo) + 1 sums held at once.
+  const auto subtree = [&](const auto& self, std::int64_t lo, std::int64_t hi) -> Tensor {
+    if (hi - lo == 1) return leaf(lo);
+    const std::int64_t mid = lo + (hi - lo) / 2;
+    Tensor left = self(self, lo, mid);
+    Tensor right = self(self, mid, hi);
+    if (!left.defined()) return right;
+    if (right.defined()) kernels::axpby(1.0, right, 1.0, left);
+    return left;
+  };
+  Tensor mine = s1 > s0 ? subtree(subtree, s0, s1) : Tensor();
   kernels::set_deterministic_products(kept_determinism);
-  // Fold the unfinished subtrees from the right: the tree's absent leaves add nothing.
-  Tensor mine;
-  for (std::size_t i = stack.size(); i-- > 0;) {
-    if (!mine.defined()) {
-      mine = stack[i];
-    } else {
-      kernels::axpby(1.0, stack[i], 1.0, mine);
-    }
-  }
   // Recursive doubling over the ranks: at distance d, ranks r and r ^ d add their subtrees.
   float* out = arena.grads().data<float>();
   if (mine.defined()) {
@@ -475,7 +510,7 @@ Gradient deterministic_gradient(nn::Module& net, ParameterArena& arena, optim::O
   agree_on_stop(figures);  // each entry comes from one rank: the sum is exact
   double loss_sum = 0.0;
   std::int64_t errors = 0;
-  for (std::int64_t s = 0; s < blocks; ++s) {
+  for (std::int64_t s = 0; s < slots; ++s) {
     loss_sum += figures[static_cast<std::size_t>(2 * s)];
     errors += static_cast<std::int64_t>(figures[static_cast<std::size_t>(2 * s + 1)]);
   }
@@ -488,14 +523,31 @@ Gradient deterministic_gradient(nn::Module& net, ParameterArena& arena, optim::O
 }  // namespace
 
 Gradient batch_gradient(nn::Module& net, ParameterArena& arena, optim::Optimizer& optimizer, autodiff::Tape& tape,
-                        const Tensor& x, const Tensor& y, std::int64_t k, const TrainConfig& config) {
+                        const Tensor& x, const Tensor& y, std::int64_t k, const TrainConfig& config,
+                        std::span<const std::int64_t> pieces) {
   if (arena.dtype() != DType::f32) throw ConfigError(config.source + ": deterministic / mpirun: float32 models only");
-  if (config.deterministic) return deterministic_gradient(net, arena, optimizer, tape, x, y, k, config.deterministic_block);
-  return plain_gradient(net, arena, optimizer, tape, x, y, k, config.allreduce_bucket_kb * 1024 / 4);
+  if (config.deterministic)
+    return deterministic_gradient(net, arena, optimizer, tape, x, y, k, config.deterministic_block, pieces);
+  return plain_gradient(net, arena, optimizer, tape, x, y, k, config.allreduce_bucket_kb * 1024 / 4, pieces);
 }
 
 Evaluation evaluate_shared(nn::Module& net, const data::Split& split, std::int64_t batch) {
   Communicator& w = Communicator::world();
+  if (split.stream && split.stream->groups() > 1) {  // shard groups: chunks per group, by the group's owner
+    const data::ShardStream& s = *split.stream;
+    std::vector<std::pair<std::int64_t, std::int64_t>> chunks;
+    std::size_t c0 = 0, c1 = 0;
+    for (std::int64_t g = 0; g < s.groups(); ++g) {
+      if (g == s.first_group()) c0 = chunks.size();
+      for (std::int64_t b0 = s.group_start(g); b0 < s.group_start(g + 1); b0 += batch)
+        chunks.emplace_back(b0, std::min(s.group_start(g + 1), b0 + batch));
+      if (g + 1 == s.end_group()) c1 = chunks.size();
+    }
+    std::vector<double> sums(2 * chunks.size(), 0.0);
+    evaluate_ranges(net, split, std::span(chunks).subspan(c0, c1 - c0), sums.data() + 2 * c0);
+    w.allreduce_figures(sums.data(), static_cast<std::int64_t>(sums.size()));  // nothing to do in one process
+    return evaluation_from_chunks(sums, split.size());
+  }
   if (!w.distributed()) return evaluate(net, split, batch);
   const std::int64_t n = split.size();
   if (n == 0) return Evaluation{};

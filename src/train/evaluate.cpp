@@ -10,6 +10,14 @@ namespace descent::train {
 void evaluate_chunks(nn::Module& net, const data::Split& split, std::int64_t batch, std::int64_t c0, std::int64_t c1,
                      double* sums, std::vector<std::int64_t>* confusion) {
   const std::int64_t n = split.size();
+  std::vector<std::pair<std::int64_t, std::int64_t>> ranges;
+  for (std::int64_t c = c0; c < c1; ++c) ranges.emplace_back(c * batch, std::min(n, c * batch + batch));
+  evaluate_ranges(net, split, ranges, sums, confusion);
+}
+
+void evaluate_ranges(nn::Module& net, const data::Split& split,
+                     std::span<const std::pair<std::int64_t, std::int64_t>> ranges, double* sums,
+                     std::vector<std::int64_t>* confusion) {
   autodiff::Tape tape;
   Tensor buffer;
   const bool was_training = net.training();
@@ -19,13 +27,13 @@ void evaluate_chunks(nn::Module& net, const data::Split& split, std::int64_t bat
     bool mode;
     ~Restore() { net.set_training(mode); }
   } restore{net, was_training};
-  for (std::int64_t c = c0; c < c1; ++c) {
-    const std::int64_t begin = c * batch, end = std::min(n, begin + batch);
+  for (std::size_t c = 0; c < ranges.size(); ++c) {
+    const auto [begin, end] = ranges[c];
     tape.clear();
     Tensor x = split.rows(begin, end, buffer);
     Tensor y = split.y.rows(begin, end);
     autodiff::Var logits = net.forward(tape, tape.constant(x));
-    double* out = sums + 2 * (c - c0);
+    double* out = sums + 2 * c;
     out[0] = loss::cross_entropy(logits, y).value().item() * static_cast<double>(end - begin);
     out[1] = static_cast<double>(loss::count_errors(logits.value(), y));
     if (confusion != nullptr) loss::accumulate_confusion(logits.value(), y, *confusion);

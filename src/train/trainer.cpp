@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "descent/data/sampler.hpp"
+#include "descent/data/shards.hpp"
 #include "descent/io/atomic_file.hpp"
 #include "descent/io/json_lines.hpp"
 #include "descent/io/model_file.hpp"
@@ -228,6 +229,7 @@ class Session final : public Run {
     so.drop_last = config_.sampler.drop_last;
     so.seed = config_.seed + 1;  // a stream of its own, independent of the initialization's
     so.in_order = data_.train.stream != nullptr;  // a sharded set: shuffled once when written
+    if (data_.train.stream && data_.train.stream->groups() > 1) so.groups = data_.train.stream->group_sizes();
     sampler_ = std::make_unique<data::Sampler>(data_.train.size(), so);
     steps_per_epoch_ = sampler_->batches_per_epoch();
     // The steps that will run: a stream runs out after its one epoch, whatever `epochs` says;
@@ -570,7 +572,8 @@ class Session final : public Run {
       const bool keep_iterate = divergence_ == DivergencePolicy::skip && optimizer_->has_interim();
       if (keep_iterate) before_prepare_ = arena.values().clone();
       // deterministic, or several MPI ranks (train/distributed.hpp): the batch in pieces, reduced.
-      const Gradient g = batch_gradient_ ? batch_gradient(*model_.net, arena, *optimizer_, tape_, bx_, by_, state_.k, config_)
+      const Gradient g = batch_gradient_ ? batch_gradient(*model_.net, arena, *optimizer_, tape_, bx_, by_, state_.k, config_,
+                                                          sampler_->pieces())
                                          : compute_gradient(*model_.net, arena, *optimizer_, tape_, bx_, by_, state_.k);
       if (!g.finite()) {
         if (!diverged(g.loss_value, keep_iterate)) return EpochEnd::rolled_back;

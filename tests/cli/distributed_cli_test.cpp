@@ -22,8 +22,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "descent/io/safetensors.hpp"
 #include "descent/train/distributed.hpp"
@@ -110,6 +112,59 @@ class DistributedCli : public ::testing::Test {
     return figures;
   }
 
+  Output resume(const std::string& launcher, const std::string& name) {
+    return capture("TMPDIR=" + (dir_ / "tmp").string() + " " + launcher + " " + DESCENT_CLI + " resume " +
+                   (dir_ / "runs" / name).string());
+  }
+
+  // Trains runs/<name> under mpirun -np 2 and SIGKILLs rank 1 once rank 0 has written a
+  // checkpoint past step 20: the job must end with the resume advice and no model.
+  void kill_rank1_mid_run(const std::string& name, const std::string& sets) {
+    Output killed;
+    std::thread job([&] { killed = train(mpirun(2), name, sets); });
+    // Rank 1's scratch folder names its pid.
+    const fs::path ckpts = dir_ / "runs" / name / "checkpoints";
+    int pid = 0;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (pid == 0 && std::chrono::steady_clock::now() < deadline) {
+      bool past = false;
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator(ckpts, ec)) {
+        const std::string f = e.path().filename().string();
+        if (f.rfind("step-", 0) == 0 && std::stoll(f.substr(5, 12)) >= 20) past = true;
+      }
+      if (past) {
+        for (const auto& e : fs::directory_iterator(dir_ / "tmp")) {
+          const std::string f = e.path().filename().string();
+          if (f.rfind("descent-rank1-", 0) == 0) pid = std::stoi(f.substr(14));
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (pid > 0) ::kill(pid, SIGKILL);
+    job.join();
+    ASSERT_GT(pid, 0) << "rank 1 not found running: " << killed.out;
+    EXPECT_NE(killed.code, 0) << killed.out;
+    EXPECT_NE(killed.out.find("rank 0 of 2 got a stop signal"), std::string::npos) << killed.out;
+    EXPECT_NE(killed.out.find("descent resume " + (dir_ / "runs" / name).string()), std::string::npos) << killed.out;
+    ASSERT_FALSE(fs::exists(model(name))) << "the job was meant to die before the end";
+  }
+
+  // The training part as a shard set: 2000 examples (the 2200 less 200 for validation),
+  // shuffled once, in 7 shards of 300 (the last 200). With data.shard_groups = 4 the groups
+  // are shards {0, 4}, {1, 5}, {2, 6}, {3}: 600, 600, 500 and 300 examples; batch 100 takes
+  // 25 of each, so an epoch is 24 batches, the last 12 without group 3 and the last 4 with
+  // groups 0 and 1 only (rank 1 of 2 has no rows there). 2 ranks: rank 0 reads shards 0, 1,
+  // 4, 5 and rank 1 shards 2, 3, 6.
+  std::string shard_set() {
+    const fs::path set = dir_ / "set";
+    const Output s = capture(std::string(DESCENT_CLI) + " shard " + (dir_ / "run.toml").string() + " --out " +
+                             set.string() + " --shard-size 300 --seed 9");
+    EXPECT_EQ(s.code, 0) << s.out;
+    return "--set 'data.format=\"sharded\"' --set 'data.dir=\"" + set.string() +
+           "\"' --set data.shard_groups=4 --set 'sampler.kind=\"shuffle_once\"'";
+  }
+
   bool skip_without_mpi() {
     if (!descent::train::built_with_mpi()) return true;
     return !have_mpirun();
@@ -185,38 +240,9 @@ TEST_F(DistributedCli, KilledRankLeavesAResumableFolder) {
   const std::string sets = "--set deterministic=true --set epochs=10 --set model.hidden=[64,32]";
   const Output whole = train("", "whole", sets);
   ASSERT_EQ(whole.code, 0) << whole.out;
-  Output killed;
-  std::thread job([&] { killed = train(mpirun(2), "killed", sets); });
-  // Rank 1's scratch folder names its pid; kill it once rank 0 has written a checkpoint
-  // past step 20.
-  const fs::path ckpts = dir_ / "runs" / "killed" / "checkpoints";
-  int pid = 0;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (pid == 0 && std::chrono::steady_clock::now() < deadline) {
-    bool past = false;
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(ckpts, ec)) {
-      const std::string f = e.path().filename().string();
-      if (f.rfind("step-", 0) == 0 && std::stoll(f.substr(5, 12)) >= 20) past = true;
-    }
-    if (past) {
-      for (const auto& e : fs::directory_iterator(dir_ / "tmp")) {
-        const std::string f = e.path().filename().string();
-        if (f.rfind("descent-rank1-", 0) == 0) pid = std::stoi(f.substr(14));
-      }
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ASSERT_GT(pid, 0) << "rank 1 not found running";
-  ::kill(pid, SIGKILL);
-  job.join();
-  EXPECT_NE(killed.code, 0) << killed.out;
-  EXPECT_NE(killed.out.find("rank 0 of 2 got a stop signal"), std::string::npos) << killed.out;
-  EXPECT_NE(killed.out.find("descent resume " + (dir_ / "runs" / "killed").string()), std::string::npos)
-      << killed.out;
-  ASSERT_FALSE(fs::exists(model("killed"))) << "the job was meant to die before the end";
-  const Output resumed = capture("TMPDIR=" + (dir_ / "tmp").string() + " " + mpirun(2) + " " + DESCENT_CLI +
-                                     " resume " + (dir_ / "runs" / "killed").string());
+  kill_rank1_mid_run("killed", sets);
+  ASSERT_FALSE(HasFailure());
+  const Output resumed = resume(mpirun(2), "killed");
   ASSERT_EQ(resumed.code, 0) << resumed.out;
   EXPECT_NE(resumed.out.find("resuming"), std::string::npos) << resumed.out;
   EXPECT_EQ(parameters(model("whole")), parameters(model("killed")));
@@ -230,6 +256,127 @@ TEST_F(DistributedCli, DeterministicRefusesThreeRanks) {
             std::string::npos)
       << r3.out;
   EXPECT_FALSE(fs::exists(dir_ / "runs" / "r3" / "checkpoints"));
+}
+
+// Lines of a trace file (DESCENT_SHARD_TRACE): ids or shard file names.
+std::vector<std::string> lines(const fs::path& p) {
+  std::vector<std::string> out;
+  std::ifstream in(p);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+// Issue 18, each rank its own shards: a sharded set in 4 shard groups, deterministic, trained
+// by 1 process and by 2 ranks: the same model bit for bit and the same figures; each rank
+// opened only the shard files of its own groups (the process all 7); across the ranks every
+// example was used once per pass, and each rank's examples came in the order one process
+// used them (the batches do not depend on the number of ranks).
+TEST_F(DistributedCli, ShardedRanksReadOnlyTheirOwnShardGroupsAndMatchOneProcess) {
+  const std::string sets = shard_set() + " --set deterministic=true --set epochs=2";
+  ASSERT_FALSE(HasFailure());
+  const Output one = train("DESCENT_SHARD_TRACE=" + (dir_ / "one.trace").string(), "one", sets);
+  ASSERT_EQ(one.code, 0) << one.out;
+  const std::vector<std::string> all = lines(dir_ / "one.trace");
+  ASSERT_EQ(all.size(), 4000u);  // 2 passes of 2000
+  std::vector<std::string> opened = lines(dir_ / "one.trace.opened");
+  std::sort(opened.begin(), opened.end());
+  opened.erase(std::unique(opened.begin(), opened.end()), opened.end());
+  EXPECT_EQ(opened.size(), 7u);
+  if (skip_without_mpi()) GTEST_SKIP() << kSkip;
+  const fs::path trace = dir_ / "two.trace";
+  const Output two = train("DESCENT_SHARD_TRACE=" + trace.string() + " " + mpirun(2), "two", sets);
+  ASSERT_EQ(two.code, 0) << two.out;
+  EXPECT_EQ(parameters(model("one")), parameters(model("two"))) << "1 process and 2 ranks differ";
+  EXPECT_EQ(final_record("one"), final_record("two"));
+  const std::vector<std::vector<std::string>> own = {{"train-00000.shard", "train-00001.shard", "train-00004.shard",
+                                                      "train-00005.shard"},
+                                                     {"train-00002.shard", "train-00003.shard", "train-00006.shard"}};
+  std::vector<std::string> ids[2];
+  for (int r = 0; r < 2; ++r) {
+    const std::string suffix = ".rank" + std::to_string(r);
+    std::vector<std::string> files = lines(fs::path(trace.string() + suffix + ".opened"));
+    ASSERT_FALSE(files.empty()) << "rank " << r << " opened nothing";
+    std::sort(files.begin(), files.end());
+    files.erase(std::unique(files.begin(), files.end()), files.end());
+    EXPECT_EQ(files, own[static_cast<std::size_t>(r)]) << "rank " << r << " opened another rank's shard";
+    ids[r] = lines(fs::path(trace.string() + suffix));
+  }
+  EXPECT_EQ(ids[0].size(), 2u * (600 + 600));
+  EXPECT_EQ(ids[1].size(), 2u * (500 + 300));
+  // Once per pass across the ranks: every id of 0..1999 twice in the two ranks' traces together.
+  std::vector<long> both;
+  for (const auto& list : ids)
+    for (const std::string& id : list) both.push_back(std::stol(id));
+  std::sort(both.begin(), both.end());
+  ASSERT_EQ(both.size(), 4000u);
+  for (long i = 0; i < 4000; ++i) ASSERT_EQ(both[static_cast<std::size_t>(i)], i / 2) << "an example missing or used twice";
+  // Rank r's ids are one process's ids of rank r's groups, in the same order.
+  std::set<std::string> of0(ids[0].begin(), ids[0].end());
+  std::vector<std::string> mine[2];
+  for (const std::string& id : all) mine[of0.count(id) ? 0 : 1].push_back(id);
+  EXPECT_TRUE(mine[0] == ids[0]);
+  EXPECT_TRUE(mine[1] == ids[1]);
+}
+
+// Without deterministic mode 2 ranks on shard groups differ from one process by rounding only
+// (each rank's rows are its groups' rows: a wrong assignment would read NaN rows).
+TEST_F(DistributedCli, ShardedWithoutDeterminismDiffersByRoundingOnly) {
+  if (skip_without_mpi()) GTEST_SKIP() << kSkip;
+  const std::string sets = shard_set() + " --set epochs=1";
+  ASSERT_FALSE(HasFailure());
+  const Output one = train("", "one", sets);
+  ASSERT_EQ(one.code, 0) << one.out;
+  const Output two = train(mpirun(2), "two", sets);
+  ASSERT_EQ(two.code, 0) << two.out;
+  const std::vector<float> a = parameters(model("one")), b = parameters(model("two"));
+  ASSERT_EQ(a.size(), b.size());
+  double diff = 0, scale = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
+    scale = std::max(scale, std::abs(static_cast<double>(a[i])));
+  }
+  EXPECT_LE(diff, 1e-5 * scale) << "max |difference| " << diff << " of max |theta| " << scale;
+}
+
+// A 2-rank job on shard groups killed mid-run resumes at the exact example: resumed by 2
+// ranks, and (a copy of the same folder) by 1 process, it ends bit-identical to one process
+// never interrupted. The number of ranks may change at a resume (it must divide the groups).
+TEST_F(DistributedCli, ShardedKilledJobResumesWithTheSameOrAnotherNumberOfRanks) {
+  if (skip_without_mpi()) GTEST_SKIP() << kSkip;
+  const std::string sets = shard_set() + " --set deterministic=true --set epochs=6 --set model.hidden=[64,32]";
+  ASSERT_FALSE(HasFailure());
+  const Output whole = train("", "whole", sets);
+  ASSERT_EQ(whole.code, 0) << whole.out;
+  kill_rank1_mid_run("killed", sets);
+  ASSERT_FALSE(HasFailure());
+  fs::copy(dir_ / "runs" / "killed", dir_ / "runs" / "copy", fs::copy_options::recursive);
+  const Output resumed = resume(mpirun(2), "killed");
+  ASSERT_EQ(resumed.code, 0) << resumed.out;
+  EXPECT_NE(resumed.out.find("resuming"), std::string::npos) << resumed.out;
+  EXPECT_EQ(parameters(model("whole")), parameters(model("killed"))) << "resumed by 2 ranks";
+  const Output alone = resume("", "copy");
+  ASSERT_EQ(alone.code, 0) << alone.out;
+  EXPECT_EQ(parameters(model("whole")), parameters(model("copy"))) << "resumed by 1 process";
+}
+
+// Ranks that do not divide the groups, and groups that do not fit the set or the batch: one line.
+TEST_F(DistributedCli, ShardGroupsThatDoNotFitAreOneClearLine) {
+  const std::string sets = shard_set();
+  ASSERT_FALSE(HasFailure());
+  Output r = train("", "a", sets + " --set data.shard_groups=8");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("data.shard_groups = 8 is more than the 7 training shards"), std::string::npos) << r.out;
+  r = train("", "b", sets + " --set data.shard_groups=3");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("sampler.batch_size = 100 is not a multiple of data.shard_groups = 3"), std::string::npos) << r.out;
+  r = train("", "c", sets + " --set sampler.batch_size=60 --set data.shard_groups=6 --set deterministic=true");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("data.shard_groups = 6 with deterministic = true must be a power of two"), std::string::npos) << r.out;
+  if (skip_without_mpi()) GTEST_SKIP() << kSkip;
+  r = train(mpirun(2), "d", sets + " --set data.shard_groups=1");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("data.shard_groups = 1 cannot be shared out over 2 ranks"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir_ / "runs" / "d" / "checkpoints"));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -229,6 +230,93 @@ TEST_F(ShardsTest, MalformedIndexFields) {
                 .train.shards[0]
                 .crc32,
             5u);
+}
+
+// Shard groups: 3 shards (4, 4, 2 examples) in 2 groups: group 0 = shards 0 and 2 (examples
+// 0-3 and 8-9 of the set, stream indices 0-5), group 1 = shard 1 (set examples 4-7, stream
+// indices 6-9). A stream owning group 1 alone opens only train-1.shard, holds its labels, and
+// gives NaN (id -1) for group 0's rows; owning everything it reads each shard once when the
+// groups are walked interleaved.
+TEST_F(ShardsTest, GroupsInterleaveShardsAndAStreamReadsOnlyItsOwnGroups) {
+  ShardIndex index = write_set();
+  // By hand: the set example behind each stream index.
+  const std::int64_t set_example[10] = {0, 1, 2, 3, 8, 9, 4, 5, 6, 7};
+  {
+    ShardStream all(dir_, index, 1.0F, 2);
+    EXPECT_EQ(all.groups(), 2);
+    EXPECT_EQ(all.group_sizes(), (std::vector<std::int64_t>{6, 4}));
+    EXPECT_EQ(all.group_files(0), (std::vector<std::string>{"train-0.shard", "train-2.shard"}));
+    EXPECT_EQ(all.group_files(1), (std::vector<std::string>{"train-1.shard"}));
+    // Two examples of each group per batch, as the grouped sampler hands them out.
+    for (std::int64_t k = 0; k < 3; ++k) {
+      std::vector<std::int64_t> idx;
+      for (std::int64_t i = 2 * k; i < std::min<std::int64_t>(6, 2 * k + 2); ++i) idx.push_back(i);
+      for (std::int64_t i = 6 + 2 * k; i < std::min<std::int64_t>(10, 6 + 2 * k + 2); ++i) idx.push_back(i);
+      std::vector<float> out(idx.size() * 3);
+      std::vector<std::int64_t> ids;
+      all.features(idx, out.data(), &ids);
+      for (std::size_t i = 0; i < idx.size(); ++i) {
+        const std::int64_t e = set_example[idx[i]];
+        EXPECT_EQ(ids[i], 100 + e);
+        EXPECT_EQ(all.labels()[static_cast<std::size_t>(idx[i])], e % 3);
+        EXPECT_EQ(out[i * 3 + 2], static_cast<float>(10 * e + 2));
+      }
+    }
+    EXPECT_EQ(all.shards_read(), 3);  // each once, though the groups took turns
+  }
+  // Owning group 1 alone: group 0's shards are never opened: corrupting them changes nothing.
+  write("train-0.shard", "garbage");
+  write("train-2.shard", "garbage");
+  ShardStream mine(dir_, index, 1.0F, 2, 1, 2);
+  EXPECT_FALSE(mine.owns(5));
+  EXPECT_TRUE(mine.owns(6));
+  EXPECT_EQ(mine.labels()[0], 0);  // not read
+  EXPECT_EQ(mine.labels()[7], 5 % 3);
+  const std::vector<std::int64_t> idx = {4, 5, 6, 7};
+  std::vector<double> out(idx.size() * 3);
+  std::vector<std::int64_t> ids;
+  mine.features(idx, out.data(), &ids);
+  EXPECT_TRUE(std::isnan(out[0]) && std::isnan(out[5]));
+  EXPECT_EQ(ids, (std::vector<std::int64_t>{-1, -1, 104, 105}));
+  EXPECT_EQ(out[6], 40.0);
+  EXPECT_EQ(mine.shards_read(), 1);
+  // Out of range.
+  expect_error<ConfigError>([&] { ShardStream(dir_, index, 1.0F, 4); }, {"4 shard groups need between 1 and the set's 3 train shards"});
+}
+
+// The grouped walk of the sampler (SamplerOptions::groups): groups of 6 and 4 examples, batch
+// 4 (2 of each): batches {0,1,6,7}, {2,3,8,9}, {4,5}: 3 per epoch, pieces marking the groups;
+// with drop_last 2. A state saved mid-epoch continues there.
+TEST(SamplerGroups, EachBatchTakesItsShareOfEveryGroupInOrder) {
+  SamplerOptions o;
+  o.kind = SamplerKind::shuffle_once;
+  o.batch_size = 4;
+  o.in_order = true;
+  o.groups = {6, 4};
+  Sampler s(10, o);
+  EXPECT_EQ(s.batches_per_epoch(), 3);
+  std::vector<std::int64_t> batch;
+  ASSERT_TRUE(s.next(batch));
+  EXPECT_EQ(batch, (std::vector<std::int64_t>{0, 1, 6, 7}));
+  EXPECT_EQ(s.pieces(), (std::vector<std::int64_t>{0, 2, 4}));
+  Sampler resumed(10, o);
+  resumed.load_state(s.save_state());
+  ASSERT_TRUE(resumed.next(batch));
+  EXPECT_EQ(batch, (std::vector<std::int64_t>{2, 3, 8, 9}));
+  ASSERT_TRUE(resumed.next(batch));
+  EXPECT_EQ(batch, (std::vector<std::int64_t>{4, 5}));
+  EXPECT_EQ(resumed.pieces(), (std::vector<std::int64_t>{0, 2, 2}));
+  EXPECT_FALSE(resumed.next(batch));
+  ASSERT_TRUE(resumed.next(batch));  // the next epoch starts over
+  EXPECT_EQ(batch, (std::vector<std::int64_t>{0, 1, 6, 7}));
+  o.drop_last = true;
+  EXPECT_EQ(Sampler(10, o).batches_per_epoch(), 2);
+  o.drop_last = false;
+  o.batch_size = 3;
+  expect_error<ConfigError>([&] { Sampler(10, o); }, {"batch_size = 3 is not a positive multiple of the 2 shard groups"});
+  o.batch_size = 4;
+  o.groups = {6, 3};
+  expect_error<ConfigError>([&] { Sampler(10, o); }, {"shard group sizes do not add up to the 10 examples"});
 }
 
 // The samplers' in_order option (a sharded set is read in its own order): stream walks

@@ -61,6 +61,15 @@ struct SamplerOptions {
   // drawn permutation: for data already shuffled once when written (a sharded set,
   // data/shards.hpp), read shard after shard. The generator is still advanced as without it.
   bool in_order = false;
+  // Shard groups (data/shards.hpp, docs/data.md "Shard groups"): with G = groups.size() > 1
+  // the examples 0..n-1 are G consecutive ranges of these sizes (sum n), each walked in
+  // order, and batch k takes examples [k q, (k+1) q) of every group, q = batch_size / G,
+  // group 0's first (fewer, or none, from a group that has run out). An epoch is
+  // ceil(max size / q) batches, or floor(min size / q) with drop_last: every batch whole.
+  // Needs in_order (or sequential), a batch_size > 0 that G divides; pieces() says where
+  // each group's examples begin in the last batch. The order does not depend on anything
+  // else (not on how many MPI ranks share the batch).
+  std::vector<std::int64_t> groups = {};
 };
 
 class Sampler {
@@ -108,6 +117,10 @@ class Sampler {
 
   std::int64_t num_examples() const { return num_examples_; }
 
+  // With groups: G + 1 offsets into the last batch, group g's examples at
+  // [pieces()[g], pieces()[g + 1]). Empty without groups.
+  const std::vector<std::int64_t>& pieces() const { return pieces_; }
+
   // The effective batch size: options().batch_size, or num_examples() where that is 0.
   std::int64_t batch_size() const { return batch_size_; }
 
@@ -142,6 +155,8 @@ class Sampler {
   Rng rng_;
   Rng order_rng_;
   std::vector<std::int64_t> order_;
+  std::vector<std::int64_t> group_starts_;  // with groups: G + 1 offsets of the ranges
+  std::vector<std::int64_t> pieces_;
 };
 
 }  // namespace descent::data

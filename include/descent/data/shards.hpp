@@ -136,14 +136,27 @@ Shard read_shard(const std::filesystem::path& dir, const ShardEntry& entry, cons
 // checksums: those are checked as each shard is read). Throws IoError / DataError.
 ShardIndex read_shard_index(const std::filesystem::path& dir);
 
-// The training part read as a stream: features of any example by index, holding at most the
-// current shard and the next (read ahead on a background thread). Walking the examples in
-// order reads each shard once. The labels of all examples are read once at open (4 bytes per
-// example) so that a split's size and labels are known without the features.
+// The training part read as a stream: features of any example by index, holding per group
+// of shards at most its current shard and the next (read ahead on a background thread).
+//
+// Groups (docs/data.md, "Shard groups"): with G groups, group g holds the train shards
+// g, g + G, g + 2G, ... (in that order), and the stream's example indices are group-major:
+// group 0's examples first, then group 1's, ..., so group g is the range
+// [group_start(g), group_start(g) + group_size(g)). With G = 1 that is the set's own order.
+// A stream may own only the groups [first_group, end_group) (an MPI rank's share): it opens
+// and reads only their shard files, holds only their labels (the others' read as 0), and the
+// features of another group's example come out as NaN (id -1): nobody may use them.
+//
+// Walking each group in order reads each of its shards once, whatever the interleaving of the
+// groups. The labels of the owned examples are read once at open (4 bytes per example) so
+// that a split's size and labels are known without the features.
 class ShardStream {
  public:
-  // scale: every feature is multiplied by it as float (as data::scale does).
-  ShardStream(std::filesystem::path dir, ShardIndex index, float scale);
+  // scale: every feature is multiplied by it as float (as data::scale does). groups in
+  // [1, train shards]; the owned groups [first_group, end_group), end_group = -1 meaning G.
+  // Throws ConfigError for groups or an owned range out of bounds.
+  ShardStream(std::filesystem::path dir, ShardIndex index, float scale, std::int64_t groups = 1,
+              std::int64_t first_group = 0, std::int64_t end_group = -1);
   ~ShardStream();
   ShardStream(const ShardStream&) = delete;
   ShardStream& operator=(const ShardStream&) = delete;
@@ -151,6 +164,16 @@ class ShardStream {
   std::int64_t size() const { return total_; }
   std::int64_t dim() const { return dim_; }
   const std::vector<std::int32_t>& labels() const { return labels_; }
+  std::int64_t groups() const { return static_cast<std::int64_t>(group_starts_.size()) - 1; }
+  std::int64_t group_start(std::int64_t g) const { return group_starts_[static_cast<std::size_t>(g)]; }
+  std::int64_t group_size(std::int64_t g) const { return group_start(g + 1) - group_start(g); }
+  std::vector<std::int64_t> group_sizes() const;
+  // The owned groups and the examples they hold (contiguous: the indices are group-major).
+  std::int64_t first_group() const { return first_group_; }
+  std::int64_t end_group() const { return end_group_; }
+  bool owns(std::int64_t example) const { return example >= group_start(first_group_) && example < group_start(end_group_); }
+  // The train shard files of group g, in its order.
+  std::vector<std::string> group_files(std::int64_t g) const;
   // Writes the features of examples `idx` into out[b * d] (float or double), and their ids
   // (the shards' id column) into *ids when it is given, in the same walk.
   void features(std::span<const std::int64_t> idx, float* out, std::vector<std::int64_t>* ids = nullptr);
@@ -160,8 +183,16 @@ class ShardStream {
 
  private:
   struct Loaded;
+  // One group's place in the walk: its current shard and the one read ahead.
+  struct Cursor {
+    std::shared_ptr<const Loaded> current;
+    std::size_t current_pos = 0;
+    std::future<std::shared_ptr<const Loaded>> next;
+    std::size_t next_pos = 0;
+    bool has_next = false;
+  };
   std::shared_ptr<const Loaded> shard_for(std::int64_t example, std::int64_t& row);
-  std::shared_ptr<const Loaded> load(std::size_t s);
+  std::shared_ptr<const Loaded> load(std::size_t pos);
   template <class T>
   void copy(std::span<const std::int64_t> idx, T* out, std::vector<std::int64_t>* ids);
 
@@ -169,20 +200,29 @@ class ShardStream {
   ShardIndex index_;
   float scale_ = 1.0F;
   std::int64_t dim_ = 0, total_ = 0;
-  std::vector<std::int64_t> starts_;  // first example of each shard, and total_ at the end
+  // The walk's positions: position p is train shard order_[p] (group-major), of group
+  // group_of_[p], holding examples [starts_[p], starts_[p + 1]).
+  std::vector<std::size_t> order_;
+  std::vector<std::int64_t> group_of_;
+  std::vector<std::int64_t> starts_;
+  std::vector<std::int64_t> group_starts_;    // G + 1 example offsets
+  std::vector<std::size_t> group_positions_;  // G + 1 position offsets
+  std::int64_t first_group_ = 0, end_group_ = 1;
   std::vector<std::int32_t> labels_;
-  std::shared_ptr<const Loaded> current_;
-  std::size_t current_index_ = 0;
-  std::future<std::shared_ptr<const Loaded>> next_;
-  std::size_t next_index_ = 0;
-  bool has_next_ = false;
+  std::vector<Cursor> cursors_;  // one per group
   std::atomic<std::int64_t> shards_read_{0};
 };
 
-// The debug switch of the larger-than-memory test: when the environment variable
+// The debug switch of the sharded-data tests: when the environment variable
 // DESCENT_SHARD_TRACE names a file, the example ids of every training batch gathered from a
-// sharded set are appended to it, one per line (the file is opened once per process).
+// sharded set are appended to it, one per line (the file is opened once per process; the ids
+// of other ranks' rows are left out), and the name of every train shard file the process
+// opens (to read its labels at open, or the whole shard) to the file plus ".opened". Under
+// mpirun with P > 1 ranks each rank writes its own pair: the file plus ".rank<r>" (call
+// set_shard_trace_rank before any trace is written).
 bool shard_trace_enabled();
+void set_shard_trace_rank(int rank);
 void trace_shard_examples(std::span<const std::int64_t> ids);
+void trace_shard_opened(const std::string& file);
 
 }  // namespace descent::data

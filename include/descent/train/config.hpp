@@ -54,6 +54,10 @@ struct DataConfig {
   std::int64_t validation_size = 10000;  // >= 0; carved from the end of the training file
   bool validation_shuffle = false;      // seeded shuffle of the training file before carving
   std::int64_t limit_train = 0, limit_test = 0;  // >= 0; 0 = all, else keep the first N
+  // format "sharded": the train shards in this many interleaved groups (group g: shards g,
+  // g + G, ...); each batch takes batch_size / G examples of each group, and an MPI rank reads
+  // only its own groups (docs/data.md, "Shard groups"). >= 1; mpirun -np P needs P | G.
+  std::int64_t shard_groups = 1;
 
   bool operator==(const DataConfig&) const = default;
 };

@@ -11,6 +11,9 @@
 // update: the parameters stay identical on every rank. Rank 0 writes the run folder; the
 // other ranks train in a private scratch folder that they remove at the end.
 //
+// A sharded set read in G shard groups (data.shard_groups): rank r reads only its own groups
+// [r G / P, (r+1) G / P) and computes the rows of the batch that come from them.
+//
 // Deterministic mode: the batch is cut into fixed blocks of `deterministic_block` examples,
 // each block's gradient is computed on its own (matrix products in fixed tiles, each on one
 // thread), and the blocks are added in a fixed binary tree over 2^ceil(log2 blocks) slots.
@@ -18,6 +21,7 @@
 // doubling, so the sum is the same tree whatever P and the thread count: bit-identical.
 #include <cstdint>
 #include <filesystem>
+#include <span>
 #include <string>
 
 #include "descent/autodiff/tape.hpp"
@@ -84,6 +88,9 @@ void check_parallel_config(const TrainConfig& config, nn::Module& net);
 // examples), the chunks shared out over the ranks (rank r: chunks [C r / P, C (r+1) / P))
 // and their sums reduced: every rank gets the same figures, bit-identical to one process's
 // (each chunk's figures come from one rank and are added in chunk order). Every rank must call it.
+// A sharded training split read in shard groups is cut into chunks group by group, and each
+// group's chunks are evaluated by the rank that owns the group (the one that can read it): the
+// figures do not depend on the number of ranks either.
 Evaluation evaluate_shared(nn::Module& net, const data::Split& split, std::int64_t batch);
 
 // True when the trainer must use batch_gradient (deterministic, or more than one rank).
@@ -96,8 +103,14 @@ bool needs_batch_gradient(const TrainConfig& config);
 // the gradient started from the tape's set_param_ready callback during the backward pass. Gradient::loss_value
 // and ::errors cover the whole batch; ::logits and ::loss are this rank's last piece (for
 // the callbacks' per-step figures only). Prepares the optimizer's interim point once.
+//
+// pieces (data::Sampler::pieces(): a sharded set read in G shard groups): G + 1 offsets of
+// the groups' examples in the batch. Rank r of P then computes only the rows of its groups
+// [r G / P, (r+1) G / P), the only ones it has read (the others hold NaN), and deterministic
+// mode cuts each group's rows into its own blocks (docs/distributed.md).
 Gradient batch_gradient(nn::Module& net, ParameterArena& arena, optim::Optimizer& optimizer, autodiff::Tape& tape,
-                        const Tensor& x, const Tensor& y, std::int64_t k, const TrainConfig& config);
+                        const Tensor& x, const Tensor& y, std::int64_t k, const TrainConfig& config,
+                        std::span<const std::int64_t> pieces = {});
 
 // Under mpirun, what a SIGINT/SIGTERM handler prints (async-signal-safe: a fixed buffer):
 // mpirun sends SIGTERM to every rank when one has ended. Null when not distributed or before

@@ -2,6 +2,8 @@
 // The true loss of section 8.1: surrogate (mean cross-entropy) and 0-1 error of a model on a
 // data split, in evaluation mode, without touching the gradients.
 #include <cstdint>
+#include <span>
+#include <utility>
 #include <vector>
 
 #include "descent/data/split.hpp"
@@ -29,6 +31,11 @@ Evaluation evaluate(nn::Module& net, const data::Split& split, std::int64_t batc
 void evaluate_chunks(nn::Module& net, const data::Split& split, std::int64_t batch, std::int64_t c0, std::int64_t c1,
                      double* sums, std::vector<std::int64_t>* confusion = nullptr);
 Evaluation evaluation_from_chunks(const std::vector<double>& sums, std::int64_t n);
+// The same for chunks of any rows: chunk i holds examples [ranges[i].first, ranges[i].second),
+// its figures go to sums[2 i] and sums[2 i + 1] (evaluate_chunks is this over its chunks).
+void evaluate_ranges(nn::Module& net, const data::Split& split,
+                     std::span<const std::pair<std::int64_t, std::int64_t>> ranges, double* sums,
+                     std::vector<std::int64_t>* confusion = nullptr);
 
 // The chunk the trainer evaluates `net` in: its preference (Module::eval_chunk), else 1,000.
 std::int64_t evaluation_chunk(const nn::Module& net);
