@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
   std::string hidden = "64";
   std::int64_t examples = 10000;
   int iterations = 100, threads = 1, reps = 3, history = 10;
-  std::int64_t chunk = 256;
+  std::int64_t chunk = optim::NetworkObjective::default_options().chunk;  // what `descent train` records
   bool trace = false;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];

@@ -326,6 +326,53 @@ std::optional<double> Tape::vhv_at_gradient(Var loss, const Tensor& v) {
   return total;
 }
 
+Tensor Tape::jvp(Var output, const Tensor& v) {
+  if (output.tape != this) throw ShapeError("jvp: the output belongs to another tape");
+  if (arena_ != nullptr) check_flat(v, *arena_, "v");
+  // Only the tangents are reset; every node keeps its gradient (and gradient_of_ stands).
+  for (auto& n : nodes_) {
+    if (auto* leaf = dynamic_cast<Leaf*>(n.get())) {
+      n->tangent = leaf->tangent_seed;
+    } else {
+      n->tangent = Tensor();
+    }
+  }
+  if (arena_ != nullptr) {
+    for (std::int32_t id : params_) node(id).tangent = arena_->slice(v, node(id).param);
+  }
+  for (std::int32_t i = 0; i <= output.id; ++i) {
+    Node& n = node(i);
+    if (n.num_inputs == 0) continue;
+    bool any = false;
+    for (int k = 0; k < n.num_inputs; ++k) any = any || has_tangent(n.input[k]);
+    if (any) n.tangent_forward(*this);
+  }
+  const Node& out = node(output);
+  return out.tangent.defined() ? out.tangent.clone() : Tensor::zeros(out.value.shape(), out.value.dtype());
+}
+
+void Tape::vjp(Var output, const Tensor& seed, const Tensor& param_grads) {
+  if (output.tape != this) throw ShapeError("vjp: the output belongs to another tape");
+  Node& out = node(output);
+  check_same_shape(out.value, seed, "vjp");
+  check_same_dtype(out.value, seed, "vjp");
+  if (arena_ != nullptr) check_flat(param_grads, *arena_, "param_grads");
+  reset_derivatives();
+  if (arena_ != nullptr) bind_param_sinks(param_grads, nullptr, nullptr);
+  gradient_of_ = -1;
+  // An output that is a parameter leaf: its gradient is the seed itself.
+  if (out.num_inputs == 0) {
+    if (out.param.valid()) kernels::axpby(1.0, seed, 1.0, out.grad);
+    return;
+  }
+  out.grad = seed.clone();
+  for (std::int32_t i = output.id; i >= 0; --i) {
+    Node& n = node(i);
+    if (!n.requires_grad || !n.grad.defined() || n.num_inputs == 0) continue;
+    n.backward(*this);
+  }
+}
+
 void Tape::set_tangent(Var v, const Tensor& tangent) {
   Leaf& leaf = as_leaf(node(v), "set_tangent");
   check_same_shape(leaf.value, tangent, "set_tangent");

@@ -5,6 +5,7 @@
 #include <exception>
 #include <string>
 
+#include "descent/autodiff/gauss_newton.hpp"
 #include "descent/autodiff/tape.hpp"
 #include "descent/loss/loss.hpp"
 #include "descent/tensor/parallel.hpp"
@@ -14,6 +15,7 @@ namespace descent::diag {
 struct HessianOperator::Chunk {
   autodiff::Tape tape;
   autodiff::Var loss;
+  autodiff::Var logits;  // the loss's input: Gauss-Newton products start there
   std::int64_t begin = 0, end = 0;  // examples [begin, end)
 };
 
@@ -44,7 +46,7 @@ HessianOperator::HessianOperator(nn::Module& model, ParameterArena& arena, const
     c->end = std::min(examples_, b + options_.chunk);
     chunks_.push_back(std::move(c));
   }
-  refresh();
+  if (options_.record) refresh();
 }
 
 HessianOperator::~HessianOperator() = default;
@@ -118,8 +120,8 @@ void HessianOperator::for_chunks_summed(F&& f, std::span<double> out) {
 
 void HessianOperator::record(Chunk& c) {
   c.tape.clear();
-  autodiff::Var logits = model_.forward(c.tape, c.tape.constant(x_.rows(c.begin, c.end)));
-  c.loss = loss::cross_entropy(logits, labels_.rows(c.begin, c.end));
+  c.logits = model_.forward(c.tape, c.tape.constant(x_.rows(c.begin, c.end)));
+  c.loss = loss::cross_entropy(c.logits, labels_.rows(c.begin, c.end));
 }
 
 void HessianOperator::refresh() {
@@ -132,6 +134,7 @@ void HessianOperator::refresh() {
     bool training;
     ~Restore() { model.set_training(training); }
   } restore{model_, was_training};
+  ++passes_;
   gradient_.assign(static_cast<std::size_t>(dim_), 0.0);
   double loss = 0.0;
   if (sequential()) {
@@ -176,12 +179,14 @@ void HessianOperator::apply(std::span<const double> v, std::span<double> hv) {
   for_chunks_summed(
       [&](Chunk& c, const Tensor& out) {
         out.fill(0.0);  // a parameter the loss does not use has zero rows
-        if (c.tape.has_gradient(c.loss)) {
+        if (!c.loss.valid()) throw Error("Hessian: nothing recorded yet (refresh() or adopt() first)");
+        autodiff::Tape& tape = *c.loss.tape;  // the chunk's own, or an adopted one (adopt())
+        if (tape.has_gradient(c.loss)) {
           // refresh() left the chunk's gradient on its tape: only the tangent sweeps run.
-          c.tape.hvp_at_gradient(c.loss, direction, out);
+          tape.hvp_at_gradient(c.loss, direction, out);
         } else {
           Tensor g = Tensor::empty(Shape{dim_}, arena_.dtype());
-          c.tape.hvp(c.loss, direction, out, g);
+          tape.hvp(c.loss, direction, out, g);
         }
       },
       hv);
@@ -192,6 +197,41 @@ std::vector<double> HessianOperator::apply(std::span<const double> v) {
   std::vector<double> hv(v.size());
   apply(v, hv);
   return hv;
+}
+
+void HessianOperator::apply_gauss_newton(std::span<const double> v, std::span<double> gv) {
+  if (static_cast<std::int64_t>(v.size()) != dim_ || static_cast<std::int64_t>(gv.size()) != dim_) {
+    throw ShapeError("Gauss-Newton: vectors must have " + std::to_string(dim_) + " elements (the parameters), got " +
+                     std::to_string(v.size()) + " and " + std::to_string(gv.size()));
+  }
+  Tensor direction = Tensor::from<double>(Shape{dim_}, v);
+  if (arena_.dtype() != DType::f64) direction = direction.to(arena_.dtype());
+  // G = sum_c (n_c / n) J_c^T H_Lc J_c: each chunk's product from its recorded forward pass.
+  for_chunks_summed(
+      [&](Chunk& c, const Tensor& out) {
+        if (!c.logits.valid()) throw Error("Gauss-Newton: nothing recorded yet (refresh() or adopt() first)");
+        autodiff::gauss_newton_product(*c.logits.tape, c.logits, autodiff::OutputLoss::softmax_cross_entropy,
+                                       direction, out);
+      },
+      gv);
+  ++products_;
+}
+
+void HessianOperator::adopt(autodiff::Var logits, autodiff::Var loss, double loss_value, std::span<const double> gradient) {
+  if (chunks_.size() != 1) {
+    throw ShapeError("Hessian: adopt() needs the examples in one chunk, there are " + std::to_string(chunks_.size()));
+  }
+  if (static_cast<std::int64_t>(gradient.size()) != dim_ || !loss.valid() || !logits.valid() ||
+      logits.tape != loss.tape || logits.value().ndim() != 2 || logits.value().dim(0) != examples_) {
+    throw ShapeError("Hessian: adopt() needs the loss and logits [" + std::to_string(examples_) +
+                     ", C] of one tape and a gradient of " + std::to_string(dim_) + " values");
+  }
+  Chunk& c = *chunks_.front();
+  c.tape.clear();  // its recording is superseded; refresh() records on it again
+  c.logits = logits;
+  c.loss = loss;
+  loss_ = loss_value;
+  gradient_.assign(gradient.begin(), gradient.end());
 }
 
 std::vector<double> dense_hessian(HessianOperator& hessian) {

@@ -11,6 +11,29 @@ NetworkObjective::NetworkObjective(nn::Module& model, ParameterArena& arena, con
                                    const diag::HessianOptions& options)
     : arena_(arena), hessian_(model, arena, x, labels, options), at_(parameters()) {}
 
+namespace {
+diag::HessianOptions without_recording(diag::HessianOptions options) {
+  options.record = false;
+  return options;
+}
+}  // namespace
+
+NetworkObjective::NetworkObjective(nn::Module& model, ParameterArena& arena, const Tensor& x, const Tensor& labels,
+                                   const RecordedPass& pass, const diag::HessianOptions& options)
+    : arena_(arena), hessian_(model, arena, x, labels, without_recording(options)), at_(parameters()) {
+  hessian_.adopt(pass.logits, pass.loss, pass.loss_value, pass.gradient);
+}
+
+Curvature parse_curvature(std::string_view name) {
+  if (name == "hessian") return Curvature::hessian;
+  if (name == "gauss_newton") return Curvature::gauss_newton;
+  throw ConfigError("unknown curvature \"" + std::string(name) + "\" (expected hessian or gauss_newton)");
+}
+
+std::string_view curvature_name(Curvature curvature) {
+  return curvature == Curvature::gauss_newton ? "gauss_newton" : "hessian";
+}
+
 std::vector<double> NetworkObjective::parameters() const {
   const Tensor& values = arena_.values();
   std::vector<double> theta(static_cast<std::size_t>(values.numel()));
@@ -48,7 +71,11 @@ double NetworkObjective::evaluate(std::span<const double> theta, std::span<doubl
 
 void NetworkObjective::hessian_vector(std::span<const double> theta, std::span<const double> v, std::span<double> out) {
   move_to(theta);
-  hessian_.apply(v, out);
+  if (curvature_ == Curvature::gauss_newton) {
+    hessian_.apply_gauss_newton(v, out);
+  } else {
+    hessian_.apply(v, out);
+  }
 }
 
 }  // namespace descent::optim

@@ -57,6 +57,7 @@ constexpr std::string_view kProgress[] = {"auto", "bar", "plain", "none"};
 constexpr std::string_view kLineSearches[] = {"default", "strong_wolfe", "armijo", "none"};
 constexpr std::string_view kCgBetas[] = {"fr", "pr", "pr+"};
 constexpr std::string_view kSecondOrderBatches[] = {"resample", "fixed"};
+constexpr std::string_view kCurvatures[] = {"hessian", "gauss_newton"};
 // optimizer.name: the first-order registry's names, then the second-order methods'.
 std::span<const std::string_view> train_optimizer_names() {
   static const std::vector<std::string_view> names = [] {
@@ -884,6 +885,14 @@ std::span<const Field> fields() {
              "the method's history is kept, the loss and gradient are evaluated again on the new batch) or `fixed` "
              "(the first batch_size training examples throughout). With `batch_size = \"full\"` every step sees all "
              "training examples."),
+      choice("second_order.curvature", &in<&T::second_order, &So::curvature>, names<kCurvatures>, "\"gauss_newton\"",
+             "The curvature the methods that use it multiply by (`damped_newton`, `newton_cg`, `newton`, "
+             "`saddle_free`): `hessian` (exact Hv) or `gauss_newton` (G v, G = J^T H_L J: positive semi-definite, so "
+             "conjugate gradient never meets negative curvature; Martens 2010). Other methods: `hessian` only."),
+      flag("second_order.reuse_gradient", &in<&T::second_order, &So::reuse_gradient>, "false",
+           "With `batch = \"resample\"`: each step's loss, gradient and recorded forward pass at the new batch are "
+           "the trainer's own pass (one pass fewer per step, the same numbers), when the batch fits one chunk of "
+           "1,024 examples and the run is not deterministic or distributed; `false` records a pass of its own."),
   };
   return kFields;
 }

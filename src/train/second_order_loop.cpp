@@ -1,5 +1,6 @@
 #include "descent/train/second_order_loop.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <sstream>
@@ -8,6 +9,7 @@
 
 #include "descent/error.hpp"
 #include "descent/optim/network_objective.hpp"
+#include "descent/train/distributed.hpp"
 
 namespace descent::train {
 
@@ -40,6 +42,11 @@ void check_second_order(const TrainConfig& config) {
     throw ConfigError(config.source + ": " + (c.c1 ? "second_order.c1" : "second_order.c2") +
                       ": the line search needs c1 < c2; got c1 = " + std::to_string(c1) + ", c2 = " + std::to_string(c2));
   }
+  const optim::SecondOrderMethodEntry* entry = optim::find_second_order(config.optimizer.name);
+  if (c.curvature != "hessian" && !entry->needs_hessian) {
+    throw ConfigError(config.source + ": second_order.curvature = \"" + c.curvature + "\": " + config.optimizer.name +
+                      " uses no curvature products (only damped_newton, newton_cg, newton and saddle_free do)");
+  }
   try {
     (void)optim::make_second_order(second_order_options(config));
   } catch (const ConfigError& e) {
@@ -50,6 +57,11 @@ void check_second_order(const TrainConfig& config) {
 
 namespace {
 
+bool has_dropout(const TrainConfig& config) {
+  return std::any_of(config.model.layers.begin(), config.model.layers.end(),
+                     [](const nn::LayerConfig& l) { return l.type == "dropout"; });
+}
+
 // The minimizer as the trainer's optimizer. set_batch (from the callback's before_update)
 // gives it the objective of the coming step; step() runs one iteration and writes the new
 // iterate, rounded to the model's dtype, into the arena.
@@ -59,12 +71,20 @@ class SecondOrderOptimizer final : public optim::Optimizer {
       : options_(second_order_options(config)),
         full_(config.sampler.batch_size == 0),
         fixed_(config.second_order.batch == "fixed"),
-        batch_size_(config.sampler.batch_size) {
+        batch_size_(config.sampler.batch_size),
+        curvature_(optim::parse_curvature(config.second_order.curvature)),
+        // The trainer's pass is the objective's when both are the same computation: the batch in
+        // one chunk of the objective (reusable()), one process, the plain (not deterministic)
+        // gradient, and a model whose training mode is its evaluation mode (no dropout; batch
+        // normalization is refused by make_second_order_callback).
+        reuse_(config.second_order.reuse_gradient && !needs_batch_gradient(config) && !has_dropout(config)) {
     options_.step *= lr_scale;
     minimizer_ = optim::make_second_order(options_);
   }
 
-  void set_batch(Run& run, const Tensor& x, const Tensor& y) {
+  void set_batch(Run& run, const StepContext& c) {
+    const Tensor& x = c.x;
+    const Tensor& y = c.y;
     ParameterArena& arena = run.arena();
     const bool same_objective = full_ || fixed_;
     if (!same_objective || !objective_) {
@@ -81,7 +101,24 @@ class SecondOrderOptimizer final : public optim::Optimizer {
         y_ = y.clone();
       }
       objective_.reset();  // the old tapes go before the new ones are recorded
-      objective_ = std::make_unique<optim::NetworkObjective>(run.net(), arena, x_, y_);
+      if (!same_objective && reusable(c)) {
+        // The trainer's pass was over these examples at these parameters: the objective takes
+        // its loss, gradient and recorded forward pass instead of recording its own.
+        const Tensor& grads = arena.grads();
+        gradient_.resize(static_cast<std::size_t>(grads.numel()));
+        dispatch_float(grads.dtype(), [&](auto zero) {
+          using T = decltype(zero);
+          const T* g = grads.data<T>();
+          for (std::size_t i = 0; i < gradient_.size(); ++i) gradient_[i] = static_cast<double>(g[i]);
+        });
+        objective_ = std::make_unique<optim::NetworkObjective>(
+            run.net(), arena, x_, y_,
+            optim::NetworkObjective::RecordedPass{c.gradient.logits, c.gradient.loss, c.gradient.loss_value, gradient_});
+      } else {
+        objective_ = std::make_unique<optim::NetworkObjective>(run.net(), arena, x_, y_);
+      }
+      objective_->set_curvature(curvature_);
+      objective_passes_ = objective_->passes();
       rebase_evaluations_ = 0;
       if (minimizer_->x().empty()) {
         minimizer_->start(*objective_, objective_->parameters());
@@ -98,8 +135,11 @@ class SecondOrderOptimizer final : public optim::Optimizer {
   void step(ParameterArena& arena, std::int64_t) override {
     if (!objective_) throw ConfigError(options_.method + ": no batch was given before the update");
     const std::int64_t products_before = objective_->products();
+    const std::int64_t passes_before = objective_->passes();
     record_ = minimizer_->step(*objective_);
     record_.hessian_products = static_cast<int>(objective_->products() - products_before);
+    step_passes_ = objective_->passes() - passes_before + objective_passes_;
+    objective_passes_ = 0;
     total_evaluations_ += record_.evaluations + rebase_evaluations_;
     total_products_ += record_.hessian_products;
     total_inner_ += record_.inner_iterations;
@@ -167,8 +207,19 @@ class SecondOrderOptimizer final : public optim::Optimizer {
   std::int64_t total_inner() const { return total_inner_; }
   bool fixed_objective() const { return full_ || fixed_; }
   const std::string& method() const { return options_.method; }
+  // Forward-and-backward passes over the objective's examples in the last step, the
+  // objective's construction included (the trainer's own pass not).
+  std::int64_t step_passes() const { return step_passes_; }
 
  private:
+  // Whether the step's pass (StepContext) can be the objective's: see reuse_.
+  bool reusable(const StepContext& c) const {
+    const Gradient& g = c.gradient;
+    return reuse_ && g.errors < 0 && g.loss.valid() && g.logits.valid() && g.loss.tape == &c.tape &&
+           c.tape.has_gradient(g.loss) && g.logits.value().ndim() == 2 && g.logits.value().dim(0) == c.x.dim(0) &&
+           c.x.dim(0) <= optim::NetworkObjective::default_options().chunk;
+  }
+
   optim::SecondOrderOptions options_;
   bool full_, fixed_;
   std::int64_t batch_size_;
@@ -178,6 +229,10 @@ class SecondOrderOptimizer final : public optim::Optimizer {
   optim::IterationRecord record_;
   int rebase_evaluations_ = 0;
   std::int64_t total_evaluations_ = 0, total_products_ = 0, total_inner_ = 0;
+  optim::Curvature curvature_;
+  bool reuse_;
+  std::vector<double> gradient_;  // the trainer's gradient in double, while the objective reads it
+  std::int64_t objective_passes_ = 0, step_passes_ = 0;
 };
 
 SecondOrderOptimizer& second_order_of(Run& run) {
@@ -188,7 +243,7 @@ SecondOrderOptimizer& second_order_of(Run& run) {
 
 class SecondOrderCallback final : public Callback {
  public:
-  void before_update(const StepContext& c) override { second_order_of(c.run).set_batch(c.run, c.x, c.y); }
+  void before_update(const StepContext& c) override { second_order_of(c.run).set_batch(c.run, c); }
 
   bool on_step(const StepContext& c) override {
     SecondOrderOptimizer& o = second_order_of(c.run);
@@ -203,6 +258,7 @@ class SecondOrderCallback final : public Callback {
                            {"evaluations", r.evaluations + o.rebase_evaluations()},
                            {"line_search_evaluations", r.evaluations},
                            {"hessian_products", r.hessian_products},
+                           {"gradient_passes", o.step_passes()},
                            {"cg_iterations", r.inner_iterations},
                            {"damping", r.damping},
                            {"accepted", r.accepted},

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -12,6 +13,7 @@
 #include "descent/error.hpp"
 #include "descent/init/rng.hpp"
 #include "descent/io/json_lines.hpp"
+#include "descent/train/checkpoint.hpp"
 #include "descent/train/trainer.hpp"
 
 namespace descent {
@@ -65,6 +67,13 @@ class SecondOrderTrain : public ::testing::Test {
       return e.what();
     }
     return "";
+  }
+
+  static train::Checkpoint io_checkpoint(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    return train::decode_checkpoint(bytes.str(), path.string());
   }
 
   fs::path dir_;
@@ -163,6 +172,66 @@ TEST_F(SecondOrderTrain, BadSettingsAreOneClearError) {
     EXPECT_NE(std::string(e.what()).find("batch normalization"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(fs::exists(dir_ / "bn"));
+}
+
+// Item 2 of issue 16's leftovers: with resampled batches the trainer's own forward and
+// backward pass is the objective's at the step's start (second_order.reuse_gradient). Each
+// step then runs exactly one pass fewer over the batch, and the run is bit-identical to the
+// old path (its own pass): the same records and the same final parameters.
+TEST_F(SecondOrderTrain, ResampledStepsReuseTheTrainersPassBitIdentically) {
+  for (const char* method : {"lbfgs", "damped_newton"}) {
+    SCOPED_TRACE(method);
+    std::vector<train::RunResult> runs;
+    for (const char* reuse : {"true", "false"}) {
+      const train::TrainConfig c = train::parse_train_config(
+          toml(std::string(method) + "_" + reuse,
+               std::string("[optimizer]\nname = \"") + method +
+                   "\"\n[second_order]\nbatch = \"resample\"\ncg_iterations = 5\nreuse_gradient = " + reuse + "\n",
+               "100"),
+          "so.toml");
+      runs.push_back(train::run(c, nullptr));
+    }
+    const auto with = of_kind(runs[0].run_dir, "second_order"), without = of_kind(runs[1].run_dir, "second_order");
+    ASSERT_EQ(with.size(), without.size());
+    ASSERT_GE(with.size(), 5u);
+    for (std::size_t k = 0; k < with.size(); ++k) {
+      // One pass fewer: the old path records the new batch once before its line search.
+      EXPECT_EQ(without[k].at("gradient_passes").get<int>(), with[k].at("gradient_passes").get<int>() + 1) << k;
+      for (const char* key : {"f", "grad_norm", "alpha", "damping"}) {
+        EXPECT_EQ(with[k].at(key).get<double>(), without[k].at(key).get<double>()) << key << " at " << k;
+      }
+      EXPECT_EQ(with[k].at("hessian_products"), without[k].at("hessian_products")) << k;
+    }
+    const train::Checkpoint a = io_checkpoint(runs[0].last_checkpoint), b = io_checkpoint(runs[1].last_checkpoint);
+    ASSERT_EQ(a.tensors.size(), b.tensors.size());
+    for (std::size_t i = 0; i < a.tensors.size(); ++i) {
+      const Tensor& x = a.tensors[i].second;
+      const Tensor& y = b.tensors[i].second;
+      ASSERT_EQ(x.nbytes(), y.nbytes()) << a.tensors[i].first;
+      EXPECT_EQ(std::memcmp(x.raw(), y.raw(), x.nbytes()), 0) << a.tensors[i].first;
+    }
+  }
+}
+
+TEST_F(SecondOrderTrain, GaussNewtonCurvatureTrainsAndIsRefusedWhereUnused) {
+  const train::TrainConfig c = train::parse_train_config(
+      toml("gn", "[optimizer]\nname = \"damped_newton\"\n[second_order]\ncg_iterations = 8\ncurvature = \"gauss_newton\"\n"),
+      "so.toml");
+  EXPECT_EQ(train::parse_train_config(train::to_toml(c), "so.toml"), c);
+  const train::RunResult r = train::run(c, nullptr);
+  const auto steps = of_kind(r.run_dir, "second_order");
+  ASSERT_EQ(steps.size(), 8u);
+  for (const auto& s : steps) EXPECT_GE(s.at("hessian_products").get<int>(), 1);
+  const auto epochs = of_kind(r.run_dir, "epoch");
+  EXPECT_LT(epochs.back().at("train_loss").get<double>(), 0.9 * epochs.front().at("train_loss").get<double>());
+
+  const std::string unused = config_error(
+      toml("x", "[optimizer]\nname = \"lbfgs\"\n[second_order]\ncurvature = \"gauss_newton\"\n"));
+  EXPECT_NE(unused.find("so.toml: second_order.curvature"), std::string::npos) << unused;
+  EXPECT_EQ(unused.find('\n'), std::string::npos) << unused;
+  const std::string bad = config_error(
+      toml("x", "[optimizer]\nname = \"damped_newton\"\n[second_order]\ncurvature = \"fisher\"\n"));
+  EXPECT_NE(bad.find("second_order.curvature"), std::string::npos) << bad;
 }
 
 // The config keys round-trip: the resolved config.toml reads back to the same settings.

@@ -139,6 +139,18 @@ class Tape {
   // True when hvp_at_gradient(loss, ...) may be called.
   bool has_gradient(Var loss) const { return loss.tape == this && gradient_of_ == loss.id; }
 
+  // Jacobian-vector product (the R-operator of Pearlmutter 1994 alone): the tangent of
+  // `output` when the parameters move along v, J v with J = d output / d theta. One
+  // tangent-forward sweep over the nodes up to `output`; the gradients already on the tape
+  // are kept (hvp_at_gradient stays valid). v as in hvp(). Returns a new tensor of
+  // output's shape (zeros when output does not depend on the parameters).
+  Tensor jvp(Var output, const Tensor& v);
+  // Vector-Jacobian product: param_grads += J^T seed, J = d output / d theta, seed of
+  // output's shape and dtype. One reverse sweep from `output` seeded with `seed` (the
+  // gradients of an earlier backward() are dropped: has_gradient() is false afterwards).
+  // With jvp, the Gauss-Newton product J^T H_L J v (autodiff/gauss_newton.hpp).
+  void vjp(Var output, const Tensor& seed, const Tensor& param_grads);
+
   // For variables (tests, diagnostics on plain tensors).
   void set_tangent(Var v, const Tensor& tangent);
   const Tensor& grad(Var v);          // zeros if the loss does not depend on v

@@ -37,6 +37,7 @@
 #include <span>
 #include <vector>
 
+#include "descent/autodiff/tape.hpp"
 #include "descent/nn/module.hpp"
 #include "descent/tensor/arena.hpp"
 #include "descent/tensor/tensor.hpp"
@@ -49,6 +50,9 @@ struct HessianOptions {
   // Chunks run in parallel only when examples per chunk x parameters reaches this: below it
   // a parallel region costs more than the work (and far more on a loaded machine).
   std::int64_t parallel_threshold = std::int64_t{1} << 20;
+  // false: the constructor records nothing; adopt() (or refresh()) must come before the
+  // first product, loss() and gradient().
+  bool record = true;
 };
 
 class HessianOperator {
@@ -74,11 +78,27 @@ class HessianOperator {
   // hv <- H v (both of length dim(); they must not overlap).
   void apply(std::span<const double> v, std::span<double> hv);
   std::vector<double> apply(std::span<const double> v);
+  // gv <- G v, the Gauss-Newton matrix G = J^T H_L J of the mean cross-entropy (J: the
+  // logits' Jacobian, H_L the cross-entropy's Hessian in the logits; autodiff/gauss_newton.hpp)
+  // at the same parameters as apply(). Positive semi-definite; G = H for a model linear in
+  // theta. About one gradient's work per product (a tangent-forward and a reverse sweep).
+  // Counted in products().
+  void apply_gauss_newton(std::span<const double> v, std::span<double> gv);
   // Number of products computed so far (each about 1.5 gradients' work over n examples).
   std::int64_t products() const { return products_; }
+  // Forward-and-backward passes over the n examples recorded so far (refresh() calls; the
+  // construction's included, adopt() not).
+  std::int64_t passes() const { return passes_; }
 
   // Records the forward passes again at the arena's current parameters (loss, gradient).
   void refresh();
+  // Takes a forward and backward pass recorded elsewhere instead of recording one: for an
+  // operator whose examples form one chunk, `logits` and `loss` (one tape, holding the
+  // gradient of `loss` from its backward sweep) computed on the same examples at the arena's
+  // current parameters in evaluation mode, with loss_value and gradient their figures. The
+  // tape must stay as it is until the next refresh(); products then run on it. The trainer's
+  // step gives its pass this way to the second-order methods (train/second_order_loop.cpp).
+  void adopt(autodiff::Var logits, autodiff::Var loss, double loss_value, std::span<const double> gradient);
 
  private:
   struct Chunk;
@@ -103,6 +123,7 @@ class HessianOperator {
   double loss_ = 0.0;
   std::vector<double> gradient_;
   std::int64_t products_ = 0;
+  std::int64_t passes_ = 0;
 };
 
 // The dense Hessian [dim x dim], row-major, column j = H e_j (dim products): for small

@@ -165,6 +165,8 @@ struct SecondOrderConfig {
   std::string beta = "pr+";             // cg: fr | pr | pr+
   std::int64_t restart = 0;             // cg: restart every N iterations (0: every dim, < 0: never)
   std::string batch = "resample";       // resample (a new batch per step) | fixed (the first batch_size examples)
+  std::string curvature = "hessian";    // hessian | gauss_newton (G = J^T H_L J): the products of the methods that use H
+  bool reuse_gradient = true;           // resample: the step's loss and gradient come from the trainer's pass (false: its own)
   bool operator==(const SecondOrderConfig&) const = default;
 };
 struct TrainConfig {
