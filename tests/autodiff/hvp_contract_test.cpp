@@ -3,7 +3,9 @@
 //   - outputs that are undefined, of the wrong size or dtype: a clear ShapeError;
 //   - v aliasing hv (hvp(loss, w, w)): w becomes H w;
 //   - v aliasing param_grads (Hg by hvp(loss, arena.grads(), hg, arena.grads())): H g;
-//   - hv aliasing param_grads or the parameter values: refused.
+//   - hv aliasing param_grads or the parameter values: refused;
+//   - no param_grads (Hv alone): the parameter-gradient products skipped, the same Hv
+//     (a ReLU MLP, also against central differences of the gradient along v).
 #include <gtest/gtest.h>
 
 #include <algorithm>
