@@ -49,10 +49,11 @@ class LinearNode final : public Node {
     if (beta == 0.0) tangent.fill(0.0);
   }
 
-  // gx += gy w ;  gw += gy^T x ;  gb += sum_rows(gy)
+  // gx += gy w ;  gw += gy^T x ;  gb += sum_rows(gy)   (gw, gb only where wanted: not in Hv alone)
   void backward(Tape& t) override {
     Node& x = t.node(input[0]);
     Node& w = t.node(input[1]);
+    const bool want_w = t.wants_grad(input[1]);
     double beta = 0.0;
     const LinearBf16::Grad g16 = bf16.on() ? bf16.convert_grad(grad) : LinearBf16::Grad{};
     if (x.requires_grad) {
@@ -60,12 +61,12 @@ class LinearNode final : public Node {
       if (bf16.on()) bf16.input_grad(g16, gx, beta);
       else gemm(grad, false, w.value, false, gx, 1.0, beta);
     }
-    if (w.requires_grad) {
+    if (want_w) {
       Tensor gw = t.grad_sink(input[1], beta);
       if (bf16.on()) bf16.weight_grad(g16, gw, beta);
       else gemm(grad, true, x.value, false, gw, 1.0, beta);
     }
-    if (has_bias() && t.requires_grad(input[2])) {
+    if (has_bias() && t.wants_grad(input[2])) {
       Tensor gb = t.grad_sink(input[2], beta);
       kernels::sum_rows(grad, gb, beta);
     }

@@ -109,7 +109,7 @@ void Tape::reset_derivatives() {
 void Tape::bind_param_sinks(const Tensor& grads, const Tensor* tangents, const Tensor* hv) {
   for (std::int32_t id : params_) {
     Node& n = node(id);
-    n.grad = arena_->slice(grads, n.param);
+    if (grads.defined()) n.grad = arena_->slice(grads, n.param);
     n.external_grad = true;
     if (tangents != nullptr) n.tangent = arena_->slice(*tangents, n.param);
     if (hv != nullptr) n.grad_tangent = arena_->slice(*hv, n.param);
@@ -198,8 +198,6 @@ void Tape::hvp(Var loss, const Tensor& v, const Tensor& hv, const Tensor& param_
       if (overlaps(grads, arena_->values())) {
         throw ShapeError("hvp: param_grads shares memory with the parameter values (arena.values())");
       }
-    } else {
-      grads = Tensor::empty(Shape{arena_->size()}, arena_->dtype());
     }
     if (overlaps(hv, arena_->values())) throw ShapeError("hvp: hv shares memory with the parameter values (arena.values())");
     // Both outputs are zeroed before the sweeps read v: an input that shares memory with
@@ -210,9 +208,16 @@ void Tape::hvp(Var loss, const Tensor& v, const Tensor& hv, const Tensor& param_
   reset_derivatives();
   if (arena_ != nullptr) {
     std::memset(hv.raw(), 0, hv.nbytes());
-    std::memset(grads.raw(), 0, grads.nbytes());
+    if (grads.defined()) std::memset(grads.raw(), 0, grads.nbytes());
     bind_param_sinks(grads, &direction, &hv);
   }
+  // Hv alone: the parameters' gradients are not wanted (wants_grad), so the products that
+  // only feed them are skipped; an operation that computes one anyway gets a scratch sink.
+  struct Skip {
+    bool& flag;
+    ~Skip() { flag = false; }
+  } skip{skip_param_grads_};
+  skip_param_grads_ = arena_ != nullptr && !grads.defined();
   tangent_forward_sweep();
   sweep(loss, true);
 }

@@ -185,8 +185,7 @@ void HessianOperator::apply(std::span<const double> v, std::span<double> hv) {
           // refresh() left the chunk's gradient on its tape: only the tangent sweeps run.
           tape.hvp_at_gradient(c.loss, direction, out);
         } else {
-          Tensor g = Tensor::empty(Shape{dim_}, arena_.dtype());
-          tape.hvp(c.loss, direction, out, g);
+          tape.hvp(c.loss, direction, out);  // Hv alone: no parameter-gradient products
         }
       },
       hv);

@@ -3,7 +3,9 @@
 //   - outputs that are undefined, of the wrong size or dtype: a clear ShapeError;
 //   - v aliasing hv (hvp(loss, w, w)): w becomes H w;
 //   - v aliasing param_grads (Hg by hvp(loss, arena.grads(), hg, arena.grads())): H g;
-//   - hv aliasing param_grads or the parameter values: refused.
+//   - hv aliasing param_grads or the parameter values: refused;
+//   - no param_grads (Hv alone): the parameter-gradient products skipped, the same Hv
+//     (a ReLU MLP, also against central differences of the gradient along v).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -259,6 +261,85 @@ TEST(HvpContract, VhvAtTheGradientIsTheQuadraticFormOfTheDenseHessian) {
   const autodiff::Var l4 = loss::cross_entropy(sig.forward(t4, t4.constant(f.x)), f.labels);
   t4.backward(l4, Tensor::zeros({sa.size()}, DType::f64));
   EXPECT_FALSE(t4.vhv_at_gradient(l4, Tensor::zeros({sa.size()}, DType::f64)).has_value());
+}
+
+// Hv alone (no param_grads): the parameter-gradient products are skipped. On a 3-layer ReLU
+// MLP with biases (first layer: data input, so x' = 0 there) Hv alone is checked against
+// (1) the dense Hessian (central differences of the gradient, column by column), (2) central
+// differences of the gradient along v directly, and (3) the same product with the gradient
+// returned, bit for bit; nothing computed a parameter's gradient (its leaf holds none) and
+// the arena's gradient buffer is not written.
+TEST(HvpContract, HvAloneSkipsTheParameterGradientsAndIsTheSameProduct) {
+  Fixture f;
+  ParameterArena arena{DType::f64};
+  nn::Sequential relu = nn::mlp(arena, {3, 6, 5, 2}, nn::Activation::relu);
+  Rng rng(31);
+  for (double& e : arena.values().span<double>()) e = rng.uniform(-1.0, 1.0);
+  const auto loss_of = [&](autodiff::Tape& tape) {
+    return loss::cross_entropy(relu.forward(tape, tape.constant(f.x)), f.labels);
+  };
+  const auto gradient = [&] {
+    autodiff::Tape tape;
+    arena.zero_grad();
+    tape.backward(loss_of(tape));
+    return values(arena.grads());
+  };
+  const std::int64_t n = arena.size();
+  Tensor v = Tensor::empty({n}, DType::f64);
+  for (double& e : v.span<double>()) e = rng.uniform(-1.0, 1.0);
+  // (1) and (2): ReLU is piecewise linear, so h must not carry a pre-activation across 0.
+  const double h = 1e-6;
+  double* w = arena.values().data<double>();
+  std::vector<std::vector<double>> H(static_cast<std::size_t>(n), std::vector<double>(static_cast<std::size_t>(n)));
+  for (std::int64_t j = 0; j < n; ++j) {
+    const double keep = w[j];
+    w[j] = keep + h;
+    const auto gp = gradient();
+    w[j] = keep - h;
+    const auto gm = gradient();
+    w[j] = keep;
+    for (std::int64_t i = 0; i < n; ++i) H[static_cast<std::size_t>(i)][static_cast<std::size_t>(j)] = (gp[i] - gm[i]) / (2 * h);
+  }
+  std::vector<double> fd(static_cast<std::size_t>(n));
+  {
+    const std::vector<double> keep(w, w + n);
+    for (std::int64_t i = 0; i < n; ++i) w[i] = keep[i] + h * v.data<double>()[i];
+    const auto gp = gradient();
+    for (std::int64_t i = 0; i < n; ++i) w[i] = keep[i] - h * v.data<double>()[i];
+    const auto gm = gradient();
+    for (std::int64_t i = 0; i < n; ++i) {
+      w[i] = keep[i];
+      fd[static_cast<std::size_t>(i)] = (gp[i] - gm[i]) / (2 * h);
+    }
+  }
+  const auto g = gradient();
+  arena.grads().fill(-7.0);  // a sentinel: Hv alone must not write here
+  Tensor hv = Tensor::empty({n}, DType::f64);
+  autodiff::Tape tape;
+  const autodiff::Var loss = loss_of(tape);
+  tape.hvp(loss, v, hv);
+  EXPECT_LT(relative_error(values(hv), times(H, values(v))), 1e-6);
+  EXPECT_LT(relative_error(values(hv), fd), 1e-6);
+  EXPECT_GT(*std::max_element(fd.begin(), fd.end()), 1e-2);  // not a vacuous comparison
+  for (double e : arena.grads().span<double>()) ASSERT_EQ(e, -7.0);
+  for (std::int32_t p = 0; p < static_cast<std::int32_t>(arena.count()); ++p) {
+    const autodiff::Var leaf = tape.param(arena, ParamId{p});
+    EXPECT_FALSE(tape.node(leaf).grad.defined()) << "parameter " << p << ": its gradient was computed";
+  }
+  // (3) the same tape, the gradient wanted: the same Hv bit for bit, and the gradient.
+  Tensor hv_g = Tensor::empty({n}, DType::f64);
+  Tensor grads = Tensor::empty({n}, DType::f64);
+  tape.hvp(loss, v, hv_g, grads);
+  EXPECT_EQ(values(hv_g), values(hv));
+  EXPECT_LT(relative_error(values(grads), g), 1e-12);
+  // hvp_at_gradient after Hv alone: the nodes' gradients are there.
+  autodiff::Tape t2;
+  const autodiff::Var l2 = loss_of(t2);
+  t2.hvp(l2, v, hv_g);
+  ASSERT_TRUE(t2.has_gradient(l2));
+  Tensor again = Tensor::empty({n}, DType::f64);
+  t2.hvp_at_gradient(l2, v, again);
+  EXPECT_EQ(values(again), values(hv));
 }
 
 TEST(HvpContract, UndefinedOrMisshapenArgumentsAreRefusedByName) {

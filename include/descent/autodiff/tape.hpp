@@ -19,8 +19,9 @@
 // An undefined tangent or gradient means zero: terms with it are skipped, so a data
 // input costs nothing in either sweep.
 //
-// Cost: backward ~ 2x the forward's flops; one hvp (its forward pass included) costs 2.45
-// gradients on the MLP 784-256-256-10 at batch 1000 (bench/hvp_cost; docs/performance.md).
+// Cost: backward ~ 2x the forward's flops. On the MLP 784-256-256-10 at batch 1000 one
+// hvp (its forward pass included) has 2.34 gradients of multiply-adds with the gradient
+// returned too, 1.89 without it (bench/hvp_cost, docs/performance.md for the times).
 // Not thread-safe: one tape per thread.
 #include <cstdint>
 #include <functional>
@@ -105,8 +106,11 @@ class Tape {
   //   - v, hv (and param_grads when given) are flat vectors of the arena's layout:
   //     arena.size() elements of arena.dtype(); anything else, an undefined v or hv
   //     included, throws ShapeError naming the argument.
-  //   - param_grads may be an undefined Tensor: g is then computed into a scratch buffer
-  //     and dropped (the sweep computes it regardless).
+  //   - param_grads may be an undefined Tensor: Hv alone. The products that only give the
+  //     parameter gradients are then skipped (a linear layer's gy^T x and sum_rows(gy)):
+  //     on the MLP 784-256-256-10, 1.89 gradients of multiply-adds instead of 2.34
+  //     (docs/performance.md). The gradients of the other nodes are still computed (R(g)
+  //     needs them), so hvp_at_gradient may follow as after any hvp.
   //   - v may share memory with hv or param_grads: it is read as it was on entry (copied
   //     first), so hvp(loss, w, w) overwrites w with Hw, and
   //     hvp(loss, arena.grads(), hg, arena.grads()) gives hg = H g for the g in
@@ -161,6 +165,13 @@ class Tape {
 
   // ---- for operations (ops.cpp) ----
   bool requires_grad(std::int32_t id) { return node(id).requires_grad; }
+  // Whether this sweep wants node id's gradient: requires_grad, except a parameter leaf's
+  // during an hvp() given no param_grads (Hv alone). An operation may skip the products
+  // that only feed such a gradient; one that computes it anyway gets a scratch sink.
+  bool wants_grad(std::int32_t id) {
+    const Node& n = node(id);
+    return n.requires_grad && !(skip_param_grads_ && n.num_inputs == 0 && n.param.valid());
+  }
   bool has_tangent(std::int32_t id) { return node(id).tangent.defined(); }
   // The buffer that receives node id's gradient contribution, and the beta to use with
   // it: 0 (fresh buffer: overwrite) or 1 (accumulate).
@@ -178,6 +189,7 @@ class Tape {
   std::vector<std::int32_t> params_;  // node ids of parameter leaves
   ParameterArena* arena_ = nullptr;
   std::int32_t gradient_of_ = -1;  // the loss whose gradients the nodes hold (-1: none)
+  bool skip_param_grads_ = false;  // inside hvp() without param_grads (wants_grad)
   std::function<void(ParamId)> param_ready_;
 };
 
