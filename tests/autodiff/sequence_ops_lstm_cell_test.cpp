@@ -92,17 +92,24 @@ TEST(LstmCell, ValuesByHand) {
 }
 
 TEST(LstmCell, ValuesMatchThePrimitiveGraphInBothDtypes) {
+  // H = 7 (shorter than one AVX-512 vector of floats) and 37 (two vectors and a remainder),
+  // with a state and from the zero state: each loop of the dispatched kernel.
   for (DType dt : {DType::f64, DType::f32}) {
-    Tape tape;
-    // Pre-activations up to +-6: sigmoid and tanh well into their tails.
-    Var a = tape.constant(random_tensor({5, 4 * 7}, dt, 1, -6.0, 6.0));
-    Var s = tape.constant(random_tensor({5, 2 * 7}, dt, 2, -3.0, 3.0));
-    const Tensor fused = autodiff::lstm_cell(a, s).value();
-    const Tensor ref = reference_cell(a, s).value();
-    ASSERT_EQ(fused.shape(), ref.shape());
-    ASSERT_EQ(fused.dtype(), dt);
-    for (std::int64_t k = 0; k < fused.numel(); ++k) {
-      EXPECT_NEAR(fused.at(k), ref.at(k), dt == DType::f64 ? 1e-15 : 1e-6) << dtype_name(dt) << " element " << k;
+    for (std::int64_t n : {7, 37}) {
+      for (bool with_state : {true, false}) {
+        Tape tape;
+        // Pre-activations up to +-6: sigmoid and tanh well into their tails.
+        Var a = tape.constant(random_tensor({5, 4 * n}, dt, 1, -6.0, 6.0));
+        Var s = with_state ? tape.constant(random_tensor({5, 2 * n}, dt, 2, -3.0, 3.0)) : Var();
+        const Tensor fused = autodiff::lstm_cell(a, s).value();
+        const Tensor ref = reference_cell(a, s).value();
+        ASSERT_EQ(fused.shape(), ref.shape());
+        ASSERT_EQ(fused.dtype(), dt);
+        for (std::int64_t k = 0; k < fused.numel(); ++k) {
+          EXPECT_NEAR(fused.at(k), ref.at(k), dt == DType::f64 ? 1e-15 : 1e-6)
+              << dtype_name(dt) << " H " << n << (with_state ? " state" : " zero state") << " element " << k;
+        }
+      }
     }
   }
 }
