@@ -300,7 +300,8 @@ class Session final : public Run {
     trajectory_->begin(from == nullptr, state_.k);  // init.safetensors at step 0
     if (from == nullptr) {
       initial_evaluation();
-      save_checkpoint();  // step 0: a resume or a rollback always has a start
+      epoch_t0_ = Clock::now();  // epoch 1's clock starts here: the setup and the epoch-0 evaluation are not its time
+      save_checkpoint();         // step 0: a resume or a rollback always has a start
     }
   }
 

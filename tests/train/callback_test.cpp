@@ -3,11 +3,13 @@
 // state across an interruption and resume.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "descent/init/rng.hpp"
@@ -236,6 +238,28 @@ TEST_F(CallbackTest, CallbackStateSurvivesAnInterruption) {
   EXPECT_THROW(train::run(c2, nullptr, {&third}), train::Interrupted);
   train::clear_stop_request();
   EXPECT_EQ(train::resume(dir_ / "again", nullptr).steps, 28);
+}
+
+// An epoch's examples_per_s is the epoch's own time: the setup and the epoch-0 evaluation
+// before the first update are not counted in epoch 1 (they were, through the step-0
+// checkpoint, until session 8). A callback makes the epoch-0 evaluation take 1.5 s; epoch 1
+// (200 examples of a 4-8-3 MLP) takes milliseconds.
+TEST_F(CallbackTest, TheFirstEpochsRateLeavesOutTheInitialEvaluation) {
+  struct SlowStart : train::Callback {
+    std::vector<double> rates;
+    bool on_evaluation(const train::EvalContext& c) override {
+      if (c.epoch == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+      return false;
+    }
+    bool on_epoch_end(const train::EpochContext& c) override {
+      rates.push_back(c.examples_per_s);
+      return false;
+    }
+  } slow;
+  (void)train::run(config(), nullptr, {&slow});
+  ASSERT_EQ(slow.rates.size(), 4u);
+  // 300 - 100 validation = 200 training examples: 1.5 s in epoch 1 would give <= 133 ex/s.
+  EXPECT_GT(slow.rates[0], 200.0 / 0.5) << "epoch 1's time includes the 1.5 s initial evaluation";
 }
 
 }  // namespace
