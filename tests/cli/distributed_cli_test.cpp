@@ -94,6 +94,19 @@ class DistributedCli : public ::testing::Test {
                        sets);
   }
   fs::path model(const std::string& name) const { return dir_ / "runs" / name / "model.safetensors"; }
+
+  // The parameters of runs a and b differ by float rounding only: max |difference| at most
+  // 1e-5 of max |theta|.
+  void expect_rounding_only(const std::string& a_run, const std::string& b_run) const {
+    const std::vector<float> a = parameters(model(a_run)), b = parameters(model(b_run));
+    ASSERT_EQ(a.size(), b.size());
+    double diff = 0, scale = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
+      scale = std::max(scale, std::abs(static_cast<double>(a[i])));
+    }
+    EXPECT_LE(diff, 1e-5 * scale) << "max |difference| " << diff << " of max |theta| " << scale;
+  }
   // metrics.jsonl's final record: the train and test figures, as written (full precision).
   std::string final_record(const std::string& name) const {
     std::ifstream f(dir_ / "runs" / name / "metrics.jsonl");
@@ -206,16 +219,9 @@ TEST_F(DistributedCli, WithoutDeterminismTwoRanksDifferByRoundingOnly) {
   ASSERT_EQ(p1.code, 0) << p1.out;
   const Output p2 = train(mpirun(2), "p2", "--set epochs=1");
   ASSERT_EQ(p2.code, 0) << p2.out;
-  const std::vector<float> a = parameters(model("p1")), b = parameters(model("p2"));
-  ASSERT_EQ(a.size(), b.size());
-  double diff = 0, scale = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
-    scale = std::max(scale, std::abs(static_cast<double>(a[i])));
-  }
   // 20 updates of float32 sums in another order: far below any learning effect (the first
   // update alone moves the weights by about 1e-2).
-  EXPECT_LE(diff, 1e-5 * scale) << "max |difference| " << diff << " of max |theta| " << scale;
+  expect_rounding_only("p1", "p2");
 }
 
 // allreduce_bucket_kb: the gradient's all-reduce in buckets started during the backward pass.
@@ -328,14 +334,7 @@ TEST_F(DistributedCli, ShardedWithoutDeterminismDiffersByRoundingOnly) {
   ASSERT_EQ(one.code, 0) << one.out;
   const Output two = train(mpirun(2), "two", sets);
   ASSERT_EQ(two.code, 0) << two.out;
-  const std::vector<float> a = parameters(model("one")), b = parameters(model("two"));
-  ASSERT_EQ(a.size(), b.size());
-  double diff = 0, scale = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
-    scale = std::max(scale, std::abs(static_cast<double>(a[i])));
-  }
-  EXPECT_LE(diff, 1e-5 * scale) << "max |difference| " << diff << " of max |theta| " << scale;
+  expect_rounding_only("one", "two");
 }
 
 // A 2-rank job on shard groups killed mid-run resumes at the exact example: resumed by 2
