@@ -20,6 +20,7 @@
 #include "descent/init/rng.hpp"
 #include "descent/loss/loss.hpp"
 #include "descent/nn/module.hpp"
+#include "support/finite_hessian.hpp"
 
 namespace descent {
 namespace {
@@ -290,16 +291,9 @@ TEST(HvpContract, HvAloneSkipsTheParameterGradientsAndIsTheSameProduct) {
   // (1) and (2): ReLU is piecewise linear, so h must not carry a pre-activation across 0.
   const double h = 1e-6;
   double* w = arena.values().data<double>();
-  std::vector<std::vector<double>> H(static_cast<std::size_t>(n), std::vector<double>(static_cast<std::size_t>(n)));
-  for (std::int64_t j = 0; j < n; ++j) {
-    const double keep = w[j];
-    w[j] = keep + h;
-    const auto gp = gradient();
-    w[j] = keep - h;
-    const auto gm = gradient();
-    w[j] = keep;
-    for (std::int64_t i = 0; i < n; ++i) H[static_cast<std::size_t>(i)][static_cast<std::size_t>(j)] = (gp[i] - gm[i]) / (2 * h);
-  }
+  const std::vector<double> dense = descent::testing::central_difference_hessian(w, n, gradient, h);  // row-major
+  std::vector<std::vector<double>> H(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) H[static_cast<std::size_t>(i)].assign(dense.begin() + i * n, dense.begin() + (i + 1) * n);
   std::vector<double> fd(static_cast<std::size_t>(n));
   {
     const std::vector<double> keep(w, w + n);
