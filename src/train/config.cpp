@@ -709,6 +709,10 @@ std::span<const Field> fields() {
       number("init.bias", &in<&T::init, &I::bias>, any, "a finite number", "0.01", "Every bias starts at this value."),
       number("init.gain", &in<&T::init, &I::gain>, positive, "a finite number > 0", "1.5",
              "Scale factor of the `glorot_*`, `he_*` and `orthogonal` schemes, > 0."),
+      number("init.output_gain", &in<&T::init, &I::output_gain>, non_negative, "a finite number >= 0", "0.1",
+             "The output layer's weights (the model's last weight matrix) are multiplied by this once drawn, >= 0; the "
+             "other layers' draws are unchanged. 0 starts the output at zero: every class equally likely, loss ln K "
+             "(docs/initialization.md)."),
       integer("init.sparse_k", &in<&T::init, &I::sparse_k>, 1, kInt64Max, "10",
               "`sparse`: non-zero incoming weights per unit, >= 1. It must not exceed a layer's fan-in, which is checked "
               "when the model is built."),

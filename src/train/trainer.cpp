@@ -105,6 +105,7 @@ void initialize_model(Model& model, const TrainConfig& config) {
   spec.options.gain = config.init.gain;
   spec.options.sparse_k = config.init.sparse_k;
   spec.bias = config.init.bias;
+  spec.output_gain = config.init.output_gain;
   spec.seed = config.seed;
   nn::initialize_model(model, spec);
 }

@@ -194,6 +194,32 @@ TEST(ModelBuild, InitializeSetsTheLstmForgetBias) {
   }
 }
 
+// init.output_gain scales the output layer (the last weight matrix) after the draws and
+// nothing else: every other parameter, and the output layer divided by the gain, are the
+// bits of output_gain = 1 (the gains used are powers of two, so the product is exact).
+TEST(ModelBuild, OutputGainScalesOnlyTheLastWeightMatrix) {
+  ModelConfig c;
+  c.hidden = {6, 5};
+  auto draw = [&](double output_gain) {
+    Model m = build_model(c, 4, 3);
+    initialize_model(m, {.bias = 0.5, .output_gain = output_gain, .seed = 7});
+    const Tensor& all = m.arena->values();
+    return std::vector<float>(all.data<float>(), all.data<float>() + all.numel());
+  };
+  const std::vector<float> one = draw(1.0), quarter = draw(0.25), zero = draw(0.0);
+  ASSERT_EQ(one.size(), quarter.size());
+  // Layout in declaration order: W1 [6x4], b1 [6], W2 [5x6], b2 [5], W3 [3x5], b3 [3].
+  const std::size_t w3 = 4 * 6 + 6 + 6 * 5 + 5, b3 = w3 + 5 * 3;
+  std::size_t scaled = 0;
+  for (std::size_t i = 0; i < one.size(); ++i) {
+    const bool output_weight = i >= w3 && i < b3;
+    EXPECT_EQ(quarter[i], output_weight ? 0.25f * one[i] : one[i]) << i;
+    EXPECT_EQ(zero[i], output_weight ? 0.0f : one[i]) << i;
+    scaled += output_weight && one[i] != 0.0f;
+  }
+  EXPECT_EQ(scaled, 15u);  // he_uniform draws no exact zero here: the test sees every weight scaled
+}
+
 // output_shape of each module against the shape its forward pass gives.
 TEST(OutputShape, AgreesWithForwardForEveryModule) {
   ParameterArena arena(DType::f32);

@@ -116,6 +116,7 @@ dtype = "f64"
 weights = "glorot_normal"
 bias = 0.1
 gain = 1.5
+output_gain = 0.125
 sparse_k = 7
 
 [optimizer]
@@ -175,6 +176,7 @@ TEST(ConfigTest, DefaultsAreTheDocumentedValues) {
   EXPECT_EQ(c.init.weights, "he_uniform");
   EXPECT_EQ(c.init.bias, 0.0);
   EXPECT_EQ(c.init.gain, 1.0);
+  EXPECT_EQ(c.init.output_gain, 1.0);
   EXPECT_EQ(c.init.sparse_k, 15);
   EXPECT_EQ(c.optimizer.name, "sgd");
   EXPECT_FALSE(c.optimizer.lr.has_value());  // unset: the algorithm's default
@@ -240,6 +242,7 @@ TEST(ConfigTest, FullFileIsReadCorrectly) {
   EXPECT_EQ(c.init.weights, "glorot_normal");
   EXPECT_EQ(c.init.bias, 0.1);
   EXPECT_EQ(c.init.gain, 1.5);
+  EXPECT_EQ(c.init.output_gain, 0.125);
   EXPECT_EQ(c.init.sparse_k, 7);
   EXPECT_EQ(c.optimizer.name, "adam");
   EXPECT_EQ(c.optimizer.lr, 0.001);
@@ -517,6 +520,8 @@ TEST(ConfigErrorTest, ValuesOutOfRange) {
       {"[model]\nhidden = [0]\n", "model.hidden[0]", 2, "expected an integer in [1, 2147483647], got the integer 0"},
       {"[model]\nhidden = [256, -3]\n", "model.hidden[1]", 2, "got the integer -3"},
       {"[init]\ngain = 0\n", "init.gain", 2, "expected a finite number > 0"},
+      {"[init]\noutput_gain = -0.5\n", "init.output_gain", 2, "expected a finite number >= 0"},
+      {"[init]\noutput_gain = inf\n", "init.output_gain", 2, "expected a finite number >= 0"},
       {"[init]\nbias = -inf\n", "init.bias", 2, "expected a finite number"},
       {"[init]\nsparse_k = 0\n", "init.sparse_k", 2, "expected an integer >= 1"},
       {"[schedule]\ntau = -1\n", "schedule.tau", 2, "expected an integer >= 0"},

@@ -16,6 +16,10 @@ struct InitSpec {
   init::Scheme weights = init::Scheme::he_uniform;
   init::Options options = {};
   double bias = 0.0;
+  // The output layer's weights (the last weight parameter in declaration order) are
+  // multiplied by this after they are drawn, so the draws of every parameter are those of
+  // output_gain = 1; 0 starts the output layer at zero (equal logits: the loss starts at ln K).
+  double output_gain = 1.0;
   std::uint64_t seed = 0;
 };
 

@@ -72,6 +72,7 @@ struct InitConfig {
   std::string weights = "he_uniform";
   double bias = 0.0;          // every bias starts at this value; finite
   double gain = 1.0;          // glorot_*, he_*, orthogonal; finite, > 0
+  double output_gain = 1.0;   // the output layer's weights are multiplied by this once drawn; finite, >= 0
   std::int64_t sparse_k = 15;  // sparse: non-zero incoming weights per unit; >= 1
 
   bool operator==(const InitConfig&) const = default;
