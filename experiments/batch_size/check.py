@@ -5,6 +5,9 @@ import time
 
 import common
 
+# It measures throughput: experiments/run --jobs N runs it by itself, after the others.
+ALONE = True
+
 QUOTE = ("Larger batches provide a more accurate estimate of the gradient, but with less than linear "
          "returns. Multicore architectures are usually underutilized by extremely small batches. This "
          "motivates using some absolute minimum batch size, below which there is no reduction in the "
