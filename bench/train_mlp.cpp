@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "descent/data/dataset.hpp"
+#include "descent/data/split.hpp"
 #include "descent/loss/loss.hpp"
 #include "descent/nn/initialize.hpp"
 #include "descent/nn/module.hpp"
@@ -166,21 +167,36 @@ double unix_now() {
 // ---- the training loop ----------------------------------------------------------------
 
 // The images stay bytes, as descent's trainer keeps them (a quarter of the memory); a batch
-// is decoded through the table of the 256 values (byte / 255) as it is copied.
+// is decoded through the table of the 256 values (byte / 255) as it is copied, by the
+// trainer's own copy (data::Split::copy_features: rows in parallel, a vector table lookup).
 struct Batches {
   const data::ByteDataset* set;
-  std::vector<float> values;
+  data::Split split;  // the bytes and the table of their values, as the trainer holds them
   std::int64_t n, batch;
   Tensor x, y;  // buffers [batch, d] and [batch]
+  std::vector<std::int64_t> idx;
+  Tensor tail;  // the features of a short last batch
+  // Takes the bytes out of `s` (its shape and labels stay).
+  Batches(data::ByteDataset* s, float factor, std::int64_t n_, std::int64_t batch_)
+      : set(s), n(n_), batch(batch_), x(Tensor::empty({batch_, s->dim()}, DType::f32)),
+        y(Tensor::empty({batch_}, DType::i32)) {
+    split.bytes = std::make_shared<const std::vector<std::uint8_t>>(std::move(s->features.values));
+    split.values = std::make_shared<const std::vector<float>>(data::byte_values(factor, nullptr, s->dim()));
+    split.features = s->dim();
+  }
   std::int64_t steps() const { return (n + batch - 1) / batch; }
   // Copies minibatch s into the buffers; returns its size (the last one may be short).
   std::int64_t load(std::int64_t s) {
     const std::int64_t begin = s * batch;
     const std::int64_t b = std::min(batch, n - begin);
-    const std::int64_t d = set->dim();
-    const std::uint8_t* src = set->features.values.data() + begin * d;
-    float* dst = x.data<float>();
-    for (std::int64_t i = 0; i < b * d; ++i) dst[i] = values[src[i]];
+    idx.resize(static_cast<std::size_t>(b));
+    for (std::int64_t i = 0; i < b; ++i) idx[static_cast<std::size_t>(i)] = begin + i;
+    if (b == batch) {
+      split.copy_features(idx, x);
+    } else {
+      split.copy_features(idx, tail);
+      std::memcpy(x.data<float>(), tail.data<float>(), static_cast<std::size_t>(b * set->dim()) * sizeof(float));
+    }
     std::memcpy(y.data<std::int32_t>(), set->labels.data() + begin, static_cast<std::size_t>(b) * sizeof(std::int32_t));
     return b;
   }
@@ -353,8 +369,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::int64_t n = o.examples > 0 ? std::min(o.examples, train.size()) : train.size();
-  Batches data{&train, data::byte_values(1.0f / 255.0f, nullptr, train.dim()), n, o.batch,
-               Tensor::empty({o.batch, train.dim()}, DType::f32), Tensor::empty({o.batch}, DType::i32)};
+  Batches data(&train, 1.0f / 255.0f, n, o.batch);
   Model model(o);
 
   // Ready to train: the first step starts now.

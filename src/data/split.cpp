@@ -8,6 +8,7 @@
 #include "descent/data/shards.hpp"
 #include "descent/error.hpp"
 #include "descent/tensor/parallel.hpp"
+#include "../tensor/dispatch.hpp"
 
 namespace descent::data {
 namespace {
@@ -26,6 +27,13 @@ void check_validation_size(const PrepareOptions& o, std::int64_t n) {
   }
 }
 
+// One row: dst[j] = values[src[j]] (a table lookup per byte, compiled per CPU level).
+template <class T>
+DESCENT_DISPATCH void decode_row(const std::uint8_t* src, const float* values, std::int64_t d, T* dst) {
+#pragma omp simd
+  for (std::int64_t j = 0; j < d; ++j) dst[j] = static_cast<T>(values[src[j]]);
+}
+
 // Decodes rows of byte features into `out` ([rows, d] of T): out[i, j] = values[b] or, per
 // feature, values[b * d + j], for the byte b of row first + rows[i] of `bytes`.
 template <class T>
@@ -39,7 +47,7 @@ void decode_rows(const std::uint8_t* bytes, std::int64_t first, const float* val
       if (per_feature) {
         for (std::int64_t j = 0; j < d; ++j) dst[j] = static_cast<T>(values[src[j] * d + j]);
       } else {
-        for (std::int64_t j = 0; j < d; ++j) dst[j] = static_cast<T>(values[src[j]]);
+        decode_row(src, values, d, dst);
       }
     }
   });

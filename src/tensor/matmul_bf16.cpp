@@ -12,6 +12,10 @@
 #include "descent/tensor/precision.hpp"
 #include "dispatch.hpp"
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #ifdef DESCENT_HAVE_DNNL
 #include <dnnl.hpp>
 
@@ -103,7 +107,108 @@ DESCENT_DISPATCH void widen_range(const std::uint16_t* src, float* dst, std::int
 
 }  // namespace
 
+// ---- the CPU's own conversion instruction (AVX512-BF16 vcvtneps2bf16) ------------------
+//
+// vcvtneps2bf16 rounds to nearest even and quiets NaNs exactly as from_float_bits does, but
+// reads a float32 denormal as zero (the result is +-0 where from_float_bits gives a bf16
+// denormal). So each vector of 16 is checked for denormals (exponent bits 0, mantissa not 0)
+// and a vector holding one is converted again by from_float_bits: the results are bit for
+// bit those of the portable loop, on every input.
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define DESCENT_BF16_INSTRUCTIONS 1
+#define DESCENT_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+namespace {
+
+// bf16 of the 16 floats of v, written to dst.
+DESCENT_AVX512_BF16 inline void store16(__m512 v, std::uint16_t* dst) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __mmask16 denormal =
+      _mm512_mask_test_epi32_mask(_mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7f800000)), u, _mm512_set1_epi32(0x007fffff));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v)));
+  if (denormal != 0) {
+    alignas(64) std::uint32_t w[16];
+    _mm512_store_si512(w, u);
+    for (int l = 0; l < 16; ++l) dst[l] = from_float_bits(w[l]);
+  }
+}
+
+DESCENT_AVX512_BF16 void convert_range_instr(const float* src, std::uint16_t* dst, std::int64_t i0, std::int64_t i1) {
+  std::int64_t i = i0;
+  for (; i + 16 <= i1; i += 16) store16(_mm512_loadu_ps(src + i), dst + i);
+  for (; i < i1; ++i) {
+    std::uint32_t u;
+    std::memcpy(&u, src + i, sizeof u);
+    dst[i] = from_float_bits(u);
+  }
+}
+
+// The rows [r0, r1) of relu_backward (mask_rows below) with the conversion instruction.
+DESCENT_AVX512_BF16 void mask_rows_instr(const float* g, const std::uint16_t* h, std::uint16_t* gy, float* partial,
+                                         std::int64_t n, std::int64_t r0, std::int64_t r1) {
+  for (std::int64_t j = 0; j < n; ++j) partial[j] = 0.0f;
+  for (std::int64_t r = r0; r < r1; ++r) {
+    const float* gr = g + r * n;
+    const std::uint16_t* hr = h + r * n;
+    std::uint16_t* out = gy + r * n;
+    std::int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+      // h > 0: the bits as a signed 16-bit integer are > 0 (not +-0, not negative)
+      const __mmask16 on = _mm256_cmpgt_epi16_mask(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(hr + j)),
+                                                   _mm256_setzero_si256());
+      const __m512 v = _mm512_maskz_loadu_ps(on, gr + j);
+      _mm512_storeu_ps(partial + j, _mm512_add_ps(_mm512_loadu_ps(partial + j), v));
+      store16(v, out + j);
+    }
+    for (; j < n; ++j) {
+      const float v = static_cast<std::int16_t>(hr[j]) > 0 ? gr[j] : 0.0f;
+      partial[j] += v;
+      std::uint32_t u;
+      std::memcpy(&u, &v, sizeof u);
+      out[j] = from_float_bits(u);
+    }
+  }
+}
+
+std::atomic<int> g_instructions{-1};  // -1: not decided yet
+
+}  // namespace
+
+bool conversion_instructions() {
+  int on = g_instructions.load(std::memory_order_relaxed);
+  if (on < 0) {
+    const char* env = std::getenv("DESCENT_BF16_CONVERT");
+    const bool portable = env != nullptr && std::string(env) == "portable";
+    on = !portable && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16")
+             ? 1
+             : 0;
+    g_instructions.store(on, std::memory_order_relaxed);
+  }
+  return on == 1;
+}
+
+void set_conversion_instructions(bool on) {
+  const bool cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+  g_instructions.store(on && cpu ? 1 : 0, std::memory_order_relaxed);
+}
+
+#else
+
+bool conversion_instructions() { return false; }
+void set_conversion_instructions(bool) {}
+
+#endif
+
 void convert(const float* src, std::int64_t n, std::uint16_t* dst) {
+#ifdef DESCENT_BF16_INSTRUCTIONS
+  if (conversion_instructions()) {
+    parallel_for(n, 1 << 15, [&](std::int64_t i0, std::int64_t i1) { convert_range_instr(src, dst, i0, i1); });
+    return;
+  }
+#endif
   parallel_for(n, 1 << 15, [&](std::int64_t i0, std::int64_t i1) { convert_range(src, dst, i0, i1); });
 }
 
@@ -212,6 +317,7 @@ void relu_backward(const float* g, const std::uint16_t* h, std::int64_t m, std::
                       (elements < elementwise_follow_below() && last_products_serial());
   const std::int64_t grain =
       serial ? blocks : std::max<std::int64_t>(1, parallel_grain / std::max<std::int64_t>(1, rows * n));
+  const bool instr = conversion_instructions();
   parallel_for(blocks, grain, [&](std::int64_t b0, std::int64_t b1) {
     for (std::int64_t blk = b0; blk < b1; ++blk) {
       float* part = gb != nullptr ? partial.data() + blk * n : nullptr;
@@ -220,6 +326,12 @@ void relu_backward(const float* g, const std::uint16_t* h, std::int64_t m, std::
         scratch.resize(static_cast<std::size_t>(n));
         part = scratch.data();
       }
+#ifdef DESCENT_BF16_INSTRUCTIONS
+      if (instr) {
+        mask_rows_instr(g, h, gy, part, n, blk * rows, std::min(m, (blk + 1) * rows));
+        continue;
+      }
+#endif
       mask_rows(g, h, gy, part, n, blk * rows, std::min(m, (blk + 1) * rows));
     }
   });

@@ -17,6 +17,14 @@ inline std::uint16_t from_float_bits(std::uint32_t u) {
 
 // dst[i] = bf16(src[i]) for i in [0, n) (threads for large n).
 void convert(const float* src, std::int64_t n, std::uint16_t* dst);
+
+// Whether convert and relu_backward use the CPU's conversion instruction (AVX512-BF16
+// vcvtneps2bf16, with denormal inputs converted again in software: the same bits as the
+// portable loop on every input). On where the CPU has it, unless the environment sets
+// DESCENT_BF16_CONVERT=portable; set_conversion_instructions switches it (for tests and
+// bench/bf16_ab; it stays off on a CPU without the instruction).
+bool conversion_instructions();
+void set_conversion_instructions(bool on);
 // dst = bf16(src^T): src rows x cols row-major, dst cols x rows row-major.
 void convert_transposed(const float* src, std::int64_t rows, std::int64_t cols, std::uint16_t* dst);
 // dst[i] = float(src[i]) (exact).

@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "descent/error.hpp"
+#include "descent/data/split.hpp"
+#include "descent/tensor/parallel.hpp"
 
 namespace descent::data {
 namespace {
@@ -401,6 +403,47 @@ TEST(ByteFeatures, StandardizerAndValuesMatchTheFloatPath) {
   ByteDataset empty;
   empty.features.shape = {0, 3};
   EXPECT_THROW(fit_standardizer(empty, factor, Standardizer::Mode::global), DataError);
+}
+
+// Byte features copied into a batch (Split::copy_features, the trainer's batch copy): every
+// element is the value of its byte, rows picked out of order and repeated, for a row length
+// that is not a multiple of the vector width, the global table and the per-feature one,
+// with 1 and 2 threads. Expected values from the byte by hand: b / 255 (+ j for per feature).
+TEST(ByteFeatures, CopiedRowsAreTheValuesOfTheirBytes) {
+  const std::int64_t n = 40, d = 787;
+  auto bytes = std::make_shared<std::vector<std::uint8_t>>(static_cast<std::size_t>(n * d));
+  for (std::int64_t i = 0; i < n * d; ++i) (*bytes)[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>((i * 2654435761u) >> 24);
+  const std::vector<std::int64_t> idx{7, 0, 39, 7, 12, 3, 38, 21, 1, 30, 5, 5, 16, 9, 33, 2, 27, 11, 19, 24, 35};
+  const int threads_before = num_threads();
+  for (const bool per_feature : {false, true}) {
+    std::vector<float> table(per_feature ? static_cast<std::size_t>(256 * d) : 256u);
+    for (std::int64_t b = 0; b < 256; ++b) {
+      for (std::int64_t j = 0; j < (per_feature ? d : 1); ++j) {
+        table[static_cast<std::size_t>(b * (per_feature ? d : 1) + j)] = static_cast<float>(b) / 255.0f + static_cast<float>(j);
+      }
+    }
+    Split s;
+    s.bytes = bytes;
+    s.values = std::make_shared<const std::vector<float>>(table);
+    s.first = 2;
+    s.features = d;
+    for (const int threads : {1, 2}) {
+      set_num_threads(threads);
+      Tensor x;
+      s.copy_features(idx, x);
+      ASSERT_EQ(x.dim(0), static_cast<std::int64_t>(idx.size()));
+      ASSERT_EQ(x.dim(1), d);
+      const float* got = x.data<float>();
+      for (std::size_t i = 0; i < idx.size(); ++i) {
+        for (std::int64_t j = 0; j < d; ++j) {
+          const std::uint8_t b = (*bytes)[static_cast<std::size_t>((2 + idx[i]) * d + j)];
+          const float want = static_cast<float>(b) / 255.0f + (per_feature ? static_cast<float>(j) : 0.0f);
+          ASSERT_EQ(got[static_cast<std::int64_t>(i) * d + j], want) << "row " << i << " feature " << j << " threads " << threads;
+        }
+      }
+    }
+  }
+  set_num_threads(threads_before);
 }
 
 TEST(ByteFeatures, ValidationSplitIndicesAreThoseOfSplitValidation) {

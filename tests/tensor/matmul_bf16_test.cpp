@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -86,6 +87,109 @@ TEST(Bf16Convert, MatchesTheDefinitionIncludingTiesAndSpecialValues) {
   for (int r = 0; r < 5; ++r) {
     for (int c = 0; c < 6; ++c) EXPECT_EQ(t[c * 5 + r], reference_bf16(xs[13 + r * 6 + c]));
   }
+}
+
+// The CPU's conversion instruction (vcvtneps2bf16, with the software fix-up of denormal
+// inputs) gives the bits of the portable loop on every kind of input: random bit patterns
+// (every exponent, NaNs with any payload, infinities, denormals of both signs), ties, and
+// vectors that hold one denormal among normal values; and equals the definition off NaN.
+TEST(Bf16Convert, InstructionEqualsThePortableLoopBitForBit) {
+  bf::set_conversion_instructions(true);
+  if (!bf::conversion_instructions()) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
+  std::vector<float> xs;
+  std::uint64_t state = 0x9e3779b97f4a7c15ull;
+  auto next = [&state] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return static_cast<std::uint32_t>(state);
+  };
+  auto from_bits = [](std::uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  };
+  for (int i = 0; i < 200000; ++i) {
+    std::uint32_t u = next();
+    switch (i % 8) {
+      case 0: u &= 0x807fffffu; break;                  // denormals and zeros
+      case 1: u |= 0x7f800000u; break;                  // NaNs and infinities
+      case 2: u = (u & 0xffff0000u) | 0x8000u; break;   // exact ties
+      case 3: u = (u & 0xffff0000u) | 0x7fffu; break;   // just below a tie
+      default: break;
+    }
+    xs.push_back(from_bits(u));
+  }
+  for (int v = 0; v < 64; ++v) {  // whole vectors of normal values with one denormal at lane v % 16
+    for (int l = 0; l < 16; ++l) xs.push_back(l == v % 16 ? from_bits(0x00012345u + static_cast<std::uint32_t>(v)) : 1.5f + static_cast<float>(l));
+  }
+  const auto n = static_cast<std::int64_t>(xs.size());
+  std::vector<std::uint16_t> instr(xs.size()), portable(xs.size());
+  bf::convert(xs.data(), n, instr.data());
+  bf::set_conversion_instructions(false);
+  bf::convert(xs.data(), n, portable.data());
+  bf::set_conversion_instructions(true);
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    std::uint32_t u;
+    std::memcpy(&u, &xs[i], 4);
+    ASSERT_EQ(instr[i], portable[i]) << "bits 0x" << std::hex << u;
+    if (!std::isnan(xs[i])) {
+      ASSERT_EQ(instr[i], reference_bf16(xs[i])) << "bits 0x" << std::hex << u;
+    }
+  }
+}
+
+// relu_backward (the fused linear + ReLU's backward pass: mask, bf16 conversion, bias
+// gradient) with the conversion instruction against the portable loop, bit for bit, and both
+// against the definition: gy = bf16(g where h > 0), gb = beta gb + column sums of the masked g
+// (in fixed blocks of 32 rows). h holds +0, -0 (0x8000), negative and positive values; g holds
+// denormals; n = 37 leaves a tail past the vectors of 16.
+TEST(Bf16ReluBackward, InstructionEqualsThePortableLoopAndTheDefinition) {
+  const std::int64_t m = 70, n = 37;
+  std::vector<float> g(static_cast<std::size_t>(m * n));
+  std::vector<std::uint16_t> h(g.size());
+  for (std::int64_t i = 0; i < m * n; ++i) {
+    g[static_cast<std::size_t>(i)] = i % 11 == 0 ? 3e-39f * static_cast<float>(i % 5 + 1) : value(i, 0.37f);
+    const std::uint16_t kinds[] = {0x0000, 0x8000, 0xbf80, 0x3f80, 0x0001, 0x3c00, 0xc000};
+    h[static_cast<std::size_t>(i)] = kinds[(i * 7 + i / n) % 7];
+  }
+  std::vector<float> gb0(static_cast<std::size_t>(n));
+  for (std::int64_t j = 0; j < n; ++j) gb0[static_cast<std::size_t>(j)] = value(j, 1.3f);
+  // the definition
+  std::vector<std::uint16_t> want(g.size());
+  std::vector<float> want_gb(static_cast<std::size_t>(n));
+  for (std::int64_t j = 0; j < n; ++j) {
+    float total = 0.0f;
+    for (std::int64_t b0 = 0; b0 < m; b0 += 32) {
+      float part = 0.0f;
+      for (std::int64_t r = b0; r < std::min(m, b0 + 32); ++r) {
+        const std::size_t i = static_cast<std::size_t>(r * n + j);
+        const bool on = h[i] != 0 && (h[i] & 0x8000) == 0;
+        const float v = on ? g[i] : 0.0f;
+        part += v;
+        want[i] = reference_bf16(v);
+      }
+      total += part;
+    }
+    want_gb[static_cast<std::size_t>(j)] = 0.5f * gb0[static_cast<std::size_t>(j)] + total;
+  }
+  std::vector<std::vector<std::uint16_t>> gys;
+  std::vector<std::vector<float>> gbs;
+  for (const bool instr : {false, true}) {
+    bf::set_conversion_instructions(instr);
+    std::vector<std::uint16_t> gy(g.size());
+    std::vector<float> gb = gb0;
+    bf::relu_backward(g.data(), h.data(), m, n, gy.data(), gb.data(), 0.5f);
+    for (std::size_t i = 0; i < g.size(); ++i) ASSERT_EQ(gy[i], want[i]) << "element " << i << " instr " << instr;
+    for (std::int64_t j = 0; j < n; ++j) {
+      ASSERT_EQ(gb[static_cast<std::size_t>(j)], want_gb[static_cast<std::size_t>(j)]) << "column " << j << " instr " << instr;
+    }
+    gys.push_back(gy);
+    gbs.push_back(gb);
+  }
+  bf::set_conversion_instructions(true);
+  EXPECT_EQ(gys[0], gys[1]);
+  EXPECT_EQ(gbs[0], gbs[1]);
 }
 
 // Checks C = op(A) op(B) + beta C0 for one shape (with_bias: C = op(A) op(B) + 1 bias^T through
