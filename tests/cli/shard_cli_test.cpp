@@ -233,7 +233,12 @@ TEST_F(ShardCli, KilledMidStreamAndResumedEndsBitIdentical) {
   const fs::path run_dir = dir_ / "killed" / "run";
   int kills = 0, code = -1;
   for (int attempt = 0; attempt < 30; ++attempt) {
-    const bool fresh = !fs::exists(run_dir / "checkpoints") || fs::is_empty(run_dir / "checkpoints");
+    // Fresh until a checkpoint is complete: a kill during the first write leaves only the
+    // hidden temporary file (".step-...tmp-..."), which resume rightly refuses.
+    bool fresh = true;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(run_dir / "checkpoints", ec))
+      if (e.path().filename().string().rfind("step-", 0) == 0) fresh = false;
     const std::vector<std::string> args = fresh ? std::vector<std::string>{"train", cfg.string(), "--out",
                                                                            (dir_ / "killed").string(), "--overwrite"}
                                                 : std::vector<std::string>{"resume", run_dir.string()};
