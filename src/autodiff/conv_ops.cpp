@@ -21,6 +21,7 @@
 #include <immintrin.h>
 #endif
 
+#include "descent/autodiff/ops.hpp"  // relu (relu_max_pool2d unfused)
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
 #include "../tensor/dispatch.hpp"  // DESCENT_DISPATCH
@@ -383,6 +384,9 @@ const T* ptr(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
 }
 
+template <class T>
+void conv_tangent_backward(Tape& t, const Node& n, const ConvGeom& g, const T* gy, const T* rgy);
+
 // ============================================================================
 // conv2d: y = conv(x, w) + b     x [B, C_in, H, W], w [C_out, C_in, kh, kw], b [C_out]
 // ============================================================================
@@ -441,13 +445,28 @@ class Conv2dNode final : public Node {
   // R(gx) += conv_transpose(R(gy), w) + conv_transpose(gy, w')
   // R(gw) += corr(R(gy), x) + corr(gy, x') ;  R(gb) += sum_{n,i,j} R(gy)
   void tangent_backward(Tape& t) override {
-    const conv_dnnl::ReuseScope reuse;
     dispatch_float(value.dtype(), [&](auto zero) {
       using T = decltype(zero);
+      conv_tangent_backward<T>(t, *this, g, grad.data<T>(), ptr<T>(grad_tangent));
+    });
+  }
+
+  ConvGeom g;
+};
+
+// The R-rules of y = conv(x, w) + b for the node `n` (inputs x, w and optionally b), given
+// gy and R(gy) (null: zero) in NCHW:
+//   R(gx) += conv_transpose(R(gy), w) + conv_transpose(gy, w')
+//   R(gw) += corr(R(gy), x) + corr(gy, x') ;  R(gb) += sum_{n,i,j} R(gy)
+template <class T>
+void conv_tangent_backward(Tape& t, const Node& n, const ConvGeom& g, const T* gy, const T* rgy) {
+  const conv_dnnl::ReuseScope reuse;
+  const std::int32_t* input = n.input;
+  const bool has_bias = n.num_inputs == 3;
+  {
+    {
       Node& x = t.node(input[0]);
       Node& w = t.node(input[1]);
-      const T* gy = grad.data<T>();
-      const T* rgy = ptr<T>(grad_tangent);
       if (x.requires_grad) {
         Terms<T> terms;
         if (rgy != nullptr) terms.add(w.value.data<T>(), rgy);
@@ -467,16 +486,14 @@ class Conv2dNode final : public Node {
         if (x.tangent.defined()) wterms.add(gy, x.tangent.data<T>());
         if (wterms.n > 0) rgw = t.grad_tangent_sink(input[1], beta_w).data<T>();
       }
-      if (has_bias() && t.requires_grad(input[2]) && rgy != nullptr) {
+      if (has_bias && t.requires_grad(input[2]) && rgy != nullptr) {
         rgb = t.grad_tangent_sink(input[2], beta_b).data<T>();
         bterms.add(rgy, nullptr);
       }
       conv_weight_grad<T>(g, wterms, rgw, beta_w, bterms, rgb, beta_b);
-    });
+    }
   }
-
-  ConvGeom g;
-};
+}
 
 // ============================================================================
 // Pooling over planes [B C, H, W] (no padding)
@@ -496,15 +513,22 @@ void for_planes(const PoolGeom& g, F&& f) {
   });
 }
 
-// dst plane (beta 0: =, 1: +=) the scatter-add of src through the argmax indices.
+// dst plane (beta 0: =, 1: +=) the scatter-add of src through the argmax indices; with
+// `mask` (relu_max_pool2d's output y), of [y > 0] src: relu's derivative at the argmax.
 template <class T>
-void scatter_argmax(const PoolGeom& g, const std::int32_t* idx, const T* src, T* dst, double beta) {
+void scatter_argmax(const PoolGeom& g, const std::int32_t* idx, const T* src, T* dst, double beta,
+                    const T* mask = nullptr) {
   for_planes(g, [&](std::int64_t p) {
     T* d = dst + p * g.in_plane();
     const T* s = src + p * g.out_plane();
     const std::int32_t* ix = idx + p * g.out_plane();
     if (beta == 0.0) std::fill(d, d + g.in_plane(), T(0));
-    for (std::int64_t o = 0; o < g.out_plane(); ++o) d[ix[o]] += s[o];
+    if (mask == nullptr) {
+      for (std::int64_t o = 0; o < g.out_plane(); ++o) d[ix[o]] += s[o];
+    } else {
+      const T* y = mask + p * g.out_plane();
+      for (std::int64_t o = 0; o < g.out_plane(); ++o) d[ix[o]] += (y[o] > T(0) ? T(1) : T(0)) * s[o];
+    }
   });
 }
 
@@ -550,10 +574,11 @@ void avg_backward(const PoolGeom& g, const T* gy, T* gx, double beta) {
 
 // y = the window maxima of x and idx their positions in the plane (the first maximum in
 // row-major order on ties; a NaN stays where it is first met, as `>` is false for it).
+// Relu: of relu(x) = (x > 0 ? x : 0), taken of each element as it is read.
 // K > 0: the kernel size known at compile time (the common 2 and 3, unrolled); K = 0:
 // g.kernel. Branch-free (the comparisons are selects), so the loop over a row of windows
 // vectorizes and random data costs no mispredicted branches.
-template <class T, int K>
+template <class T, int K, bool Relu = false>
 void max_pool_planes(const PoolGeom& g, const T* x, T* y, std::int32_t* idx) {
   const std::int64_t k = K > 0 ? K : g.kernel;
   const std::int64_t s = g.stride, w = g.w, w_out = g.w_out;
@@ -567,10 +592,12 @@ void max_pool_planes(const PoolGeom& g, const T* x, T* y, std::int32_t* idx) {
       for (std::int64_t j = 0; j < w_out; ++j) {
         std::int32_t best = row0 + static_cast<std::int32_t>(j * s);
         T m = xp[best];
+        if constexpr (Relu) m = m > T(0) ? m : T(0);
         for (std::int64_t u = 0; u < k; ++u) {
           const std::int32_t r = row0 + static_cast<std::int32_t>(u * w + j * s);
           for (std::int64_t v = 0; v < k; ++v) {
-            const T val = xp[r + v];
+            T val = xp[r + v];
+            if constexpr (Relu) val = val > T(0) ? val : T(0);
             const bool gt = val > m;
             m = gt ? val : m;
             best = gt ? r + static_cast<std::int32_t>(v) : best;
@@ -678,6 +705,223 @@ class MaxPool2dNode final : public Node {
 };
 
 // ============================================================================
+// relu_max_pool2d: y = max-pool(relu(x)) = relu(x)[argmax] per window (piecewise linear)
+// ============================================================================
+class ReluMaxPool2dNode final : public Node {
+ public:
+  explicit ReluMaxPool2dNode(const PoolGeom& geom) : g(geom) {}
+  const char* name() const override { return "relu_max_pool2d"; }
+
+  // y' = [y > 0] x'[argmax]   (relu's derivative at the argmax, which is > 0 exactly when y is)
+  void tangent_forward(Tape& t) override {
+    tangent = Tensor::empty(value.shape(), value.dtype());
+    dispatch_float(value.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      const T* xt = t.node(input[0]).tangent.data<T>();
+      const T* y = value.data<T>();
+      T* yt = tangent.data<T>();
+      const std::int32_t* idx = argmax.data<std::int32_t>();
+      for_planes(g, [&](std::int64_t p) {
+        const T* src = xt + p * g.in_plane();
+        const std::int64_t o0 = p * g.out_plane();
+        for (std::int64_t o = o0; o < o0 + g.out_plane(); ++o) yt[o] = (y[o] > T(0) ? T(1) : T(0)) * src[idx[o]];
+      });
+    });
+  }
+
+  // gx[argmax] += [y > 0] gy
+  void backward(Tape& t) override {
+    if (!t.requires_grad(input[0])) return;
+    double beta = 0.0;
+    Tensor gx = t.grad_sink(input[0], beta);
+    dispatch_float(value.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      scatter_argmax<T>(g, argmax.data<std::int32_t>(), grad.data<T>(), gx.data<T>(), beta, value.data<T>());
+    });
+  }
+
+  // R(gx)[argmax] += [y > 0] R(gy)   (no second-order term: relu'' = 0 and the pool is linear on each piece)
+  void tangent_backward(Tape& t) override {
+    if (!t.requires_grad(input[0]) || !grad_tangent.defined()) return;
+    double beta = 0.0;
+    Tensor rgx = t.grad_tangent_sink(input[0], beta);
+    dispatch_float(value.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      scatter_argmax<T>(g, argmax.data<std::int32_t>(), grad_tangent.data<T>(), rgx.data<T>(), beta, value.data<T>());
+    });
+  }
+
+  PoolGeom g;
+  Tensor argmax;  // i32, the shape of the output: the index in its plane of relu(x)'s window maximum
+};
+
+// ============================================================================
+// conv2d_relu_max_pool2d on oneDNN's 16-channel blocked layout: z = conv(x, w) + b stays in
+// the layout the convolution wrote (aBcd16b: 16 channels side by side per position), and
+// y = max-pool(relu(z)) reads it there, 16 channels per vector; the backward scatters
+// [y > 0] gy into a blocked gz that the convolution's backward reads as it is.
+// ============================================================================
+
+// One block of 16 channels: zb [H W 16] (position-major, channel fastest) -> y and idx for
+// those channels (channel l's output plane at y + l out_plane), the same comparisons in the
+// same order as max_pool_planes<T, K, true>, so the same maxima and argmax.
+DESCENT_DISPATCH void relu_max_pool_block16(const PoolGeom& g, const float* zb, float* y, std::int32_t* idx) {
+  const std::int64_t k = g.kernel, s = g.stride, w = g.w, w_out = g.w_out, op = g.out_plane();
+  for (std::int64_t i = 0; i < g.h_out; ++i) {
+    for (std::int64_t j = 0; j < w_out; ++j) {
+      float m[16];
+      std::int32_t best[16];
+      const auto p0 = static_cast<std::int32_t>(i * s * w + j * s);
+#pragma omp simd
+      for (int l = 0; l < 16; ++l) {
+        const float v = zb[p0 * 16 + l];
+        m[l] = v > 0.0f ? v : 0.0f;
+        best[l] = p0;
+      }
+      for (std::int64_t u = 0; u < k; ++u) {
+        for (std::int64_t v = 0; v < k; ++v) {
+          const auto p = static_cast<std::int32_t>((i * s + u) * w + j * s + v);
+          const float* src = zb + static_cast<std::int64_t>(p) * 16;
+#pragma omp simd
+          for (int l = 0; l < 16; ++l) {
+            float val = src[l];
+            val = val > 0.0f ? val : 0.0f;
+            const bool gt = val > m[l];
+            m[l] = gt ? val : m[l];
+            best[l] = gt ? p : best[l];
+          }
+        }
+      }
+      for (int l = 0; l < 16; ++l) {
+        y[l * op + i * w_out + j] = m[l];
+        idx[l * op + i * w_out + j] = best[l];
+      }
+    }
+  }
+}
+
+// One block of 16 channels: gzb [H W 16] = the scatter of [y > 0] gy through idx (gy, y,
+// idx: channel l's output plane at + l out_plane).
+DESCENT_DISPATCH void relu_max_pool_grad_block16(const PoolGeom& g, const float* gy, const float* y,
+                                                 const std::int32_t* idx, float* gzb) {
+  const std::int64_t op = g.out_plane();
+  std::fill(gzb, gzb + g.in_plane() * 16, 0.0f);
+  for (int l = 0; l < 16; ++l) {
+    for (std::int64_t o = 0; o < op; ++o) {
+      const std::int64_t q = l * op + o;
+      gzb[static_cast<std::int64_t>(idx[q]) * 16 + l] += (y[q] > 0.0f ? 1.0f : 0.0f) * gy[q];
+    }
+  }
+}
+
+// sum_o [y_o > 0] gy_o over one output plane, in double (the bias gradient's terms),
+// compiled per CPU level (vectorized: the order of the additions differs from a serial loop's).
+DESCENT_DISPATCH double masked_sum_in_double(const float* gy, const float* y, std::int64_t n) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (std::int64_t o = 0; o < n; ++o) s += y[o] > 0.0f ? static_cast<double>(gy[o]) : 0.0;
+  return s;
+}
+
+class ConvReluMaxPool2dNode final : public Node {
+ public:
+  ConvReluMaxPool2dNode(const ConvGeom& conv, const PoolGeom& pool) : cg(conv), pg(pool) {}
+  const char* name() const override { return "conv2d_relu_max_pool2d"; }
+  bool has_bias() const { return num_inputs == 3; }
+
+  // NCHW z from the blocked form's relative, for the tangent rules (not the hot path):
+  // [y > 0] src[n, c, argmax] gathered or scattered plane by plane, src/dst [B, C_out, H, W].
+  // z' = conv(x', w) + conv(x, w') + b' ;  y' = [y > 0] z'[argmax]
+  void tangent_forward(Tape& t) override {
+    Node& x = t.node(input[0]);
+    Node& w = t.node(input[1]);
+    Terms<float> terms;
+    if (x.tangent.defined()) terms.add(w.value.data<float>(), x.tangent.data<float>());
+    if (w.tangent.defined()) terms.add(w.tangent.data<float>(), x.value.data<float>());
+    const float* bt = has_bias() ? ptr<float>(t.node(input[2]).tangent) : nullptr;
+    Tensor zt = Tensor::empty(Shape{cg.batch, cg.c_out, cg.h_out, cg.w_out}, DType::f32);
+    conv_forward<float>(cg, terms, bt, zt.data<float>());
+    tangent = Tensor::empty(value.shape(), value.dtype());
+    const float* src = zt.data<float>();
+    const float* y = value.data<float>();
+    float* yt = tangent.data<float>();
+    const std::int32_t* ix = argmax.data<std::int32_t>();
+    for_planes(pg, [&](std::int64_t p) {
+      const std::int64_t o0 = p * pg.out_plane();
+      for (std::int64_t o = o0; o < o0 + pg.out_plane(); ++o) yt[o] = (y[o] > 0.0f ? 1.0f : 0.0f) * src[p * pg.in_plane() + ix[o]];
+    });
+  }
+
+  // gz = [y > 0] gy scattered to the argmax (blocked) ;  gx += conv_transpose(gz, w) ;
+  // gw += corr(gz, x) ;  gb += sum_{n,i,j} gz = sum_{n,i,j} [y > 0] gy
+  void backward(Tape& t) override {
+    Node& x = t.node(input[0]);
+    Node& w = t.node(input[1]);
+    const conv_dnnl::Geom dg = dnnl_geom(cg);
+    const bool want_w = w.requires_grad, want_b = has_bias() && t.requires_grad(input[2]);
+    if (x.requires_grad || want_w) {
+      Tensor gz = Tensor::empty(Shape{cg.batch * cg.c_out * cg.h_out * cg.w_out}, DType::f32);
+      const float* gy = grad.data<float>();
+      const float* y = value.data<float>();
+      const std::int32_t* ix = argmax.data<std::int32_t>();
+      float* gzb = gz.data<float>();
+      const std::int64_t blocks = cg.batch * cg.c_out / 16, op = pg.out_plane();
+      parallel_for(blocks, 1, [&](std::int64_t b0, std::int64_t b1) {
+        for (std::int64_t b = b0; b < b1; ++b) {
+          relu_max_pool_grad_block16(pg, gy + b * 16 * op, y + b * 16 * op, ix + b * 16 * op, gzb + b * 16 * pg.in_plane());
+        }
+      });
+      if (x.requires_grad) {
+        double beta = 0.0;
+        Tensor gx = t.grad_sink(input[0], beta);
+        conv_dnnl::input_grad_blocked16(dg, w.value.data<float>(), gzb, gx.data<float>(), beta);
+      }
+      if (want_w) {
+        double beta = 0.0;
+        Tensor gw = t.grad_sink(input[1], beta);
+        conv_dnnl::weight_grad_blocked16(dg, gzb, x.value.data<float>(), gw.data<float>(), beta, ptr<float>(x_kept));
+      }
+    }
+    if (want_b) {
+      double beta = 0.0;
+      float* gb = t.grad_sink(input[2], beta).data<float>();
+      const float* gy = grad.data<float>();
+      const float* y = value.data<float>();
+      const std::int64_t op = pg.out_plane();
+      parallel_for(cg.c_out, 1, [&](std::int64_t c0, std::int64_t c1) {
+        for (std::int64_t c = c0; c < c1; ++c) {
+          double acc = 0.0;
+          for (std::int64_t n = 0; n < cg.batch; ++n) {
+            const std::int64_t q0 = (n * cg.c_out + c) * op;
+            acc += masked_sum_in_double(gy + q0, y + q0, op);
+          }
+          gb[c] = beta == 0.0 ? static_cast<float>(acc) : gb[c] + static_cast<float>(acc);
+        }
+      });
+    }
+  }
+
+  // R(gz) = [y > 0] R(gy) scattered to the argmax, then the convolution's R-rules with gz, R(gz)
+  void tangent_backward(Tape& t) override {
+    Tensor gz = scatter_plain(grad);
+    Tensor rgz = grad_tangent.defined() ? scatter_plain(grad_tangent) : Tensor();
+    conv_tangent_backward<float>(t, *this, cg, gz.data<float>(), ptr<float>(rgz));
+  }
+
+  // [y > 0] src scattered to the argmax in NCHW [B, C_out, H, W].
+  Tensor scatter_plain(const Tensor& src) const {
+    Tensor out = Tensor::empty(Shape{cg.batch, cg.c_out, cg.h_out, cg.w_out}, DType::f32);
+    scatter_argmax<float>(pg, argmax.data<std::int32_t>(), src.data<float>(), out.data<float>(), 0.0, value.data<float>());
+    return out;
+  }
+
+  ConvGeom cg;
+  PoolGeom pg;    // over z's planes [B C_out, H_out, W_out]
+  Tensor argmax;  // i32 [B, C_out, pooled H, pooled W]: the index in its plane of relu(z)'s window maximum
+  Tensor x_kept;  // x in the convolution's format, from the forward, for the weight gradient (or undefined)
+};
+
+// ============================================================================
 // avg_pool2d: y = window means (linear)
 // ============================================================================
 class AvgPool2dNode final : public Node {
@@ -719,20 +963,19 @@ class AvgPool2dNode final : public Node {
   PoolGeom g;
 };
 
-PoolGeom pool_geometry(Var x, std::int64_t kernel, std::int64_t stride, const char* op) {
-  check_float(x, op);
-  const Tensor& xv = x.value();
-  if (xv.ndim() != 4) {
-    throw ShapeError(std::string(op) + ": expects a 4-D [batch, channels, height, width] input, got " + xv.shape().str());
+// The pooling geometry over an input of shape `xs`.
+PoolGeom pool_geometry(const Shape& xs, std::int64_t kernel, std::int64_t stride, const char* op) {
+  if (xs.ndim() != 4) {
+    throw ShapeError(std::string(op) + ": expects a 4-D [batch, channels, height, width] input, got " + xs.str());
   }
   if (kernel < 1 || stride < 1) {
     throw ShapeError(std::string(op) + ": kernel and stride must be >= 1, got kernel " + std::to_string(kernel) +
                      ", stride " + std::to_string(stride));
   }
   PoolGeom g;
-  g.planes = xv.dim(0) * xv.dim(1);
-  g.h = xv.dim(2);
-  g.w = xv.dim(3);
+  g.planes = xs[0] * xs[1];
+  g.h = xs[2];
+  g.w = xs[3];
   g.kernel = kernel;
   g.stride = stride;
   const Conv2dOptions o{.stride = stride, .padding = 0};
@@ -744,23 +987,13 @@ PoolGeom pool_geometry(Var x, std::int64_t kernel, std::int64_t stride, const ch
   return g;
 }
 
-}  // namespace
-
-// ---- public constructors -------------------------------------------------------------
-
-std::int64_t conv_output_size(std::int64_t in, std::int64_t kernel, const Conv2dOptions& options, const char* op) {
-  if (options.stride < 1 || options.padding < 0) {
-    throw ShapeError(std::string(op) + ": stride must be >= 1 and padding >= 0, got stride " +
-                     std::to_string(options.stride) + ", padding " + std::to_string(options.padding));
-  }
-  if (kernel < 1 || in < 1 || in + 2 * options.padding < kernel) {
-    throw ShapeError(std::string(op) + ": kernel " + std::to_string(kernel) + " does not fit an input side of " +
-                     std::to_string(in) + " with padding " + std::to_string(options.padding));
-  }
-  return (in + 2 * options.padding - kernel) / options.stride + 1;
+PoolGeom pool_geometry(Var x, std::int64_t kernel, std::int64_t stride, const char* op) {
+  check_float(x, op);
+  return pool_geometry(x.value().shape(), kernel, stride, op);
 }
 
-Var conv2d(Var x, Var w, Var b, const Conv2dOptions& options) {
+// The convolution's geometry, every shape checked (errors name conv2d).
+ConvGeom conv_geometry(Var x, Var w, Var b, const Conv2dOptions& options) {
   check_float(x, "conv2d");
   const Tensor& xv = x.value();
   const Tensor& wv = w.value();
@@ -790,6 +1023,29 @@ Var conv2d(Var x, Var w, Var b, const Conv2dOptions& options) {
     }
     check_same_dtype(xv, bv, "conv2d");
   }
+  return g;
+}
+
+}  // namespace
+
+// ---- public constructors -------------------------------------------------------------
+
+std::int64_t conv_output_size(std::int64_t in, std::int64_t kernel, const Conv2dOptions& options, const char* op) {
+  if (options.stride < 1 || options.padding < 0) {
+    throw ShapeError(std::string(op) + ": stride must be >= 1 and padding >= 0, got stride " +
+                     std::to_string(options.stride) + ", padding " + std::to_string(options.padding));
+  }
+  if (kernel < 1 || in < 1 || in + 2 * options.padding < kernel) {
+    throw ShapeError(std::string(op) + ": kernel " + std::to_string(kernel) + " does not fit an input side of " +
+                     std::to_string(in) + " with padding " + std::to_string(options.padding));
+  }
+  return (in + 2 * options.padding - kernel) / options.stride + 1;
+}
+
+Var conv2d(Var x, Var w, Var b, const Conv2dOptions& options) {
+  const ConvGeom g = conv_geometry(x, w, b, options);
+  const Tensor& xv = x.value();
+  const Tensor& wv = w.value();
   auto node = std::make_unique<Conv2dNode>(g);
   node->value = Tensor::empty(Shape{g.batch, g.c_out, g.h_out, g.w_out}, xv.dtype());
   dispatch_float(xv.dtype(), [&](auto zero) {
@@ -830,6 +1086,62 @@ Var max_pool2d(Var x, std::int64_t kernel, std::int64_t stride) {
     }
   });
   return make(*x.tape, std::move(node), {x});
+}
+
+Var relu_max_pool2d(Var x, std::int64_t kernel, std::int64_t stride) {
+  if (conv_dnnl::unfused_relu_pool()) return max_pool2d(relu(x), kernel, stride);
+  const PoolGeom g = pool_geometry(x, kernel, stride, "relu_max_pool2d");
+  const Tensor& xv = x.value();
+  const Shape out{xv.dim(0), xv.dim(1), g.h_out, g.w_out};
+  auto node = std::make_unique<ReluMaxPool2dNode>(g);
+  node->value = Tensor::empty(out, xv.dtype());
+  node->argmax = Tensor::empty(out, DType::i32);
+  dispatch_float(xv.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* xd = xv.data<T>();
+    T* yd = node->value.template data<T>();
+    std::int32_t* idx = node->argmax.template data<std::int32_t>();
+    if (g.kernel == 2) {
+      max_pool_planes<T, 2, true>(g, xd, yd, idx);
+    } else if (g.kernel == 3) {
+      max_pool_planes<T, 3, true>(g, xd, yd, idx);
+    } else {
+      max_pool_planes<T, 0, true>(g, xd, yd, idx);
+    }
+  });
+  return make(*x.tape, std::move(node), {x});
+}
+
+bool fuses_conv2d_relu_max_pool2d(Var x, Var w, Var b, const Conv2dOptions& options) {
+  if (conv_dnnl::unfused_relu_pool() || x.dtype() != DType::f32) return false;
+  const ConvGeom g = conv_geometry(x, w, b, options);
+  return use_dnnl(g) && conv_dnnl::blocked16(dnnl_geom(g));
+}
+
+Var conv2d_relu_max_pool2d(Var x, Var w, Var b, const Conv2dOptions& options, std::int64_t kernel, std::int64_t stride) {
+  if (!fuses_conv2d_relu_max_pool2d(x, w, b, options)) return relu_max_pool2d(conv2d(x, w, b, options), kernel, stride);
+  const ConvGeom cg = conv_geometry(x, w, b, options);
+  const PoolGeom pg = pool_geometry(Shape{cg.batch, cg.c_out, cg.h_out, cg.w_out}, kernel, stride, "relu_max_pool2d");
+  const Shape out{cg.batch, cg.c_out, pg.h_out, pg.w_out};
+  auto node = std::make_unique<ConvReluMaxPool2dNode>(cg, pg);
+  node->value = Tensor::empty(out, DType::f32);
+  node->argmax = Tensor::empty(out, DType::i32);
+  Tensor z = Tensor::empty(Shape{cg.batch * cg.c_out * cg.h_out * cg.w_out}, DType::f32);  // blocked
+  const std::int64_t kept = conv_dnnl::kept_src_size(dnnl_geom(cg));
+  if (kept > 0 && w.tape->requires_grad(w.id)) node->x_kept = Tensor::empty(Shape{kept}, DType::f32);
+  conv_dnnl::forward_blocked16(dnnl_geom(cg), w.value().data<float>(), x.value().data<float>(),
+                               b.valid() ? b.value().data<float>() : nullptr, z.data<float>(),
+                               node->x_kept.defined() ? node->x_kept.data<float>() : nullptr);
+  const float* zb = z.data<float>();
+  float* y = node->value.data<float>();
+  std::int32_t* ix = node->argmax.data<std::int32_t>();
+  const std::int64_t blocks = cg.batch * cg.c_out / 16, op = pg.out_plane();
+  parallel_for(blocks, 1, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t blk = b0; blk < b1; ++blk) {
+      relu_max_pool_block16(pg, zb + blk * 16 * pg.in_plane(), y + blk * 16 * op, ix + blk * 16 * op);
+    }
+  });
+  return make(*x.tape, std::move(node), {x, w, b});
 }
 
 Var avg_pool2d(Var x, std::int64_t kernel, std::int64_t stride) {
