@@ -30,8 +30,8 @@ bool active();
 
 // Whether DESCENT_CONV_KERNELS=reference is set in the environment (read at each call): the
 // kernels added for issue 20's CNN (conv_ops.cpp: the bias gradient's sums compiled per CPU
-// level) are off and the loops they replaced run, so a benchmark can alternate both in one
-// run (bench/cnn_ab.sh).
+// level; ReLU and max-pool fused, see unfused_relu_pool) are off and the loops and nodes they
+// replaced run, so a benchmark can alternate both in one run (bench/cnn_ab.sh).
 bool reference_kernels();
 
 // Whether DESCENT_CONV_KERNELS is reference or unfused (read at each call): relu followed

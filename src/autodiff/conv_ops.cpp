@@ -578,14 +578,11 @@ void avg_backward(const PoolGeom& g, const T* gy, T* gx, double beta) {
 // K > 0: the kernel size known at compile time (the common 2 and 3, unrolled); K = 0:
 // g.kernel. Branch-free (the comparisons are selects), so the loop over a row of windows
 // vectorizes and random data costs no mispredicted branches.
-template <class T, int K, bool Relu = false>
-void max_pool_planes(const PoolGeom& g, const T* x, T* y, std::int32_t* idx) {
+template <class T, int K, bool Relu>
+void max_pool_plane(const PoolGeom& g, const T* xp, T* yp, std::int32_t* ip) {
   const std::int64_t k = K > 0 ? K : g.kernel;
   const std::int64_t s = g.stride, w = g.w, w_out = g.w_out;
-  for_planes(g, [&](std::int64_t p) {
-    const T* xp = x + p * g.in_plane();
-    T* yp = y + p * g.out_plane();
-    std::int32_t* ip = idx + p * g.out_plane();
+  {
     for (std::int64_t i = 0; i < g.h_out; ++i) {
       const std::int32_t row0 = static_cast<std::int32_t>(i * s * w);
 #pragma omp simd
@@ -607,7 +604,26 @@ void max_pool_planes(const PoolGeom& g, const T* x, T* y, std::int32_t* idx) {
         ip[i * w_out + j] = best;
       }
     }
+  }
+}
+
+template <class T, int K, bool Relu = false>
+void max_pool_planes(const PoolGeom& g, const T* x, T* y, std::int32_t* idx) {
+  for_planes(g, [&](std::int64_t p) {
+    max_pool_plane<T, K, Relu>(g, x + p * g.in_plane(), y + p * g.out_plane(), idx + p * g.out_plane());
   });
+}
+
+// max_pool_plane<float, K, true> for `planes` planes in a row, K chosen from g.kernel.
+void relu_max_pool_run(const PoolGeom& g, std::int64_t planes, const float* x, float* y, std::int32_t* idx) {
+  for (std::int64_t p = 0; p < planes; ++p) {
+    const float* xp = x + p * g.in_plane();
+    float* yp = y + p * g.out_plane();
+    std::int32_t* ip = idx + p * g.out_plane();
+    if (g.kernel == 2) max_pool_plane<float, 2, true>(g, xp, yp, ip);
+    else if (g.kernel == 3) max_pool_plane<float, 3, true>(g, xp, yp, ip);
+    else max_pool_plane<float, 0, true>(g, xp, yp, ip);
+  }
 }
 
 #ifdef __AVX512F__
@@ -825,7 +841,8 @@ DESCENT_DISPATCH double masked_sum_in_double(const float* gy, const float* y, st
 
 class ConvReluMaxPool2dNode final : public Node {
  public:
-  ConvReluMaxPool2dNode(const ConvGeom& conv, const PoolGeom& pool) : cg(conv), pg(pool) {}
+  ConvReluMaxPool2dNode(const ConvGeom& conv, const PoolGeom& pool, bool blocked_layout)
+      : cg(conv), pg(pool), blocked(blocked_layout) {}
   const char* name() const override { return "conv2d_relu_max_pool2d"; }
   bool has_bias() const { return num_inputs == 3; }
 
@@ -855,6 +872,10 @@ class ConvReluMaxPool2dNode final : public Node {
   // gz = [y > 0] gy scattered to the argmax (blocked) ;  gx += conv_transpose(gz, w) ;
   // gw += corr(gz, x) ;  gb += sum_{n,i,j} gz = sum_{n,i,j} [y > 0] gy
   void backward(Tape& t) override {
+    if (!blocked) {
+      backward_plain(t);
+      return;
+    }
     Node& x = t.node(input[0]);
     Node& w = t.node(input[1]);
     const conv_dnnl::Geom dg = dnnl_geom(cg);
@@ -901,6 +922,80 @@ class ConvReluMaxPool2dNode final : public Node {
     }
   }
 
+  // The im2col path, example by example in the chunks of conv_input_grad/conv_weight_grad:
+  // gz[n] = [y > 0] gy[n] scattered into one example's [C_out, H W] (in cache), then the
+  // same products, col2im and per-chunk partial sums in the same order as those functions,
+  // so the results are theirs bit for bit (the bias gradient too: the same sums of gz).
+  void backward_plain(Tape& t) {
+    Node& x = t.node(input[0]);
+    Node& w = t.node(input[1]);
+    const bool do_x = x.requires_grad, do_w = w.requires_grad, do_b = has_bias() && t.requires_grad(input[2]);
+    if (!do_x && !do_w && !do_b) return;
+    const ConvGeom& g = cg;
+    const std::int64_t K = g.k(), P = g.p(), co = g.c_out;
+    const Chunks ch = chunks_of(g.batch);
+    double beta_x = 0.0, beta_w = 0.0, beta_b = 0.0;
+    float* gx = do_x ? t.grad_sink(input[0], beta_x).data<float>() : nullptr;
+    float* gw = do_w ? t.grad_sink(input[1], beta_w).data<float>() : nullptr;
+    float* gb = do_b ? t.grad_sink(input[2], beta_b).data<float>() : nullptr;
+    const std::int64_t wsz = do_w ? g.w_size() : 0, bsz = do_b ? co : 0, stride = wsz + bsz;
+    const bool direct = ch.count == 1;
+    Tensor partial = direct || stride == 0 ? Tensor() : Tensor::empty(Shape{ch.count * stride}, DType::f32);
+    const float* gy = grad.data<float>();
+    const float* y = value.data<float>();
+    const std::int32_t* ix = argmax.data<std::int32_t>();
+    const float* wv = w.value.data<float>();
+    const float* xv = x.value.data<float>();
+    PoolGeom one = pg;
+    one.planes = co;  // one example's planes
+    for_chunks(ch, g.batch, g.w_size() * g.p(), [&](std::int64_t ci, std::int64_t n0, std::int64_t n1) {
+      Tensor buf = Tensor::empty(Shape{co * P + K * P + padded_size(g)}, DType::f32);
+      float* gz = buf.data<float>();
+      float* cols = gz + co * P;
+      float* scratch = cols + K * P;
+      float* pw = direct ? gw : (do_w ? partial.data<float>() + ci * stride : nullptr);
+      float* pb = direct ? gb : (do_b ? partial.data<float>() + ci * stride + wsz : nullptr);
+      float beta = direct ? static_cast<float>(beta_w) : 0.0f;
+      std::vector<double> acc(static_cast<std::size_t>(do_b ? co : 0), 0.0);
+      const std::int64_t op = co * pg.out_plane();
+      for (std::int64_t n = n0; n < n1; ++n) {
+        scatter_argmax<float>(one, ix + n * op, gy + n * op, gz, 0.0, y + n * op);
+        if (do_x) {
+          kernels::gemm_raw<float>(true, false, K, P, co, 1.0f, wv, K, gz, P, 0.0f, cols, P);
+          col2im(g, cols, scratch, gx + n * g.in_size(), beta_x);
+        }
+        if (do_w) {
+          im2col(g, xv + n * g.in_size(), scratch, cols);
+          kernels::gemm_raw<float>(false, true, co, K, P, 1.0f, gz, P, cols, P, beta, pw, K);
+          beta = 1.0f;
+        }
+        if (do_b) {
+          for (std::int64_t o = 0; o < co; ++o) acc[static_cast<std::size_t>(o)] += sum_in_double(gz + o * P, P);
+        }
+      }
+      if (do_b) {
+        const bool add = direct && beta_b != 0.0;
+        for (std::int64_t o = 0; o < co; ++o) {
+          const auto v = static_cast<float>(acc[static_cast<std::size_t>(o)]);
+          pb[o] = add ? pb[o] + v : v;
+        }
+      }
+    });
+    if (direct || stride == 0) return;
+    const float* part = partial.data<float>();
+    auto reduce = [&](float* dst, double beta, std::int64_t offset, std::int64_t count) {
+      parallel_for(count, parallel_grain, [&](std::int64_t e0, std::int64_t e1) {
+        for (std::int64_t e = e0; e < e1; ++e) {
+          float sum = beta == 0.0 ? 0.0f : dst[e];
+          for (std::int64_t c = 0; c < ch.count; ++c) sum += part[c * stride + offset + e];
+          dst[e] = sum;
+        }
+      });
+    };
+    if (do_w) reduce(gw, beta_w, 0, wsz);
+    if (do_b) reduce(gb, beta_b, wsz, bsz);
+  }
+
   // R(gz) = [y > 0] R(gy) scattered to the argmax, then the convolution's R-rules with gz, R(gz)
   void tangent_backward(Tape& t) override {
     Tensor gz = scatter_plain(grad);
@@ -917,6 +1012,7 @@ class ConvReluMaxPool2dNode final : public Node {
 
   ConvGeom cg;
   PoolGeom pg;    // over z's planes [B C_out, H_out, W_out]
+  bool blocked;   // z in oneDNN's 16-channel blocked layout (else NCHW, the im2col path)
   Tensor argmax;  // i32 [B, C_out, pooled H, pooled W]: the index in its plane of relu(z)'s window maximum
   Tensor x_kept;  // x in the convolution's format, from the forward, for the weight gradient (or undefined)
 };
@@ -1115,7 +1211,7 @@ Var relu_max_pool2d(Var x, std::int64_t kernel, std::int64_t stride) {
 bool fuses_conv2d_relu_max_pool2d(Var x, Var w, Var b, const Conv2dOptions& options) {
   if (conv_dnnl::unfused_relu_pool() || x.dtype() != DType::f32) return false;
   const ConvGeom g = conv_geometry(x, w, b, options);
-  return use_dnnl(g) && conv_dnnl::blocked16(dnnl_geom(g));
+  return !use_dnnl(g) || conv_dnnl::blocked16(dnnl_geom(g));
 }
 
 Var conv2d_relu_max_pool2d(Var x, Var w, Var b, const Conv2dOptions& options, std::int64_t kernel, std::int64_t stride) {
@@ -1123,9 +1219,37 @@ Var conv2d_relu_max_pool2d(Var x, Var w, Var b, const Conv2dOptions& options, st
   const ConvGeom cg = conv_geometry(x, w, b, options);
   const PoolGeom pg = pool_geometry(Shape{cg.batch, cg.c_out, cg.h_out, cg.w_out}, kernel, stride, "relu_max_pool2d");
   const Shape out{cg.batch, cg.c_out, pg.h_out, pg.w_out};
-  auto node = std::make_unique<ConvReluMaxPool2dNode>(cg, pg);
+  const bool blocked = use_dnnl(cg);
+  auto node = std::make_unique<ConvReluMaxPool2dNode>(cg, pg, blocked);
   node->value = Tensor::empty(out, DType::f32);
   node->argmax = Tensor::empty(out, DType::i32);
+  if (!blocked) {
+    // im2col path, example by example as conv_forward: z[n] = b + w cols(x[n]) into one
+    // example's buffer (in cache), pooled straight away.
+    const std::int64_t K = cg.k(), P = cg.p(), co = cg.c_out, op = co * pg.out_plane();
+    const float* wv = w.value().data<float>();
+    const float* xv = x.value().data<float>();
+    const float* bv = b.valid() ? b.value().data<float>() : nullptr;
+    float* y = node->value.data<float>();
+    std::int32_t* ix = node->argmax.data<std::int32_t>();
+    for_chunks(chunks_of(cg.batch), cg.batch, cg.w_size() * P, [&](std::int64_t, std::int64_t n0, std::int64_t n1) {
+      Tensor buf = Tensor::empty(Shape{co * P + K * P + padded_size(cg)}, DType::f32);
+      float* z = buf.data<float>();
+      float* cols = z + co * P;
+      float* scratch = cols + K * P;
+      for (std::int64_t n = n0; n < n1; ++n) {
+        float beta = 0.0f;
+        if (bv != nullptr) {
+          for (std::int64_t o = 0; o < co; ++o) std::fill(z + o * P, z + (o + 1) * P, bv[o]);
+          beta = 1.0f;
+        }
+        im2col(cg, xv + n * cg.in_size(), scratch, cols);
+        kernels::gemm_raw<float>(false, false, co, P, K, 1.0f, wv, K, cols, P, beta, z, P);
+        relu_max_pool_run(pg, co, z, y + n * op, ix + n * op);
+      }
+    });
+    return make(*x.tape, std::move(node), {x, w, b});
+  }
   Tensor z = Tensor::empty(Shape{cg.batch * cg.c_out * cg.h_out * cg.w_out}, DType::f32);  // blocked
   const std::int64_t kept = conv_dnnl::kept_src_size(dnnl_geom(cg));
   if (kept > 0 && w.tape->requires_grad(w.id)) node->x_kept = Tensor::empty(Shape{kept}, DType::f32);
