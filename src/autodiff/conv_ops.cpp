@@ -817,26 +817,22 @@ DESCENT_DISPATCH void relu_max_pool_block16(const PoolGeom& g, const float* zb, 
 }
 
 // One block of 16 channels: gzb [H W 16] = the scatter of [y > 0] gy through idx (gy, y,
-// idx: channel l's output plane at + l out_plane).
+// idx: channel l's output plane at + l out_plane); bsum[l] = the sum of channel l's terms
+// [y > 0] gy in double (its share of the bias gradient), if bsum is not null.
 DESCENT_DISPATCH void relu_max_pool_grad_block16(const PoolGeom& g, const float* gy, const float* y,
-                                                 const std::int32_t* idx, float* gzb) {
+                                                 const std::int32_t* idx, float* gzb, double* bsum) {
   const std::int64_t op = g.out_plane();
-  std::fill(gzb, gzb + g.in_plane() * 16, 0.0f);
+  if (gzb != nullptr) std::fill(gzb, gzb + g.in_plane() * 16, 0.0f);
   for (int l = 0; l < 16; ++l) {
+    double sum = 0.0;
     for (std::int64_t o = 0; o < op; ++o) {
       const std::int64_t q = l * op + o;
-      gzb[static_cast<std::int64_t>(idx[q]) * 16 + l] += (y[q] > 0.0f ? 1.0f : 0.0f) * gy[q];
+      const float v = (y[q] > 0.0f ? 1.0f : 0.0f) * gy[q];
+      if (gzb != nullptr) gzb[static_cast<std::int64_t>(idx[q]) * 16 + l] += v;
+      sum += static_cast<double>(v);
     }
+    if (bsum != nullptr) bsum[l] = sum;
   }
-}
-
-// sum_o [y_o > 0] gy_o over one output plane, in double (the bias gradient's terms),
-// compiled per CPU level (vectorized: the order of the additions differs from a serial loop's).
-DESCENT_DISPATCH double masked_sum_in_double(const float* gy, const float* y, std::int64_t n) {
-  double s = 0.0;
-#pragma omp simd reduction(+ : s)
-  for (std::int64_t o = 0; o < n; ++o) s += y[o] > 0.0f ? static_cast<double>(gy[o]) : 0.0;
-  return s;
 }
 
 class ConvReluMaxPool2dNode final : public Node {
@@ -880,18 +876,27 @@ class ConvReluMaxPool2dNode final : public Node {
     Node& w = t.node(input[1]);
     const conv_dnnl::Geom dg = dnnl_geom(cg);
     const bool want_w = w.requires_grad, want_b = has_bias() && t.requires_grad(input[2]);
-    if (x.requires_grad || want_w) {
-      Tensor gz = Tensor::empty(Shape{cg.batch * cg.c_out * cg.h_out * cg.w_out}, DType::f32);
+    const bool want_z = x.requires_grad || want_w;
+    if (!want_z && !want_b) return;
+    const std::int64_t blocks = cg.batch * cg.c_out / 16, op = pg.out_plane();
+    Tensor gz = want_z ? Tensor::empty(Shape{cg.batch * cg.c_out * cg.h_out * cg.w_out}, DType::f32) : Tensor();
+    Tensor bsums = want_b ? Tensor::empty(Shape{blocks * 16}, DType::f64) : Tensor();  // per example and channel
+    {
       const float* gy = grad.data<float>();
       const float* y = value.data<float>();
       const std::int32_t* ix = argmax.data<std::int32_t>();
-      float* gzb = gz.data<float>();
-      const std::int64_t blocks = cg.batch * cg.c_out / 16, op = pg.out_plane();
+      float* gzb = want_z ? gz.data<float>() : nullptr;
+      double* bs = want_b ? bsums.data<double>() : nullptr;
       parallel_for(blocks, 1, [&](std::int64_t b0, std::int64_t b1) {
         for (std::int64_t b = b0; b < b1; ++b) {
-          relu_max_pool_grad_block16(pg, gy + b * 16 * op, y + b * 16 * op, ix + b * 16 * op, gzb + b * 16 * pg.in_plane());
+          relu_max_pool_grad_block16(pg, gy + b * 16 * op, y + b * 16 * op, ix + b * 16 * op,
+                                     gzb != nullptr ? gzb + b * 16 * pg.in_plane() : nullptr,
+                                     bs != nullptr ? bs + b * 16 : nullptr);
         }
       });
+    }
+    if (want_z) {
+      const float* gzb = gz.data<float>();
       if (x.requires_grad) {
         double beta = 0.0;
         Tensor gx = t.grad_sink(input[0], beta);
@@ -903,22 +908,15 @@ class ConvReluMaxPool2dNode final : public Node {
         conv_dnnl::weight_grad_blocked16(dg, gzb, x.value.data<float>(), gw.data<float>(), beta, ptr<float>(x_kept));
       }
     }
-    if (want_b) {
+    if (want_b) {  // the examples' sums added in example order: the same for any thread count
       double beta = 0.0;
       float* gb = t.grad_sink(input[2], beta).data<float>();
-      const float* gy = grad.data<float>();
-      const float* y = value.data<float>();
-      const std::int64_t op = pg.out_plane();
-      parallel_for(cg.c_out, 1, [&](std::int64_t c0, std::int64_t c1) {
-        for (std::int64_t c = c0; c < c1; ++c) {
-          double acc = 0.0;
-          for (std::int64_t n = 0; n < cg.batch; ++n) {
-            const std::int64_t q0 = (n * cg.c_out + c) * op;
-            acc += masked_sum_in_double(gy + q0, y + q0, op);
-          }
-          gb[c] = beta == 0.0 ? static_cast<float>(acc) : gb[c] + static_cast<float>(acc);
-        }
-      });
+      const double* bs = bsums.data<double>();
+      for (std::int64_t c = 0; c < cg.c_out; ++c) {
+        double acc = 0.0;
+        for (std::int64_t n = 0; n < cg.batch; ++n) acc += bs[n * cg.c_out + c];
+        gb[c] = beta == 0.0 ? static_cast<float>(acc) : gb[c] + static_cast<float>(acc);
+      }
     }
   }
 
