@@ -303,6 +303,48 @@ TEST(ConvReluMaxPool2d, EqualsTheSeparateOperations) {
   EXPECT_GT(zeros, 0);  // windows with no positive element, where the mask is 0
 }
 
+TEST(ConvReluMaxPool2d, PoolsAsTheScalarLoopOnEveryRowWidth) {
+  // A 1x1 convolution of weight 1 and no bias passes x through (z = 1 x), so the fused
+  // node's pooling (on AVX-512 CPUs a vector kernel for 2x2 windows, 16 per step, masked at
+  // a row's end) meets the values relu_max_pool2d's scalar loop sees: the same maxima and
+  // argmax (read through x's gradient), with ties, zeros, NaN and infinities, on rows of
+  // 1 to 25 windows and odd sizes.
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  for (std::int64_t w : {2, 7, 14, 16, 28, 32, 35, 50}) {
+    for (std::int64_t h : {2, 5, 28}) {
+      Tensor x = testing::random_tensor({2, 1, h, w}, DType::f64, static_cast<std::uint64_t>(w * 100 + h), -1.0, 1.0);
+      double* d = x.data<double>();
+      // The first image from {-1, 0, 1, 2}: ties among positive values and among zeros.
+      for (std::int64_t i = 0; i < h * w; ++i) d[i] = static_cast<double>((i * 7 + i / 5) % 4) - 1.0;
+      d[0] = nan;
+      d[x.numel() - 1] = nan;
+      d[x.numel() / 2] = inf;
+      d[x.numel() / 3] = -inf;
+      d[1 % x.numel()] = -0.0;
+      const Tensor x32 = x.to(DType::f32);
+      Tensor c = Tensor::empty({2, 1, h / 2, w / 2}, DType::f32);
+      for (std::int64_t i = 0; i < c.numel(); ++i) c.data<float>()[i] = static_cast<float>(i + 1);
+      Tensor ys[2], gs[2];
+      for (int fused = 0; fused < 2; ++fused) {
+        Tape tape;
+        Var xv = tape.variable(x32);
+        Var y = fused ? autodiff::conv2d_relu_max_pool2d(xv, tape.constant(Tensor::full({1, 1, 1, 1}, DType::f32, 1.0)),
+                                                         Var{}, {}, 2, 2)
+                      : autodiff::relu_max_pool2d(xv, 2, 2);
+        if (fused) {
+          EXPECT_EQ(std::string(tape.node(y).name()), "conv2d_relu_max_pool2d");
+        }
+        tape.backward(autodiff::sum(autodiff::mul(tape.constant(c), y)));
+        ys[fused] = y.value().to(DType::f64);
+        gs[fused] = tape.grad(xv).to(DType::f64);
+      }
+      const std::string what = "h " + std::to_string(h) + ", w " + std::to_string(w);
+      expect_equal(ys[1], ys[0], what + ", y");
+      expect_equal(gs[1], gs[0], what + ", gx");
+    }
+  }
+}
+
 TEST(ReluMaxPool2d, ShapeErrorsNameTheOperation) {
   Tape tape;
   try {
