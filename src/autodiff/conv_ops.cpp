@@ -664,55 +664,6 @@ __attribute__((target("avx512f"))) void relu_max_pool_2x2_avx512(const PoolGeom&
   }
 }
 
-// The backward of relu_max_pool_2x2_avx512 into fresh planes: gz (plane p, [H, W]) = 0
-// except gz[argmax] = 0 + [y > 0] gy, what scatter_argmax with its mask writes into a
-// zero-filled plane, bit for bit; every element written once (no fill pass, no scalar
-// scatter): 16 windows per step, their four positions compared with the argmax, the two
-// rows interleaved from the even and odd columns.
-__attribute__((target("avx512f"))) void relu_max_pool_2x2_grad_avx512(const PoolGeom& g, std::int64_t planes,
-                                                                       const float* gy, const float* y,
-                                                                       const std::int32_t* idx, float* gz) {
-  const std::int64_t w = g.w, w_out = g.w_out, h_out = g.h_out;
-  const __m512i lane2 = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1);
-  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
-  for (std::int64_t p = 0; p < planes; ++p) {
-    const float* gp = gy + p * g.out_plane();
-    const float* yp = y + p * g.out_plane();
-    const std::int32_t* ip = idx + p * g.out_plane();
-    float* d = gz + p * g.in_plane();
-    for (std::int64_t i = 0; i < h_out; ++i) {
-      for (std::int64_t j0 = 0; j0 < w_out; j0 += 16) {
-        const std::int64_t n = std::min<std::int64_t>(16, w_out - j0);
-        const auto m_out = static_cast<__mmask16>((1u << n) - 1u);
-        const auto m_lo = static_cast<__mmask16>(n >= 8 ? 0xFFFFu : (1u << (2 * n)) - 1u);
-        const auto m_hi = static_cast<__mmask16>(n > 8 ? (1u << (2 * n - 16)) - 1u : 0u);
-        const std::int64_t o = i * w_out + j0, r0 = 2 * i * w + 2 * j0;
-        const __m512 yv = _mm512_maskz_loadu_ps(m_out, yp + o);
-        const __mmask16 pos = _mm512_cmp_ps_mask(yv, zero, _CMP_GT_OQ);
-        const __m512 v = _mm512_add_ps(zero, _mm512_mul_ps(_mm512_maskz_mov_ps(pos, one), _mm512_maskz_loadu_ps(m_out, gp + o)));
-        const __m512i at = _mm512_maskz_loadu_epi32(m_out, ip + o);
-        const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<std::int32_t>(r0)), lane2);
-        const std::int32_t offset[4] = {0, 1, static_cast<std::int32_t>(w), static_cast<std::int32_t>(w + 1)};
-        __m512 val[4];
-        for (int c = 0; c < 4; ++c) {
-          const __mmask16 hit = _mm512_cmpeq_epi32_mask(at, _mm512_add_epi32(base, _mm512_set1_epi32(offset[c])));
-          val[c] = _mm512_maskz_mov_ps(hit, v);
-        }
-        float* a = d + r0;
-        float* b = a + w;
-        _mm512_mask_storeu_ps(a, m_lo, _mm512_permutex2var_ps(val[0], lo, val[1]));
-        _mm512_mask_storeu_ps(a + 16, m_hi, _mm512_permutex2var_ps(val[0], hi, val[1]));
-        _mm512_mask_storeu_ps(b, m_lo, _mm512_permutex2var_ps(val[2], lo, val[3]));
-        _mm512_mask_storeu_ps(b + 16, m_hi, _mm512_permutex2var_ps(val[2], hi, val[3]));
-      }
-      for (std::int64_t r = 2 * i; r < 2 * i + 2; ++r) std::fill(d + r * w + 2 * w_out, d + (r + 1) * w, 0.0f);
-    }
-    std::fill(d + 2 * h_out * w, d + g.in_plane(), 0.0f);  // rows no window reads
-  }
-}
-
 bool cpu_has_avx512f() {
   static const bool has = __builtin_cpu_supports("avx512f");
   return has;
@@ -1068,15 +1019,7 @@ class ConvReluMaxPool2dNode final : public Node {
       std::vector<double> acc(static_cast<std::size_t>(do_b ? co : 0), 0.0);
       const std::int64_t op = co * pg.out_plane();
       for (std::int64_t n = n0; n < n1; ++n) {
-#ifdef DESCENT_POOL_AVX512
-        if (pg.kernel == 2 && pg.stride == 2 && cpu_has_avx512f() && !conv_dnnl::reference_kernels()) {
-          relu_max_pool_2x2_grad_avx512(pg, co, gy + n * op, y + n * op, ix + n * op, gz);
-        } else {
-          scatter_argmax<float>(one, ix + n * op, gy + n * op, gz, 0.0, y + n * op);
-        }
-#else
         scatter_argmax<float>(one, ix + n * op, gy + n * op, gz, 0.0, y + n * op);
-#endif
         if (do_x) {
           kernels::gemm_raw<float>(true, false, K, P, co, 1.0f, wv, K, gz, P, 0.0f, cols, P);
           col2im(g, cols, scratch, gx + n * g.in_size(), beta_x);

@@ -307,8 +307,8 @@ TEST(ConvReluMaxPool2d, PoolsAsTheScalarLoopOnEveryRowWidth) {
   // A 1x1 convolution of weight 1 and no bias passes x through (z = 1 x), so the fused
   // node's pooling (on AVX-512 CPUs a vector kernel for 2x2 windows, 16 per step, masked at
   // a row's end) meets the values relu_max_pool2d's scalar loop sees: the same maxima and
-  // argmax (read through x's gradient, which on AVX-512 CPUs its own vector kernel writes),
-  // with ties, zeros, NaN and infinities, on rows of 1 to 25 windows and odd sizes.
+  // argmax (read through x's gradient), with ties, zeros, NaN and infinities, on rows of
+  // 1 to 25 windows and odd sizes.
   const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
   for (std::int64_t w : {2, 7, 14, 16, 28, 32, 35, 50}) {
     for (std::int64_t h : {2, 5, 28}) {
