@@ -40,6 +40,11 @@ bool reference_kernels() {
   return v != nullptr && std::strcmp(v, "reference") == 0;
 }
 
+bool unfused_relu_pool() {
+  const char* v = std::getenv("DESCENT_CONV_KERNELS");
+  return v != nullptr && (std::strcmp(v, "reference") == 0 || std::strcmp(v, "unfused") == 0);
+}
+
 #ifndef DESCENT_HAVE_DNNL
 ReuseScope::ReuseScope() = default;
 ReuseScope::~ReuseScope() = default;
@@ -47,6 +52,11 @@ bool active() { return false; }
 void forward(const Geom&, const float* const*, const float* const*, int, const float*, float*) {}
 void input_grad(const Geom&, const float* const*, const float* const*, int, float*, double) {}
 void weight_grad(const Geom&, const float* const*, const float* const*, int, float*, double) {}
+bool blocked16(const Geom&) { return false; }
+std::int64_t kept_src_size(const Geom&) { return 0; }
+void forward_blocked16(const Geom&, const float*, const float*, const float*, float*, float*) {}
+void input_grad_blocked16(const Geom&, const float*, const float*, float*, double) {}
+void weight_grad_blocked16(const Geom&, const float*, const float*, float*, double, const float*) {}
 #else
 
 namespace {
@@ -222,6 +232,68 @@ void weight_grad(const Geom& g, const float* const* gy, const float* const* x, i
     s.wait();
     out_to_user(s, diff_wei, p.user_wei, gw, t == 0 ? beta : 1.0);
   }
+}
+
+namespace {
+memory::desc blocked16_desc(const Geom& g) {
+  return memory::desc({g.batch, g.c_out, g.h_out, g.w_out}, dt::f32, tag::aBcd16b);
+}
+}  // namespace
+
+bool blocked16(const Geom& g) {
+  if (g.c_out % 16 != 0) return false;
+  Plan& p = plan_for(g);
+  const memory::desc want = blocked16_desc(g);
+  return p.fwd_pd.dst_desc() == want && p.bwd_d_pd.diff_dst_desc() == want && p.bwd_w_pd.diff_dst_desc() == want;
+}
+
+std::int64_t kept_src_size(const Geom& g) {
+  Plan& p = plan_for(g);
+  if (p.fwd_pd.src_desc() == p.user_src || !(p.fwd_pd.src_desc() == p.bwd_w_pd.src_desc())) return 0;
+  return static_cast<std::int64_t>(p.fwd_pd.src_desc().get_size() / sizeof(float));
+}
+
+void forward_blocked16(const Geom& g, const float* w, const float* x, const float* bias, float* out_blocked,
+                       float* x_kept) {
+  Plan& p = plan_for(g);
+  dnnl::stream s(engine());
+  memory dst(p.fwd_pd.dst_desc(), engine(), out_blocked);
+  memory b(p.bias_md, engine(), const_cast<float*>(bias != nullptr ? bias : p.zero_bias.data()));
+  memory src;
+  if (x_kept != nullptr) {
+    memory user(p.user_src, engine(), const_cast<float*>(x));
+    src = memory(p.fwd_pd.src_desc(), engine(), x_kept);
+    dnnl::reorder(user, src).execute(s, user, src);
+  } else {
+    src = in_format(s, p.user_src, x, p.fwd_pd.src_desc());
+  }
+  memory wei = in_format(s, p.user_wei, w, p.fwd_pd.weights_desc());
+  p.fwd.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_BIAS, b}, {DNNL_ARG_DST, dst}});
+  s.wait();
+}
+
+void input_grad_blocked16(const Geom& g, const float* w, const float* gy_blocked, float* gx, double beta) {
+  Plan& p = plan_for(g);
+  dnnl::stream s(engine());
+  memory diff_src(p.bwd_d_pd.diff_src_desc(), engine());
+  memory diff_dst(p.bwd_d_pd.diff_dst_desc(), engine(), const_cast<float*>(gy_blocked));
+  memory wei = in_format(s, p.user_wei, w, p.bwd_d_pd.weights_desc());
+  p.bwd_d.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DIFF_SRC, diff_src}});
+  s.wait();
+  out_to_user(s, diff_src, p.user_src, gx, beta);
+}
+
+void weight_grad_blocked16(const Geom& g, const float* gy_blocked, const float* x, float* gw, double beta,
+                           const float* x_kept) {
+  Plan& p = plan_for(g);
+  dnnl::stream s(engine());
+  memory diff_wei(p.bwd_w_pd.diff_weights_desc(), engine());
+  memory diff_dst(p.bwd_w_pd.diff_dst_desc(), engine(), const_cast<float*>(gy_blocked));
+  memory src = x_kept != nullptr ? memory(p.bwd_w_pd.src_desc(), engine(), const_cast<float*>(x_kept))
+                                 : in_format(s, p.user_src, x, p.bwd_w_pd.src_desc());
+  p.bwd_w.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_WEIGHTS, diff_wei}});
+  s.wait();
+  out_to_user(s, diff_wei, p.user_wei, gw, beta);
 }
 
 #endif

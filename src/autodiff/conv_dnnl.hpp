@@ -30,9 +30,13 @@ bool active();
 
 // Whether DESCENT_CONV_KERNELS=reference is set in the environment (read at each call): the
 // kernels added for issue 20's CNN (conv_ops.cpp: the bias gradient's sums compiled per CPU
-// level) are off and the loops they replaced run, so a benchmark can alternate both in one
-// run (bench/cnn_ab.sh).
+// level; ReLU and max-pool fused, see unfused_relu_pool) are off and the loops and nodes they
+// replaced run, so a benchmark can alternate both in one run (bench/cnn_ab.sh).
 bool reference_kernels();
+
+// Whether DESCENT_CONV_KERNELS is reference or unfused (read at each call): relu followed
+// by max-pooling is recorded as two nodes, not relu_max_pool2d's one (conv_ops.cpp).
+bool unfused_relu_pool();
 
 // out = bias + sum_t conv(x[t], w[t]) (bias may be null).
 void forward(const Geom& g, const float* const* w, const float* const* x, int terms, const float* bias, float* out);
@@ -40,5 +44,27 @@ void forward(const Geom& g, const float* const* w, const float* const* x, int te
 void input_grad(const Geom& g, const float* const* w, const float* const* gy, int terms, float* gx, double beta);
 // gw (beta 0: =, 1: +=) sum_t corr(gy[t], x[t]).
 void weight_grad(const Geom& g, const float* const* gy, const float* const* x, int terms, float* gw, double beta);
+
+// The forward's output and the backward's diff_dst in oneDNN's 16-channel blocked layout
+// (aBcd16b, "nChw16c": element (n, c, i, j) at ((n C/16 + c/16) H_out W_out + i W_out + j) 16
+// + c % 16), for a fused consumer that reads and writes that layout itself (conv2d_relu_
+// max_pool2d in conv_ops.cpp): no reorder of the output to NCHW and of gy back.
+// blocked16(g): whether the primitives chose that layout for dst and diff_dst (C_out a
+// multiple of 16, an AVX-512 CPU); the other three need it.
+bool blocked16(const Geom& g);
+// Floats of x in the format the forward and the weight gradient both read it in (so the
+// forward's converted copy can be kept for the backward), 0 when x is read as it is or the
+// two formats differ.
+std::int64_t kept_src_size(const Geom& g);
+// out_blocked = bias + conv(x, w) (bias may be null). x_kept: null, or kept_src_size(g)
+// floats that receive x in the primitive's format, for weight_grad_blocked16.
+void forward_blocked16(const Geom& g, const float* w, const float* x, const float* bias, float* out_blocked,
+                       float* x_kept = nullptr);
+// gx (beta 0: =, 1: +=) conv_transpose(gy_blocked, w).
+void input_grad_blocked16(const Geom& g, const float* w, const float* gy_blocked, float* gx, double beta);
+// gw (beta 0: =, 1: +=) corr(gy_blocked, x); x_kept: null, or what forward_blocked16 kept
+// of this x (read instead of converting x again).
+void weight_grad_blocked16(const Geom& g, const float* gy_blocked, const float* x, float* gw, double beta,
+                           const float* x_kept = nullptr);
 
 }  // namespace descent::autodiff::conv_dnnl

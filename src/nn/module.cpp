@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <sstream>
 
+#include "descent/autodiff/conv.hpp"
 #include "descent/autodiff/linear_relu.hpp"
+#include "descent/nn/conv.hpp"
 
 namespace descent::nn {
 
@@ -113,6 +115,30 @@ Var Sequential::forward(Tape& tape, Var x) {
         Var w = tape.param(*arena_, linear->weight());
         Var b = linear->bias().valid() ? tape.param(*arena_, linear->bias()) : Var{};
         x = autodiff::linear_relu(x, w, b);
+        ++i;
+        continue;
+      }
+    }
+    // Conv2d, ReLU, MaxPool2d: one node where the convolution runs in oneDNN's blocked layout
+    // (autodiff/conv.hpp, conv2d_relu_max_pool2d); a ReLU followed by max-pooling: one pass
+    // (relu_max_pool2d). The same values and gradients either way.
+    if (i + 2 < modules_.size()) {
+      auto* conv = dynamic_cast<Conv2d*>(modules_[i].get());
+      auto* act = dynamic_cast<ActivationModule*>(modules_[i + 1].get());
+      auto* pool = dynamic_cast<MaxPool2d*>(modules_[i + 2].get());
+      if (conv != nullptr && act != nullptr && pool != nullptr && act->activation() == Activation::relu) {
+        Var w = tape.param(*arena_, conv->weight());
+        Var b = conv->bias().valid() ? tape.param(*arena_, conv->bias()) : Var{};
+        x = autodiff::conv2d_relu_max_pool2d(x, w, b, conv->options(), pool->kernel(), pool->stride());
+        i += 2;
+        continue;
+      }
+    }
+    if (i + 1 < modules_.size()) {
+      auto* act = dynamic_cast<ActivationModule*>(modules_[i].get());
+      auto* pool = dynamic_cast<MaxPool2d*>(modules_[i + 1].get());
+      if (act != nullptr && pool != nullptr && act->activation() == Activation::relu) {
+        x = autodiff::relu_max_pool2d(x, pool->kernel(), pool->stride());
         ++i;
         continue;
       }

@@ -4,8 +4,12 @@
 // thread-count independence of its gradient and Hv (float32, bit-identical).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "descent/loss/loss.hpp"
 #include "descent/nn/conv.hpp"
@@ -219,6 +223,45 @@ TEST(ConvModules, GradientAndHvpDoNotDependOnTheThreadCount) {
   EXPECT_EQ(std::memcmp(g1.raw(), g2.raw(), g1.nbytes()), 0);
   EXPECT_EQ(std::memcmp(hv1.raw(), hv2.raw(), hv1.nbytes()), 0);
   EXPECT_GT(std::sqrt(kernels::sum_squares(hv1)), 0.0);
+}
+
+TEST(ConvModules, ReluBeforeMaxPoolIsOneNodeWithTheSameGradientAndHv) {
+  // Sequential records Conv2d, ReLU, MaxPool2d as autodiff::conv2d_relu_max_pool2d (float32)
+  // or the convolution and relu_max_pool2d (float64); the gradient and Hv of the whole CNN
+  // equal those of the separate nodes (DESCENT_CONV_KERNELS=unfused) element for element:
+  // float64, and float32 with 37 examples in several chunks (the fused im2col path's
+  // per-chunk sums) and 16 channels in the second convolution (oneDNN's where built with it).
+  const char* saved = std::getenv("DESCENT_CONV_KERNELS");
+  const std::string keep = saved != nullptr ? saved : "";
+  for (bool wide : {false, true}) {
+    SmallCnn p(wide ? DType::f32 : DType::f64, wide ? 37 : 5, 11, wide);
+    Tensor v = random_tensor({p.arena.size()}, p.arena.dtype(), 12);
+    unsetenv("DESCENT_CONV_KERNELS");
+    {
+      Tape tape;
+      p.loss(tape);
+      std::vector<std::string> names;
+      for (std::size_t i = 0; i < tape.size(); ++i) names.emplace_back(tape.node(static_cast<std::int32_t>(i)).name());
+      // float32: the convolution too (conv2d_relu_max_pool2d); float64: relu_max_pool2d.
+      EXPECT_EQ(std::count(names.begin(), names.end(), "conv2d_relu_max_pool2d"), wide ? 1 : 0);
+      EXPECT_EQ(std::count(names.begin(), names.end(), "relu_max_pool2d"), wide ? 0 : 1);
+      EXPECT_EQ(std::count(names.begin(), names.end(), "conv2d"), wide ? 1 : 2);
+      EXPECT_EQ(std::count(names.begin(), names.end(), "relu"), 0);
+      EXPECT_EQ(std::count(names.begin(), names.end(), "max_pool2d"), 0);
+    }
+    Tensor g_fused;
+    Tensor hv_fused = p.hvp(v, &g_fused);
+    setenv("DESCENT_CONV_KERNELS", "unfused", 1);
+    Tensor g_plain;
+    Tensor hv_plain = p.hvp(v, &g_plain);
+    if (saved != nullptr) setenv("DESCENT_CONV_KERNELS", keep.c_str(), 1);
+    else unsetenv("DESCENT_CONV_KERNELS");
+    for (std::int64_t i = 0; i < p.arena.size(); ++i) {
+      EXPECT_EQ(g_fused.at(i), g_plain.at(i)) << "wide " << wide << ", gradient " << i;
+      EXPECT_EQ(hv_fused.at(i), hv_plain.at(i)) << "wide " << wide << ", Hv " << i;
+    }
+    EXPECT_GT(std::sqrt(kernels::sum_squares(hv_fused)), 0.0);
+  }
 }
 
 }  // namespace

@@ -67,6 +67,36 @@ Var conv2d(Var x, Var w, Var b = {}, const Conv2dOptions& options = {});
 Var max_pool2d(Var x, std::int64_t kernel, std::int64_t stride);
 inline Var max_pool2d(Var x, std::int64_t kernel) { return max_pool2d(x, kernel, kernel); }
 
+// max_pool2d(relu(x), kernel, stride) in one pass, without the ReLU's full-size tensor:
+//   y[n, c, i, j] = max_{u, v < kernel} relu(x[n, c, i stride + u, j stride + v])
+// (ReLU is monotone, so this is relu of the window maximum for non-NaN inputs; the pass
+// takes relu of each element as it compares, so NaN is 0 as in relu). The argmax is the
+// first maximum of relu(x) in row-major order, as max_pool2d's on the ReLU's output, and
+// the derivative is relu's at that element, [y > 0]:
+//   y' = [y > 0] x'[argmax] ;  gx[argmax] += [y > 0] gy ;  R(gx)[argmax] += [y > 0] R(gy)
+// Values, tangents and gradients equal those of the two separate operations (into a fresh
+// gradient, also bit for bit up to the sign of a zero; when x's gradient already holds a
+// sum from elsewhere and windows overlap, the additions are grouped differently).
+// nn::Sequential records it for a ReLU followed by MaxPool2d. Cost: that of max_pool2d.
+// DESCENT_CONV_KERNELS=reference or =unfused in the environment records the two
+// operations instead (for benchmarks, bench/cnn_ab.sh).
+Var relu_max_pool2d(Var x, std::int64_t kernel, std::int64_t stride);
+
+// relu_max_pool2d(conv2d(x, w, b, options), kernel, stride) as one node where oneDNN runs
+// the convolution in its 16-channel blocked layout (float32, C_in >= 8, C_out a multiple of
+// 16, an AVX-512 CPU; fuses_conv2d_relu_max_pool2d says whether): the convolution's output
+// stays in that layout, unseen, and is pooled there; the backward scatters the pool's
+// gradient into that layout for the convolution's backward. No NCHW copy of the
+// convolution's output or of its gradient, no reorders between them. Otherwise the
+// separate operations. Values, gradients and Hv are those of the separate operations
+// (the same kernels, the same sums), except the bias gradient, summed from the pooled
+// gradient (its nonzero terms) in another order (in double: equal to float rounding).
+// The tangent rules (Hv) run on NCHW copies. nn::Sequential records it for Conv2d, ReLU,
+// MaxPool2d in a row. Shape errors name conv2d or relu_max_pool2d.
+// DESCENT_CONV_KERNELS=reference or =unfused: the separate operations.
+bool fuses_conv2d_relu_max_pool2d(Var x, Var w, Var b, const Conv2dOptions& options);
+Var conv2d_relu_max_pool2d(Var x, Var w, Var b, const Conv2dOptions& options, std::int64_t kernel, std::int64_t stride);
+
 // Mean over each kernel x kernel window, moved by `stride`, no padding (linear):
 //   y[n, c, i, j] = (1 / kernel^2) sum_{u, v < kernel} x[n, c, i stride + u, j stride + v]
 Var avg_pool2d(Var x, std::int64_t kernel, std::int64_t stride);
