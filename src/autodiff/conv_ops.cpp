@@ -616,52 +616,53 @@ void max_pool_planes(const PoolGeom& g, const T* x, T* y, std::int32_t* idx) {
 }
 
 #ifdef DESCENT_POOL_AVX512
-// max_pool_plane<float, 2, true> with stride 2 for `planes` planes, 16 windows of an output
-// row per step (AVX-512, for CPUs that have it: the caller checks): the two input rows are
-// loaded (masked at the row's end), split into even and odd columns; the first candidate is
-// taken through relu as max(v, 0) (vmaxps gives its second operand, +0, for NaN and -0, as
-// relu does), the others compared with it in max_pool_plane's order with the same strict `>`
-// (a candidate v beats m >= 0 exactly when relu(v) does), so the values and indices are the
-// scalar loop's.
-__attribute__((target("avx512f"))) void relu_max_pool_2x2_avx512(const PoolGeom& g, std::int64_t planes, const float* x,
-                                                                  float* y, std::int32_t* idx) {
+// max_pool_plane<float, 2, Relu> with stride 2 on one plane, 16 windows of an output row per
+// step (AVX-512, for CPUs that have it: the callers check): the two input rows are loaded
+// (masked at the row's end), split into even and odd columns, and the four candidates
+// compared in max_pool_plane's order with the same strict `>` (ordered: false for NaN), so
+// the values and indices are the scalar loop's. With Relu the first candidate is taken
+// through relu as max(v, 0) (vmaxps gives its second operand, +0, for NaN and -0, as relu
+// does); the others need no relu: v > m >= 0 exactly when relu(v) > m.
+template <bool Relu>
+__attribute__((target("avx512f"))) void max_pool_2x2_plane_avx512(const PoolGeom& g, const float* xp, float* yp,
+                                                                   std::int32_t* ip) {
   const std::int64_t w = g.w, w_out = g.w_out;
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
   const __m512i lane2 = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1);
-  const __m512 zero = _mm512_setzero_ps();
-  for (std::int64_t p = 0; p < planes; ++p) {
-    const float* xp = x + p * g.in_plane();
-    float* yp = y + p * g.out_plane();
-    std::int32_t* ip = idx + p * g.out_plane();
-    for (std::int64_t i = 0; i < g.h_out; ++i) {
-      for (std::int64_t j0 = 0; j0 < w_out; j0 += 16) {
-        const std::int64_t n = std::min<std::int64_t>(16, w_out - j0);
-        const auto m_out = static_cast<__mmask16>((1u << n) - 1u);
-        const auto m_lo = static_cast<__mmask16>(n >= 8 ? 0xFFFFu : (1u << (2 * n)) - 1u);
-        const auto m_hi = static_cast<__mmask16>(n > 8 ? (1u << (2 * n - 16)) - 1u : 0u);
-        const std::int64_t r0 = 2 * i * w + 2 * j0;  // window (i, j0)'s top-left in the plane
-        const float* a = xp + r0;
-        const float* b = a + w;
-        const __m512 a_lo = _mm512_maskz_loadu_ps(m_lo, a), a_hi = _mm512_maskz_loadu_ps(m_hi, a + 16);
-        const __m512 b_lo = _mm512_maskz_loadu_ps(m_lo, b), b_hi = _mm512_maskz_loadu_ps(m_hi, b + 16);
-        const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<std::int32_t>(r0)), lane2);
-        __m512 m = _mm512_maskz_max_ps(0xFFFF, _mm512_permutex2var_ps(a_lo, even, a_hi), zero);
-        __m512i best = base;
-        const __m512 cand[3] = {_mm512_permutex2var_ps(a_lo, odd, a_hi), _mm512_permutex2var_ps(b_lo, even, b_hi),
-                                _mm512_permutex2var_ps(b_lo, odd, b_hi)};
-        const std::int32_t offset[3] = {1, static_cast<std::int32_t>(w), static_cast<std::int32_t>(w + 1)};
-        for (int c = 0; c < 3; ++c) {
-          const __m512 v = cand[c];  // relu not needed: v > m >= 0 exactly when relu(v) > m
-          const __mmask16 gt = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ);
-          m = _mm512_mask_blend_ps(gt, m, v);
-          best = _mm512_mask_blend_epi32(gt, best, _mm512_add_epi32(base, _mm512_set1_epi32(offset[c])));
-        }
-        _mm512_mask_storeu_ps(yp + i * w_out + j0, m_out, m);
-        _mm512_mask_storeu_epi32(ip + i * w_out + j0, m_out, best);
+  for (std::int64_t i = 0; i < g.h_out; ++i) {
+    for (std::int64_t j0 = 0; j0 < w_out; j0 += 16) {
+      const std::int64_t n = std::min<std::int64_t>(16, w_out - j0);
+      const auto m_out = static_cast<__mmask16>((1u << n) - 1u);
+      const auto m_lo = static_cast<__mmask16>(n >= 8 ? 0xFFFFu : (1u << (2 * n)) - 1u);
+      const auto m_hi = static_cast<__mmask16>(n > 8 ? (1u << (2 * n - 16)) - 1u : 0u);
+      const std::int64_t r0 = 2 * i * w + 2 * j0;  // window (i, j0)'s top-left in the plane
+      const float* a = xp + r0;
+      const float* b = a + w;
+      const __m512 a_lo = _mm512_maskz_loadu_ps(m_lo, a), a_hi = _mm512_maskz_loadu_ps(m_hi, a + 16);
+      const __m512 b_lo = _mm512_maskz_loadu_ps(m_lo, b), b_hi = _mm512_maskz_loadu_ps(m_hi, b + 16);
+      const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<std::int32_t>(r0)), lane2);
+      __m512 m = _mm512_permutex2var_ps(a_lo, even, a_hi);
+      if constexpr (Relu) m = _mm512_maskz_max_ps(0xFFFF, m, _mm512_setzero_ps());  // maskz: no -Wmaybe-uninitialized
+      __m512i best = base;
+      const __m512 cand[3] = {_mm512_permutex2var_ps(a_lo, odd, a_hi), _mm512_permutex2var_ps(b_lo, even, b_hi),
+                              _mm512_permutex2var_ps(b_lo, odd, b_hi)};
+      const std::int32_t offset[3] = {1, static_cast<std::int32_t>(w), static_cast<std::int32_t>(w + 1)};
+      for (int c = 0; c < 3; ++c) {
+        const __mmask16 gt = _mm512_cmp_ps_mask(cand[c], m, _CMP_GT_OQ);
+        m = _mm512_mask_blend_ps(gt, m, cand[c]);
+        best = _mm512_mask_blend_epi32(gt, best, _mm512_add_epi32(base, _mm512_set1_epi32(offset[c])));
       }
+      _mm512_mask_storeu_ps(yp + i * w_out + j0, m_out, m);
+      _mm512_mask_storeu_epi32(ip + i * w_out + j0, m_out, best);
     }
   }
+}
+
+// relu then 2x2/stride-2 max-pool for `planes` planes in a row (the caller parallelizes).
+void relu_max_pool_2x2_avx512(const PoolGeom& g, std::int64_t planes, const float* x, float* y, std::int32_t* idx) {
+  for (std::int64_t p = 0; p < planes; ++p)
+    max_pool_2x2_plane_avx512<true>(g, x + p * g.in_plane(), y + p * g.out_plane(), idx + p * g.out_plane());
 }
 
 bool cpu_has_avx512f() {
@@ -689,45 +690,11 @@ void relu_max_pool_run(const PoolGeom& g, std::int64_t planes, const float* x, f
 }
 
 #ifdef __AVX512F__
-// The common 2x2 window with stride 2 on float planes, 16 windows of an output row per
-// step: the two input rows are loaded (masked at the row's end), split into even and odd
-// columns, and the four candidates compared in max_pool_planes' order with the same
-// strict `>` (ordered: false for NaN), so values and indices are those of the scalar loop.
+// The common 2x2 window with stride 2 on float planes, each plane by
+// max_pool_2x2_plane_avx512: values and indices are those of the scalar loop.
 void max_pool_2x2(const PoolGeom& g, const float* x, float* y, std::int32_t* idx) {
-  const std::int64_t w = g.w, w_out = g.w_out;
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  const __m512i lane2 = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1);
   for_planes(g, [&](std::int64_t p) {
-    const float* xp = x + p * g.in_plane();
-    float* yp = y + p * g.out_plane();
-    std::int32_t* ip = idx + p * g.out_plane();
-    for (std::int64_t i = 0; i < g.h_out; ++i) {
-      for (std::int64_t j0 = 0; j0 < w_out; j0 += 16) {
-        const std::int64_t n = std::min<std::int64_t>(16, w_out - j0);
-        const auto m_out = static_cast<__mmask16>((1u << n) - 1u);
-        const auto m_lo = static_cast<__mmask16>(n >= 8 ? 0xFFFFu : (1u << (2 * n)) - 1u);
-        const auto m_hi = static_cast<__mmask16>(n > 8 ? (1u << (2 * n - 16)) - 1u : 0u);
-        const std::int64_t r0 = 2 * i * w + 2 * j0;  // window (i, j0)'s top-left in the plane
-        const float* a = xp + r0;
-        const float* b = a + w;
-        const __m512 a_lo = _mm512_maskz_loadu_ps(m_lo, a), a_hi = _mm512_maskz_loadu_ps(m_hi, a + 16);
-        const __m512 b_lo = _mm512_maskz_loadu_ps(m_lo, b), b_hi = _mm512_maskz_loadu_ps(m_hi, b + 16);
-        const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<std::int32_t>(r0)), lane2);
-        __m512 m = _mm512_permutex2var_ps(a_lo, even, a_hi);
-        __m512i best = base;
-        auto take = [&](__m512 v, std::int32_t offset) {
-          const __mmask16 gt = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ);
-          m = _mm512_mask_blend_ps(gt, m, v);
-          best = _mm512_mask_blend_epi32(gt, best, _mm512_add_epi32(base, _mm512_set1_epi32(offset)));
-        };
-        take(_mm512_permutex2var_ps(a_lo, odd, a_hi), 1);
-        take(_mm512_permutex2var_ps(b_lo, even, b_hi), static_cast<std::int32_t>(w));
-        take(_mm512_permutex2var_ps(b_lo, odd, b_hi), static_cast<std::int32_t>(w + 1));
-        _mm512_mask_storeu_ps(yp + i * w_out + j0, m_out, m);
-        _mm512_mask_storeu_epi32(ip + i * w_out + j0, m_out, best);
-      }
-    }
+    max_pool_2x2_plane_avx512<false>(g, x + p * g.in_plane(), y + p * g.out_plane(), idx + p * g.out_plane());
   });
 }
 #endif
