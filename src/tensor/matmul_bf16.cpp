@@ -317,7 +317,7 @@ void relu_backward(const float* g, const std::uint16_t* h, std::int64_t m, std::
                       (elements < elementwise_follow_below() && last_products_serial());
   const std::int64_t grain =
       serial ? blocks : std::max<std::int64_t>(1, parallel_grain / std::max<std::int64_t>(1, rows * n));
-  const bool instr = conversion_instructions();
+  [[maybe_unused]] const bool instr = conversion_instructions();  // read only where the instructions are compiled
   parallel_for(blocks, grain, [&](std::int64_t b0, std::int64_t b1) {
     for (std::int64_t blk = b0; blk < b1; ++blk) {
       float* part = gb != nullptr ? partial.data() + blk * n : nullptr;
