@@ -410,7 +410,7 @@ TEST(ByteFeatures, StandardizerAndValuesMatchTheFloatPath) {
 // that is not a multiple of the vector width, the global table and the per-feature one,
 // with 1 and 2 threads. Expected values from the byte by hand: b / 255 (+ j for per feature).
 TEST(ByteFeatures, CopiedRowsAreTheValuesOfTheirBytes) {
-  const std::int64_t n = 40, d = 787;
+  const std::int64_t n = 42, d = 787;  // rows first + idx up to 2 + 39 = 41 exist
   auto bytes = std::make_shared<std::vector<std::uint8_t>>(static_cast<std::size_t>(n * d));
   for (std::int64_t i = 0; i < n * d; ++i) (*bytes)[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>((i * 2654435761u) >> 24);
   const std::vector<std::int64_t> idx{7, 0, 39, 7, 12, 3, 38, 21, 1, 30, 5, 5, 16, 9, 33, 2, 27, 11, 19, 24, 35};
