@@ -1180,58 +1180,49 @@ Var conv2d(Var x, Var w, Var b, const Conv2dOptions& options) {
   return make(*x.tape, std::move(node), {x, w, b});
 }
 
-Var max_pool2d(Var x, std::int64_t kernel, std::int64_t stride) {
-  const PoolGeom g = pool_geometry(x, kernel, stride, "max_pool2d");
-  const Tensor& xv = x.value();
+// The pooled values and argmax of x into `node` (a MaxPool2dNode or ReluMaxPool2dNode): the
+// planes by max_pool_planes<T, K, Relu>, K chosen from the kernel; plain float 2x2/stride-2
+// windows by max_pool_2x2 where the build has AVX-512.
+template <bool Relu, class PoolNode>
+void pool_into(const PoolGeom& g, const Tensor& xv, PoolNode& node) {
   const Shape out{xv.dim(0), xv.dim(1), g.h_out, g.w_out};
-  auto node = std::make_unique<MaxPool2dNode>(g);
-  node->value = Tensor::empty(out, xv.dtype());
-  node->argmax = Tensor::empty(out, DType::i32);
+  node.value = Tensor::empty(out, xv.dtype());
+  node.argmax = Tensor::empty(out, DType::i32);
   dispatch_float(xv.dtype(), [&](auto zero) {
     using T = decltype(zero);
     const T* xd = xv.data<T>();
-    T* yd = node->value.template data<T>();
-    std::int32_t* idx = node->argmax.template data<std::int32_t>();
+    T* yd = node.value.template data<T>();
+    std::int32_t* idx = node.argmax.template data<std::int32_t>();
     if (g.kernel == 2) {
 #ifdef __AVX512F__
-      if constexpr (std::is_same_v<T, float>) {
+      if constexpr (std::is_same_v<T, float> && !Relu) {
         if (g.stride == 2) {
           max_pool_2x2(g, xd, yd, idx);
           return;
         }
       }
 #endif
-      max_pool_planes<T, 2>(g, xd, yd, idx);
+      max_pool_planes<T, 2, Relu>(g, xd, yd, idx);
     } else if (g.kernel == 3) {
-      max_pool_planes<T, 3>(g, xd, yd, idx);
+      max_pool_planes<T, 3, Relu>(g, xd, yd, idx);
     } else {
-      max_pool_planes<T, 0>(g, xd, yd, idx);
+      max_pool_planes<T, 0, Relu>(g, xd, yd, idx);
     }
   });
+}
+
+Var max_pool2d(Var x, std::int64_t kernel, std::int64_t stride) {
+  const PoolGeom g = pool_geometry(x, kernel, stride, "max_pool2d");
+  auto node = std::make_unique<MaxPool2dNode>(g);
+  pool_into<false>(g, x.value(), *node);
   return make(*x.tape, std::move(node), {x});
 }
 
 Var relu_max_pool2d(Var x, std::int64_t kernel, std::int64_t stride) {
   if (conv_dnnl::unfused_relu_pool()) return max_pool2d(relu(x), kernel, stride);
   const PoolGeom g = pool_geometry(x, kernel, stride, "relu_max_pool2d");
-  const Tensor& xv = x.value();
-  const Shape out{xv.dim(0), xv.dim(1), g.h_out, g.w_out};
   auto node = std::make_unique<ReluMaxPool2dNode>(g);
-  node->value = Tensor::empty(out, xv.dtype());
-  node->argmax = Tensor::empty(out, DType::i32);
-  dispatch_float(xv.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    const T* xd = xv.data<T>();
-    T* yd = node->value.template data<T>();
-    std::int32_t* idx = node->argmax.template data<std::int32_t>();
-    if (g.kernel == 2) {
-      max_pool_planes<T, 2, true>(g, xd, yd, idx);
-    } else if (g.kernel == 3) {
-      max_pool_planes<T, 3, true>(g, xd, yd, idx);
-    } else {
-      max_pool_planes<T, 0, true>(g, xd, yd, idx);
-    }
-  });
+  pool_into<true>(g, x.value(), *node);
   return make(*x.tape, std::move(node), {x});
 }
 
