@@ -170,9 +170,10 @@ def main(ctx):
                 loss = ep[-1]["train_loss"]
                 half = ep[len(ep) // 2]["train_loss"]
                 sweep.append((seed, a, lr, loss, half, ep[-1].get("val_error"), an["growth"],
-                              an["share"] if a == "adagrad" else None))
-                if a not in best or (loss is not None and math.isfinite(loss) and loss < best[a]["loss"]):
-                    best[a] = dict(lr=lr, loss=loss, half=half, run=run, an=an,
+                              an["share"] if a == "adagrad" else "-"))
+                key = loss if loss is not None and math.isfinite(loss) else math.inf  # a diverged run is never best
+                if a not in best or key < best[a]["key"]:
+                    best[a] = dict(lr=lr, loss=loss, key=key, half=half, run=run, an=an,
                                    curve=([e["step"] for e in ep], [e["train_loss"] for e in ep]),
                                    gnorm=([s["step"] for s in steps], [s["grad_norm"] for s in steps]))
         all_runs += [b["run"] for b in best.values()]
@@ -187,8 +188,8 @@ def main(ctx):
                                              lr, deltas[a], a)
                 ep = common.of_kind(recs, "epoch")
                 controls.append((seed, a, lr, ep[-1]["train_loss"], ep[len(ep) // 2]["train_loss"],
-                                 ep[-1].get("val_error"), an["growth"], an["share"] if a == "adagrad" else None))
-        oks = (ada["an"]["share"] > share_min, rms["an"]["growth"] > recover, ada["loss"] > rms["loss"])
+                                 ep[-1].get("val_error"), an["growth"], an["share"] if a == "adagrad" else "-"))
+        oks = (ada["an"]["share"] > share_min, rms["an"]["growth"] > recover, ada["key"] > rms["key"])
         per_seed.append(dict(seed=seed, best=best, oks=oks, ok=all(oks)))
 
     def verdict(oks):
