@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "conv_winograd.hpp"
 #include "descent/autodiff/conv.hpp"
 
 #ifdef DESCENT_HAVE_DNNL
@@ -238,6 +239,16 @@ namespace {
 memory::desc blocked16_desc(const Geom& g) {
   return memory::desc({g.batch, g.c_out, g.h_out, g.w_out}, dt::f32, tag::aBcd16b);
 }
+memory::desc src_blocked16_desc(const Geom& g) {
+  return memory::desc({g.batch, g.c_in, g.h, g.w}, dt::f32, tag::aBcd16b);
+}
+// The forward and the input gradient of the blocked entry points through Winograd
+// F(2x2, 5x5) (conv_winograd.hpp) unless DESCENT_CONV_KERNELS=direct (or reference, unfused).
+bool use_winograd(const Geom& g) {
+  return !conv_winograd::disabled_by_env() &&
+         conv_winograd::supports(g.c_in, g.h, g.w, g.c_out, g.kh, g.kw, g.stride, g.pad);
+}
+conv_winograd::Geom winograd_geom(const Geom& g) { return {g.batch, g.c_in, g.h, g.w, g.c_out}; }
 }  // namespace
 
 bool blocked16(const Geom& g) {
@@ -257,6 +268,20 @@ void forward_blocked16(const Geom& g, const float* w, const float* x, const floa
                        float* x_kept) {
   Plan& p = plan_for(g);
   dnnl::stream s(engine());
+  if (use_winograd(g)) {  // x in the 16-channel blocked layout (into x_kept when it is that format), then ours
+    const memory::desc want = src_blocked16_desc(g);
+    memory user(p.user_src, engine(), const_cast<float*>(x));
+    memory src = x_kept != nullptr && p.fwd_pd.src_desc() == want ? memory(want, engine(), x_kept) : memory(want, engine());
+    dnnl::reorder(user, src).execute(s, user, src);
+    s.wait();
+    conv_winograd::forward(winograd_geom(g), w, static_cast<const float*>(src.get_data_handle()), bias, out_blocked);
+    if (x_kept != nullptr && !(p.fwd_pd.src_desc() == want)) {
+      memory kept(p.fwd_pd.src_desc(), engine(), x_kept);
+      dnnl::reorder(user, kept).execute(s, user, kept);
+      s.wait();
+    }
+    return;
+  }
   memory dst(p.fwd_pd.dst_desc(), engine(), out_blocked);
   memory b(p.bias_md, engine(), const_cast<float*>(bias != nullptr ? bias : p.zero_bias.data()));
   memory src;
@@ -275,6 +300,12 @@ void forward_blocked16(const Geom& g, const float* w, const float* x, const floa
 void input_grad_blocked16(const Geom& g, const float* w, const float* gy_blocked, float* gx, double beta) {
   Plan& p = plan_for(g);
   dnnl::stream s(engine());
+  if (use_winograd(g)) {
+    memory diff_src(src_blocked16_desc(g), engine());
+    conv_winograd::input_grad(winograd_geom(g), w, gy_blocked, static_cast<float*>(diff_src.get_data_handle()));
+    out_to_user(s, diff_src, p.user_src, gx, beta);
+    return;
+  }
   memory diff_src(p.bwd_d_pd.diff_src_desc(), engine());
   memory diff_dst(p.bwd_d_pd.diff_dst_desc(), engine(), const_cast<float*>(gy_blocked));
   memory wei = in_format(s, p.user_wei, w, p.bwd_d_pd.weights_desc());
