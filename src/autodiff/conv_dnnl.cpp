@@ -242,8 +242,8 @@ memory::desc blocked16_desc(const Geom& g) {
 memory::desc src_blocked16_desc(const Geom& g) {
   return memory::desc({g.batch, g.c_in, g.h, g.w}, dt::f32, tag::aBcd16b);
 }
-// The forward and the input gradient of the blocked entry points through Winograd
-// F(2x2, 5x5) (conv_winograd.hpp) unless DESCENT_CONV_KERNELS=direct (or reference, unfused).
+// The forward, the input gradient and the weight gradient of the blocked entry points through
+// Winograd F(2x2, 5x5) (conv_winograd.hpp) unless DESCENT_CONV_KERNELS=direct (or reference, unfused).
 bool use_winograd(const Geom& g) {
   return !conv_winograd::disabled_by_env() &&
          conv_winograd::supports(g.c_in, g.h, g.w, g.c_out, g.kh, g.kw, g.stride, g.pad);
@@ -318,6 +318,23 @@ void weight_grad_blocked16(const Geom& g, const float* gy_blocked, const float* 
                            const float* x_kept) {
   Plan& p = plan_for(g);
   dnnl::stream s(engine());
+  if (use_winograd(g)) {  // x in the 16-channel blocked layout: what the forward kept, or converted now
+    const memory::desc want = src_blocked16_desc(g);
+    memory src;
+    if (x_kept != nullptr && p.fwd_pd.src_desc() == want) {
+      src = memory(want, engine(), const_cast<float*>(x_kept));
+    } else {
+      memory user(p.user_src, engine(), const_cast<float*>(x));
+      src = memory(want, engine());
+      dnnl::reorder(user, src).execute(s, user, src);
+      s.wait();
+    }
+    memory diff_wei(p.user_wei, engine());
+    conv_winograd::weight_grad(winograd_geom(g), gy_blocked, static_cast<const float*>(src.get_data_handle()),
+                               static_cast<float*>(diff_wei.get_data_handle()));
+    out_to_user(s, diff_wei, p.user_wei, gw, beta);
+    return;
+  }
   memory diff_wei(p.bwd_w_pd.diff_weights_desc(), engine());
   memory diff_dst(p.bwd_w_pd.diff_dst_desc(), engine(), const_cast<float*>(gy_blocked));
   memory src = x_kept != nullptr ? memory(p.bwd_w_pd.src_desc(), engine(), const_cast<float*>(x_kept))

@@ -34,6 +34,9 @@ bool active();
 // replaced run, so a benchmark can alternate both in one run (bench/cnn_ab.sh).
 bool reference_kernels();
 
+// forward_blocked16 and input_grad_blocked16 run Winograd F(2x2, 5x5) (conv_winograd.hpp) for
+// the shapes it supports unless DESCENT_CONV_KERNELS is direct, reference or unfused.
+
 // Whether DESCENT_CONV_KERNELS is reference or unfused (read at each call): relu followed
 // by max-pooling is recorded as two nodes, not relu_max_pool2d's one (conv_ops.cpp).
 bool unfused_relu_pool();

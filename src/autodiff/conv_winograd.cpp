@@ -52,6 +52,7 @@ bool supports(std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64
 }
 void forward(const Geom&, const float*, const float*, const float*, float*) {}
 void input_grad(const Geom&, const float*, const float*, float*) {}
+void weight_grad(const Geom&, const float*, const float*, float*) {}
 #else
 
 bool supports(std::int64_t c_in, std::int64_t h, std::int64_t w, std::int64_t c_out, std::int64_t kh, std::int64_t kw,
@@ -183,6 +184,48 @@ WINO_TARGET void gemm_kernel(const float* a, std::int64_t lda, const float* b, s
   }
 }
 
+// c[r][0..16 NV) += sum_k a[r ars + k aks] b[k][0..16 NV): the weight gradient's products,
+// summed over tiles (k) into the channel pairs (c, the running sum in memory).
+template <int NV, int R>
+WINO_TARGET void gemm_acc_kernel(const float* a, std::int64_t ars, std::int64_t aks, const float* b, std::int64_t ldb,
+                                 float* c, std::int64_t ldc, std::int64_t depth) {
+  __m512 acc[R][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_loadu_ps(c + r * ldc + 16 * v);
+  }
+  for (std::int64_t k = 0; k < depth; ++k) {
+    __m512 bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + k * ldb + 16 * v);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r * ars + k * aks]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + r * ldc + 16 * v, acc[r][v]);
+  }
+}
+
+using AccKernel = void (*)(const float*, std::int64_t, std::int64_t, const float*, std::int64_t, float*, std::int64_t,
+                           std::int64_t);
+template <int NV, int... Rs>
+constexpr auto acc_kernel_row(std::integer_sequence<int, Rs...>) {
+  return std::array<AccKernel, sizeof...(Rs)>{&gemm_acc_kernel<NV, Rs + 1>...};
+}
+// acc_kernels[nv - 1][r - 1]
+const std::array<std::array<AccKernel, kGroup>, 4> acc_kernels = {
+    acc_kernel_row<1>(std::make_integer_sequence<int, kGroup>{}),
+    acc_kernel_row<2>(std::make_integer_sequence<int, kGroup>{}),
+    acc_kernel_row<3>(std::make_integer_sequence<int, kGroup>{}),
+    acc_kernel_row<4>(std::make_integer_sequence<int, kGroup>{})};
+
 using Kernel = void (*)(const float*, std::int64_t, const float*, std::int64_t, float*, std::int64_t, std::int64_t);
 
 template <int NV, int... Rs>
@@ -195,16 +238,16 @@ const std::array<std::array<Kernel, kGroup>, 4> kernels = {
     kernel_row<1>(std::make_integer_sequence<int, kGroup>{}), kernel_row<2>(std::make_integer_sequence<int, kGroup>{}),
     kernel_row<3>(std::make_integer_sequence<int, kGroup>{}), kernel_row<4>(std::make_integer_sequence<int, kGroup>{})};
 
-// One group: tiles (n, ty, tx0 .. tx0 + r) of the output.
-WINO_TARGET void run_group(const Run& R, std::int64_t n, std::int64_t ty, std::int64_t tx0, int r, float* V,
-                           float* M) {
-  const std::int64_t ci = R.ci, co = R.co, h = R.h, w = R.w;
-  const std::int64_t cib = ci / 16, cob = co / 16;
+// Input transform of tiles (n, ty, tx0 .. tx0 + r) of `in` (blocked, ci channels) into
+// V[p][t][c] (t < stride tiles per position).
+WINO_TARGET void input_transform(const float* in, std::int64_t ci, std::int64_t h, std::int64_t w, std::int64_t n,
+                                 std::int64_t ty, std::int64_t tx0, int r, float* V, std::int64_t stride) {
+  const std::int64_t cib = ci / 16;
   const __m512 zero = _mm512_setzero_ps();
-  // Input transform: V[p][t][c] = (BT d B)[p], 16 channels at a time: each row of the 6x6
+  // V[p][t][c] = (BT d B)[p], 16 channels at a time: each row of the 6x6
   // window through BT, then each column of the result.
   for (std::int64_t cb = 0; cb < cib; ++cb) {
-    const float* plane = R.in + (n * cib + cb) * h * w * 16;
+    const float* plane = in + (n * cib + cb) * h * w * 16;
     for (int t = 0; t < r; ++t) {
       const std::int64_t y0 = 2 * ty - 2, x0 = 2 * (tx0 + t) - 2;
       const bool inside = y0 >= 0 && x0 >= 0 && y0 + kAlpha <= h && x0 + kAlpha <= w;
@@ -234,10 +277,19 @@ WINO_TARGET void run_group(const Run& R, std::int64_t n, std::int64_t ty, std::i
         for (int i = 0; i < kAlpha; ++i) col[i] = tmp[i][l];
         bt6(col, res);
 #pragma GCC unroll 6
-        for (int k = 0; k < kAlpha; ++k) _mm512_storeu_ps(vt + (k * kAlpha + l) * kGroup * ci, res[k]);
+        for (int k = 0; k < kAlpha; ++k) _mm512_storeu_ps(vt + (k * kAlpha + l) * stride * ci, res[k]);
       }
     }
   }
+}
+
+// One group: tiles (n, ty, tx0 .. tx0 + r) of the output.
+WINO_TARGET void run_group(const Run& R, std::int64_t n, std::int64_t ty, std::int64_t tx0, int r, float* V,
+                           float* M) {
+  const std::int64_t ci = R.ci, co = R.co, h = R.h, w = R.w;
+  const std::int64_t cob = co / 16;
+  const __m512 zero = _mm512_setzero_ps();
+  input_transform(R.in, ci, h, w, n, ty, tx0, r, V, kGroup);
   // The 36 products, C_out in pieces of up to 64 (4 vectors).
   for (int p = 0; p < kPos; ++p) {
     const float* a = V + p * kGroup * ci;
@@ -276,6 +328,79 @@ WINO_TARGET void run_group(const Run& R, std::int64_t n, std::int64_t ty, std::i
   }
 }
 
+// (A u) for a pair u = (u0, u1): the transpose of at6.
+WINO_TARGET inline void a6(__m512 u0, __m512 u1, __m512* r) {
+  const __m512 two = _mm512_set1_ps(2.0f);
+  r[0] = u0;
+  r[1] = _mm512_add_ps(u0, u1);
+  r[2] = _mm512_sub_ps(u0, u1);
+  r[3] = _mm512_fmadd_ps(two, u1, u0);
+  r[4] = _mm512_fnmadd_ps(two, u1, u0);
+  r[5] = u1;
+}
+
+// W[p][t][o] = (A gy_tile AT)[p] for tiles (n, ty, tx0 .. tx0 + r) of gy (blocked, co channels):
+// the gradient of the 36 products M of a tile from the gradient of its 2x2 outputs.
+WINO_TARGET void output_grad_transform(const float* gy, std::int64_t co, std::int64_t h, std::int64_t w, std::int64_t n,
+                                       std::int64_t ty, std::int64_t tx0, int r, float* W, std::int64_t stride) {
+  const std::int64_t cob = co / 16;
+  for (std::int64_t ob = 0; ob < cob; ++ob) {
+    const float* plane = gy + (n * cob + ob) * h * w * 16;
+    for (int t = 0; t < r; ++t) {
+      const std::int64_t y = 2 * ty, x = 2 * (tx0 + t);
+      __m512 c0[kAlpha], c1[kAlpha];  // A applied to each of the two columns
+      a6(_mm512_loadu_ps(plane + (y * w + x) * 16), _mm512_loadu_ps(plane + ((y + 1) * w + x) * 16), c0);
+      a6(_mm512_loadu_ps(plane + (y * w + x + 1) * 16), _mm512_loadu_ps(plane + ((y + 1) * w + x + 1) * 16), c1);
+      float* wt = W + t * co + ob * 16;
+#pragma GCC unroll 6
+      for (int k = 0; k < kAlpha; ++k) {
+        __m512 row[kAlpha];
+        a6(c0[k], c1[k], row);
+#pragma GCC unroll 6
+        for (int l = 0; l < kAlpha; ++l) _mm512_storeu_ps(wt + (k * kAlpha + l) * stride * co, row[l]);
+      }
+    }
+  }
+}
+
+constexpr int kRowsPerUnit = 4;  // tile rows per step of the weight gradient: V and W stay in L2
+
+// Mw[p][c][o] += sum over the tiles of examples [n0, n1) of V[p][t][c] W[p][t][o].
+WINO_TARGET void weight_grad_examples(const Geom& g, const float* gy, const float* x, std::int64_t n0, std::int64_t n1,
+                                      float* Mw) {
+  const std::int64_t ci = g.c_in, co = g.c_out, th = g.h / 2, tw = g.w / 2;
+  const std::int64_t tiles_max = kRowsPerUnit * tw;
+  thread_local std::vector<float> V, W;
+  V.resize(static_cast<std::size_t>(kPos * tiles_max * ci));
+  W.resize(static_cast<std::size_t>(kPos * tiles_max * co));
+  for (std::int64_t n = n0; n < n1; ++n) {
+    for (std::int64_t ty0 = 0; ty0 < th; ty0 += kRowsPerUnit) {
+      const std::int64_t rows = std::min<std::int64_t>(kRowsPerUnit, th - ty0), tiles = rows * tw;
+      for (std::int64_t ry = 0; ry < rows; ++ry) {
+        for (std::int64_t tx = 0; tx < tw; tx += kGroup) {
+          const int r = static_cast<int>(std::min<std::int64_t>(kGroup, tw - tx));
+          input_transform(x, ci, g.h, g.w, n, ty0 + ry, tx, r, V.data() + (ry * tw + tx) * ci, tiles_max);
+          output_grad_transform(gy, co, g.h, g.w, n, ty0 + ry, tx, r, W.data() + (ry * tw + tx) * co, tiles_max);
+        }
+      }
+      // For each position: Mw[p] (ci x co) += V[p]^T (ci x tiles) W[p] (tiles x co).
+      for (int p = 0; p < kPos; ++p) {
+        const float* a = V.data() + p * tiles_max * ci;
+        const float* b = W.data() + p * tiles_max * co;
+        float* c = Mw + p * ci * co;
+        for (std::int64_t c0 = 0; c0 < ci; c0 += kGroup) {
+          const int r = static_cast<int>(std::min<std::int64_t>(kGroup, ci - c0));
+          for (std::int64_t ob = 0; ob < co / 16; ob += 4) {
+            const int nv = static_cast<int>(std::min<std::int64_t>(4, co / 16 - ob));
+            acc_kernels[static_cast<std::size_t>(nv - 1)][static_cast<std::size_t>(r - 1)](
+                a + c0, 1, ci, b + ob * 16, co, c + c0 * co + ob * 16, co, tiles);
+          }
+        }
+      }
+    }
+  }
+}
+
 void run_units(const Run& R, std::int64_t u0, std::int64_t u1) {
   thread_local std::vector<float> V, M;
   V.resize(static_cast<std::size_t>(kPos * kGroup * R.ci));
@@ -306,6 +431,64 @@ void input_grad(const Geom& g, const float* w, const float* gy_blocked, float* g
   thread_local std::vector<float> u;
   transform_weights(w, g.c_out, g.c_in, true, u);
   run(Run{g.batch, g.c_out, g.h, g.w, g.c_in, u.data(), gy_blocked, nullptr, gx_blocked});
+}
+
+void weight_grad(const Geom& g, const float* gy_blocked, const float* x_blocked, float* gw) {
+  // Fixed chunks of examples (their boundaries depend on the batch size only), each summed in
+  // example order into its own Mw; the chunks added in order: the same bits for any thread count.
+  // At most kWeightChunks chunks: each chunk's Mw (36 C_in C_out floats) is zeroed by its own
+  // task (in its cache) and read once more by the sum.
+  constexpr std::int64_t kWeightChunks = 8;
+  const std::int64_t pairs = g.c_in * g.c_out, total = kPos * pairs;
+  const std::int64_t chunk = std::max<std::int64_t>(1, (g.batch + kWeightChunks - 1) / kWeightChunks),
+                     chunks = (g.batch + chunk - 1) / chunk;
+  thread_local std::vector<float> parts;
+  parts.resize(static_cast<std::size_t>(chunks * total));
+  float* mw = parts.data();
+  parallel_for(chunks, 1, [&](std::int64_t c0, std::int64_t c1) {
+    for (std::int64_t c = c0; c < c1; ++c) {
+      float* part = mw + c * total;
+      std::fill(part, part + total, 0.0f);
+      weight_grad_examples(g, gy_blocked, x_blocked, c * chunk, std::min(g.batch, (c + 1) * chunk), part);
+    }
+  });
+  // The chunks added in chunk order, element by element (split over threads by element).
+  parallel_for(total, 4096, [&](std::int64_t i0, std::int64_t i1) {
+    for (std::int64_t c = 1; c < chunks; ++c) {
+      const float* src = mw + c * total;
+      for (std::int64_t i = i0; i < i1; ++i) mw[i] += src[i];
+    }
+  });
+  // gw[o][c] = GT Mw[.][c][o] G: t1[a][j] = sum_i G[i][a] Mw[i][j], then sum_j t1[a][j] G[j][b].
+  std::vector<float> t1(static_cast<std::size_t>(5 * kAlpha * pairs), 0.0f);
+  for (int a = 0; a < 5; ++a) {
+    for (int j = 0; j < kAlpha; ++j) {
+      float* dst = t1.data() + (a * kAlpha + j) * pairs;
+      for (int i = 0; i < kAlpha; ++i) {
+        const float c = kG[i][a];
+        if (c == 0.0f) continue;
+        const float* src = mw + (i * kAlpha + j) * pairs;
+        for (std::int64_t q = 0; q < pairs; ++q) dst[q] += c * src[q];
+      }
+    }
+  }
+  std::vector<float> gt(static_cast<std::size_t>(25 * pairs), 0.0f);  // [a][b][c][o]
+  for (int a = 0; a < 5; ++a) {
+    for (int b = 0; b < 5; ++b) {
+      float* dst = gt.data() + (a * 5 + b) * pairs;
+      for (int j = 0; j < kAlpha; ++j) {
+        const float c = kG[j][b];
+        if (c == 0.0f) continue;
+        const float* src = t1.data() + (a * kAlpha + j) * pairs;
+        for (std::int64_t q = 0; q < pairs; ++q) dst[q] += c * src[q];
+      }
+    }
+  }
+  for (std::int64_t o = 0; o < g.c_out; ++o) {
+    for (std::int64_t c = 0; c < g.c_in; ++c) {
+      for (int ab = 0; ab < 25; ++ab) gw[(o * g.c_in + c) * 25 + ab] = gt[static_cast<std::size_t>(ab * pairs + c * g.c_out + o)];
+    }
+  }
 }
 
 #endif

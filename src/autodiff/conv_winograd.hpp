@@ -32,4 +32,9 @@ void forward(const Geom& g, const float* w, const float* x_blocked, const float*
 // gx (blocked, C_in) = conv_transpose(gy (blocked, C_out), w (OIHW [C_out, C_in, 5, 5])).
 void input_grad(const Geom& g, const float* w, const float* gy_blocked, float* gx_blocked);
 
+// gw (OIHW [C_out, C_in, 5, 5], overwritten) = corr(gy (blocked, C_out), x (blocked, C_in)):
+// Mw[p][c][o] = sum over tiles of V[p][.][c] (x's input transform) times (A gy_tile AT)[p][o],
+// then gw = GT Mw G; summed in at most 8 fixed chunks of examples, added in chunk order.
+void weight_grad(const Geom& g, const float* gy_blocked, const float* x_blocked, float* gw);
+
 }  // namespace descent::autodiff::conv_winograd

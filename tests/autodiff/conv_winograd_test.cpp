@@ -1,6 +1,6 @@
 // Winograd F(2x2, 5x5) kernels (src/autodiff/conv_winograd.cpp) against a direct convolution
 // summed in double by a naive loop here: the forward (with and without bias) and the input
-// gradient (the transposed convolution), on several shapes (channels in 1 to 4 vectors of 16
+// gradient (the transposed convolution) and the weight gradient, on several shapes (channels in 1 to 4 vectors of 16
 // and their tails, rows of tiles shorter and longer than the kernel's group of 7, non-square
 // images); results bit-identical with 1 and 2 threads. Skipped on a CPU without AVX-512.
 #include <gtest/gtest.h>
@@ -97,6 +97,27 @@ std::vector<double> direct_input_grad(const wino::Geom& g, const std::vector<flo
   return gx;
 }
 
+// gw[o][c][a][b] = sum_{n,i,j} gy[n][o][i][j] x[n][c][i + a - 2][j + b - 2], in double.
+std::vector<double> direct_weight_grad(const wino::Geom& g, const std::vector<float>& gy, const std::vector<float>& x) {
+  std::vector<double> gw(static_cast<std::size_t>(g.c_out * g.c_in * 25), 0.0);
+  for (std::int64_t o = 0; o < g.c_out; ++o)
+    for (std::int64_t c = 0; c < g.c_in; ++c)
+      for (std::int64_t a = 0; a < 5; ++a)
+        for (std::int64_t b = 0; b < 5; ++b) {
+          double acc = 0.0;
+          for (std::int64_t n = 0; n < g.batch; ++n)
+            for (std::int64_t i = 0; i < g.h; ++i)
+              for (std::int64_t j = 0; j < g.w; ++j) {
+                const std::int64_t yy = i + a - 2, xx = j + b - 2;
+                if (yy < 0 || yy >= g.h || xx < 0 || xx >= g.w) continue;
+                acc += static_cast<double>(gy[static_cast<std::size_t>(((n * g.c_out + o) * g.h + i) * g.w + j)]) *
+                       x[static_cast<std::size_t>(((n * g.c_in + c) * g.h + yy) * g.w + xx)];
+              }
+          gw[static_cast<std::size_t>(((o * g.c_in + c) * 5 + a) * 5 + b)] = acc;
+        }
+  return gw;
+}
+
 // |got - want| <= tol max|want| everywhere (the float gap of a sum scales with its terms, not
 // with the sum: cancellation leaves small outputs with the same absolute error).
 void expect_close(const std::vector<float>& got, const std::vector<double>& want, double tol, const char* what) {
@@ -147,13 +168,18 @@ TEST_P(WinogradTest, ForwardAndInputGradMatchTheDirectConvolution) {
   std::vector<float> gxb(static_cast<std::size_t>(c.batch * c.c_in * c.h * c.w));
   wino::input_grad(g, w.data(), gyb.data(), gxb.data());
   expect_close(from_blocked(gxb, xs), direct_input_grad(g, w, gy), tol, "input gradient");
+
+  std::vector<float> gw(w.size(), 7.0f);  // overwritten
+  wino::weight_grad(g, gyb.data(), xb.data(), gw.data());
+  expect_close(gw, direct_weight_grad(g, gy, x), tol, "weight gradient");
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, WinogradTest,
                          ::testing::Values(Case{2, 32, 14, 14, 64},  // the CNN's conv2 (groups of 7 tiles)
                                            Case{1, 16, 6, 10, 48},   // 3 output vectors, rows of 5 tiles
                                            Case{2, 64, 4, 18, 16},   // 9 tiles per row: 7 + 2; 1 output vector
-                                           Case{1, 16, 2, 2, 80}));  // one tile, all padding; 4 + 1 vectors
+                                           Case{1, 16, 2, 2, 80},    // one tile, all padding; 4 + 1 vectors
+                                           Case{37, 16, 8, 4, 32})); // the weight gradient's chunks: 7 of 5 + 2
 
 TEST(Winograd, ResultsDoNotDependOnTheThreadCount) {
   if (!wino::supports(32, 14, 14, 64, 5, 5, 1, 2)) GTEST_SKIP() << "no AVX-512 on this CPU";
@@ -168,9 +194,15 @@ TEST(Winograd, ResultsDoNotDependOnTheThreadCount) {
   set_num_threads(2);
   wino::forward(g, w.data(), x.data(), b.data(), y2.data());
   wino::input_grad(g, w.data(), gy.data(), gx2.data());
+  std::vector<float> gw1(w.size()), gw2(w.size());
+  set_num_threads(1);
+  wino::weight_grad(g, gy.data(), x.data(), gw1.data());
+  set_num_threads(2);
+  wino::weight_grad(g, gy.data(), x.data(), gw2.data());
   set_num_threads(saved);
   EXPECT_EQ(y1, y2);
   EXPECT_EQ(gx1, gx2);
+  EXPECT_EQ(gw1, gw2);
 }
 
 TEST(Winograd, SupportsOnlyItsShapes) {

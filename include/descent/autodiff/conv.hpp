@@ -90,8 +90,11 @@ Var relu_max_pool2d(Var x, std::int64_t kernel, std::int64_t stride);
 // convolution's output or of its gradient, no reorders between them. Otherwise the
 // separate operations. Values, gradients and Hv are those of the separate operations
 // (the same kernels, the same sums), except the bias gradient, summed from the pooled
-// gradient (its nonzero terms) in another order (in double: equal to float rounding).
-// The tangent rules (Hv) run on NCHW copies. nn::Sequential records it for Conv2d, ReLU,
+// gradient (its nonzero terms) in another order (in double: equal to float rounding), and,
+// for a 5x5 / pad 2 / stride 1 convolution with channels in multiples of 16, the forward and
+// x's gradient, computed as Winograd F(2x2, 5x5) (equal to float rounding, the same for any
+// thread count; DESCENT_CONV_KERNELS=direct: oneDNN's direct convolution, the same bits as
+// the separate operations). The tangent rules (Hv) run on NCHW copies. nn::Sequential records it for Conv2d, ReLU,
 // MaxPool2d in a row. Shape errors name conv2d or relu_max_pool2d.
 // DESCENT_CONV_KERNELS=reference or =unfused: the separate operations.
 bool fuses_conv2d_relu_max_pool2d(Var x, Var w, Var b, const Conv2dOptions& options);
