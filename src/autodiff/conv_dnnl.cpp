@@ -56,6 +56,10 @@ void weight_grad(const Geom&, const float* const*, const float* const*, int, flo
 bool blocked16(const Geom&) { return false; }
 std::int64_t kept_src_size(const Geom&) { return 0; }
 void forward_blocked16(const Geom&, const float*, const float*, const float*, float*, float*) {}
+bool forward_relu_max_pool_blocked16(const Geom&, const float*, const float*, const float*, float*, std::int32_t*,
+                                     float*) {
+  return false;
+}
 void input_grad_blocked16(const Geom&, const float*, const float*, float*, double) {}
 void weight_grad_blocked16(const Geom&, const float*, const float*, float*, double, const float*) {}
 #else
@@ -249,6 +253,21 @@ bool use_winograd(const Geom& g) {
          conv_winograd::supports(g.c_in, g.h, g.w, g.c_out, g.kh, g.kw, g.stride, g.pad);
 }
 conv_winograd::Geom winograd_geom(const Geom& g) { return {g.batch, g.c_in, g.h, g.w, g.c_out}; }
+// x in the 16-channel blocked layout for Winograd: into x_kept when that is the forward's
+// format (kept for the weight gradient), else a new memory (and x_kept, if any, filled in the
+// forward's format).
+memory winograd_src(dnnl::stream& s, Plan& p, const Geom& g, const float* x, float* x_kept) {
+  const memory::desc want = src_blocked16_desc(g);
+  memory user(p.user_src, engine(), const_cast<float*>(x));
+  memory src = x_kept != nullptr && p.fwd_pd.src_desc() == want ? memory(want, engine(), x_kept) : memory(want, engine());
+  dnnl::reorder(user, src).execute(s, user, src);
+  if (x_kept != nullptr && !(p.fwd_pd.src_desc() == want)) {
+    memory kept(p.fwd_pd.src_desc(), engine(), x_kept);
+    dnnl::reorder(user, kept).execute(s, user, kept);
+  }
+  s.wait();
+  return src;
+}
 }  // namespace
 
 bool blocked16(const Geom& g) {
@@ -269,17 +288,8 @@ void forward_blocked16(const Geom& g, const float* w, const float* x, const floa
   Plan& p = plan_for(g);
   dnnl::stream s(engine());
   if (use_winograd(g)) {  // x in the 16-channel blocked layout (into x_kept when it is that format), then ours
-    const memory::desc want = src_blocked16_desc(g);
-    memory user(p.user_src, engine(), const_cast<float*>(x));
-    memory src = x_kept != nullptr && p.fwd_pd.src_desc() == want ? memory(want, engine(), x_kept) : memory(want, engine());
-    dnnl::reorder(user, src).execute(s, user, src);
-    s.wait();
+    memory src = winograd_src(s, p, g, x, x_kept);
     conv_winograd::forward(winograd_geom(g), w, static_cast<const float*>(src.get_data_handle()), bias, out_blocked);
-    if (x_kept != nullptr && !(p.fwd_pd.src_desc() == want)) {
-      memory kept(p.fwd_pd.src_desc(), engine(), x_kept);
-      dnnl::reorder(user, kept).execute(s, user, kept);
-      s.wait();
-    }
     return;
   }
   memory dst(p.fwd_pd.dst_desc(), engine(), out_blocked);
@@ -295,6 +305,17 @@ void forward_blocked16(const Geom& g, const float* w, const float* x, const floa
   memory wei = in_format(s, p.user_wei, w, p.fwd_pd.weights_desc());
   p.fwd.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_BIAS, b}, {DNNL_ARG_DST, dst}});
   s.wait();
+}
+
+bool forward_relu_max_pool_blocked16(const Geom& g, const float* w, const float* x, const float* bias, float* y,
+                                     std::int32_t* idx, float* x_kept) {
+  if (!use_winograd(g)) return false;
+  Plan& p = plan_for(g);
+  dnnl::stream s(engine());
+  memory src = winograd_src(s, p, g, x, x_kept);
+  conv_winograd::forward_relu_max_pool(winograd_geom(g), w, static_cast<const float*>(src.get_data_handle()), bias, y,
+                                       idx);
+  return true;
 }
 
 void input_grad_blocked16(const Geom& g, const float* w, const float* gy_blocked, float* gx, double beta) {

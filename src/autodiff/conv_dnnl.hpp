@@ -63,6 +63,13 @@ std::int64_t kept_src_size(const Geom& g);
 // floats that receive x in the primitive's format, for weight_grad_blocked16.
 void forward_blocked16(const Geom& g, const float* w, const float* x, const float* bias, float* out_blocked,
                        float* x_kept = nullptr);
+// Where Winograd runs the forward (see above): y (NCHW [batch, C_out, h_out/2, w_out/2]),
+// idx = relu then 2x2 / stride 2 max-pool of bias + conv(x, w) and the maximum's index in its
+// h_out x w_out plane, as conv_ops.cpp's relu_max_pool_block16 pools forward_blocked16's
+// output (the same bits), without writing that output; x_kept as forward_blocked16. Returns
+// false, doing nothing, elsewhere.
+bool forward_relu_max_pool_blocked16(const Geom& g, const float* w, const float* x, const float* bias, float* y,
+                                     std::int32_t* idx, float* x_kept = nullptr);
 // gx (beta 0: =, 1: +=) conv_transpose(gy_blocked, w).
 void input_grad_blocked16(const Geom& g, const float* w, const float* gy_blocked, float* gx, double beta);
 // gw (beta 0: =, 1: +=) corr(gy_blocked, x); x_kept: null, or what forward_blocked16 kept

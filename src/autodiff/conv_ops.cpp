@@ -1268,9 +1268,18 @@ Var conv2d_relu_max_pool2d(Var x, Var w, Var b, const Conv2dOptions& options, st
     });
     return make(*x.tape, std::move(node), {x, w, b});
   }
-  Tensor z = Tensor::empty(Shape{cg.batch * cg.c_out * cg.h_out * cg.w_out}, DType::f32);  // blocked
   const std::int64_t kept = conv_dnnl::kept_src_size(dnnl_geom(cg));
   if (kept > 0 && w.tape->requires_grad(w.id)) node->x_kept = Tensor::empty(Shape{kept}, DType::f32);
+  // 2x2 / stride 2 windows tiling the output: Winograd pools each 2x2 output tile as it makes
+  // it (where it runs; the same bits as its output pooled below).
+  if (pg.kernel == 2 && pg.stride == 2 && pg.h_out * 2 == cg.h_out && pg.w_out * 2 == cg.w_out &&
+      conv_dnnl::forward_relu_max_pool_blocked16(dnnl_geom(cg), w.value().data<float>(), x.value().data<float>(),
+                                                 b.valid() ? b.value().data<float>() : nullptr,
+                                                 node->value.data<float>(), node->argmax.data<std::int32_t>(),
+                                                 node->x_kept.defined() ? node->x_kept.data<float>() : nullptr)) {
+    return make(*x.tape, std::move(node), {x, w, b});
+  }
+  Tensor z = Tensor::empty(Shape{cg.batch * cg.c_out * cg.h_out * cg.w_out}, DType::f32);  // blocked
   conv_dnnl::forward_blocked16(dnnl_geom(cg), w.value().data<float>(), x.value().data<float>(),
                                b.valid() ? b.value().data<float>() : nullptr, z.data<float>(),
                                node->x_kept.defined() ? node->x_kept.data<float>() : nullptr);

@@ -52,6 +52,7 @@ bool supports(std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64
 }
 void forward(const Geom&, const float*, const float*, const float*, float*) {}
 void input_grad(const Geom&, const float*, const float*, float*) {}
+void forward_relu_max_pool(const Geom&, const float*, const float*, const float*, float*, std::int32_t*) {}
 void weight_grad(const Geom&, const float*, const float*, float*) {}
 #else
 
@@ -126,7 +127,9 @@ struct Run {
   const float* u;     // [36][ci][co]
   const float* in;    // blocked, ci channels
   const float* bias;  // co or null
-  float* out;         // blocked, co channels
+  float* out;         // blocked, co channels; or null, with:
+  float* pool_y;          // relu then 2x2 / stride 2 max-pool of the output, NCHW [batch, co, h/2, w/2]
+  std::int32_t* pool_idx;  // the window maximum's index in its h x w plane (first of equals)
 };
 
 // r = BT d (6 values: d[0..5] along one direction).
@@ -283,6 +286,11 @@ WINO_TARGET void input_transform(const float* in, std::int64_t ci, std::int64_t 
   }
 }
 
+// v > 0 ? v : 0 (NaN and -0 give +0).
+WINO_TARGET inline __m512 relu(__m512 v) {
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ), v);
+}
+
 // One group: tiles (n, ty, tx0 .. tx0 + r) of the output.
 WINO_TARGET void run_group(const Run& R, std::int64_t n, std::int64_t ty, std::int64_t tx0, int r, float* V,
                            float* M) {
@@ -305,7 +313,7 @@ WINO_TARGET void run_group(const Run& R, std::int64_t n, std::int64_t ty, std::i
   // products through AT, then the two resulting rows.
   for (std::int64_t ob = 0; ob < cob; ++ob) {
     const __m512 bias = R.bias != nullptr ? _mm512_loadu_ps(R.bias + ob * 16) : zero;
-    float* plane = R.out + (n * cob + ob) * h * w * 16;
+    float* plane = R.out != nullptr ? R.out + (n * cob + ob) * h * w * 16 : nullptr;
     for (int t = 0; t < r; ++t) {
       const float* mt = M + t * co + ob * 16;
       __m512 s0[kAlpha], s1[kAlpha];  // (AT m)[0 or 1][l]
@@ -320,6 +328,31 @@ WINO_TARGET void run_group(const Run& R, std::int64_t n, std::int64_t ty, std::i
       at6(s0, y00, y01);
       at6(s1, y10, y11);
       const std::int64_t y = 2 * ty, x = 2 * (tx0 + t);
+      if (R.out == nullptr) {
+        // max(relu(.)) of the tile in the order (0, 0), (0, 1), (1, 0), (1, 1), a later one
+        // winning only when greater: relu_max_pool_block16's comparisons (relu(NaN) = 0).
+        const auto p0 = static_cast<std::int32_t>(y * w + x), wi = static_cast<std::int32_t>(w);
+        __m512 m = relu(_mm512_add_ps(y00, bias));
+        __m512i best = _mm512_set1_epi32(p0);
+        const __m512 rest[3] = {_mm512_add_ps(y01, bias), _mm512_add_ps(y10, bias), _mm512_add_ps(y11, bias)};
+        const std::int32_t at[3] = {p0 + 1, p0 + wi, p0 + wi + 1};
+        for (int q = 0; q < 3; ++q) {
+          const __m512 v = relu(rest[q]);
+          const __mmask16 gt = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ);
+          m = _mm512_mask_blend_ps(gt, m, v);
+          best = _mm512_mask_blend_epi32(gt, best, _mm512_set1_epi32(at[q]));
+        }
+        alignas(64) float mv[16];
+        alignas(64) std::int32_t bv[16];
+        _mm512_store_ps(mv, m);
+        _mm512_store_si512(bv, best);
+        const std::int64_t op = (h / 2) * (w / 2), o0 = ((n * co + ob * 16) * (h / 2) + ty) * (w / 2) + tx0 + t;
+        for (int l = 0; l < 16; ++l) {
+          R.pool_y[o0 + l * op] = mv[l];
+          R.pool_idx[o0 + l * op] = bv[l];
+        }
+        continue;
+      }
       _mm512_storeu_ps(plane + (y * w + x) * 16, _mm512_add_ps(y00, bias));
       _mm512_storeu_ps(plane + (y * w + x + 1) * 16, _mm512_add_ps(y01, bias));
       _mm512_storeu_ps(plane + ((y + 1) * w + x) * 16, _mm512_add_ps(y10, bias));
@@ -424,13 +457,20 @@ void run(const Run& R) {
 void forward(const Geom& g, const float* w, const float* x_blocked, const float* bias, float* out_blocked) {
   thread_local std::vector<float> u;
   transform_weights(w, g.c_out, g.c_in, false, u);
-  run(Run{g.batch, g.c_in, g.h, g.w, g.c_out, u.data(), x_blocked, bias, out_blocked});
+  run(Run{g.batch, g.c_in, g.h, g.w, g.c_out, u.data(), x_blocked, bias, out_blocked, nullptr, nullptr});
 }
 
 void input_grad(const Geom& g, const float* w, const float* gy_blocked, float* gx_blocked) {
   thread_local std::vector<float> u;
   transform_weights(w, g.c_out, g.c_in, true, u);
-  run(Run{g.batch, g.c_out, g.h, g.w, g.c_in, u.data(), gy_blocked, nullptr, gx_blocked});
+  run(Run{g.batch, g.c_out, g.h, g.w, g.c_in, u.data(), gy_blocked, nullptr, gx_blocked, nullptr, nullptr});
+}
+
+void forward_relu_max_pool(const Geom& g, const float* w, const float* x_blocked, const float* bias, float* y,
+                           std::int32_t* idx) {
+  thread_local std::vector<float> u;
+  transform_weights(w, g.c_out, g.c_in, false, u);
+  run(Run{g.batch, g.c_in, g.h, g.w, g.c_out, u.data(), x_blocked, bias, nullptr, y, idx});
 }
 
 void weight_grad(const Geom& g, const float* gy_blocked, const float* x_blocked, float* gw) {

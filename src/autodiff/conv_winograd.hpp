@@ -29,6 +29,14 @@ bool disabled_by_env();
 // out (blocked, C_out) = bias + conv(x (blocked, C_in), w (OIHW [C_out, C_in, 5, 5])); bias may be null.
 void forward(const Geom& g, const float* w, const float* x_blocked, const float* bias, float* out_blocked);
 
+// The forward followed by relu and a 2x2 / stride 2 max-pool, the output never written:
+// y (NCHW [batch, C_out, h/2, w/2]) = max over each 2x2 tile of relu(bias + conv(x, w)) and
+// idx = the maximum's index in its h x w plane (the first of equals, in the order (0, 0),
+// (0, 1), (1, 0), (1, 1); relu(NaN) = 0): what conv_ops.cpp's relu_max_pool_block16 computes
+// from forward's output.
+void forward_relu_max_pool(const Geom& g, const float* w, const float* x_blocked, const float* bias, float* y,
+                           std::int32_t* idx);
+
 // gx (blocked, C_in) = conv_transpose(gy (blocked, C_out), w (OIHW [C_out, C_in, 5, 5])).
 void input_grad(const Geom& g, const float* w, const float* gy_blocked, float* gx_blocked);
 

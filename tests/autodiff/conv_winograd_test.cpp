@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -203,6 +205,57 @@ TEST(Winograd, ResultsDoNotDependOnTheThreadCount) {
   EXPECT_EQ(y1, y2);
   EXPECT_EQ(gx1, gx2);
   EXPECT_EQ(gw1, gw2);
+}
+
+TEST(Winograd, PooledForwardEqualsTheForwardPooledByHand) {
+  // forward_relu_max_pool against forward's output pooled here (relu, then the maximum of each
+  // 2x2 tile, the first of equals, relu(NaN) = 0): the same bits. Channel 0 has zero weights
+  // and a positive bias (four equal values: the first wins), channel 1 a negative bias (all
+  // zero after relu), channel 2 a NaN bias (NaN everywhere: relu gives 0).
+  const wino::Geom g{3, 32, 10, 14, 48};
+  if (!wino::supports(g.c_in, g.h, g.w, g.c_out, 5, 5, 1, 2)) GTEST_SKIP() << "no AVX-512 on this CPU";
+  const std::vector<float> x = random_vec(g.batch * g.c_in * g.h * g.w, 61);
+  std::vector<float> w = random_vec(g.c_out * g.c_in * 25, 62), b = random_vec(g.c_out, 63);
+  for (std::int64_t i = 0; i < 2 * g.c_in * 25; ++i) w[static_cast<std::size_t>(i)] = 0.0f;
+  b[0] = 0.25f;
+  b[1] = -0.25f;
+  b[2] = std::numeric_limits<float>::quiet_NaN();
+  const Shape4 xs{g.batch, g.c_in, g.h, g.w}, zs{g.batch, g.c_out, g.h, g.w};
+  const std::vector<float> xb = to_blocked(x, xs);
+  std::vector<float> zb(static_cast<std::size_t>(g.batch * g.c_out * g.h * g.w));
+  wino::forward(g, w.data(), xb.data(), b.data(), zb.data());
+  const std::vector<float> z = from_blocked(zb, zs);
+  const std::int64_t ho = g.h / 2, wo = g.w / 2, planes = g.batch * g.c_out;
+  std::vector<float> y(static_cast<std::size_t>(planes * ho * wo)), want_y(y.size());
+  std::vector<std::int32_t> idx(y.size()), want_idx(y.size());
+  for (std::int64_t q = 0; q < planes; ++q)
+    for (std::int64_t i = 0; i < ho; ++i)
+      for (std::int64_t j = 0; j < wo; ++j) {
+        float m = 0.0f;
+        std::int32_t best = -1;
+        for (std::int64_t u = 0; u < 2; ++u)
+          for (std::int64_t v = 0; v < 2; ++v) {
+            const auto p = static_cast<std::int32_t>((2 * i + u) * g.w + 2 * j + v);
+            const float zv = z[static_cast<std::size_t>(q * g.h * g.w + p)];
+            const float r = zv > 0.0f ? zv : 0.0f;
+            if (best < 0 || r > m) {
+              m = r;
+              best = p;
+            }
+          }
+        want_y[static_cast<std::size_t>((q * ho + i) * wo + j)] = m;
+        want_idx[static_cast<std::size_t>((q * ho + i) * wo + j)] = best;
+      }
+  wino::forward_relu_max_pool(g, w.data(), xb.data(), b.data(), y.data(), idx.data());
+  EXPECT_EQ(std::memcmp(y.data(), want_y.data(), y.size() * sizeof(float)), 0);
+  EXPECT_EQ(idx, want_idx);
+  EXPECT_EQ(y[0], 0.25f);  // channel 0 of example 0: ties, the first position
+  EXPECT_EQ(idx[0], 0);
+  EXPECT_EQ(idx[static_cast<std::size_t>(ho * wo + wo + 1)], 2 * g.w + 2);  // channel 1: all zero, the first
+  EXPECT_EQ(y[static_cast<std::size_t>(2 * ho * wo)], 0.0f);  // channel 2: NaN -> 0
+  std::int64_t positive = 0;
+  for (float v : y) positive += v > 0.0f;
+  EXPECT_GT(positive, planes * ho * wo / 4);
 }
 
 TEST(Winograd, SupportsOnlyItsShapes) {
