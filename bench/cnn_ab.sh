@@ -9,7 +9,7 @@
 # Uses build/bin/train_cnn (DESCENT_BUILD_DIR overrides build/). CNN_AB_OLD=unfused makes the
 # reference side only the fusion's absence (DESCENT_CONV_KERNELS=unfused: ReLU and max-pool
 # as separate nodes, everything else as new); CNN_AB_OLD=direct makes it only Winograd's absence
-# (DESCENT_CONV_KERNELS=direct: oneDNN's direct convolution for conv2's forward and input gradient).
+# (DESCENT_CONV_KERNELS=direct: oneDNN's direct convolution for conv2's three passes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5} threads=${2:-2} examples=${3:-5000} reps=${4:-3}
