@@ -9,6 +9,7 @@
 #include "descent/error.hpp"
 #include "descent/tensor/parallel.hpp"
 #include "../tensor/dispatch.hpp"
+#include "../tensor/matmul_bf16.hpp"
 
 namespace descent::data {
 namespace {
@@ -53,6 +54,48 @@ void decode_rows(const std::uint8_t* bytes, std::int64_t first, const float* val
   });
 }
 
+// One row and its bf16 bits: dst[j] = values[src[j]], dst16[j] = bf16(dst[j]) (round to
+// nearest even, kernels::bf16::from_float_bits: the bits kernels::bf16::convert writes),
+// converted in registers as the row is decoded.
+DESCENT_DISPATCH void decode_row_bf16(const std::uint8_t* src, const float* values, std::int64_t d, float* dst,
+                                      std::uint16_t* dst16) {
+#pragma omp simd
+  for (std::int64_t j = 0; j < d; ++j) {
+    const float v = values[src[j]];
+    dst[j] = v;
+    std::uint32_t u;
+    std::memcpy(&u, &v, sizeof u);
+    dst16[j] = kernels::bf16::from_float_bits(u);
+  }
+}
+
+// decode_rows into float32 `out` and its bf16 bits `out16` in one pass.
+void decode_rows_bf16(const std::uint8_t* bytes, std::int64_t first, const float* values, bool per_feature,
+                      std::int64_t d, std::span<const std::int64_t> rows, float* out, std::uint16_t* out16) {
+  const auto n = static_cast<std::int64_t>(rows.size());
+  parallel_for(n, std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(1, d)), [&](std::int64_t i0, std::int64_t i1) {
+    for (std::int64_t i = i0; i < i1; ++i) {
+      const std::uint8_t* src = bytes + (first + rows[static_cast<std::size_t>(i)]) * d;
+      float* dst = out + i * d;
+      std::uint16_t* dst16 = out16 + i * d;
+      if (per_feature) {
+        for (std::int64_t j = 0; j < d; ++j) {
+          const float v = values[src[j] * d + j];
+          dst[j] = v;
+          std::uint32_t u;
+          std::memcpy(&u, &v, sizeof u);
+          dst16[j] = kernels::bf16::from_float_bits(u);
+        }
+      } else {
+        decode_row_bf16(src, values, d, dst, dst16);
+      }
+    }
+  });
+}
+
+// x16 <- bf16 bits of the float32 tensor x (the features copied some other way).
+void to_bf16(const Tensor& x, std::uint16_t* x16) { kernels::bf16::convert(x.data<float>(), x.numel(), x16); }
+
 // A split of byte features: the rows `rows` of `d` (shared when they are one contiguous range,
 // copied otherwise) with their labels.
 Split byte_split(const ByteDataset& d, const std::shared_ptr<const std::vector<std::uint8_t>>& all,
@@ -91,7 +134,7 @@ Tensor Split::rows(std::int64_t begin, std::int64_t end, Tensor& buffer) const {
   return buffer;
 }
 
-void Split::gather(std::span<const std::int64_t> idx, Tensor& x_out, Tensor& y_out) const {
+void Split::gather(std::span<const std::int64_t> idx, Tensor& x_out, Tensor& y_out, std::uint16_t* x16) const {
   const auto b = static_cast<std::int64_t>(idx.size());
   if (!y_out.defined() || y_out.dim(0) != b) y_out = Tensor::empty({b}, DType::i32);
   const std::int32_t* ys = y.data<std::int32_t>();
@@ -107,22 +150,32 @@ void Split::gather(std::span<const std::int64_t> idx, Tensor& x_out, Tensor& y_o
       stream->features(idx, x_out.data<float>(), &ids);
     }
     trace_shard_examples(ids);
+    if (x16 != nullptr) to_bf16(x_out, x16);
     return;
   }
-  copy_features(idx, x_out);
+  copy_features(idx, x_out, x16);
 }
 
-void Split::copy_features(std::span<const std::int64_t> idx, Tensor& x_out) const {
+void Split::copy_features(std::span<const std::int64_t> idx, Tensor& x_out, std::uint16_t* x16) const {
   const auto b = static_cast<std::int64_t>(idx.size());
   const std::int64_t d = dim();
   const DType t = x.defined() ? x.dtype() : dtype;
+  if (x16 != nullptr && t != DType::f32) {
+    throw ShapeError(std::string("Split::copy_features: bf16 bits asked of ") + dtype_name(t) + " features (float32 only)");
+  }
   if (!x_out.defined() || x_out.dim(0) != b || x_out.dim(1) != d || x_out.dtype() != t) x_out = Tensor::empty({b, d}, t);
+  if (x16 != nullptr && !stream && !x.defined()) {  // byte features: both in one pass
+    decode_rows_bf16(bytes->data(), first, values->data(), values->size() != 256, d, idx,
+                     x_out.data<float>(), x16);
+    return;
+  }
   if (stream) {
     if (t == DType::f64) {
       stream->features(idx, x_out.data<double>());
     } else {
       stream->features(idx, x_out.data<float>());
     }
+    if (x16 != nullptr) to_bf16(x_out, x16);
     return;
   }
   if (x.defined()) {
@@ -133,6 +186,7 @@ void Split::copy_features(std::span<const std::int64_t> idx, Tensor& x_out) cons
       std::memcpy(dst + static_cast<std::size_t>(i) * row_bytes, src + static_cast<std::size_t>(idx[static_cast<std::size_t>(i)]) * row_bytes,
                   row_bytes);
     }
+    if (x16 != nullptr) to_bf16(x_out, x16);
     return;
   }
   const bool per_feature = values->size() != 256;
