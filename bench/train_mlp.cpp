@@ -17,8 +17,10 @@
 //   automatic, the per-shape rule of kernels::gemm_choice).
 // --dtype bf16: mixed precision (descent/tensor/precision.hpp): the dense layers' products
 //   with bf16 inputs on oneDNN's bf16 matmul, float32 accumulation and everything else
-//   float32, as `model.dtype = "bf16"` trains. Refused (exit 2) on a CPU without bf16
-//   instructions. The profile's matrix-product lines stay float32 products.
+//   float32, as `model.dtype = "bf16"` trains; the batch copy also writes the batch's bf16
+//   bits (data::Split::copy_features' x16), which the first product reads, as the trainer
+//   does. Refused (exit 2) on a CPU without bf16 instructions. The profile's matrix-product
+//   lines stay float32 products.
 // --peak: adds the machine's large-sgemm GFLOP/s (through kernels::gemm, the library's
 //   BLAS) and a STREAM-like triad bandwidth, the ceilings the profile is read against.
 #include <sys/resource.h>
@@ -46,6 +48,9 @@
 #include "descent/tensor/precision.hpp"
 #include "descent/train/step.hpp"
 
+#include "../src/autodiff/linear_bf16.hpp"
+#include "../src/tensor/matmul_bf16.hpp"
+#include "../src/train/step_bf16.hpp"
 #include "bench_options.hpp"
 
 using namespace descent;
@@ -176,10 +181,14 @@ struct Batches {
   Tensor x, y;  // buffers [batch, d] and [batch]
   std::vector<std::int64_t> idx;
   Tensor tail;  // the features of a short last batch
+  // bf16 run: the bf16 bits of x, decoded with it (Split::copy_features' x16), as the trainer does
+  kernels::bf16::Buffer x16;
+  bool with16 = false;
   // Takes the bytes out of `s` (its shape and labels stay).
-  Batches(data::ByteDataset* s, float factor, std::int64_t n_, std::int64_t batch_)
+  Batches(data::ByteDataset* s, float factor, std::int64_t n_, std::int64_t batch_, bool bf16)
       : set(s), n(n_), batch(batch_), x(Tensor::empty({batch_, s->dim()}, DType::f32)),
-        y(Tensor::empty({batch_}, DType::i32)) {
+        y(Tensor::empty({batch_}, DType::i32)), with16(bf16) {
+    if (with16) x16.resize(batch_ * s->dim());
     split.bytes = std::make_shared<const std::vector<std::uint8_t>>(std::move(s->features.values));
     split.values = std::make_shared<const std::vector<float>>(data::byte_values(factor, nullptr, s->dim()));
     split.features = s->dim();
@@ -191,10 +200,11 @@ struct Batches {
     const std::int64_t b = std::min(batch, n - begin);
     idx.resize(static_cast<std::size_t>(b));
     for (std::int64_t i = 0; i < b; ++i) idx[static_cast<std::size_t>(i)] = begin + i;
+    std::uint16_t* bits = with16 ? x16.data() : nullptr;  // the first b rows of x16 either way
     if (b == batch) {
-      split.copy_features(idx, x);
+      split.copy_features(idx, x, bits);
     } else {
-      split.copy_features(idx, tail);
+      split.copy_features(idx, tail, bits);
       std::memcpy(x.data<float>(), tail.data<float>(), static_cast<std::size_t>(b * set->dim()) * sizeof(float));
     }
     std::memcpy(y.data<std::int32_t>(), set->labels.data() + begin, static_cast<std::size_t>(b) * sizeof(std::int32_t));
@@ -214,7 +224,8 @@ struct Model {
   }
   // One training step (train::train_step) on the first b rows of the buffers; returns the loss.
   double step(Batches& data, std::int64_t b) {
-    return train::train_step(net, arena, *opt, tape, data.x.rows(0, b), data.y.rows(0, b), k++);
+    return train::train_step(net, arena, *opt, tape, data.x.rows(0, b), data.with16 ? &data.x16 : nullptr,
+                             data.y.rows(0, b), k++);
   }
 };
 
@@ -244,7 +255,8 @@ Profile profile_epoch(Model& m, Batches& data) {
     lap(p.zero_grad);
     m.opt->prepare(m.arena, m.k);
     lap(p.optimizer);
-    autodiff::Var h = m.tape.constant(data.x.rows(0, b));
+    autodiff::Var h = data.with16 ? autodiff::constant_bf16(m.tape, data.x.rows(0, b), data.x16)
+                                  : m.tape.constant(data.x.rows(0, b));
     for (std::size_t i = 0; i < m.net.size(); ++i) {
       nn::Module& mod = m.net.at(i);
       h = mod.forward(m.tape, h);
@@ -369,7 +381,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::int64_t n = o.examples > 0 ? std::min(o.examples, train.size()) : train.size();
-  Batches data(&train, 1.0f / 255.0f, n, o.batch);
+  Batches data(&train, 1.0f / 255.0f, n, o.batch, o.dtype == "bf16");
   Model model(o);
 
   // Ready to train: the first step starts now.

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <memory>
+#include <string>
 
 #include "descent/autodiff/linear_relu.hpp"
 #include "descent/autodiff/ops.hpp"
+#include "descent/error.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
 #include "descent/tensor/precision.hpp"
@@ -170,11 +172,31 @@ class LinearReluNode final : public Node {
   }
 };
 
+// A data leaf with the bf16 bits of its value (constant_bf16).
+class ConstantBf16Node final : public Node {
+ public:
+  const char* name() const override { return "constant_bf16"; }
+  bf::Buffer x16;
+};
+
 }  // namespace
 
 const bf::Buffer* bf16_value(Tape& t, std::int32_t id) {
-  auto* n = dynamic_cast<LinearReluNode*>(&t.node(id));
-  return n != nullptr ? &n->h16 : nullptr;
+  Node& node = t.node(id);
+  if (auto* n = dynamic_cast<LinearReluNode*>(&node)) return &n->h16;
+  if (auto* c = dynamic_cast<ConstantBf16Node*>(&node)) return &c->x16;
+  return nullptr;
+}
+
+Var constant_bf16(Tape& t, const Tensor& x, const bf::Buffer& x16) {
+  if (x.dtype() != DType::f32 || x16.data() == nullptr || x16.size() < x.numel()) {
+    throw ShapeError("constant_bf16: expected float32 values and at least " + std::to_string(x.numel()) +
+                     " bf16 values, got " + dtype_name(x.dtype()) + " and " + std::to_string(x16.size()));
+  }
+  auto node = std::make_unique<ConstantBf16Node>();
+  node->value = x;
+  node->x16 = x16;
+  return t.record(std::move(node));
 }
 
 bool fuses_linear_relu(Var x) { return x.valid() && LinearBf16::wanted(x.value()); }

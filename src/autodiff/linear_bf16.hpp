@@ -49,7 +49,15 @@ class LinearBf16 {
 };
 
 // bf16(value) of node `id` when a fused linear + ReLU made it (its forward product wrote
-// bf16), else null.
+// bf16) or constant_bf16 recorded it, else null.
 const kernels::bf16::Buffer* bf16_value(Tape& t, std::int32_t id);
+
+// A data leaf like t.constant(x) (no gradient, no tangent) that carries x16, the bf16 bits of
+// x's values (row-major, at least x.numel() of them; shared, not copied): a linear layer
+// reading it in bf16 takes x16 instead of converting x (the input batch of a bf16 run, decoded
+// in bf16 by data::Split::gather). The caller guarantees x16 = bf16(x) (train/step_bf16.hpp
+// only passes what Split made with x); x itself stays the float32 value every other reader sees.
+// Throws ShapeError when x is not float32 or x16 has fewer than x.numel() values.
+Var constant_bf16(Tape& t, const Tensor& x, const kernels::bf16::Buffer& x16);
 
 }  // namespace descent::autodiff

@@ -67,6 +67,7 @@ class Buffer {
   // Makes room for n values (contents unspecified).
   std::uint16_t* resize(std::int64_t n);
   std::uint16_t* data() const { return data_; }
+  std::int64_t size() const { return size_; }  // values it has room for
 
  private:
   std::shared_ptr<Storage> storage_;

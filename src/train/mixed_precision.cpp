@@ -18,4 +18,12 @@ std::unique_ptr<precision::Scope> enter_precision(const TrainConfig& config) {
   return std::make_unique<precision::Scope>(precision::Products::bf16, !native);
 }
 
+kernels::bf16::Buffer* batch_bf16(const data::Split& split, std::int64_t rows, bool in_pieces,
+                                  kernels::bf16::Buffer& buffer) {
+  if (in_pieces || precision::products() != precision::Products::bf16) return nullptr;
+  if ((split.x.defined() ? split.x.dtype() : split.dtype) != DType::f32) return nullptr;
+  buffer.resize(rows * split.dim());
+  return &buffer;
+}
+
 }  // namespace descent::train

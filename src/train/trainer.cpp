@@ -46,6 +46,7 @@
 #include "descent/tensor/parallel.hpp"
 #include "descent/version.hpp"
 #include "mixed_precision.hpp"
+#include "step_bf16.hpp"
 
 namespace descent::train {
 namespace {
@@ -570,13 +571,14 @@ class Session final : public Run {
     ParameterArena& arena = *model_.arena;
     epoch_t0_ = Clock::now();
     while (sampler_->next(idx_)) {
-      data_.train.gather(idx_, bx_, by_);
+      kernels::bf16::Buffer* x16 = batch_bf16(data_.train, static_cast<std::int64_t>(idx_.size()), batch_gradient_, bx16_);
+      data_.train.gather(idx_, bx_, by_, x16 != nullptr ? x16->data() : nullptr);
       const bool keep_iterate = divergence_ == DivergencePolicy::skip && optimizer_->has_interim();
       if (keep_iterate) before_prepare_ = arena.values().clone();
       // deterministic, or several MPI ranks (train/distributed.hpp): the batch in pieces, reduced.
       const Gradient g = batch_gradient_ ? batch_gradient(*model_.net, arena, *optimizer_, tape_, bx_, by_, state_.k, config_,
                                                           sampler_->pieces())
-                                         : compute_gradient(*model_.net, arena, *optimizer_, tape_, bx_, by_, state_.k);
+                                         : compute_gradient(*model_.net, arena, *optimizer_, tape_, bx_, x16, by_, state_.k);
       if (!g.finite()) {
         if (!diverged(g.loss_value, keep_iterate)) return EpochEnd::rolled_back;
         continue;  // skipped
@@ -867,6 +869,7 @@ class Session final : public Run {
   bool batch_gradient_ = false;  // deterministic or under mpirun (train/distributed.hpp)
   std::vector<std::int64_t> idx_;
   Tensor bx_, by_;
+  kernels::bf16::Buffer bx16_;  // bf16 bits of bx_ in a bf16 run (batch_bf16)
   autodiff::Tape tape_;
 };
 

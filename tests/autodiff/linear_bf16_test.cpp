@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "descent/autodiff/linear_relu.hpp"
@@ -26,6 +27,10 @@
 #include "descent/tensor/arena.hpp"
 #include "descent/tensor/precision.hpp"
 #include "descent/train/step.hpp"
+#include "descent/error.hpp"
+#include "../../src/autodiff/linear_bf16.hpp"
+#include "../../src/tensor/matmul_bf16.hpp"
+#include "../../src/train/step_bf16.hpp"
 
 namespace descent {
 namespace {
@@ -115,6 +120,105 @@ TEST(LinearBf16, FusedReluMlpGradientIsTheUnfusedBf16Ones) {
     const std::vector<float> unfused = relu_mlp_gradient(emulate, false);
     EXPECT_LT(relative_distance(fused, unfused), 1e-6) << (emulate ? "emulated" : "native");
   }
+}
+
+// ---- the input batch given in bf16 (data::Split::gather's x16, train/step_bf16.hpp) ----
+
+// x [48, 40] f32 with values sin(a (i + 1)), y [48] i32.
+Tensor input_batch(float a) {
+  Tensor x = Tensor::empty({48, 40}, DType::f32);
+  for (std::int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = std::sin(a * static_cast<float>(i + 1));
+  return x;
+}
+
+kernels::bf16::Buffer bits_of(const Tensor& x) {
+  kernels::bf16::Buffer b;
+  kernels::bf16::convert(x.data<float>(), x.numel(), b.resize(x.numel()));
+  return b;
+}
+
+struct TrainRun {
+  ParameterArena arena{DType::f32};
+  nn::Sequential net;
+  std::unique_ptr<optim::Optimizer> opt;
+  autodiff::Tape tape;
+  explicit TrainRun(nn::Activation act) : net(nn::mlp(arena, {40, 64, 32, 5}, act)) {
+    nn::initialize(arena, {.weights = init::Scheme::glorot_uniform, .seed = 5});
+    opt = optim::make_optimizer({.name = "momentum", .lr = 0.05, .momentum = 0.9}, nullptr);
+  }
+  std::vector<float> values() { return {arena.values().data<float>(), arena.values().data<float>() + arena.size()}; }
+  std::vector<float> grads() { return {arena.grads().data<float>(), arena.grads().data<float>() + arena.size()}; }
+};
+
+Tensor labels() {
+  Tensor y = Tensor::empty({48}, DType::i32);
+  for (std::int64_t i = 0; i < 48; ++i) y.data<std::int32_t>()[i] = static_cast<std::int32_t>((i * 7) % 5);
+  return y;
+}
+
+// Four momentum steps with the batch's bf16 bits given (the first layer reads them) against the
+// same steps converting the batch in the first product: the same losses, parameters and
+// Hessian-vector product bit for bit; for a first layer fused with ReLU and a plain linear one
+// (tanh), native and emulated products.
+TEST(LinearBf16, InputBatchGivenInBf16TrainsBitForBitAsConvertingIt) {
+  for (bool emulate : {false, true}) {
+    if (!emulate && !precision::cpu_has_bf16()) continue;
+    precision::Scope scope(precision::Products::bf16, emulate);
+    for (nn::Activation act : {nn::Activation::relu, nn::Activation::tanh}) {
+      TrainRun a(act), b(act);
+      const Tensor y = labels();
+      for (int k = 0; k < 4; ++k) {
+        const Tensor x = input_batch(0.37f + 0.1f * static_cast<float>(k));
+        const kernels::bf16::Buffer x16 = bits_of(x);
+        const double la = train::train_step(a.net, a.arena, *a.opt, a.tape, x, nullptr, y, k);
+        const double lb = train::train_step(b.net, b.arena, *b.opt, b.tape, x, &x16, y, k);
+        ASSERT_EQ(la, lb) << "step " << k << (emulate ? " emulated" : " native");
+        ASSERT_EQ(a.values(), b.values()) << "step " << k << (emulate ? " emulated" : " native");
+      }
+      const Tensor x = input_batch(0.9f);
+      const kernels::bf16::Buffer x16 = bits_of(x);
+      const train::Gradient ga = train::compute_gradient(a.net, a.arena, *a.opt, a.tape, x, nullptr, y, 4);
+      const train::Gradient gb = train::compute_gradient(b.net, b.arena, *b.opt, b.tape, x, &x16, y, 4);
+      EXPECT_EQ(std::string(b.tape.node(0).name()), "constant_bf16");
+      EXPECT_EQ(a.grads(), b.grads());
+      Tensor v = Tensor::empty({a.arena.size()}, DType::f32);
+      for (std::int64_t i = 0; i < v.numel(); ++i) v.data<float>()[i] = std::cos(0.3f * static_cast<float>(i));
+      Tensor hva = Tensor::empty({a.arena.size()}, DType::f32), hvb = Tensor::empty({a.arena.size()}, DType::f32);
+      a.tape.hvp_at_gradient(ga.loss, v, hva);
+      b.tape.hvp_at_gradient(gb.loss, v, hvb);
+      EXPECT_EQ(std::memcmp(hva.data<float>(), hvb.data<float>(), static_cast<std::size_t>(hva.numel()) * 4), 0);
+    }
+  }
+}
+
+// The bits given are what the first product reads: x with the bits of another batch x2 gives
+// x2's loss and gradient exactly (and not x's); with float32 products the bits are ignored.
+// A short buffer is refused.
+TEST(LinearBf16, InputBatchBf16BitsAreWhatTheFirstProductReads) {
+  const Tensor x = input_batch(0.37f), x2 = input_batch(0.81f), y = labels();
+  const kernels::bf16::Buffer bits2 = bits_of(x2);
+  for (bool emulate : {false, true}) {
+    if (!emulate && !precision::cpu_has_bf16()) continue;
+    precision::Scope scope(precision::Products::bf16, emulate);
+    TrainRun a(nn::Activation::relu), b(nn::Activation::relu), c(nn::Activation::relu);
+    const double l2 = train::compute_gradient(a.net, a.arena, *a.opt, a.tape, x2, y, 0, false).loss_value;
+    const double lx = train::compute_gradient(b.net, b.arena, *b.opt, b.tape, x, &bits2, y, 0, false).loss_value;
+    const double l1 = train::compute_gradient(c.net, c.arena, *c.opt, c.tape, x, y, 0, false).loss_value;
+    EXPECT_EQ(lx, l2);
+    EXPECT_NE(lx, l1);
+    EXPECT_EQ(a.grads(), b.grads());
+  }
+  {
+    precision::Scope scope(precision::Products::fp32, false);
+    TrainRun a(nn::Activation::relu), b(nn::Activation::relu);
+    const double l1 = train::compute_gradient(a.net, a.arena, *a.opt, a.tape, x, y, 0, false).loss_value;
+    const double lx = train::compute_gradient(b.net, b.arena, *b.opt, b.tape, x, &bits2, y, 0, false).loss_value;
+    EXPECT_EQ(lx, l1);
+  }
+  autodiff::Tape t;
+  kernels::bf16::Buffer short_bits;
+  short_bits.resize(x.numel() - 1);
+  EXPECT_THROW(autodiff::constant_bf16(t, x, short_bits), ShapeError);
 }
 
 TEST(LinearBf16, NativeGradientIsFloat32sWithinBf16Error) {

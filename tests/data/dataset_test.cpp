@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -443,6 +444,83 @@ TEST(ByteFeatures, CopiedRowsAreTheValuesOfTheirBytes) {
       }
     }
   }
+  set_num_threads(threads_before);
+}
+
+// The nearest bfloat16 to v (ties to the even one), by comparing the two candidates in double:
+// an independent statement of round to nearest even (finite v).
+std::uint16_t nearest_bf16(float v) {
+  std::uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  const auto lo = static_cast<std::uint16_t>(u >> 16);  // toward zero
+  const auto hi = static_cast<std::uint16_t>(lo + 1);   // away from zero
+  const auto widen = [](std::uint16_t h) {
+    const std::uint32_t w = static_cast<std::uint32_t>(h) << 16;
+    float f;
+    std::memcpy(&f, &w, sizeof f);
+    return static_cast<double>(f);
+  };
+  const double dl = std::fabs(static_cast<double>(v) - widen(lo)), dh = std::fabs(widen(hi) - static_cast<double>(v));
+  if (dl != dh) return dl < dh ? lo : hi;
+  return (lo & 1u) != 0 ? hi : lo;
+}
+
+// The batch's bf16 bits decoded with it (Split::copy_features' x16, the first product's input
+// in a bf16 run): every element is the nearest bf16 of its float32 value, which is itself the
+// copy without x16 bit for bit; byte features with the global and the per-feature table (a
+// table holding a tie, a denormal, -0), rows out of order and repeated, 1 and 2 threads, the
+// table replaced between copies; features held as a tensor (converted after the copy); float64
+// features refused.
+TEST(ByteFeatures, Bf16BitsAreTheNearestBf16OfTheCopiedValues) {
+  const std::int64_t n = 42, d = 787;
+  auto bytes = std::make_shared<std::vector<std::uint8_t>>(static_cast<std::size_t>(n * d));
+  for (std::int64_t i = 0; i < n * d; ++i) (*bytes)[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>((i * 2654435761u) >> 24);
+  const std::vector<std::int64_t> idx{7, 0, 39, 7, 12, 3, 38, 21, 1, 30, 5, 5, 16, 9, 33, 2, 27, 11, 19, 24, 35};
+  const auto b = static_cast<std::int64_t>(idx.size());
+  const int threads_before = num_threads();
+  const auto check = [&](const Split& s, const char* what) {
+    for (const int threads : {1, 2}) {
+      set_num_threads(threads);
+      Tensor plain, x;
+      s.copy_features(idx, plain);
+      std::vector<std::uint16_t> x16(static_cast<std::size_t>(b * d), 0xdeadu);
+      s.copy_features(idx, x, x16.data());
+      ASSERT_EQ(x.numel(), b * d);
+      ASSERT_EQ(std::memcmp(x.data<float>(), plain.data<float>(), static_cast<std::size_t>(b * d) * 4), 0) << what;
+      for (std::int64_t i = 0; i < b * d; ++i) {
+        ASSERT_EQ(x16[static_cast<std::size_t>(i)], nearest_bf16(plain.data<float>()[i]))
+            << what << ": element " << i << " (" << plain.data<float>()[i] << "), threads " << threads;
+      }
+    }
+  };
+  for (const bool per_feature : {false, true}) {
+    std::vector<float> table(per_feature ? static_cast<std::size_t>(256 * d) : 256u);
+    for (std::size_t i = 0; i < table.size(); ++i) table[i] = std::sin(0.37f * static_cast<float>(i + 1)) * 3.0f;
+    table[0] = 1.0f + 0x1p-8f;  // a tie: to 1
+    table[1] = 1.0f + 0x3p-8f;  // a tie: to 1 + 2^-6 (even)
+    table[2] = 1e-40f;          // a denormal
+    table[3] = -0.0f;
+    Split s;
+    s.bytes = bytes;
+    s.values = std::make_shared<const std::vector<float>>(table);
+    s.first = 2;
+    s.features = d;
+    check(s, per_feature ? "per-feature table" : "global table");
+    for (float& v : table) v = -2.0f * v + 0.001f;  // a new table
+    s.values = std::make_shared<const std::vector<float>>(table);
+    check(s, per_feature ? "per-feature table, replaced" : "global table, replaced");
+  }
+  EXPECT_EQ(nearest_bf16(1.0f + 0x1p-8f), 0x3f80u);  // the reference itself on its ties
+  EXPECT_EQ(nearest_bf16(1.0f + 0x3p-8f), 0x3f82u);
+  Dataset ds;
+  ds.features.shape = {n, d};
+  ds.features.values.resize(static_cast<std::size_t>(n * d));
+  for (std::size_t i = 0; i < ds.features.values.size(); ++i) ds.features.values[i] = std::cos(0.11f * static_cast<float>(i)) * 7.0f;
+  ds.labels.assign(static_cast<std::size_t>(n), 0);
+  check(to_split(ds, DType::f32), "float32 tensor");
+  Tensor x;
+  std::vector<std::uint16_t> x16(static_cast<std::size_t>(b * d));
+  EXPECT_THROW(to_split(ds, DType::f64).copy_features(idx, x, x16.data()), ShapeError);
   set_num_threads(threads_before);
 }
 

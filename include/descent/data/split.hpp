@@ -39,9 +39,14 @@ struct Split {
   // (reallocated when its shape differs).
   Tensor rows(std::int64_t begin, std::int64_t end, Tensor& buffer) const;
   // Copies the examples at `idx` into x [b, d] and y [b] (reallocated when b changes).
-  void gather(std::span<const std::int64_t> idx, Tensor& x_out, Tensor& y_out) const;
+  // x16 (float32 features only; null: none): also the bfloat16 bits of the same b x d values,
+  // row-major, bit for bit what converting x afterwards gives (round to nearest even), for the
+  // first product of a bf16 run (model.dtype = "bf16"). Byte features convert each value in
+  // registers as they decode it (one pass: no float32 batch read back); other features are
+  // converted after the copy.
+  void gather(std::span<const std::int64_t> idx, Tensor& x_out, Tensor& y_out, std::uint16_t* x16 = nullptr) const;
   // The same for the features alone.
-  void copy_features(std::span<const std::int64_t> idx, Tensor& x_out) const;
+  void copy_features(std::span<const std::int64_t> idx, Tensor& x_out, std::uint16_t* x16 = nullptr) const;
 };
 
 struct Data {
