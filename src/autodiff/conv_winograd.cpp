@@ -159,44 +159,18 @@ WINO_TARGET inline void at6(const __m512* m, __m512& y0, __m512& y1) {
   y1 = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(2.0f), e, b), m[5]);
 }
 
-// c[r][0..16 NV) = sum_k a[r][k] b[k][0..16 NV), R rows (tiles), K = depth.
-template <int NV, int R>
-WINO_TARGET void gemm_kernel(const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float* c,
-                             std::int64_t ldc, std::int64_t depth) {
+// c[r][0..16 NV) (+)= sum_k a[r ars + k aks] b[k][0..16 NV), R rows (tiles), K = depth: with
+// Accumulate the running sum in c is added to (the weight gradient's products, summed over
+// tiles k into the channel pairs), without it c is overwritten (the forward and input gradient).
+template <int NV, int R, bool Accumulate>
+WINO_TARGET inline __attribute__((always_inline)) void gemm_body(const float* a, std::int64_t ars, std::int64_t aks,
+                                                                const float* b, std::int64_t ldb, float* c,
+                                                                std::int64_t ldc, std::int64_t depth) {
   __m512 acc[R][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
-  }
-  for (std::int64_t k = 0; k < depth; ++k) {
-    __m512 bv[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + k * ldb + 16 * v);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const __m512 av = _mm512_set1_ps(a[r * lda + k]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + r * ldc + 16 * v, acc[r][v]);
-  }
-}
-
-// c[r][0..16 NV) += sum_k a[r ars + k aks] b[k][0..16 NV): the weight gradient's products,
-// summed over tiles (k) into the channel pairs (c, the running sum in memory).
-template <int NV, int R>
-WINO_TARGET void gemm_acc_kernel(const float* a, std::int64_t ars, std::int64_t aks, const float* b, std::int64_t ldb,
-                                 float* c, std::int64_t ldc, std::int64_t depth) {
-  __m512 acc[R][NV];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_loadu_ps(c + r * ldc + 16 * v);
+    for (int v = 0; v < NV; ++v) acc[r][v] = Accumulate ? _mm512_loadu_ps(c + r * ldc + 16 * v) : _mm512_setzero_ps();
   }
   for (std::int64_t k = 0; k < depth; ++k) {
     __m512 bv[NV];
@@ -214,6 +188,20 @@ WINO_TARGET void gemm_acc_kernel(const float* a, std::int64_t ars, std::int64_t 
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + r * ldc + 16 * v, acc[r][v]);
   }
+}
+
+// c = a b, a row-major with rows lda apart (unit stride along k, known when compiled).
+template <int NV, int R>
+WINO_TARGET void gemm_kernel(const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float* c,
+                             std::int64_t ldc, std::int64_t depth) {
+  gemm_body<NV, R, false>(a, lda, 1, b, ldb, c, ldc, depth);
+}
+
+// c += a b, a with strides ars (rows) and aks (k).
+template <int NV, int R>
+WINO_TARGET void gemm_acc_kernel(const float* a, std::int64_t ars, std::int64_t aks, const float* b, std::int64_t ldb,
+                                 float* c, std::int64_t ldc, std::int64_t depth) {
+  gemm_body<NV, R, true>(a, ars, aks, b, ldb, c, ldc, depth);
 }
 
 using AccKernel = void (*)(const float*, std::int64_t, std::int64_t, const float*, std::int64_t, float*, std::int64_t,
