@@ -98,6 +98,16 @@ bool decode_by_permutes() {
 }
 #endif
 
+// Rows per chunk of a batch copy: 16 KiB of bytes in parallel, or the whole batch on the
+// calling thread when it is small by the element-wise passes' rule (parallel_for_elements):
+// waking the team for a batch-32 copy cost more than it saved (6% of a 2-thread b32 step).
+std::int64_t copy_grain(std::int64_t n, std::int64_t d) {
+  const std::int64_t elements = n * d;
+  if (elements < elementwise_serial_below() || (elements < elementwise_follow_below() && last_products_serial()))
+    return std::max<std::int64_t>(1, n);
+  return std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(1, d));
+}
+
 // Decodes rows of byte features into `out` ([rows, d] of T): out[i, j] = values[b] or, per
 // feature, values[b * d + j], for the byte b of row first + rows[i] of `bytes`.
 template <class T>
@@ -107,7 +117,7 @@ void decode_rows(const std::uint8_t* bytes, std::int64_t first, const float* val
 #ifdef DESCENT_DECODE_PERMUTE
   [[maybe_unused]] const bool permute = decode_by_permutes();
 #endif
-  parallel_for(n, std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(1, d)), [&](std::int64_t i0, std::int64_t i1) {
+  parallel_for(n, copy_grain(n, d), [&](std::int64_t i0, std::int64_t i1) {
     for (std::int64_t i = i0; i < i1; ++i) {
       const std::uint8_t* src = bytes + (first + rows[static_cast<std::size_t>(i)]) * d;
       T* dst = out + i * d;
@@ -150,7 +160,7 @@ void decode_rows_bf16(const std::uint8_t* bytes, std::int64_t first, const float
 #ifdef DESCENT_DECODE_PERMUTE
   const bool permute = decode_by_permutes();
 #endif
-  parallel_for(n, std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(1, d)), [&](std::int64_t i0, std::int64_t i1) {
+  parallel_for(n, copy_grain(n, d), [&](std::int64_t i0, std::int64_t i1) {
     for (std::int64_t i = i0; i < i1; ++i) {
       const std::uint8_t* src = bytes + (first + rows[static_cast<std::size_t>(i)]) * d;
       float* dst = out + i * d;
