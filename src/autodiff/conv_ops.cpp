@@ -514,6 +514,21 @@ void for_planes(const PoolGeom& g, F&& f) {
   });
 }
 
+// dst[o] = src[argmax[o]] plane by plane (the pooled tangent); with `mask` (relu_max_pool2d's
+// output y), [y > 0] src[argmax]: relu's derivative at the argmax.
+template <class T>
+void gather_argmax(const PoolGeom& g, const std::int32_t* idx, const T* src, T* dst, const T* mask = nullptr) {
+  for_planes(g, [&](std::int64_t p) {
+    const T* s = src + p * g.in_plane();
+    const std::int64_t o0 = p * g.out_plane();
+    if (mask == nullptr) {
+      for (std::int64_t o = o0; o < o0 + g.out_plane(); ++o) dst[o] = s[idx[o]];
+    } else {
+      for (std::int64_t o = o0; o < o0 + g.out_plane(); ++o) dst[o] = (mask[o] > T(0) ? T(1) : T(0)) * s[idx[o]];
+    }
+  });
+}
+
 // dst plane (beta 0: =, 1: +=) the scatter-add of src through the argmax indices; with
 // `mask` (relu_max_pool2d's output y), of [y > 0] src: relu's derivative at the argmax.
 template <class T>
@@ -700,104 +715,62 @@ void max_pool_2x2(const PoolGeom& g, const float* x, float* y, std::int32_t* idx
 #endif
 
 // ============================================================================
-// max_pool2d: y = x[argmax] per window (piecewise linear)
+// max_pool2d: y = x[argmax] per window; with Relu, relu_max_pool2d: y = max-pool(relu(x)) =
+// relu(x)[argmax] per window (both piecewise linear)
 // ============================================================================
+template <bool Relu>
 class MaxPool2dNode final : public Node {
  public:
   explicit MaxPool2dNode(const PoolGeom& geom) : g(geom) {}
-  const char* name() const override { return "max_pool2d"; }
+  const char* name() const override { return Relu ? "relu_max_pool2d" : "max_pool2d"; }
 
-  // y' = x'[argmax]
+  // y' = x'[argmax]; with Relu [y > 0] x'[argmax] (relu's derivative at the argmax, which is
+  // > 0 exactly when y is)
   void tangent_forward(Tape& t) override {
     tangent = Tensor::empty(value.shape(), value.dtype());
     dispatch_float(value.dtype(), [&](auto zero) {
       using T = decltype(zero);
-      const T* xt = t.node(input[0]).tangent.data<T>();
-      T* yt = tangent.data<T>();
-      const std::int32_t* idx = argmax.data<std::int32_t>();
-      for_planes(g, [&](std::int64_t p) {
-        const T* src = xt + p * g.in_plane();
-        const std::int64_t o0 = p * g.out_plane();
-        for (std::int64_t o = o0; o < o0 + g.out_plane(); ++o) yt[o] = src[idx[o]];
-      });
+      const Tensor& xt = t.node(input[0]).tangent;
+      gather_argmax<T>(g, argmax.data<std::int32_t>(), xt.data<T>(), tangent.data<T>(), mask<T>());
     });
   }
 
-  // gx[argmax] += gy
+  // gx[argmax] += gy (with Relu [y > 0] gy)
   void backward(Tape& t) override {
     if (!t.requires_grad(input[0])) return;
     double beta = 0.0;
     Tensor gx = t.grad_sink(input[0], beta);
     dispatch_float(value.dtype(), [&](auto zero) {
       using T = decltype(zero);
-      scatter_argmax<T>(g, argmax.data<std::int32_t>(), grad.data<T>(), gx.data<T>(), beta);
+      scatter_argmax<T>(g, argmax.data<std::int32_t>(), grad.data<T>(), gx.data<T>(), beta, mask<T>());
     });
   }
 
-  // R(gx)[argmax] += R(gy)   (no second-order term: the operation is linear on each piece)
+  // R(gx)[argmax] += R(gy) (with Relu [y > 0] R(gy))   (no second-order term: relu'' = 0 and
+  // the pool is linear on each piece)
   void tangent_backward(Tape& t) override {
     if (!t.requires_grad(input[0]) || !grad_tangent.defined()) return;
     double beta = 0.0;
     Tensor rgx = t.grad_tangent_sink(input[0], beta);
     dispatch_float(value.dtype(), [&](auto zero) {
       using T = decltype(zero);
-      scatter_argmax<T>(g, argmax.data<std::int32_t>(), grad_tangent.data<T>(), rgx.data<T>(), beta);
+      scatter_argmax<T>(g, argmax.data<std::int32_t>(), grad_tangent.data<T>(), rgx.data<T>(), beta, mask<T>());
     });
   }
 
   PoolGeom g;
-  Tensor argmax;  // i32, the shape of the output: the window maximum's index in its plane
-};
+  Tensor argmax;  // i32, the shape of the output: the (relu'd) window maximum's index in its plane
 
-// ============================================================================
-// relu_max_pool2d: y = max-pool(relu(x)) = relu(x)[argmax] per window (piecewise linear)
-// ============================================================================
-class ReluMaxPool2dNode final : public Node {
- public:
-  explicit ReluMaxPool2dNode(const PoolGeom& geom) : g(geom) {}
-  const char* name() const override { return "relu_max_pool2d"; }
-
-  // y' = [y > 0] x'[argmax]   (relu's derivative at the argmax, which is > 0 exactly when y is)
-  void tangent_forward(Tape& t) override {
-    tangent = Tensor::empty(value.shape(), value.dtype());
-    dispatch_float(value.dtype(), [&](auto zero) {
-      using T = decltype(zero);
-      const T* xt = t.node(input[0]).tangent.data<T>();
-      const T* y = value.data<T>();
-      T* yt = tangent.data<T>();
-      const std::int32_t* idx = argmax.data<std::int32_t>();
-      for_planes(g, [&](std::int64_t p) {
-        const T* src = xt + p * g.in_plane();
-        const std::int64_t o0 = p * g.out_plane();
-        for (std::int64_t o = o0; o < o0 + g.out_plane(); ++o) yt[o] = (y[o] > T(0) ? T(1) : T(0)) * src[idx[o]];
-      });
-    });
+ private:
+  // relu's derivative is read from y: the output with Relu, none without
+  template <class T>
+  const T* mask() const {
+    if constexpr (Relu) {
+      return value.data<T>();
+    } else {
+      return nullptr;
+    }
   }
-
-  // gx[argmax] += [y > 0] gy
-  void backward(Tape& t) override {
-    if (!t.requires_grad(input[0])) return;
-    double beta = 0.0;
-    Tensor gx = t.grad_sink(input[0], beta);
-    dispatch_float(value.dtype(), [&](auto zero) {
-      using T = decltype(zero);
-      scatter_argmax<T>(g, argmax.data<std::int32_t>(), grad.data<T>(), gx.data<T>(), beta, value.data<T>());
-    });
-  }
-
-  // R(gx)[argmax] += [y > 0] R(gy)   (no second-order term: relu'' = 0 and the pool is linear on each piece)
-  void tangent_backward(Tape& t) override {
-    if (!t.requires_grad(input[0]) || !grad_tangent.defined()) return;
-    double beta = 0.0;
-    Tensor rgx = t.grad_tangent_sink(input[0], beta);
-    dispatch_float(value.dtype(), [&](auto zero) {
-      using T = decltype(zero);
-      scatter_argmax<T>(g, argmax.data<std::int32_t>(), grad_tangent.data<T>(), rgx.data<T>(), beta, value.data<T>());
-    });
-  }
-
-  PoolGeom g;
-  Tensor argmax;  // i32, the shape of the output: the index in its plane of relu(x)'s window maximum
 };
 
 // ============================================================================
@@ -884,14 +857,7 @@ class ConvReluMaxPool2dNode final : public Node {
     Tensor zt = Tensor::empty(Shape{cg.batch, cg.c_out, cg.h_out, cg.w_out}, DType::f32);
     conv_forward<float>(cg, terms, bt, zt.data<float>());
     tangent = Tensor::empty(value.shape(), value.dtype());
-    const float* src = zt.data<float>();
-    const float* y = value.data<float>();
-    float* yt = tangent.data<float>();
-    const std::int32_t* ix = argmax.data<std::int32_t>();
-    for_planes(pg, [&](std::int64_t p) {
-      const std::int64_t o0 = p * pg.out_plane();
-      for (std::int64_t o = o0; o < o0 + pg.out_plane(); ++o) yt[o] = (y[o] > 0.0f ? 1.0f : 0.0f) * src[p * pg.in_plane() + ix[o]];
-    });
+    gather_argmax<float>(pg, argmax.data<std::int32_t>(), zt.data<float>(), tangent.data<float>(), value.data<float>());
   }
 
   // gz = [y > 0] gy scattered to the argmax (blocked) ;  gx += conv_transpose(gz, w) ;
@@ -1180,11 +1146,11 @@ Var conv2d(Var x, Var w, Var b, const Conv2dOptions& options) {
   return make(*x.tape, std::move(node), {x, w, b});
 }
 
-// The pooled values and argmax of x into `node` (a MaxPool2dNode or ReluMaxPool2dNode): the
+// The pooled values and argmax of x into `node` (a MaxPool2dNode<Relu>): the
 // planes by max_pool_planes<T, K, Relu>, K chosen from the kernel; plain float 2x2/stride-2
 // windows by max_pool_2x2 where the build has AVX-512.
-template <bool Relu, class PoolNode>
-void pool_into(const PoolGeom& g, const Tensor& xv, PoolNode& node) {
+template <bool Relu>
+void pool_into(const PoolGeom& g, const Tensor& xv, MaxPool2dNode<Relu>& node) {
   const Shape out{xv.dim(0), xv.dim(1), g.h_out, g.w_out};
   node.value = Tensor::empty(out, xv.dtype());
   node.argmax = Tensor::empty(out, DType::i32);
@@ -1213,16 +1179,16 @@ void pool_into(const PoolGeom& g, const Tensor& xv, PoolNode& node) {
 
 Var max_pool2d(Var x, std::int64_t kernel, std::int64_t stride) {
   const PoolGeom g = pool_geometry(x, kernel, stride, "max_pool2d");
-  auto node = std::make_unique<MaxPool2dNode>(g);
-  pool_into<false>(g, x.value(), *node);
+  auto node = std::make_unique<MaxPool2dNode<false>>(g);
+  pool_into(g, x.value(), *node);
   return make(*x.tape, std::move(node), {x});
 }
 
 Var relu_max_pool2d(Var x, std::int64_t kernel, std::int64_t stride) {
   if (conv_dnnl::unfused_relu_pool()) return max_pool2d(relu(x), kernel, stride);
   const PoolGeom g = pool_geometry(x, kernel, stride, "relu_max_pool2d");
-  auto node = std::make_unique<ReluMaxPool2dNode>(g);
-  pool_into<true>(g, x.value(), *node);
+  auto node = std::make_unique<MaxPool2dNode<true>>(g);
+  pool_into(g, x.value(), *node);
   return make(*x.tape, std::move(node), {x});
 }
 
