@@ -108,36 +108,6 @@ std::int64_t copy_grain(std::int64_t n, std::int64_t d) {
   return std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(1, d));
 }
 
-// Decodes rows of byte features into `out` ([rows, d] of T): out[i, j] = values[b] or, per
-// feature, values[b * d + j], for the byte b of row first + rows[i] of `bytes`.
-template <class T>
-void decode_rows(const std::uint8_t* bytes, std::int64_t first, const float* values, bool per_feature, std::int64_t d,
-                 std::span<const std::int64_t> rows, T* out) {
-  const auto n = static_cast<std::int64_t>(rows.size());
-#ifdef DESCENT_DECODE_PERMUTE
-  [[maybe_unused]] const bool permute = decode_by_permutes();
-#endif
-  parallel_for(n, copy_grain(n, d), [&](std::int64_t i0, std::int64_t i1) {
-    for (std::int64_t i = i0; i < i1; ++i) {
-      const std::uint8_t* src = bytes + (first + rows[static_cast<std::size_t>(i)]) * d;
-      T* dst = out + i * d;
-      if (per_feature) {
-        for (std::int64_t j = 0; j < d; ++j) dst[j] = static_cast<T>(values[src[j] * d + j]);
-      } else {
-#ifdef DESCENT_DECODE_PERMUTE
-        if constexpr (std::is_same_v<T, float>) {
-          if (permute) {
-            decode_row_permute(src, values, d, dst, nullptr);
-            continue;
-          }
-        }
-#endif
-        decode_row(src, values, d, dst);
-      }
-    }
-  });
-}
-
 // One row and its bf16 bits: dst[j] = values[src[j]], dst16[j] = bf16(dst[j]) (round to
 // nearest even, kernels::bf16::from_float_bits: the bits kernels::bf16::convert writes),
 // converted in registers as the row is decoded.
@@ -153,35 +123,42 @@ DESCENT_DISPATCH void decode_row_bf16(const std::uint8_t* src, const float* valu
   }
 }
 
-// decode_rows into float32 `out` and its bf16 bits `out16` in one pass.
-void decode_rows_bf16(const std::uint8_t* bytes, std::int64_t first, const float* values, bool per_feature,
-                      std::int64_t d, std::span<const std::int64_t> rows, float* out, std::uint16_t* out16) {
+// Decodes rows of byte features into `out` ([rows, d] of T): out[i, j] = values[b] or, per
+// feature, values[b * d + j], for the byte b of row first + rows[i] of `bytes`; with `out16`
+// (float32 only) the bf16 bits of out in the same pass.
+template <class T>
+void decode_rows(const std::uint8_t* bytes, std::int64_t first, const float* values, bool per_feature, std::int64_t d,
+                 std::span<const std::int64_t> rows, T* out, std::uint16_t* out16 = nullptr) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>);
   const auto n = static_cast<std::int64_t>(rows.size());
 #ifdef DESCENT_DECODE_PERMUTE
-  const bool permute = decode_by_permutes();
+  [[maybe_unused]] const bool permute = decode_by_permutes();
 #endif
   parallel_for(n, copy_grain(n, d), [&](std::int64_t i0, std::int64_t i1) {
     for (std::int64_t i = i0; i < i1; ++i) {
       const std::uint8_t* src = bytes + (first + rows[static_cast<std::size_t>(i)]) * d;
-      float* dst = out + i * d;
-      std::uint16_t* dst16 = out16 + i * d;
+      T* dst = out + i * d;
+      std::uint16_t* dst16 = out16 != nullptr ? out16 + i * d : nullptr;
       if (per_feature) {
-        for (std::int64_t j = 0; j < d; ++j) {
-          const float v = values[src[j] * d + j];
-          dst[j] = v;
-          std::uint32_t u;
-          std::memcpy(&u, &v, sizeof u);
-          dst16[j] = kernels::bf16::from_float_bits(u);
+        for (std::int64_t j = 0; j < d; ++j) dst[j] = static_cast<T>(values[src[j] * d + j]);
+        if constexpr (std::is_same_v<T, float>) {
+          if (dst16 != nullptr) kernels::bf16::convert(dst, d, dst16);
         }
-      } else {
+        continue;
+      }
+      if constexpr (std::is_same_v<T, float>) {
 #ifdef DESCENT_DECODE_PERMUTE
         if (permute) {
           decode_row_permute(src, values, d, dst, dst16);
           continue;
         }
 #endif
-        decode_row_bf16(src, values, d, dst, dst16);
+        if (dst16 != nullptr) {
+          decode_row_bf16(src, values, d, dst, dst16);
+          continue;
+        }
       }
+      decode_row(src, values, d, dst);
     }
   });
 }
@@ -258,8 +235,7 @@ void Split::copy_features(std::span<const std::int64_t> idx, Tensor& x_out, std:
   }
   if (!x_out.defined() || x_out.dim(0) != b || x_out.dim(1) != d || x_out.dtype() != t) x_out = Tensor::empty({b, d}, t);
   if (x16 != nullptr && !stream && !x.defined()) {  // byte features: both in one pass
-    decode_rows_bf16(bytes->data(), first, values->data(), values->size() != 256, d, idx,
-                     x_out.data<float>(), x16);
+    decode_rows(bytes->data(), first, values->data(), values->size() != 256, d, idx, x_out.data<float>(), x16);
     return;
   }
   if (stream) {
