@@ -19,9 +19,10 @@ def main():
     p.add_argument("--target", type=float, default=0.885)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=1)
     a = p.parse_args()
     set_threads(a.threads, flush_denormal=True)
-    torch.manual_seed(1)
+    torch.manual_seed(a.seed)
     x, y = read_split(DATA, "train", "torch_time_to_accuracy")
     xt, yt = read_split(DATA, "t10k", "torch_time_to_accuracy")
     x, y = x.reshape(60000, 784), y.long()
@@ -68,7 +69,7 @@ def main():
             accuracy = (model(test).argmax(1) == yt).float().mean().item()
         accuracies.append(round(accuracy, 4))
         if accuracy >= a.target:
-            print(json.dumps({"impl": "pytorch", "version": torch.__version__, "threads": a.threads, "target": a.target,
+            print(json.dumps({"impl": "pytorch", "seed": a.seed, "version": torch.__version__, "threads": a.threads, "target": a.target,
                               "ready_unix": ready_unix, "train_s_to_target": round(train_s, 4), "epoch": epoch,
                               "accuracy": accuracy, "accuracies": accuracies}))
             return
