@@ -384,6 +384,36 @@ TEST_F(TrainerTest, AutoThreadRuleTimesTheFirstStepsAndKeepsTheChoice) {
 
 // A named rule holds for every step; auto times nothing in deterministic mode, with 1 thread,
 // or in a run shorter than 10 times the timed steps (12 epochs of 16 steps): the built-in rule.
+// A resume from a checkpoint written after the choice (step 100 > 77) keeps the chosen rule
+// (the checkpoint records it) instead of timing again (which the 860 steps left would allow): every resumed step runs under it, no
+// second thread_rule record, and the model ends bit-identical to the uninterrupted run's.
+TEST_F(TrainerTest, AResumeKeepsTheChosenThreadRule) {
+  train::TrainConfig c = config("rule_resume", "threads = 2\n[checkpoint]\nevery_steps = 100\nkeep = 100");
+  c.epochs = 60;  // 960 steps: the 860 after the checkpoint are enough to be timed again
+  c.early_stopping.enabled = false;
+  const train::RunResult full = train::run(c, nullptr);
+  const auto chosen = rule_test::of_kind(full.run_dir, "thread_rule");
+  ASSERT_EQ(chosen.size(), 1u);
+  const std::int64_t below = train::thread_rule(chosen[0]["rule"].get<std::string>()).gemm_serial_below;
+  const fs::path copy = dir_ / "rule_resume_copy";
+  fs::copy(full.run_dir, copy, fs::copy_options::recursive);
+  fs::remove(copy / "model.safetensors");
+  for (const fs::path& p : train::list_checkpoints(copy / "checkpoints")) {  // step-000000000100.ckpt
+    if (std::stoll(p.filename().string().substr(5, 12)) > 100) fs::remove(p);
+  }
+  const std::optional<train::Checkpoint> from = train::load_latest_checkpoint(copy / "checkpoints");
+  ASSERT_TRUE(from);
+  ASSERT_EQ(from->state.at("loop").at("k"), 100);
+  rule_test::RuleSpy spy;
+  kernels::set_gemm_serial_below(12345);
+  (void)train::resume(copy, nullptr, {&spy});
+  kernels::set_gemm_serial_below(std::int64_t{1} << 23);
+  ASSERT_EQ(spy.seen.size(), 860u);
+  for (const std::int64_t v : spy.seen) ASSERT_EQ(v, below);
+  EXPECT_EQ(rule_test::of_kind(copy, "thread_rule").size(), 1u);
+  EXPECT_TRUE(read_bytes(copy / "model.safetensors") == read_bytes(full.run_dir / "model.safetensors"));
+}
+
 TEST_F(TrainerTest, AFixedThreadRuleAndTheCasesAutoDoesNotTime) {
   const std::int64_t built_in = std::int64_t{1} << 23;
   struct Case {
