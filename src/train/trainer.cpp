@@ -309,11 +309,6 @@ class Session final : public Run {
     }
   }
 
-  // The process-wide threading rule goes back to what it was before the run.
-  ~Session() override { rule_before_.apply(); }
-  Session(const Session&) = delete;
-  Session& operator=(const Session&) = delete;
-
   RunResult go() {
     while (!state_.finished) {
       if (state_.epoch > config_.epochs || sampler_->exhausted()) {
@@ -913,9 +908,16 @@ class Session final : public Run {
   EarlyStop early_stop_{*this};
   PeriodicCheckpoint periodic_checkpoint_{*this};
   std::unique_ptr<Monitors> monitors_;
-  // The threading rule: the one before the run (restored at its end), the tuner while it
-  // times the first steps, the rule's name once fixed (checkpoints record it).
-  ThreadRule rule_before_{"before", kernels::gemm_serial_below(), elementwise_serial_below(), elementwise_follow_below()};
+  // The threading rule: the one before the run (put back when the session ends, also when
+  // its constructor throws), the tuner while it times the first steps, the rule's name once
+  // fixed (checkpoints record it).
+  struct KeepThreadRule {
+    ThreadRule before{"before", kernels::gemm_serial_below(), elementwise_serial_below(), elementwise_follow_below()};
+    KeepThreadRule() = default;
+    KeepThreadRule(const KeepThreadRule&) = delete;
+    KeepThreadRule& operator=(const KeepThreadRule&) = delete;
+    ~KeepThreadRule() { before.apply(); }
+  } rule_before_;
   std::unique_ptr<ThreadRuleTuner> rule_tuner_;
   std::string thread_rule_;
   std::unique_ptr<Callback> second_order_;  // optimizer.name = a second-order method
