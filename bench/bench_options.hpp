@@ -6,6 +6,7 @@
 //   bench::Options o("train_cnn");
 //   o.common(c);                                 // --batch --lr --threads --reps --examples --data --profile
 //                                                // --gemm-serial-below --elementwise-serial-below --elementwise-follow-below
+//                                                // --thread-rule
 //   o.value("--hidden", hidden);
 //   if (!o.parse(argc, argv) || !o.check_common(c)) return 2;
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include "descent/data/dataset.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
+#include "descent/train/thread_rule.hpp"
 
 namespace bench {
 
@@ -48,14 +50,56 @@ struct Common {
   std::int64_t gemm_serial_below = -1;
   std::int64_t elementwise_serial_below = -1;
   std::int64_t elementwise_follow_below = -1;
+  // --thread-rule: auto (the warm-up times the rules, train::ThreadRuleTuner) or a rule's name
+  // (small_serial, tiny_serial, parallel). A threshold given above overrides the rule's.
+  std::string thread_rule = "auto";
+  bool thresholds_given() const {
+    return gemm_serial_below >= 0 || elementwise_serial_below >= 0 || elementwise_follow_below >= 0;
+  }
 };
 
 // Sets the thread count and the thresholds of `c`.
 inline void apply_threads(const Common& c) {
   descent::set_num_threads(c.threads);
+  if (c.thread_rule != "auto") descent::train::thread_rule(c.thread_rule).apply();
   if (c.gemm_serial_below >= 0) descent::kernels::set_gemm_serial_below(c.gemm_serial_below);
   if (c.elementwise_serial_below >= 0) descent::set_elementwise_serial_below(c.elementwise_serial_below);
   if (c.elementwise_follow_below >= 0) descent::set_elementwise_follow_below(c.elementwise_follow_below);
+}
+
+// The warm-up steps before the timed epochs. With --thread-rule auto, more than one thread and
+// no threshold given, the run's first steps go through train::ThreadRuleTuner until it has
+// chosen (as the trainer's do), then `plain` more; else `plain` steps. step(s) runs minibatch
+// s (cycling over the `steps` of an epoch, from minibatch `first`). Returns the JSON fields that say which rule ran:
+// `, "thread_rule": "parallel", "thread_rule_ms": {"small_serial": 0.449, ...}, "thread_rule_tuning_s": 0.031`.
+template <class Step>
+std::string warm_up(const Common& c, std::int64_t plain, std::int64_t steps, Step&& step, std::int64_t first = 0) {
+  std::int64_t s = first;
+  auto next = [&] { return s++ % steps; };
+  plain = std::min(plain, steps - first);
+  if (c.thread_rule != "auto" || c.threads <= 1 || c.thresholds_given()) {
+    for (std::int64_t i = 0; i < plain; ++i) step(next());
+    return ", \"thread_rule\": \"" + (c.thresholds_given() ? std::string("thresholds given") : c.thread_rule) + "\"";
+  }
+  const auto rules = descent::train::thread_rules();
+  descent::train::ThreadRuleTuner tuner(std::vector<descent::train::ThreadRule>(rules.begin(), rules.end()));
+  const auto t0 = Clock::now();
+  while (!tuner.done()) {
+    tuner.begin_step();
+    step(next());
+    tuner.end_step();
+  }
+  const double tuning_s = seconds(t0, Clock::now());
+  for (std::int64_t i = 0; i < plain; ++i) step(next());
+  std::string out = ", \"thread_rule\": \"" + std::string(tuner.chosen().name) + "\", \"thread_rule_ms\": {";
+  const std::vector<double> m = tuner.medians();
+  char buf[96];
+  for (std::size_t i = 0; i < m.size(); ++i) {
+    std::snprintf(buf, sizeof buf, "%s\"%s\": %.4f", i ? ", " : "", std::string(rules[i].name).c_str(), 1e3 * m[i]);
+    out += buf;
+  }
+  std::snprintf(buf, sizeof buf, "}, \"thread_rule_tuning_s\": %.3f", tuning_s);
+  return out + buf;
 }
 
 class Options {
@@ -86,6 +130,7 @@ class Options {
     value("--gemm-serial-below", c.gemm_serial_below);
     value("--elementwise-serial-below", c.elementwise_serial_below);
     value("--elementwise-follow-below", c.elementwise_follow_below);
+    value("--thread-rule", c.thread_rule);
   }
 
   // Reads argv; prints "<program>: <what>" and returns false for an unknown option or one
@@ -109,6 +154,15 @@ class Options {
   bool check_common(const Common& c) const {
     if (c.batch < 1 || c.threads < 1 || c.reps < 1 || c.examples < 0 || !(c.lr > 0))
       return fail("expected --batch/--threads/--reps >= 1, --examples >= 0, --lr > 0");
+    return check_thread_rule(c);
+  }
+  bool check_thread_rule(const Common& c) const {
+    if (c.thread_rule == "auto") return true;
+    try {
+      (void)descent::train::thread_rule(c.thread_rule);
+    } catch (const std::exception& e) {
+      return fail(std::string("--thread-rule: ") + e.what() + " or auto");
+    }
     return true;
   }
 

@@ -183,7 +183,8 @@ int main(int argc, char** argv) {
   Batches data{&train, n, o.batch, Tensor::empty({o.batch, 784}, DType::f32), Tensor::empty({o.batch}, DType::i32)};
   Model model(o);
 
-  for (std::int64_t s = 0; s < std::min<std::int64_t>(3, data.steps()); ++s) model.step(data, data.load(s));  // warm-up
+  // The warm-up: through the threading rule's tuner (--thread-rule auto), then 3 steps.
+  const std::string rule_fields = bench::warm_up(o, 3, data.steps(), [&](std::int64_t s) { model.step(data, data.load(s)); });
 
   std::vector<double> rates, cpu_rates;
   double epoch_loss = 0;
@@ -231,6 +232,6 @@ int main(int argc, char** argv) {
     std::snprintf(buf, sizeof buf, "], \"optimizer_ms\": %.3f", optimizer_ms);
     line += buf;
   }
-  std::printf("%s}\n", line.c_str());
+  std::printf("%s%s}\n", line.c_str(), rule_fields.c_str());
   return 0;
 }

@@ -193,7 +193,8 @@ int main(int argc, char** argv) {
   Batches data{&train, n, o.batch, Tensor::empty({o.batch, train.dim()}, DType::f32), Tensor::empty({o.batch}, DType::i32)};
   Model model(o);
 
-  for (std::int64_t s = 0; s < std::min<std::int64_t>(5, data.steps()); ++s) model.step(data, data.load(s));
+  // The warm-up: through the threading rule's tuner (--thread-rule auto), then 5 steps.
+  const std::string rule_fields = bench::warm_up(o, 5, data.steps(), [&](std::int64_t s) { model.step(data, data.load(s)); });
   std::vector<double> rates;
   double pass_loss = 0;
   for (int r = 0; r < o.reps; ++r) {
@@ -237,6 +238,6 @@ int main(int argc, char** argv) {
     std::snprintf(buf, sizeof buf, "%s%.1f", i ? ", " : "", rates[i]);
     line += buf;
   }
-  std::printf("%s]%s}\n", line.c_str(), extra.c_str());
+  std::printf("%s]%s%s}\n", line.c_str(), rule_fields.c_str(), extra.c_str());
   return 0;
 }

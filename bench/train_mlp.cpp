@@ -105,7 +105,7 @@ bool parse(int argc, char** argv, Options& o) {
   if (!sizes_ok || o.batch < 1 || o.threads < 1 || o.reps < 1 || o.examples < 0) {
     return p.fail("expected --sizes a,b,... (>= 2 positive), --batch/--threads/--reps >= 1, --examples >= 0");
   }
-  return true;
+  return p.check_thread_rule(o);
 }
 
 // The optimizers the benchmark knows, by name, with the same hyperparameters as
@@ -391,7 +391,8 @@ int main(int argc, char** argv) {
   const auto f0 = Clock::now();
   model.step(data, data.load(0));
   const double first_step_s = seconds(f0, Clock::now());
-  for (std::int64_t s = 1; s < std::min<std::int64_t>(10, data.steps()); ++s) model.step(data, data.load(s));
+  // The warm-up: through the threading rule's tuner (--thread-rule auto), then 9 more steps.
+  const std::string rule_fields = bench::warm_up(o, 9, data.steps(), [&](std::int64_t s) { model.step(data, data.load(s)); }, 1);
 
   std::vector<double> rates, cpu_rates;
   double epoch_loss = 0;
@@ -451,6 +452,6 @@ int main(int argc, char** argv) {
     std::snprintf(buf, sizeof buf, "%s%.1f", i ? ", " : "", rates[i]);
     line += buf;
   }
-  std::printf("%s]%s}\n", line.c_str(), extra.c_str());
+  std::printf("%s]%s%s}\n", line.c_str(), rule_fields.c_str(), extra.c_str());
   return 0;
 }

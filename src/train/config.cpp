@@ -30,6 +30,7 @@
 #include "descent/optim/registry.hpp"
 #include "descent/optim/second_order.hpp"
 #include "descent/train/second_order_loop.hpp"
+#include "descent/train/thread_rule.hpp"
 #include "descent/suggest.hpp"
 
 namespace descent::train {
@@ -620,6 +621,15 @@ std::span<const Field> fields() {
              "Seeds everything random in the run: initialization, the validation shuffle and the sampler. It is a value "
              "in [0, 2^63-1], or a string of decimal digits for a seed up to 2^64-1 (`seed = \"18446744073709551615\"`)."),
       integer("threads", &top<&T::threads>, 0, 1024, "2", "Worker threads, in [0, 1024]. 0 means all cores (metrics.jsonl's header records how many were used)."),
+      choice("thread_rule", &top<&T::thread_rule>, thread_rule_names, "\"parallel\"",
+             "Which matrix products run on one thread rather than on all `threads`: `auto` times the run's first "
+             "steps (about 80) under each rule, alternating, and keeps the fastest for the rest of the run (a "
+             "`thread_rule` record in metrics.jsonl); `small_serial` (products under 2^23 multiply-adds on one "
+             "thread: the built-in rule), `tiny_serial` (under 2^20) or `parallel` (every product split) fix it. "
+             "`auto` keeps `small_serial` without timing anything with 1 thread, with `deterministic`, under mpirun, "
+             "for second-order methods and in runs under 10 times the timed steps. A split can change a product's rounding: with `auto` two "
+             "runs of one config agree only to rounding when they choose different rules; a fixed rule repeats bit "
+             "for bit (docs/performance.md, session 11)."),
       flag("deterministic", &top<&T::deterministic>, "true",
            "Bit-identical results with any thread count and any number of MPI ranks (docs/distributed.md): the "
            "gradient is summed over fixed blocks of `deterministic_block` examples in a fixed order, and the matrix "

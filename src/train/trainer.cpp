@@ -40,6 +40,7 @@
 #include "descent/train/run_folder.hpp"
 #include "descent/train/second_order_loop.hpp"
 #include "descent/train/step.hpp"
+#include "descent/train/thread_rule.hpp"
 #include "descent/train/trajectory.hpp"
 #include "descent/train/tensorboard.hpp"
 #include "descent/tensor/kernels.hpp"
@@ -299,6 +300,7 @@ class Session final : public Run {
                      std::to_string(planned_epochs_) + " epoch (epochs = " + std::to_string(config_.epochs) +
                      " cannot be reached); the schedule is planned for " + std::to_string(planned_steps_) + " steps");
     }
+    setup_thread_rule(from);
     trajectory_->begin(from == nullptr, state_.k);  // init.safetensors at step 0
     if (from == nullptr) {
       initial_evaluation();
@@ -414,6 +416,7 @@ class Session final : public Run {
     }
     if (!callbacks.empty()) state["callbacks"] = std::move(callbacks);
     state["run_id"] = folder_.id();
+    if (!thread_rule_.empty()) state["thread_rule"] = thread_rule_;  // a resume keeps it
     if (state_.k > 0) {  // before the first update the optimizer holds nothing yet
       const optim::OptimizerState o = optimizer_->save_state();
       nlohmann::json schedules = nlohmann::json::array();
@@ -537,6 +540,7 @@ class Session final : public Run {
                      {"steps", planned_steps_},
                      {"log_every_steps", config_.log_every_steps},
                      {"threads", num_threads()},
+                     {"thread_rule", config_.thread_rule},
                      {"wall_s", wall_seconds()}});
   }
 
@@ -571,6 +575,7 @@ class Session final : public Run {
     ParameterArena& arena = *model_.arena;
     epoch_t0_ = Clock::now();
     while (sampler_->next(idx_)) {
+      if (rule_tuner_) rule_tuner_->begin_step();
       kernels::bf16::Buffer* x16 = batch_bf16(data_.train, static_cast<std::int64_t>(idx_.size()), batch_gradient_, bx16_);
       data_.train.gather(idx_, bx_, by_, x16 != nullptr ? x16->data() : nullptr);
       const bool keep_iterate = divergence_ == DivergencePolicy::skip && optimizer_->has_interim();
@@ -597,6 +602,7 @@ class Session final : public Run {
                       .stop_message = stop_message};
       for (Callback* c : callbacks_) c->before_update(ctx);
       optimizer_->step(arena, state_.k);
+      if (rule_tuner_) end_tuned_step();
       ++state_.k;
       ++state_.epoch_steps;
       state_.epoch_examples += by_.numel();
@@ -623,6 +629,49 @@ class Session final : public Run {
       check_stop_request();
     }
     return EpochEnd::done;
+  }
+
+  // The threading rule (config `thread_rule`, train/thread_rule.hpp): a named rule, the one a
+  // checkpoint of this run recorded, or (auto) timed on the next steps. Auto times nothing
+  // with 1 thread (every rule is the same), in deterministic mode (its products run in fixed
+  // tiles, and nothing in it may depend on a timing), under mpirun (a rank's step waits on
+  // the others), for second-order methods (their own loop) and in a run shorter than 10 times
+  // the timed steps (the timing would not pay).
+  void setup_thread_rule(const Checkpoint* from) {
+    const ThreadRule& built_in = thread_rules().front();
+    std::string name = config_.thread_rule;
+    if (from != nullptr && name == "auto") {
+      if (const auto it = from->state.find("thread_rule"); it != from->state.end() && it->is_string())
+        name = it->get<std::string>();
+    }
+    if (name == "auto" && num_threads() > 1 && !config_.deterministic && !batch_gradient_ && !is_second_order(config_)) {
+      rule_tuner_ = std::make_unique<ThreadRuleTuner>(std::vector<ThreadRule>(thread_rules().begin(), thread_rules().end()));
+      if (planned_steps_ - state_.k < 10 * rule_tuner_->schedule_steps()) rule_tuner_.reset();
+    }
+    if (rule_tuner_) return;  // thread_rule_ stays empty until the choice
+    const ThreadRule& rule = name == "auto" ? built_in : thread_rule(name);
+    rule.apply();
+    thread_rule_ = rule.name;
+  }
+
+  // After a step timed by rule_tuner_: when it was the last of the schedule, the choice goes
+  // to metrics.jsonl (a "thread_rule" record) and to the display, and the tuner goes.
+  void end_tuned_step() {
+    rule_tuner_->end_step();
+    if (!rule_tuner_->done()) return;
+    thread_rule_ = rule_tuner_->chosen().name;
+    nlohmann::json medians = nlohmann::json::object();
+    const std::vector<double> m = rule_tuner_->medians();
+    for (std::size_t i = 0; i < m.size(); ++i) medians[std::string(rule_tuner_->candidates()[i].name)] = 1e3 * m[i];
+    metrics_->write({{"kind", "thread_rule"},
+                     {"step", state_.k + 1},
+                     {"epoch", state_.epoch},
+                     {"rule", thread_rule_},
+                     {"timed_steps", rule_tuner_->schedule_steps()},
+                     {"median_ms", medians},
+                     {"wall_s", wall_seconds()}});
+    progress_.line("descent: thread rule " + rule_tuner_->summary());
+    rule_tuner_.reset();
   }
 
   // A non-finite loss or gradient at update k, caught before the parameters changed. Returns
@@ -859,6 +908,18 @@ class Session final : public Run {
   EarlyStop early_stop_{*this};
   PeriodicCheckpoint periodic_checkpoint_{*this};
   std::unique_ptr<Monitors> monitors_;
+  // The threading rule: the one before the run (put back when the session ends, also when
+  // its constructor throws), the tuner while it times the first steps, the rule's name once
+  // fixed (checkpoints record it).
+  struct KeepThreadRule {
+    ThreadRule before{"before", kernels::gemm_serial_below(), elementwise_serial_below(), elementwise_follow_below()};
+    KeepThreadRule() = default;
+    KeepThreadRule(const KeepThreadRule&) = delete;
+    KeepThreadRule& operator=(const KeepThreadRule&) = delete;
+    ~KeepThreadRule() { before.apply(); }
+  } rule_before_;
+  std::unique_ptr<ThreadRuleTuner> rule_tuner_;
+  std::string thread_rule_;
   std::unique_ptr<Callback> second_order_;  // optimizer.name = a second-order method
   std::optional<Trajectory> trajectory_;  // init.safetensors, snapshots, path length
   std::unique_ptr<TensorBoardWriter> tensorboard_;  // tensorboard.enabled: before the checkpoints

@@ -11,7 +11,11 @@
 #include "descent/io/json_lines.hpp"
 #include "descent/io/model_file.hpp"
 #include "descent/io/safetensors.hpp"
+#include "descent/error.hpp"
+#include "descent/tensor/kernels.hpp"
+#include "descent/train/checkpoint.hpp"
 #include "descent/train/early_stopping.hpp"
+#include "descent/train/thread_rule.hpp"
 #include "descent/train/trainer.hpp"
 
 #include "support/synthetic_csv.hpp"
@@ -322,6 +326,133 @@ TEST(FashionMnist, SmallRunLearns) {
   fs::remove_all(out);
   EXPECT_LT(r.test.error, 0.22);  // ~84% after 3 epochs on a fifth of the data
   EXPECT_EQ(r.test.examples, 2000);
+}
+
+// ---- the threading rule (config thread_rule, train/thread_rule.hpp) ------------------------
+
+namespace rule_test {
+
+// Reads the process-wide product threshold at every update (before_update runs inside the
+// step, under the step's rule).
+struct RuleSpy : train::Callback {
+  std::vector<std::int64_t> seen;
+  void before_update(const train::StepContext&) override { seen.push_back(kernels::gemm_serial_below()); }
+};
+
+std::vector<nlohmann::json> of_kind(const fs::path& run_dir, const std::string& kind) {
+  std::vector<nlohmann::json> out;
+  for (const auto& r : io::read_json_lines(run_dir / "metrics.jsonl"))
+    if (r.value("kind", "") == kind) out.push_back(r);
+  return out;
+}
+
+}  // namespace rule_test
+
+// auto with 2 threads and 50 epochs of 16 steps (800 >= 10 x 77 timed steps): the first 77
+// steps follow the schedule (5 warm-up steps under small_serial, then 6 rounds of turns of 4
+// steps under each rule, each round starting one rule later), every later step runs under the
+// rule of the thread_rule record, the checkpoints keep it, and the run leaves the process's
+// rule as it found it.
+TEST_F(TrainerTest, AutoThreadRuleTimesTheFirstStepsAndKeepsTheChoice) {
+  const std::int64_t before = kernels::gemm_serial_below();
+  train::TrainConfig c = config("rule_auto", "threads = 2\nthread_rule = \"auto\"");
+  c.epochs = 50;
+  c.early_stopping.enabled = false;
+  rule_test::RuleSpy spy;
+  const train::RunResult r = train::run(c, nullptr, {&spy});
+  ASSERT_EQ(spy.seen.size(), 800u);
+  const std::int64_t rules[] = {std::int64_t{1} << 23, std::int64_t{1} << 20, 0};
+  for (std::size_t s = 0; s < 5; ++s) EXPECT_EQ(spy.seen[s], rules[0]) << s;
+  for (std::size_t s = 5; s < 77; ++s) {
+    const std::size_t turn = (s - 5) / 4;
+    EXPECT_EQ(spy.seen[s], rules[(turn % 3 + turn / 3) % 3]) << s;
+  }
+  const auto records = rule_test::of_kind(r.run_dir, "thread_rule");
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0]["step"], 77);
+  EXPECT_EQ(records[0]["timed_steps"], 77);
+  const std::string chosen = records[0]["rule"].get<std::string>();
+  const std::int64_t chosen_below = train::thread_rule(chosen).gemm_serial_below;
+  for (std::size_t s = 77; s < spy.seen.size(); ++s) ASSERT_EQ(spy.seen[s], chosen_below) << s;
+  for (const char* name : {"small_serial", "tiny_serial", "parallel"}) EXPECT_GT(records[0]["median_ms"][name].get<double>(), 0.0) << name;
+  EXPECT_EQ(rule_test::of_kind(r.run_dir, "header").at(0)["thread_rule"], "auto");
+  const std::optional<train::Checkpoint> ck = train::load_latest_checkpoint(r.run_dir / "checkpoints");
+  ASSERT_TRUE(ck);
+  EXPECT_EQ(ck->state.at("thread_rule"), chosen);
+  EXPECT_EQ(kernels::gemm_serial_below(), before);
+}
+
+// A named rule holds for every step; auto times nothing in deterministic mode, with 1 thread,
+// or in a run shorter than 10 times the timed steps (12 epochs of 16 steps): the built-in rule.
+// A resume from a checkpoint written after the choice (step 100 > 77) keeps the chosen rule
+// (the checkpoint records it) instead of timing again (which the 860 steps left would allow): every resumed step runs under it, no
+// second thread_rule record, and the model ends bit-identical to the uninterrupted run's.
+TEST_F(TrainerTest, AResumeKeepsTheChosenThreadRule) {
+  train::TrainConfig c = config("rule_resume", "threads = 2\n[checkpoint]\nevery_steps = 100\nkeep = 100");
+  c.epochs = 60;  // 960 steps: the 860 after the checkpoint are enough to be timed again
+  c.early_stopping.enabled = false;
+  const train::RunResult full = train::run(c, nullptr);
+  const auto chosen = rule_test::of_kind(full.run_dir, "thread_rule");
+  ASSERT_EQ(chosen.size(), 1u);
+  const std::int64_t below = train::thread_rule(chosen[0]["rule"].get<std::string>()).gemm_serial_below;
+  const fs::path copy = dir_ / "rule_resume_copy";
+  fs::copy(full.run_dir, copy, fs::copy_options::recursive);
+  fs::remove(copy / "model.safetensors");
+  for (const fs::path& p : train::list_checkpoints(copy / "checkpoints")) {  // step-000000000100.ckpt
+    if (std::stoll(p.filename().string().substr(5, 12)) > 100) fs::remove(p);
+  }
+  const std::optional<train::Checkpoint> from = train::load_latest_checkpoint(copy / "checkpoints");
+  ASSERT_TRUE(from);
+  ASSERT_EQ(from->state.at("loop").at("k"), 100);
+  rule_test::RuleSpy spy;
+  kernels::set_gemm_serial_below(12345);
+  (void)train::resume(copy, nullptr, {&spy});
+  kernels::set_gemm_serial_below(std::int64_t{1} << 23);
+  ASSERT_EQ(spy.seen.size(), 860u);
+  for (const std::int64_t v : spy.seen) ASSERT_EQ(v, below);
+  EXPECT_EQ(rule_test::of_kind(copy, "thread_rule").size(), 1u);
+  EXPECT_TRUE(read_bytes(copy / "model.safetensors") == read_bytes(full.run_dir / "model.safetensors"));
+}
+
+TEST_F(TrainerTest, AFixedThreadRuleAndTheCasesAutoDoesNotTime) {
+  const std::int64_t built_in = std::int64_t{1} << 23;
+  struct Case {
+    const char* name;
+    std::string extra;
+    std::int64_t expected;
+  };
+  const Case cases[] = {{"rule_parallel", "threads = 2\nthread_rule = \"parallel\"", 0},
+                        {"rule_tiny", "threads = 2\nthread_rule = \"tiny_serial\"", std::int64_t{1} << 20},
+                        {"rule_det", "threads = 2\ndeterministic = true\ndeterministic_block = 32", built_in},
+                        {"rule_one", "threads = 1", built_in},
+                        {"rule_short", "threads = 2", built_in}};
+  for (const Case& k : cases) {
+    train::TrainConfig c = config(k.name, k.extra);
+    if (k.expected == built_in && std::string(k.name) != "rule_short") c.epochs = 50;  // long enough to be timed
+    c.early_stopping.enabled = false;
+    kernels::set_gemm_serial_below(12345);
+    rule_test::RuleSpy spy;
+    const train::RunResult r = train::run(c, nullptr, {&spy});
+    ASSERT_FALSE(spy.seen.empty()) << k.name;
+    for (const std::int64_t v : spy.seen) ASSERT_EQ(v, k.expected) << k.name;
+    EXPECT_TRUE(rule_test::of_kind(r.run_dir, "thread_rule").empty()) << k.name;
+    EXPECT_EQ(kernels::gemm_serial_below(), 12345) << k.name;  // restored
+  }
+  kernels::set_gemm_serial_below(built_in);
+}
+
+TEST_F(TrainerTest, AnUnknownThreadRuleIsAConfigErrorListingTheRules) {
+  try {
+    (void)config("bad_rule", "thread_rule = \"fast\"");
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("thread_rule"), std::string::npos) << m;
+    EXPECT_NE(m.find("parallel"), std::string::npos) << m;
+    EXPECT_NE(m.find("auto"), std::string::npos) << m;
+  }
+  EXPECT_THROW((void)config("bad_rule", "thread_rule = 3"), ConfigError);
+  EXPECT_EQ(config("ok_rule").thread_rule, "auto");
 }
 
 }  // namespace
