@@ -6,7 +6,7 @@
 //   bench::Options o("train_cnn");
 //   o.common(c);                                 // --batch --lr --threads --reps --examples --data --profile
 //                                                // --gemm-serial-below --elementwise-serial-below --elementwise-follow-below
-//                                                // --thread-rule
+//                                                // --thread-rule --flush-denormals
 //   o.value("--hidden", hidden);
 //   if (!o.parse(argc, argv) || !o.check_common(c)) return 2;
 #include <algorithm>
@@ -53,6 +53,9 @@ struct Common {
   // --thread-rule: auto (the warm-up times the rules, train::ThreadRuleTuner) or a rule's name
   // (small_serial, tiny_serial, parallel). A threshold given above overrides the rule's.
   std::string thread_rule = "auto";
+  // --flush-denormals 0|1: denormals read and written as zero (descent::set_flush_denormals),
+  // as the config key flush_denormals (default on) and PyTorch's set_flush_denormal.
+  int flush_denormals = 1;
   bool thresholds_given() const {
     return gemm_serial_below >= 0 || elementwise_serial_below >= 0 || elementwise_follow_below >= 0;
   }
@@ -61,6 +64,7 @@ struct Common {
 // Sets the thread count and the thresholds of `c`.
 inline void apply_threads(const Common& c) {
   descent::set_num_threads(c.threads);
+  descent::set_flush_denormals(c.flush_denormals != 0);
   if (c.thread_rule != "auto") descent::train::thread_rule(c.thread_rule).apply();
   if (c.gemm_serial_below >= 0) descent::kernels::set_gemm_serial_below(c.gemm_serial_below);
   if (c.elementwise_serial_below >= 0) descent::set_elementwise_serial_below(c.elementwise_serial_below);
@@ -131,6 +135,7 @@ class Options {
     value("--elementwise-serial-below", c.elementwise_serial_below);
     value("--elementwise-follow-below", c.elementwise_follow_below);
     value("--thread-rule", c.thread_rule);
+    value("--flush-denormals", c.flush_denormals);
   }
 
   // Reads argv; prints "<program>: <what>" and returns false for an unknown option or one
@@ -157,6 +162,7 @@ class Options {
     return check_thread_rule(c);
   }
   bool check_thread_rule(const Common& c) const {
+    if (c.flush_denormals != 0 && c.flush_denormals != 1) return fail("--flush-denormals must be 0 or 1");
     if (c.thread_rule == "auto") return true;
     try {
       (void)descent::train::thread_rule(c.thread_rule);

@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
     if (!seed.empty()) overrides.push_back("seed=" + seed);
     const train::TrainConfig config = train::load_train_config(config_path, overrides);
     set_num_threads(threads);
+    const FlushDenormalsScope flush(config.flush_denormals);  // as descent train (PyTorch's side flushes too)
     const train::Data data = train::load_data(config);
     train::Model model = train::build_model(config.model, data.dim, data.num_classes, config.seed);
     train::initialize_model(model, config);

@@ -357,7 +357,7 @@ int main(int argc, char** argv) {
   const std::string head = "{\"impl\": \"descent\", \"sizes\": " + sizes_json(o.sizes) + ", \"batch\": " +
                            std::to_string(o.batch) + ", \"optimizer\": \"" + o.optimizer + "\", \"lr\": " +
                            std::to_string(o.lr) + ", \"threads\": " + std::to_string(o.threads) +
-                           ", \"gemm\": \"" + o.gemm + "\", \"dtype\": \"" + o.dtype + "\"";
+                           ", \"gemm\": \"" + o.gemm + "\", \"dtype\": \"" + o.dtype + "\", \"flush_denormals\": " + std::to_string(o.flush_denormals);
   if (!make_optimizer(o.optimizer, o.lr)) {
     std::printf("%s, \"status\": \"unsupported\"}\n", head.c_str());
     return 0;

@@ -2,6 +2,11 @@
 
 #include <omp.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#define DESCENT_HAVE_MXCSR 1
+#endif
+
 #include <algorithm>
 #include <atomic>
 
@@ -28,5 +33,26 @@ int num_threads() { return omp_get_max_threads(); }
 void set_num_threads(int n) {
   if (n >= 1) omp_set_num_threads(n);
 }
+
+#ifdef DESCENT_HAVE_MXCSR
+namespace {
+constexpr unsigned kFlushBits = 0x8040;  // MXCSR FTZ (bit 15) | DAZ (bit 6)
+void set_mxcsr_flush(bool on) {
+  const unsigned csr = _mm_getcsr();
+  _mm_setcsr(on ? (csr | kFlushBits) : (csr & ~kFlushBits));
+}
+}  // namespace
+
+void set_flush_denormals(bool on) {
+  set_mxcsr_flush(on);
+  // every thread of the pool, the calling one included (a team of num_threads())
+#pragma omp parallel
+  set_mxcsr_flush(on);
+}
+bool flush_denormals() { return (_mm_getcsr() & kFlushBits) == kFlushBits; }
+#else
+void set_flush_denormals(bool) {}
+bool flush_denormals() { return false; }
+#endif
 
 }  // namespace descent

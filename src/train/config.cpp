@@ -630,6 +630,12 @@ std::span<const Field> fields() {
              "for second-order methods and in runs under 10 times the timed steps. A split can change a product's rounding: with `auto` two "
              "runs of one config agree only to rounding when they choose different rules; a fixed rule repeats bit "
              "for bit (docs/performance.md, session 11)."),
+      flag("flush_denormals", &top<&T::flush_denormals>, "false",
+           "Denormal floats (magnitude below 2^-126) read and written as zero on the run's threads (the CPU's "
+           "flush-to-zero and denormals-are-zero modes, as PyTorch's `torch.set_flush_denormal(True)`). On by "
+           "default: on Intel CPUs every operation on a denormal costs about a hundred cycles, and Adam's second "
+           "moments drift into that range (its update pass ran 1.4x slower after a few epochs, docs/performance.md, "
+           "session 11). `false` keeps IEEE gradual underflow."),
       flag("deterministic", &top<&T::deterministic>, "true",
            "Bit-identical results with any thread count and any number of MPI ranks (docs/distributed.md): the "
            "gradient is summed over fixed blocks of `deterministic_block` examples in a fixed order, and the matrix "

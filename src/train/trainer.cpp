@@ -220,6 +220,7 @@ class Session final : public Run {
       : config_(config), folder_(folder), t0_(Clock::now()), progress_(log, config.progress, config.epochs, 1) {
     if (config_.threads > 0) set_num_threads(config_.threads);
     precision_ = enter_precision(config_);  // model.dtype = "bf16" (mixed_precision.hpp)
+    flush_.emplace(config_.flush_denormals);  // on every thread of the pool, put back when the session ends
     result_.run_dir = folder.path();
     ckpt_dir_ = result_.run_dir / "checkpoints";
     data_ = load_data(config_);
@@ -927,6 +928,7 @@ class Session final : public Run {
   std::string stop_message_;  // what the callback that stopped the run in on_step said
   bool stopping_ = false;     // the epoch ending is the last one
   std::unique_ptr<precision::Scope> precision_;  // bf16 products for this run, restored after
+  std::optional<FlushDenormalsScope> flush_;     // config flush_denormals, restored after
   bool batch_gradient_ = false;  // deterministic or under mpirun (train/distributed.hpp)
   std::vector<std::int64_t> idx_;
   Tensor bx_, by_;

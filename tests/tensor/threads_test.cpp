@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <utility>
@@ -155,6 +156,60 @@ TEST(Threads, SumRowsIsTheSameWithAndWithoutTheSplit) {
     ASSERT_EQ(split.data<float>()[c], want) << c;
   }
 }
+
+// ---- set_flush_denormals: FTZ and DAZ on every thread of the pool ----------------------
+
+#if defined(__x86_64__) || defined(__i386__)
+// On the calling thread: a product whose exact result is denormal (1e-30 * 1e-10 = 1e-40),
+// and a denormal operand times one (the smallest positive float32, 2^-149). volatile keeps
+// the compiler from folding them.
+std::pair<float, float> denormal_probe() {
+  volatile float a = 1e-30f, b = 1e-10f, tiny = std::numeric_limits<float>::denorm_min(), one = 1.0f;
+  return {a * b, tiny * one};
+}
+
+TEST(Threads, FlushDenormalsOnEveryThreadOfThePoolAndBack) {
+  SettingsGuard guard;
+  set_num_threads(2);
+  const auto on_every_thread = [](std::vector<std::pair<float, float>>& out) {
+    out.assign(2, {-1.0f, -1.0f});
+#pragma omp parallel num_threads(2)
+    out[static_cast<std::size_t>(omp_get_thread_num())] = denormal_probe();
+  };
+  std::vector<std::pair<float, float>> seen;
+  set_flush_denormals(true);
+  EXPECT_TRUE(flush_denormals());
+  on_every_thread(seen);
+  for (const auto& [product, operand] : seen) {
+    EXPECT_EQ(product, 0.0f);  // FTZ: the denormal result written as zero
+    EXPECT_EQ(operand, 0.0f);  // DAZ: the denormal operand read as zero
+  }
+  set_flush_denormals(false);
+  EXPECT_FALSE(flush_denormals());
+  on_every_thread(seen);
+  for (const auto& [product, operand] : seen) {
+    EXPECT_GT(product, 0.0f);  // gradual underflow: 1e-40 is representable as a denormal
+    EXPECT_LT(product, std::numeric_limits<float>::min());
+    EXPECT_EQ(operand, std::numeric_limits<float>::denorm_min());
+  }
+}
+
+TEST(Threads, FlushDenormalsScopePutsTheEarlierSettingBack) {
+  SettingsGuard guard;
+  set_flush_denormals(false);
+  {
+    const FlushDenormalsScope scope(true);
+    EXPECT_TRUE(flush_denormals());
+    EXPECT_EQ(denormal_probe().first, 0.0f);
+  }
+  EXPECT_FALSE(flush_denormals());
+  EXPECT_GT(denormal_probe().first, 0.0f);
+  set_flush_denormals(true);
+  { const FlushDenormalsScope scope(false); EXPECT_FALSE(flush_denormals()); }
+  EXPECT_TRUE(flush_denormals());
+  set_flush_denormals(false);
+}
+#endif
 
 }  // namespace
 }  // namespace descent

@@ -15,6 +15,7 @@
 #include "descent/tensor/kernels.hpp"
 #include "descent/train/checkpoint.hpp"
 #include "descent/train/early_stopping.hpp"
+#include "descent/tensor/parallel.hpp"
 #include "descent/train/thread_rule.hpp"
 #include "descent/train/trainer.hpp"
 
@@ -439,6 +440,29 @@ TEST_F(TrainerTest, AFixedThreadRuleAndTheCasesAutoDoesNotTime) {
     EXPECT_EQ(kernels::gemm_serial_below(), 12345) << k.name;  // restored
   }
   kernels::set_gemm_serial_below(built_in);
+}
+
+// flush_denormals (default true): the run's updates see the flush on (read at every update by
+// a callback), false leaves it off, and the process's setting is put back after the run.
+namespace flush_test {
+struct FlushSpy : train::Callback {
+  std::vector<bool> seen;
+  void before_update(const train::StepContext&) override { seen.push_back(flush_denormals()); }
+};
+}  // namespace flush_test
+
+TEST_F(TrainerTest, FlushDenormalsHoldsDuringTheRunAndIsPutBack) {
+  for (const bool on : {true, false}) {
+    train::TrainConfig c = config(on ? "flush_on" : "flush_off", on ? "" : "flush_denormals = false");
+    EXPECT_EQ(c.flush_denormals, on);  // the default is on
+    set_flush_denormals(!on);
+    flush_test::FlushSpy spy;
+    (void)train::run(c, nullptr, {&spy});
+    ASSERT_FALSE(spy.seen.empty());
+    for (const bool v : spy.seen) ASSERT_EQ(v, on);
+    EXPECT_EQ(flush_denormals(), !on);  // put back
+  }
+  set_flush_denormals(false);
 }
 
 TEST_F(TrainerTest, AnUnknownThreadRuleIsAConfigErrorListingTheRules) {

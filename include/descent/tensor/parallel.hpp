@@ -41,6 +41,30 @@ std::int64_t elementwise_follow_below();
 void note_products_serial(bool serial);
 bool last_products_serial();
 
+// Denormal floats (nonzero, magnitude below 2^-126 in float32, 2^-1022 in float64) read as
+// zero and results that would be denormal written as zero: the x86 MXCSR bits DAZ and FTZ,
+// which the SSE/AVX/AVX-512 units (ours, OpenBLAS's and oneDNN's kernels) obey. On Intel
+// CPUs an operation on a denormal takes a microcode assist of about a hundred cycles: Adam's
+// second moments of tiny gradients drift into that range and its update pass slowed 2x
+// within a run (docs/performance.md, session 11). PyTorch's torch.set_flush_denormal(True)
+// sets the same bits. Per thread: set_flush_denormals sets them on the calling thread and on
+// every thread of the OpenMP pool (num_threads() of them; threads added later start as the
+// process did). No effect, and flush_denormals() false, on CPUs without MXCSR.
+void set_flush_denormals(bool on);
+bool flush_denormals();  // the calling thread's setting
+// Sets flush_denormals for a scope and puts the calling thread's earlier setting back on the
+// pool when it ends (the Trainer's config key `flush_denormals`, the bench programs).
+class FlushDenormalsScope {
+ public:
+  explicit FlushDenormalsScope(bool on) : before_(flush_denormals()) { set_flush_denormals(on); }
+  ~FlushDenormalsScope() { set_flush_denormals(before_); }
+  FlushDenormalsScope(const FlushDenormalsScope&) = delete;
+  FlushDenormalsScope& operator=(const FlushDenormalsScope&) = delete;
+
+ private:
+  bool before_;
+};
+
 // Calls f(begin, end) over [0, n) in chunks of `grain` elements, in parallel when there is
 // more than one chunk.
 template <class F>

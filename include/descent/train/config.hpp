@@ -2,7 +2,7 @@
 // The training config: what `descent train CONFIG.toml --set key=value ...` reads.
 //
 // A config is a TOML file (https://toml.io, v1.0). The top-level keys are name, seed, threads,
-// thread_rule, deterministic, deterministic_block, allreduce_bucket_kb, epochs, eval_every_steps, log_every_steps, out_dir and progress. The tables [data], [model], [init],
+// thread_rule, flush_denormals, deterministic, deterministic_block, allreduce_bucket_kb, epochs, eval_every_steps, log_every_steps, out_dir and progress. The tables [data], [model], [init],
 // [optimizer], [schedule], [clip], [averaging], [sampler], [early_stopping], [checkpoint],
 // [snapshots], [divergence] and [tensorboard] hold the fields of the structs below (the optimizer's four in
 // descent/optim/config.hpp), under the same names. Every key is optional: a missing key keeps
@@ -178,6 +178,8 @@ struct TrainConfig {
   int threads = 0;            // 0 = all cores; in [0, 1024]
   // auto (timed on the run's first steps, train/thread_rule.hpp) | small_serial | tiny_serial | parallel
   std::string thread_rule = "auto";
+  // Denormals read and written as zero on the run's threads (descent::set_flush_denormals).
+  bool flush_denormals = true;
   // Deterministic mode (train/distributed.hpp): bit-identical with any thread count and rank count.
   bool deterministic = false;
   std::int64_t deterministic_block = 64;  // examples per block of the batch, in [1, 2^20]
