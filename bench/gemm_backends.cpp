@@ -1,9 +1,14 @@
 // The float32 matrix products of the training benchmarks' steps through each library that
-// kernels::gemm can use (OpenBLAS's cblas_sgemm, oneDNN's dnnl_sgemm), shape by shape: the
-// figures behind kernels::gemm_choice's rule (docs/performance.md). Prints one JSON line per
-// shape: GFLOP/s of each library (the median of --reps timings of a batch of calls, the two
-// alternated), their ratio, the library the automatic rule picks, and the largest relative
-// difference between the two results (rounding only).
+// kernels::gemm can use (OpenBLAS's cblas_sgemm, oneDNN's dnnl_sgemm, oneDNN's matmul
+// primitive), shape by shape: the figures behind kernels::gemm_choice's rule
+// (docs/performance.md). Prints one JSON line per shape: GFLOP/s of each library (the median
+// of --reps timings of a batch of calls, the three alternated), the ratios to OpenBLAS and of
+// the primitive to dnnl_sgemm, the primitive's implementation, the library the automatic rule
+// picks, and the largest relative difference between OpenBLAS's and dnnl_sgemm's results
+// (rounding only). For the forward products (x w^T) also kernels::linear both ways, with a
+// bias and with a bias and ReLU: dnnl_sgemm after the bias rows, then the ReLU pass
+// (bias_unfused_gflops, bias_relu_unfused_gflops), against one matmul primitive with the
+// bias and ReLU in it (bias_primitive_gflops, bias_relu_primitive_gflops).
 //
 //   gemm_backends [--threads 2] [--reps 7]
 #include <algorithm>
@@ -45,7 +50,7 @@ int main(int argc, char** argv) {
   }
   set_num_threads(threads);
   std::vector<GemmShape> shapes;
-  for (std::int64_t b : {32, 128, 512}) {
+  for (std::int64_t b : {32, 64, 128, 512}) {
     // MLP 784-256-256-10: forward x W^T, backward gW = gy^T x, gx = gy W
     shapes.push_back({"mlp fwd 784->256", false, true, b, 256, 784});
     shapes.push_back({"mlp fwd 256->256", false, true, b, 256, 256});
@@ -59,6 +64,7 @@ int main(int argc, char** argv) {
   // LSTM(128) over 28 inputs, batch 128: the gates' input and recurrent products
   shapes.push_back({"lstm gates x", false, true, 128, 512, 28});
   shapes.push_back({"lstm gates h", false, true, 128, 512, 128});
+  shapes.push_back({"lstm gates [x h]", false, true, 128, 512, 156});  // steps t >= 1: one product
   shapes.push_back({"lstm gx h", false, false, 128, 128, 512});
   shapes.push_back({"lstm gW h", true, false, 512, 128, 128});
   shapes.push_back({"square 2048", false, false, 2048, 2048, 2048});
@@ -74,15 +80,39 @@ int main(int argc, char** argv) {
     Tensor c1 = Tensor::zeros({s.m, s.n}, DType::f32), c2 = Tensor::zeros({s.m, s.n}, DType::f32);
     const double flops = 2.0 * static_cast<double>(s.m * s.n * s.k);
     const int calls = std::max<int>(1, static_cast<int>(2e8 / flops));
-    std::vector<double> t_blas, t_dnnl;
+    Tensor c3 = Tensor::zeros({s.m, s.n}, DType::f32);
+    std::vector<double> t_blas, t_dnnl, t_prim;
     for (int r = 0; r < reps + 1; ++r) {
       for (auto [backend, into, c] : {std::tuple{kernels::GemmBackend::openblas, &t_blas, &c1},
-                                      std::tuple{kernels::GemmBackend::onednn, &t_dnnl, &c2}}) {
+                                      std::tuple{kernels::GemmBackend::onednn, &t_dnnl, &c2},
+                                      std::tuple{kernels::GemmBackend::onednn_matmul, &t_prim, &c3}}) {
         kernels::set_gemm_backend(backend);
         const auto t0 = std::chrono::steady_clock::now();
         for (int i = 0; i < calls; ++i) kernels::gemm(a, s.ta, b, s.tb, *c);
         const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (r > 0) into->push_back(sec / calls);
+      }
+    }
+    // The forward's linear (x [m, k], w [n, k], bias), without and with ReLU: separate steps
+    // (bias rows, dnnl_sgemm, ReLU pass) against one primitive, alternated
+    double unfused_gflops[2] = {0, 0}, fused_gflops[2] = {0, 0};
+    if (!s.ta && s.tb) {
+      Tensor bias = Tensor::empty({s.n}, DType::f32);
+      for (std::int64_t i = 0; i < s.n; ++i) bias.data<float>()[i] = 0.01f * static_cast<float>(i % 50) - 0.25f;
+      for (int relu = 0; relu < 2; ++relu) {
+        std::vector<double> t_unfused, t_fused;
+        for (int r = 0; r < reps + 1; ++r) {
+          for (auto [backend, into] : {std::tuple{kernels::GemmBackend::onednn, &t_unfused},
+                                       std::tuple{kernels::GemmBackend::onednn_matmul, &t_fused}}) {
+            kernels::set_gemm_backend(backend);
+            const auto t0 = std::chrono::steady_clock::now();
+            for (int i = 0; i < calls; ++i) kernels::linear(a, b, bias, c3, relu == 1);
+            const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            if (r > 0) into->push_back(sec / calls);
+          }
+        }
+        unfused_gflops[relu] = flops / median(t_unfused) / 1e9;
+        fused_gflops[relu] = flops / median(t_fused) / 1e9;
       }
     }
     kernels::set_gemm_backend(kernels::GemmBackend::automatic);
@@ -107,15 +137,22 @@ int main(int argc, char** argv) {
       const double x = c1.data<float>()[i], y = c2.data<float>()[i];
       diff = std::max(diff, std::abs(x - y) / std::max(1.0, std::abs(x)));
     }
-    const double gb = flops / median(t_blas) / 1e9, gd = flops / median(t_dnnl) / 1e9;
+    const double gb = flops / median(t_blas) / 1e9, gd = flops / median(t_dnnl) / 1e9, gp = flops / median(t_prim) / 1e9;
+    const std::string impl = kernels::gemm_matmul_implementation(s.ta, s.tb, s.m, s.n, s.k);
     const bool pick = kernels::gemm_choice(s.ta, s.tb, s.m, s.n, s.k) == kernels::GemmBackend::onednn;
     std::printf("{\"shape\": \"%s\", \"ta\": %d, \"tb\": %d, \"m\": %lld, \"n\": %lld, \"k\": %lld, \"threads\": %d, "
                 "\"openblas_gflops\": %.1f, \"onednn_gflops\": %.1f, \"onednn_over_openblas\": %.2f, \"automatic\": \"%s\", "
                 "\"max_rel_diff\": %.2g, \"automatic_all_threads_gflops\": %.1f, \"automatic_one_thread_gflops\": %.1f, "
-                "\"serial_by_default\": %s}\n",
+                "\"serial_by_default\": %s, \"onednn_matmul_gflops\": %.1f, \"matmul_over_sgemm\": %.2f, "
+                "\"matmul_impl\": \"%s\", \"bias_unfused_gflops\": %.1f, \"bias_primitive_gflops\": %.1f, "
+                "\"bias_fused_over_unfused\": %.2f, \"bias_relu_unfused_gflops\": %.1f, \"bias_relu_primitive_gflops\": %.1f, "
+                "\"bias_relu_fused_over_unfused\": %.2f}\n",
                 s.what, s.ta, s.tb, static_cast<long long>(s.m), static_cast<long long>(s.n), static_cast<long long>(s.k),
                 threads, gb, gd, gd / gb, pick ? "onednn" : "openblas", diff, flops / median(t_all) / 1e9,
-                flops / median(t_one) / 1e9, s.m * s.n * s.k < kernels::gemm_serial_below_default ? "true" : "false");
+                flops / median(t_one) / 1e9, s.m * s.n * s.k < kernels::gemm_serial_below_default ? "true" : "false", gp,
+                gp / gd, impl.c_str(), unfused_gflops[0], fused_gflops[0],
+                unfused_gflops[0] > 0 ? fused_gflops[0] / unfused_gflops[0] : 0.0, unfused_gflops[1], fused_gflops[1],
+                unfused_gflops[1] > 0 ? fused_gflops[1] / unfused_gflops[1] : 0.0);
     std::fflush(stdout);
   }
   return 0;

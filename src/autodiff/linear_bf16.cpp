@@ -1,6 +1,7 @@
 #include "linear_bf16.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <memory>
 #include <string>
 
@@ -78,40 +79,23 @@ namespace {
 // ============================================================================
 // linear_relu: h = relu(y), y = x w^T + b; m = (h > 0)
 // ============================================================================
-class LinearReluNode final : public Node {
+// The tangent rules, shared by the bf16 node and the float32 one (both in float32).
+class LinearReluTangents : public Node {
  public:
   const char* name() const override { return "linear_relu"; }
   bool has_bias() const { return num_inputs == 3; }
-  LinearBf16 bf16;
-  bf::Buffer h16;  // bf16(h) [B, out], as the product wrote it; value = widened h16
-
-  // gy = m gh ;  gx += gy w ;  gw += gy^T x ;  gb += sum_rows(gy)
-  void backward(Tape& t) override {
-    Node& x = t.node(input[0]);
-    Node& w = t.node(input[1]);
-    LinearBf16::Grad g16;
-    double beta_b = 0.0;
-    Tensor gb;
-    if (has_bias() && t.requires_grad(input[2])) gb = t.grad_sink(input[2], beta_b);
-    bf::relu_backward(grad.data<float>(), h16.data(), bf16.batch(), bf16.out(), g16.gy.resize(grad.numel()),
-                      gb.defined() ? gb.data<float>() : nullptr, static_cast<float>(beta_b));
-    double beta = 0.0;
-    if (x.requires_grad) {
-      Tensor gx = t.grad_sink(input[0], beta);
-      bf16.input_grad(g16, gx, beta);
-    }
-    if (w.requires_grad) {
-      Tensor gw = t.grad_sink(input[1], beta);
-      bf16.weight_grad(g16, gw, beta);
-    }
-  }
 
   // m ⊙ a, float32 (the tangent rules run in float32, as the linear node's do)
   Tensor masked(const Tensor& a) const {
     Tensor out = Tensor::empty(a.shape(), DType::f32);
     const float* h = value.data<float>();
     const float* s = a.data<float>();
-    detail::store<float>(out, 0.0, [=](std::int64_t i) { return h[i] > 0.0f ? s[i] : 0.0f; });
+    // both loads unconditional: a select the compiler vectorizes (a conditional load of s[i]
+    // stays a branch per element, mispredicted on about half of a ReLU mask)
+    detail::store<float>(out, 0.0, [=](std::int64_t i) {
+      const float si = s[i];
+      return h[i] > 0.0f ? si : 0.0f;
+    });
     return out;
   }
 
@@ -172,6 +156,59 @@ class LinearReluNode final : public Node {
   }
 };
 
+// Under mixed precision: one bf16 product with the bias and ReLU in it (LinearBf16::forward_relu).
+class LinearReluNode final : public LinearReluTangents {
+ public:
+  LinearBf16 bf16;
+  bf::Buffer h16;  // bf16(h) [B, out], as the product wrote it; value = widened h16
+
+  // gy = m gh ;  gx += gy w ;  gw += gy^T x ;  gb += sum_rows(gy)
+  void backward(Tape& t) override {
+    Node& x = t.node(input[0]);
+    Node& w = t.node(input[1]);
+    LinearBf16::Grad g16;
+    double beta_b = 0.0;
+    Tensor gb;
+    if (has_bias() && t.requires_grad(input[2])) gb = t.grad_sink(input[2], beta_b);
+    bf::relu_backward(grad.data<float>(), h16.data(), bf16.batch(), bf16.out(), g16.gy.resize(grad.numel()),
+                      gb.defined() ? gb.data<float>() : nullptr, static_cast<float>(beta_b));
+    double beta = 0.0;
+    if (x.requires_grad) {
+      Tensor gx = t.grad_sink(input[0], beta);
+      bf16.input_grad(g16, gx, beta);
+    }
+    if (w.requires_grad) {
+      Tensor gw = t.grad_sink(input[1], beta);
+      bf16.weight_grad(g16, gw, beta);
+    }
+  }
+};
+
+// float32: the value from kernels::linear (oneDNN's matmul primitive with the bias and
+// the ReLU in it); the gradient products as the linear node's, on the masked gradient.
+class LinearReluF32Node final : public LinearReluTangents {
+ public:
+  // gy = m gh ;  gx += gy w ;  gw += gy^T x ;  gb += sum_rows(gy)   (gw, gb only where wanted)
+  void backward(Tape& t) override {
+    Node& x = t.node(input[0]);
+    Node& w = t.node(input[1]);
+    const Tensor gy = masked(grad);
+    double beta = 0.0;
+    if (x.requires_grad) {
+      Tensor gx = t.grad_sink(input[0], beta);
+      kernels::gemm(gy, false, w.value, false, gx, 1.0, beta);
+    }
+    if (t.wants_grad(input[1])) {
+      Tensor gw = t.grad_sink(input[1], beta);
+      kernels::gemm(gy, true, x.value, false, gw, 1.0, beta);
+    }
+    if (has_bias() && t.wants_grad(input[2])) {
+      Tensor gb = t.grad_sink(input[2], beta);
+      kernels::sum_rows(gy, gb, beta);
+    }
+  }
+};
+
 // A data leaf with the bf16 bits of its value (constant_bf16).
 class ConstantBf16Node final : public Node {
  public:
@@ -199,7 +236,13 @@ Var constant_bf16(Tape& t, const Tensor& x, const bf::Buffer& x16) {
   return t.record(std::move(node));
 }
 
-bool fuses_linear_relu(Var x) { return x.valid() && LinearBf16::wanted(x.value()); }
+bool fuses_linear_relu(Var x) {
+  if (!x.valid()) return false;
+  const Tensor& xv = x.value();
+  // float32: linear_relu checks the layer's width too, and is relu(linear(...)) where it does not fuse
+  return LinearBf16::wanted(xv) ||
+         (xv.ndim() == 2 && kernels::fused_linear(xv.dtype(), xv.dim(0), std::numeric_limits<std::int64_t>::max()));
+}
 
 Var linear_relu(Var x, Var w, Var b) {
   if (!fuses_linear_relu(x)) return relu(linear(x, w, b));
@@ -208,6 +251,13 @@ Var linear_relu(Var x, Var w, Var b) {
   if (xv.ndim() != 2 || wv.ndim() != 2 || xv.dim(1) != wv.dim(1) || wv.dtype() != DType::f32 ||
       (b.valid() && (b.value().numel() != wv.dim(0) || b.value().dtype() != DType::f32))) {
     return relu(linear(x, w, b));  // linear's own checks name the problem
+  }
+  if (!LinearBf16::wanted(xv)) {
+    if (!kernels::fused_linear(xv.dtype(), xv.dim(0), wv.dim(0))) return relu(linear(x, w, b));
+    auto node = std::make_unique<LinearReluF32Node>();
+    node->value = Tensor::empty(Shape{xv.dim(0), wv.dim(0)}, DType::f32);
+    kernels::linear(xv, wv, b.valid() ? b.value() : Tensor(), node->value, true);
+    return detail::make(*x.tape, std::move(node), {x, w, b});
   }
   auto node = std::make_unique<LinearReluNode>();
   node->bf16.forward_relu(xv, wv, b.valid() ? b.value() : Tensor(), node->h16, bf16_value(*x.tape, x.id));

@@ -1,8 +1,9 @@
 #pragma once
-// Float32 matrix products through oneDNN's dnnl_sgemm (gemm_dnnl.cpp), for kernels.cpp's
-// GemmBackend. Without oneDNN (DESCENT_HAVE_DNNL unset) available() is false and sgemm is
-// never called.
+// Float32 matrix products through oneDNN (gemm_dnnl.cpp), for kernels.cpp's GemmBackend:
+// its dnnl_sgemm, and its matmul primitive (with the bias and a ReLU as part of the product).
+// Without oneDNN (DESCENT_HAVE_DNNL unset) available() is false and none of them is called.
 #include <cstdint>
+#include <string>
 
 namespace descent::kernels::gemm_dnnl {
 
@@ -12,5 +13,23 @@ bool cpu_prefers_onednn();
 // Row-major C <- alpha op(A) op(B) + beta C; throws descent::Error on a oneDNN failure.
 void sgemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
            std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc);
+
+// The same product through oneDNN's matmul primitive: one primitive per shape, transposes,
+// leading dimensions, alpha, beta and OpenMP thread count, created on first use and cached
+// (as the bf16 products' plans, matmul_bf16.cpp). Throws descent::Error on a oneDNN failure.
+void matmul(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
+            std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc);
+
+// Row-major C <- act(op(A) op(B) + 1 bias^T) in one matmul primitive: the bias (n values, or
+// null: none) through the primitive's bias argument, act = ReLU (a post-op) when relu, else
+// the identity. Cached as matmul's.
+void matmul_bias_act(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const float* a,
+                     std::int64_t lda, const float* b, std::int64_t ldb, const float* bias, bool relu, float* c,
+                     std::int64_t ldc);
+
+// The implementation oneDNN's matmul primitive picks for a product (impl_info_str, e.g.
+// "brg:avx512_core"), for the bench and tests; "none" without oneDNN.
+std::string matmul_implementation(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, bool bias,
+                                  bool relu);
 
 }  // namespace descent::kernels::gemm_dnnl

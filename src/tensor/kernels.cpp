@@ -140,6 +140,9 @@ bool deterministic_products() { return g_deterministic_products.load(std::memory
 void set_gemm_backend(GemmBackend backend) { g_gemm_backend.store(backend); }
 GemmBackend gemm_backend() { return g_gemm_backend.load(); }
 bool gemm_backend_has_onednn() { return gemm_dnnl::available(); }
+std::string gemm_matmul_implementation(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k) {
+  return gemm_dnnl::matmul_implementation(ta, tb, m, n, k, false, false);
+}
 
 GemmBackend gemm_choice(bool, bool, std::int64_t, std::int64_t, std::int64_t) {
   // Measured per shape by bench/gemm_backends (docs/performance.md): on AVX-512 CPUs oneDNN's
@@ -171,6 +174,11 @@ void gemm_raw<float>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int6
     gemm_dnnl::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
+  if (use == GemmBackend::onednn_matmul && gemm_dnnl::available() && k > 0) {
+    SerialProducts one(serial, false);
+    gemm_dnnl::matmul(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
   SerialProducts one(serial, true);
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(m),
               static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
@@ -194,6 +202,54 @@ void gemm_raw<double>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(m),
               static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
               static_cast<int>(ldc));
+}
+
+bool fused_linear(DType dtype, std::int64_t batch, std::int64_t out) {
+  if (dtype != DType::f32 || deterministic_products() || !gemm_dnnl::available()) return false;
+  const GemmBackend use = g_gemm_backend.load(std::memory_order_relaxed);
+  if (use == GemmBackend::onednn_matmul) return true;
+  // automatic, where dnnl_sgemm is the automatic library: the primitive with the bias (and
+  // ReLU) in it against dnnl_sgemm and the separate steps, bench/gemm_backends at 2 threads
+  // (docs/performance.md session 11): 1.03-1.28x from 128 rows up (the MLP's and the LSTM's
+  // forward products), 1.01-1.16x on 64 rows into 256 columns, 0.86x on 64 rows into 10,
+  // 0.72-0.95x on 32 rows
+  return use == GemmBackend::automatic && gemm_dnnl::cpu_prefers_onednn() &&
+         (batch >= 128 || (batch >= 64 && out >= 128));
+}
+
+void linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, bool relu) {
+  check_matrix(x, "x");
+  check_matrix(w, "w");
+  check_matrix(y, "y");
+  check_same_dtype(x, w, "linear");
+  check_same_dtype(x, y, "linear");
+  const std::int64_t m = x.dim(0), k = x.dim(1), n = w.dim(0);
+  if (w.dim(1) != k || y.dim(0) != m || y.dim(1) != n || (b.defined() && b.numel() != n)) {
+    throw ShapeError("linear: x " + x.shape().str() + ", w " + w.shape().str() + ", b " +
+                     (b.defined() ? b.shape().str() : std::string("none")) + " into y " + y.shape().str());
+  }
+  if (b.defined()) check_same_dtype(x, b, "linear");
+  if (m == 0 || n == 0) return;
+  if (fused_linear(x.dtype(), m, n) && k > 0) {
+    SerialProducts one(run_serial(m, n, k), false);
+    gemm_dnnl::matmul_bias_act(false, true, m, n, k, x.data<float>(), k, w.data<float>(), k,
+                               b.defined() ? b.data<float>() : nullptr, relu, y.data<float>(), n);
+    return;
+  }
+  dispatch_float(x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    T* out = y.data<T>();
+    if (b.defined()) {
+      const T* bias = b.data<T>();
+      for (std::int64_t r = 0; r < m; ++r) std::copy(bias, bias + n, out + r * n);
+    }
+    gemm_raw<T>(false, true, m, n, k, T(1), x.data<T>(), k, w.data<T>(), k, b.defined() ? T(1) : T(0), out, n);
+    if (relu) {
+      parallel_for_elements(m * n, [&](std::int64_t i0, std::int64_t i1) {
+        for (std::int64_t i = i0; i < i1; ++i) out[i] = out[i] > T(0) ? out[i] : T(0);
+      });
+    }
+  });
 }
 
 void gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor& c, double alpha, double beta) {

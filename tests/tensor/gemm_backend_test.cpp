@@ -1,12 +1,15 @@
-// kernels::gemm's float32 backends (OpenBLAS, oneDNN, the automatic per-shape rule) against
-// a product computed here in double from the definition, and against each other: a
-// training run forced through each library ends with the same parameters to rounding.
+// kernels::gemm's float32 backends (OpenBLAS, oneDNN's sgemm, oneDNN's matmul primitive, the
+// automatic per-shape rule) against a product computed here in double from the definition,
+// and against each other: a training run forced through each library ends with the same
+// parameters to rounding. kernels::linear (the dense layer's forward with its bias and ReLU,
+// one primitive where kernels::fused_linear) against the same sums in double.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "descent/autodiff/tape.hpp"
@@ -64,7 +67,10 @@ void expect_product(GemmBackend backend, bool ta, bool tb, std::int64_t m, std::
 TEST(GemmBackend, EachLibraryMatchesTheProductInDouble) {
   BackendGuard guard;
   std::vector<GemmBackend> backends = {GemmBackend::openblas, GemmBackend::automatic};
-  if (kernels::gemm_backend_has_onednn()) backends.push_back(GemmBackend::onednn);
+  if (kernels::gemm_backend_has_onednn()) {
+    backends.push_back(GemmBackend::onednn);
+    backends.push_back(GemmBackend::onednn_matmul);
+  }
   // odd sizes, and the MLP's shapes at a small batch (forward, weight and input gradients)
   const std::vector<std::array<std::int64_t, 3>> shapes = {{7, 5, 3}, {37, 53, 61}, {16, 256, 784}, {256, 784, 16},
                                                            {16, 784, 256}, {1, 10, 256}};
@@ -81,7 +87,10 @@ TEST(GemmBackend, RawFormHonoursLeadingDimensions) {
   // A 3x2 block of a 3x4 array times a 2x2 block of a 2x3 array, into a 3x2 block of a 3x5 array.
   BackendGuard guard;
   std::vector<GemmBackend> backends = {GemmBackend::openblas};
-  if (kernels::gemm_backend_has_onednn()) backends.push_back(GemmBackend::onednn);
+  if (kernels::gemm_backend_has_onednn()) {
+    backends.push_back(GemmBackend::onednn);
+    backends.push_back(GemmBackend::onednn_matmul);
+  }
   for (GemmBackend backend : backends) {
     kernels::set_gemm_backend(backend);
     const std::vector<float> a = {1, 2, 9, 9, 3, 4, 9, 9, 5, 6, 9, 9};
@@ -106,6 +115,119 @@ TEST(GemmBackend, AutomaticChoiceIsOneDnnExactlyOnAvx512CpusWithOneDnn) {
     }
   }
   EXPECT_EQ(kernels::gemm_choice(false, false, 2048, 2048, 2048), want);
+}
+
+// y = act(x w^T + b) through kernels::linear, each element against the sum in double (bound
+// as expect_product's); with ReLU a negative sum further than the bound from 0 must give
+// exactly 0.
+void expect_linear(GemmBackend backend, std::int64_t m, std::int64_t n, std::int64_t k, bool bias, bool relu) {
+  Tensor x = Tensor::empty({m, k}, DType::f32), w = Tensor::empty({n, k}, DType::f32);
+  Tensor b = bias ? Tensor::empty({n}, DType::f32) : Tensor();
+  Tensor y = Tensor::full({m, n}, DType::f32, 7.0);  // overwritten, never read
+  for (std::int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = value(i, 0.37f);
+  for (std::int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = value(i, 0.11f);
+  if (bias) {
+    for (std::int64_t i = 0; i < n; ++i) b.data<float>()[i] = 2.0f * value(i, 0.7f);
+  }
+  kernels::set_gemm_backend(backend);
+  kernels::linear(x, w, b, y, relu);
+  for (std::int64_t i = 0; i < m; ++i) {
+    for (std::int64_t j = 0; j < n; ++j) {
+      double s = bias ? b.data<float>()[j] : 0.0, abs_sum = std::abs(s);
+      for (std::int64_t p = 0; p < k; ++p) {
+        const double t = static_cast<double>(x.data<float>()[i * k + p]) * w.data<float>()[j * k + p];
+        s += t;
+        abs_sum += std::abs(t);
+      }
+      const double tol = 2e-7 * static_cast<double>(k + 2) * (abs_sum + 1.0);
+      const float got = y.data<float>()[i * n + j];
+      const std::string where = "backend " + std::to_string(static_cast<int>(backend)) + " " + std::to_string(m) + "x" +
+                                std::to_string(n) + "x" + std::to_string(k) + " bias " + std::to_string(bias) +
+                                " relu " + std::to_string(relu) + " at " + std::to_string(i) + "," + std::to_string(j);
+      if (relu && s < -tol) {
+        ASSERT_EQ(got, 0.0f) << where;
+      } else {
+        ASSERT_NEAR(got, relu ? std::max(s, 0.0) : s, tol) << where;
+      }
+    }
+  }
+}
+
+TEST(GemmBackend, LinearWithBiasAndReluMatchesTheSumsInDouble) {
+  BackendGuard guard;
+  std::vector<GemmBackend> backends = {GemmBackend::openblas, GemmBackend::automatic};
+  if (kernels::gemm_backend_has_onednn()) {
+    backends.push_back(GemmBackend::onednn);
+    backends.push_back(GemmBackend::onednn_matmul);
+  }
+  // small and odd shapes, and the MLP's layers at batches on both sides of the automatic rule
+  const std::vector<std::array<std::int64_t, 3>> shapes = {{1, 1, 1},    {7, 5, 3},    {37, 53, 61},
+                                                           {32, 256, 784}, {64, 10, 256}, {130, 256, 256}};
+  for (GemmBackend backend : backends) {
+    for (const auto& s : shapes) {
+      for (bool bias : {false, true}) {
+        for (bool relu : {false, true}) {
+          expect_linear(backend, s[0], s[1], s[2], bias, relu);
+          if (::testing::Test::HasFatalFailure()) return;
+        }
+      }
+    }
+  }
+}
+
+TEST(GemmBackend, LinearUnfusedIsTheBiasRowsThenGemmThenReluBitForBit) {
+  // Where kernels::fused_linear is false (here: dnnl_sgemm or OpenBLAS), linear is exactly
+  // what the linear and relu nodes computed before: bias rows, gemm with beta 1, max(., 0).
+  BackendGuard guard;
+  const std::int64_t m = 130, n = 40, k = 70;
+  Tensor x = Tensor::empty({m, k}, DType::f32), w = Tensor::empty({n, k}, DType::f32), b = Tensor::empty({n}, DType::f32);
+  for (std::int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = value(i, 0.37f);
+  for (std::int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = value(i, 0.11f);
+  for (std::int64_t i = 0; i < n; ++i) b.data<float>()[i] = value(i, 0.7f);
+  std::vector<GemmBackend> backends = {GemmBackend::openblas};
+  if (kernels::gemm_backend_has_onednn()) backends.push_back(GemmBackend::onednn);
+  for (GemmBackend backend : backends) {
+    kernels::set_gemm_backend(backend);
+    EXPECT_FALSE(kernels::fused_linear(DType::f32, m, n));
+    Tensor want = Tensor::empty({m, n}, DType::f32), got = Tensor::empty({m, n}, DType::f32);
+    for (std::int64_t r = 0; r < m; ++r) {
+      for (std::int64_t j = 0; j < n; ++j) want.data<float>()[r * n + j] = b.data<float>()[j];
+    }
+    kernels::gemm(x, false, w, true, want, 1.0, 1.0);
+    for (std::int64_t i = 0; i < want.numel(); ++i) want.data<float>()[i] = std::max(want.data<float>()[i], 0.0f);
+    kernels::linear(x, w, b, got, true);
+    EXPECT_EQ(std::vector<float>(got.data<float>(), got.data<float>() + got.numel()),
+              std::vector<float>(want.data<float>(), want.data<float>() + want.numel()))
+        << "backend " << static_cast<int>(backend);
+  }
+}
+
+TEST(GemmBackend, FusedLinearRule) {
+  // the rule of docs/performance.md (session 11), from the CPU's flags read here independently
+  BackendGuard guard;
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  const bool dnnl = kernels::gemm_backend_has_onednn();
+  kernels::set_gemm_backend(GemmBackend::automatic);
+  EXPECT_EQ(kernels::fused_linear(DType::f32, 128, 10), dnnl && avx512);
+  EXPECT_EQ(kernels::fused_linear(DType::f32, 512, 256), dnnl && avx512);
+  EXPECT_EQ(kernels::fused_linear(DType::f32, 64, 256), dnnl && avx512);
+  EXPECT_FALSE(kernels::fused_linear(DType::f32, 64, 10));
+  EXPECT_FALSE(kernels::fused_linear(DType::f32, 32, 256));
+  EXPECT_FALSE(kernels::fused_linear(DType::f64, 512, 256));
+  kernels::set_deterministic_products(true);
+  EXPECT_FALSE(kernels::fused_linear(DType::f32, 512, 256)) << "deterministic products keep their tiles";
+  kernels::set_deterministic_products(false);
+  kernels::set_gemm_backend(GemmBackend::onednn_matmul);
+  EXPECT_EQ(kernels::fused_linear(DType::f32, 32, 10), dnnl);
+  for (GemmBackend b : {GemmBackend::onednn, GemmBackend::openblas}) {
+    kernels::set_gemm_backend(b);
+    EXPECT_FALSE(kernels::fused_linear(DType::f32, 512, 256));
+  }
+  if (dnnl) {
+    EXPECT_NE(kernels::gemm_matmul_implementation(false, true, 128, 256, 784), "none");
+  }
 }
 
 // Eight SGD-with-momentum steps of a small MLP: the parameters after them through OpenBLAS
@@ -133,12 +255,15 @@ TEST(GemmBackend, TrainingThroughEitherLibraryGivesTheSameParametersToRounding) 
   nn::Sequential start_net = nn::mlp(start_arena, {20, 32, 16, 4}, nn::Activation::relu);
   nn::initialize(start_arena, {.weights = init::Scheme::fan_in_uniform, .seed = 3});
   const std::vector<float> blas = train_parameters(GemmBackend::openblas);
-  const std::vector<float> dnnl = train_parameters(GemmBackend::onednn);
-  ASSERT_EQ(blas.size(), dnnl.size());
   double moved = 0;
-  for (std::size_t i = 0; i < blas.size(); ++i) {
-    EXPECT_NEAR(blas[i], dnnl[i], 1e-5 * (1.0 + std::abs(blas[i]))) << "parameter " << i;
-    moved = std::max(moved, static_cast<double>(std::abs(blas[i] - start_arena.values().data<float>()[i])));
+  for (GemmBackend other : {GemmBackend::onednn, GemmBackend::onednn_matmul}) {
+    const std::vector<float> dnnl = train_parameters(other);
+    ASSERT_EQ(blas.size(), dnnl.size());
+    for (std::size_t i = 0; i < blas.size(); ++i) {
+      EXPECT_NEAR(blas[i], dnnl[i], 1e-5 * (1.0 + std::abs(blas[i]))) << "parameter " << i << " backend "
+                                                                       << static_cast<int>(other);
+      moved = std::max(moved, static_cast<double>(std::abs(blas[i] - start_arena.values().data<float>()[i])));
+    }
   }
   EXPECT_GT(moved, 1e-2);
 }

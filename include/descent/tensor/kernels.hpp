@@ -5,6 +5,7 @@
 // All matrices are 2-D row-major tensors of one floating dtype. Throws ShapeError when
 // shapes or dtypes do not fit.
 #include <cstdint>
+#include <string>
 
 #include "descent/tensor/tensor.hpp"
 
@@ -19,15 +20,37 @@ void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, 
 //   automatic: per product, by gemm_choice (the default)
 //   openblas:  cblas_sgemm always
 //   onednn:    oneDNN's dnnl_sgemm always (when descent was built with oneDNN; else OpenBLAS)
-// The two agree to rounding (they sum the k products in different orders).
-enum class GemmBackend { automatic, openblas, onednn };
+//   onednn_matmul: oneDNN's matmul primitive always, cached per shape (built with oneDNN;
+//              else OpenBLAS), and the fused linear + ReLU forward below
+// They agree to rounding (they sum the k products in different orders).
+enum class GemmBackend { automatic, openblas, onednn, onednn_matmul };
 void set_gemm_backend(GemmBackend backend);  // process-wide
 GemmBackend gemm_backend();
 bool gemm_backend_has_onednn();  // descent was built with libdnnl-dev
+// The implementation oneDNN's matmul primitive picks for a float32 product of this shape
+// ("brg:avx512_core", ...; "none" without oneDNN), for the bench and tests.
+std::string gemm_matmul_implementation(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n,
+                                       std::int64_t k);
 // The library `automatic` uses for a float32 product of this shape (openblas or onednn): a
 // fixed rule of the shape and of the CPU's instruction sets read at run time (no timing),
 // so one shape on one CPU always gets the same library, and so the same rounding.
 GemmBackend gemm_choice(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k);
+
+// The forward of a dense layer, y [B, out] <- act(x [B, in] w^T [in, out] + 1 b^T) (b
+// undefined: no bias; act = ReLU when relu, else the identity). Where fused_linear(dtype, B, out)
+// it is one oneDNN matmul primitive with the bias as its bias argument and the ReLU as a
+// post-op; otherwise the bias rows, then gemm (beta 1) adding the product to them, then a
+// ReLU pass (y > 0 ? y : 0): what the linear and relu nodes did before, bit for bit.
+void linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, bool relu = false);
+// Whether linear runs as one primitive for a batch of B rows into `out` columns: float32,
+// descent built with oneDNN, no deterministic products, and the backend onednn_matmul (any
+// shape), or automatic on a CPU where oneDNN is the automatic library (gemm_choice) and
+// B >= 128, or B >= 64 and out >= 128. Measured (bench/gemm_backends, 2 threads,
+// docs/performance.md session 11): the primitive with the bias (and ReLU) in it is 1.03-1.28x
+// dnnl_sgemm with the separate steps from B = 128 up, 1.01-1.16x at B = 64 with 256 outputs,
+// 0.86x at B = 64 with 10 outputs and 0.72-0.95x at B = 32 (oneDNN's matmul is slower than
+// its sgemm on 32 rows).
+bool fused_linear(DType dtype, std::int64_t batch, std::int64_t out);
 
 // Products of fewer multiply-adds (m n k) run on the calling thread: in a training step a small
 // split product (its start, the next operation pulling its output from the other core) costs
