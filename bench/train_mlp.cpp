@@ -12,7 +12,10 @@
 //   --lr defaults to 0.01, 0.001 for adam. An optimizer descent does not have prints
 //   {"status": "unsupported"} and exits 0, so bench/run shows n/a.
 // --profile: adds where the time of one step goes (copy, matrix products, elementwise,
-//   loss, backward, optimizer, tape overhead), timed over one more epoch.
+//   loss, backward, optimizer, tape overhead), timed over one more epoch. The step is
+//   train::train_step's: no zero_grad pass (the row stays, at 0), and with an optimizer that
+//   steps parameter by parameter the updates run inside the backward sweep, their time
+//   counted in "optimizer" and taken out of "backward".
 // --gemm: the library of the float32 matrix products (kernels::set_gemm_backend; default
 //   automatic, the per-shape rule of kernels::gemm_choice).
 // --dtype bf16: mixed precision (descent/tensor/precision.hpp): the dense layers' products
@@ -251,8 +254,7 @@ Profile profile_epoch(Model& m, Batches& data) {
     lap(p.copy);
     m.tape.clear();
     lap(p.clear);
-    m.arena.zero_grad();
-    lap(p.zero_grad);
+    // No zero_grad pass: the backward overwrites the gradient (Tape::backward_overwrite).
     m.opt->prepare(m.arena, m.k);
     lap(p.optimizer);
     autodiff::Var h = data.with16 ? autodiff::constant_bf16(m.tape, data.x.rows(0, b), data.x16)
@@ -264,10 +266,33 @@ Profile profile_epoch(Model& m, Batches& data) {
     }
     autodiff::Var loss = loss::cross_entropy(h, data.y.rows(0, b));
     lap(p.loss);
-    m.tape.backward(loss);
-    lap(p.backward);
-    m.opt->step(m.arena, m.k++);
-    lap(p.optimizer);
+    if (m.opt->steps_by_parameter()) {
+      // train::backward_and_step written out, the updates inside the sweep timed apart.
+      double inside = 0;
+      std::vector<char> stepped(m.arena.count(), 0);
+      m.opt->begin_step(m.arena, m.k);
+      m.tape.set_param_ready([&](ParamId id) {
+        const auto u0 = Clock::now();
+        stepped[static_cast<std::size_t>(id.index)] = 1;
+        m.opt->step_parameter(m.arena, id);
+        inside += seconds(u0, Clock::now());
+      });
+      m.tape.backward_overwrite(loss, m.arena.grads());
+      m.tape.set_param_ready({});
+      for (std::size_t i = 0; i < stepped.size(); ++i) {
+        if (stepped[i] == 0) m.opt->step_parameter(m.arena, ParamId{static_cast<std::int32_t>(i)});
+      }
+      m.opt->end_step();
+      ++m.k;
+      lap(p.backward);
+      p.backward -= inside;
+      p.optimizer += inside;
+    } else {
+      m.tape.backward_overwrite(loss, m.arena.grads());
+      lap(p.backward);
+      m.opt->step(m.arena, m.k++);
+      lap(p.optimizer);
+    }
   }
   p.total = seconds(e0, Clock::now());
   return p;
@@ -429,7 +454,7 @@ int main(int argc, char** argv) {
                   "\"gemm_alone_gflops\": %.2f, \"parameters\": %.0f, \"optimizer_gbs\": %.2f, \"zero_grad_gbs\": %.2f",
                   1e3 * g.forward, 1e3 * g.backward, g.flops, g.flops / (g.forward + g.backward) / 1e9, params,
                   optimizer_traffic(o.optimizer) * 4.0 * params / (p.optimizer / steps) / 1e9,
-                  4.0 * params / (p.zero_grad / steps) / 1e9);
+                  p.zero_grad > 0 ? 4.0 * params / (p.zero_grad / steps) / 1e9 : 0.0);
     extra += buf;
   }
   if (o.peak) {
