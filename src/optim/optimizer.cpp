@@ -48,6 +48,20 @@ void fused_pass(T* th, const T* g, const Update& u, std::int64_t begin, std::int
                         [&](std::int64_t i0, std::int64_t i1) { fused_chunk<T>(th, g, u, begin + i0, begin + i1); });
 }
 
+// fused_pass over one parameter's slice, run the moment the backward sweep has its gradient
+// (step_parameter): the product that wrote that gradient just ran, and when it ran on every
+// thread each core holds part of the gradient in its cache, so the update splits too from two
+// chunks (parallel_grain each) up, below elementwise_serial_below (an MLP's 256 x 256 weight).
+template <class T, class Update>
+void fused_slice_pass(T* th, const T* g, const Update& u, std::int64_t begin, std::int64_t end) {
+  const std::int64_t n = end - begin;
+  if (n >= 2 * parallel_grain && !last_products_serial()) {
+    parallel_for(n, parallel_grain, [&](std::int64_t i0, std::int64_t i1) { fused_chunk<T>(th, g, u, begin + i0, begin + i1); });
+  } else {
+    fused_pass(th, g, u, begin, end);
+  }
+}
+
 class ChainOptimizer final : public Optimizer {
  public:
   ChainOptimizer(Transform chain, const OptimizerOptions& o, const Fused& fused, std::string name)
@@ -127,7 +141,7 @@ class ChainOptimizer final : public Optimizer {
     // The rule of this update (schedule read, Adam's t counted: once, as step() does), kept
     // for the slices.
     fused_step(arena.values(), arena.grads(), k, [this](auto* th, const auto* g, const auto& rule) {
-      slice_step_ = [th, g, rule](std::int64_t begin, std::int64_t end) { fused_pass(th, g, rule, begin, end); };
+      slice_step_ = [th, g, rule](std::int64_t begin, std::int64_t end) { fused_slice_pass(th, g, rule, begin, end); };
     });
     if (o_.averaging != Averaging::none) average_weight_ = next_average_weight();
     stepped_ = 0;
