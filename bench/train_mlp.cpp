@@ -13,9 +13,10 @@
 //   {"status": "unsupported"} and exits 0, so bench/run shows n/a.
 // --profile: adds where the time of one step goes (copy, matrix products, elementwise,
 //   loss, backward, optimizer, tape overhead), timed over one more epoch. The step is
-//   train::train_step's: no zero_grad pass (the row stays, at 0), and with an optimizer that
-//   steps parameter by parameter the updates run inside the backward sweep, their time
-//   counted in "optimizer" and taken out of "backward".
+//   train::train_step's: no zero_grad pass (the row stays, at 0); with --fused-update 1 and
+//   an optimizer that steps parameter by parameter the updates run inside the backward sweep,
+//   their time counted in "optimizer" and taken out of "backward".
+// --fused-update 0|1: train::set_fused_update (default 0: the update after the sweep).
 // --gemm: the library of the float32 matrix products (kernels::set_gemm_backend; default
 //   automatic, the per-shape rule of kernels::gemm_choice).
 // --dtype bf16: mixed precision (descent/tensor/precision.hpp): the dense layers' products
@@ -71,6 +72,7 @@ struct Options : bench::Common {
   bool peak = false;
   std::string gemm = "automatic";
   std::string dtype = "f32";
+  int fused_update = 0;
   Options() {
     lr = 0;  // 0: default_lr(optimizer)
     reps = 3;
@@ -94,6 +96,7 @@ bool parse(int argc, char** argv, Options& o) {
   p.flag("--peak", o.peak);
   p.value("--gemm", o.gemm);
   p.value("--dtype", o.dtype);
+  p.value("--fused-update", o.fused_update);
   if (!p.parse(argc, argv)) return false;
   if (!sizes.empty()) o.sizes = parse_sizes(sizes);
   if (o.lr < 0) return p.fail("--lr must be > 0");
@@ -266,7 +269,7 @@ Profile profile_epoch(Model& m, Batches& data) {
     }
     autodiff::Var loss = loss::cross_entropy(h, data.y.rows(0, b));
     lap(p.loss);
-    if (m.opt->steps_by_parameter()) {
+    if (train::fused_update() && m.opt->steps_by_parameter()) {
       // train::backward_and_step written out, the updates inside the sweep timed apart.
       double inside = 0;
       std::vector<char> stepped(m.arena.count(), 0);
@@ -392,6 +395,7 @@ int main(int argc, char** argv) {
                             : o.gemm == "onednn" ? kernels::GemmBackend::onednn
                                                  : kernels::GemmBackend::automatic);
   const precision::Scope products(o.dtype == "bf16" ? precision::Products::bf16 : precision::Products::fp32, false);
+  train::set_fused_update(o.fused_update != 0);
 
   data::ByteDataset train;
   try {

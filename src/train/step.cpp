@@ -1,5 +1,6 @@
 #include "descent/train/step.hpp"
 
+#include <atomic>
 #include <cmath>
 #include <functional>
 #include <vector>
@@ -34,6 +35,13 @@ Gradient forward(nn::Module& net, autodiff::Tape& tape, const Tensor& x, const k
 }
 
 }  // namespace
+
+namespace {
+std::atomic<bool> g_fused_update{false};
+}  // namespace
+
+void set_fused_update(bool on) { g_fused_update.store(on, std::memory_order_relaxed); }
+bool fused_update() { return g_fused_update.load(std::memory_order_relaxed); }
 
 void backward_and_step(autodiff::Tape& tape, autodiff::Var loss, ParameterArena& arena, optim::Optimizer& optimizer,
                        std::int64_t k) {
@@ -86,7 +94,12 @@ double train_step(nn::Module& net, ParameterArena& arena, optim::Optimizer& opti
   tape.clear();
   optimizer.prepare(arena, k);
   const Gradient g = forward(net, tape, x, x16, y);
-  backward_and_step(tape, g.loss, arena, optimizer, k);
+  if (fused_update()) {
+    backward_and_step(tape, g.loss, arena, optimizer, k);
+  } else {
+    tape.backward_overwrite(g.loss, arena.grads());
+    optimizer.step(arena, k);
+  }
   return g.loss_value;
 }
 

@@ -140,6 +140,13 @@ double unfused_step(Model& m, const Tensor& x, const kernels::bf16::Buffer* x16,
   return loss.value().item();
 }
 
+// train::set_fused_update for a scope.
+struct FusedUpdate {
+  bool before = train::fused_update();
+  explicit FusedUpdate(bool on) { train::set_fused_update(on); }
+  ~FusedUpdate() { train::set_fused_update(before); }
+};
+
 // ---- Tape::backward_overwrite ---------------------------------------------------------------
 
 TEST(BackwardOverwrite, EqualsZeroingAndAccumulatingBitForBit) {
@@ -263,9 +270,11 @@ std::string label(const optim::OptimizerSpec& s, DType dtype) {
          (s.averaging != optim::Averaging::none ? ", averaged" : "") + ") " + dtype_name(dtype);
 }
 
-// Five steps of train::train_step against five unfused steps from the same start: the same
-// losses, parameters, gradients, optimizer state and averages bit for bit.
-TEST(FusedStep, EveryOptimizerMatchesTheUnfusedStepBitForBit) {
+// Five steps of train::train_step (the update fused into the sweep, and after it) against
+// five steps of the old path from the same start: the same losses, parameters, gradients,
+// optimizer state and averages bit for bit.
+void expect_every_optimizer_matches(bool fuse) {
+  const FusedUpdate mode(fuse);
   int by_parameter = 0, cases = 0;
   for (const optim::OptimizerSpec& spec : every_optimizer()) {
     for (DType dtype : {DType::f64, DType::f32}) {
@@ -277,7 +286,7 @@ TEST(FusedStep, EveryOptimizerMatchesTheUnfusedStepBitForBit) {
         continue;  // a form or key this algorithm does not have
       }
       ++cases;
-      const std::string what = label(spec, dtype);
+      const std::string what = label(spec, dtype) + (fuse ? " fused" : " after the sweep");
       // Garbage in the fused model's gradient buffer: every value must be written each step.
       fused.arena.grads().fill(std::numeric_limits<double>::quiet_NaN());
       by_parameter += fused.opt->steps_by_parameter() ? 1 : 0;
@@ -301,6 +310,11 @@ TEST(FusedStep, EveryOptimizerMatchesTheUnfusedStepBitForBit) {
   EXPECT_GE(cases, 40);
   // sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw at least, in both dtypes.
   EXPECT_GE(by_parameter, 2 * 7 * 2);
+}
+
+TEST(FusedStep, EveryOptimizerMatchesTheUnfusedStepBitForBit) {
+  expect_every_optimizer_matches(true);
+  expect_every_optimizer_matches(false);
 }
 
 // step_parameter in any order equals step(); the checks of the protocol.
@@ -347,6 +361,7 @@ TEST(FusedStep, StepParameterInAnyOrderEqualsStep) {
 
 // A callback already on the tape (distributed.cpp's) is still called, and kept after the step.
 TEST(FusedStep, KeepsTheTapesOwnCallback) {
+  const FusedUpdate mode(true);
   Model m(DType::f32);
   m.opt = optim::make_optimizer({.name = "momentum", .lr = 0.02}, nullptr);
   int calls = 0;
@@ -362,6 +377,7 @@ TEST(FusedStep, KeepsTheTapesOwnCallback) {
 // The bf16 products (model.dtype = "bf16") with the input batch's bf16 bits: the fused step
 // against the unfused one, bit for bit.
 TEST(FusedStep, Bf16ProductsMatchTheUnfusedStepBitForBit) {
+  const FusedUpdate mode(true);
   const bool emulate = !precision::cpu_has_bf16();
   precision::Scope scope(precision::Products::bf16, emulate);
   for (const char* name : {"momentum", "adam"}) {
@@ -381,6 +397,41 @@ TEST(FusedStep, Bf16ProductsMatchTheUnfusedStepBitForBit) {
     }
     EXPECT_SAME_BITS(fused.arena.values(), plain.arena.values(), std::string(name) + " bf16: parameters");
     EXPECT_SAME_BITS(fused.arena.grads(), plain.arena.grads(), std::string(name) + " bf16: gradient");
+  }
+}
+
+// The benchmark's MLP 784-256-256-10 at batch 128 (the products' real shapes: oneDNN or
+// OpenBLAS with beta 0 where the old path had beta 1), float32 and bf16 products, fused.
+TEST(FusedStep, Mlp784AtBatch128MatchesTheUnfusedStepBitForBit) {
+  const FusedUpdate mode(true);
+  for (bool bf16 : {false, true}) {
+    std::unique_ptr<precision::Scope> scope;
+    if (bf16) scope = std::make_unique<precision::Scope>(precision::Products::bf16, !precision::cpu_has_bf16());
+    struct Mlp {
+      ParameterArena arena{DType::f32};
+      nn::Sequential net{nn::mlp(arena, {784, 256, 256, 10}, nn::Activation::relu)};
+      Tape tape;
+      std::unique_ptr<optim::Optimizer> opt = optim::make_optimizer({.name = "momentum", .lr = 0.05}, nullptr);
+    } a, b;
+    nn::initialize(a.arena, {.weights = init::Scheme::fan_in_uniform, .seed = 1});
+    nn::initialize(b.arena, {.weights = init::Scheme::fan_in_uniform, .seed = 1});
+    for (std::int64_t k = 0; k < 3; ++k) {
+      Tensor x = Tensor::empty({128, 784}, DType::f32), y = Tensor::empty({128}, DType::i32);
+      Rng rng(static_cast<std::uint64_t>(30 + k));
+      fill_uniform(x, rng, 0.0, 1.0);
+      for (std::int64_t i = 0; i < 128; ++i) y.data<std::int32_t>()[i] = static_cast<std::int32_t>((i + k) % 10);
+      kernels::bf16::Buffer x16;
+      kernels::bf16::convert(x.data<float>(), x.numel(), x16.resize(x.numel()));
+      train::train_step(a.net, a.arena, *a.opt, a.tape, x, bf16 ? &x16 : nullptr, y, k);
+      b.tape.clear();
+      b.arena.zero_grad();
+      b.opt->prepare(b.arena, k);
+      const Var in = bf16 ? autodiff::constant_bf16(b.tape, x, x16) : b.tape.constant(x);
+      b.tape.backward(loss::cross_entropy(b.net.forward(b.tape, in), y));
+      b.opt->step(b.arena, k);
+    }
+    EXPECT_SAME_BITS(a.arena.values(), b.arena.values(), bf16 ? "bf16: parameters" : "f32: parameters");
+    EXPECT_SAME_BITS(a.arena.grads(), b.arena.grads(), bf16 ? "bf16: gradient" : "f32: gradient");
   }
 }
 

@@ -43,10 +43,10 @@ struct Gradient {
 Gradient compute_gradient(nn::Module& net, ParameterArena& arena, optim::Optimizer& optimizer, autodiff::Tape& tape,
                           const Tensor& x, const Tensor& y, std::int64_t k, bool measure_norm = true);
 
-// compute_gradient without the norm, then optimizer.step(arena, k), fused into the backward
-// sweep when the optimizer allows (backward_and_step). Returns the minibatch's mean loss (at
-// the parameters before the update). No divergence check: a non-finite loss is returned and
-// the update still happens.
+// compute_gradient without the norm, then optimizer.step(arena, k); with set_fused_update(true),
+// the update fused into the backward sweep (backward_and_step). Returns the minibatch's mean
+// loss (at the parameters before the update). No divergence check: a non-finite loss is
+// returned and the update still happens.
 double train_step(nn::Module& net, ParameterArena& arena, optim::Optimizer& optimizer, autodiff::Tape& tape,
                   const Tensor& x, const Tensor& y, std::int64_t k);
 
@@ -62,5 +62,15 @@ double train_step(nn::Module& net, ParameterArena& arena, optim::Optimizer& opti
 // sweep leaves the parameters partly updated.
 void backward_and_step(autodiff::Tape& tape, autodiff::Var loss, ParameterArena& arena, optim::Optimizer& optimizer,
                        std::int64_t k);
+
+// Whether train_step fuses the update into the sweep (backward_and_step) or runs it after the
+// sweep as one pass (the same results either way). Default off: on session 11's 2-core Intel
+// Xeon the fused update was no cheaper than the pass (the parameters and the optimizer's state
+// come from memory either way, only the gradient is in cache, and the updates between the
+// products evict theirs): MLP 784-256-256-10, 2 threads, A/B against the pass, +2% for Adam
+// and bf16 at batch 128, -1.5% for fp32 momentum at 128, -8% at 512 (docs/performance.md,
+// session 11). Process-wide, for measurement (bench/train_mlp --fused-update 1).
+void set_fused_update(bool on);
+bool fused_update();
 
 }  // namespace descent::train
