@@ -34,10 +34,8 @@ Gradient forward(nn::Module& net, autodiff::Tape& tape, const Tensor& x, const k
   return g;
 }
 
-}  // namespace
+std::atomic<bool> g_fused_update{false};  // set_fused_update
 
-namespace {
-std::atomic<bool> g_fused_update{false};
 }  // namespace
 
 void set_fused_update(bool on) { g_fused_update.store(on, std::memory_order_relaxed); }
