@@ -67,9 +67,10 @@ void backward_and_step(autodiff::Tape& tape, autodiff::Var loss, ParameterArena&
 // sweep as one pass (the same results either way). Default off: on session 11's 2-core Intel
 // Xeon the fused update was no cheaper than the pass (the parameters and the optimizer's state
 // come from memory either way, only the gradient is in cache, and the updates between the
-// products evict theirs): MLP 784-256-256-10, 2 threads, A/B against the pass, +2% for Adam
-// and bf16 at batch 128, -1.5% for fp32 momentum at 128, -8% at 512 (docs/performance.md,
-// session 11). Process-wide, for measurement (bench/train_mlp --fused-update 1).
+// products evict theirs): MLP 784-256-256-10, 2 threads, A/B against the pass, within +-3% at
+// batches 32 and 128 (fp32, bf16, Adam) and up to 9% slower at fp32 batch 512
+// (docs/performance.md, session 11). Process-wide, for measurement (bench/train_mlp
+// --fused-update 1).
 void set_fused_update(bool on);
 bool fused_update();
 
