@@ -12,7 +12,11 @@
 //   --lr defaults to 0.01, 0.001 for adam. An optimizer descent does not have prints
 //   {"status": "unsupported"} and exits 0, so bench/run shows n/a.
 // --profile: adds where the time of one step goes (copy, matrix products, elementwise,
-//   loss, backward, optimizer, tape overhead), timed over one more epoch.
+//   loss, backward, optimizer, tape overhead), timed over one more epoch. The step is
+//   train::train_step's: no zero_grad pass (the row stays, at 0); with --fused-update 1 and
+//   an optimizer that steps parameter by parameter the updates run inside the backward sweep,
+//   their time counted in "optimizer" and taken out of "backward".
+// --fused-update 0|1: train::set_fused_update (default 0: the update after the sweep).
 // --gemm: the library of the float32 matrix products (kernels::set_gemm_backend; default
 //   automatic, the per-shape rule of kernels::gemm_choice, with the hidden layers' linear +
 //   ReLU as one oneDNN matmul primitive where kernels::fused_linear; onednn: dnnl_sgemm
@@ -70,6 +74,7 @@ struct Options : bench::Common {
   bool peak = false;
   std::string gemm = "automatic";
   std::string dtype = "f32";
+  int fused_update = 0;
   Options() {
     lr = 0;  // 0: default_lr(optimizer)
     reps = 3;
@@ -93,6 +98,7 @@ bool parse(int argc, char** argv, Options& o) {
   p.flag("--peak", o.peak);
   p.value("--gemm", o.gemm);
   p.value("--dtype", o.dtype);
+  p.value("--fused-update", o.fused_update);
   if (!p.parse(argc, argv)) return false;
   if (!sizes.empty()) o.sizes = parse_sizes(sizes);
   if (o.lr < 0) return p.fail("--lr must be > 0");
@@ -253,8 +259,7 @@ Profile profile_epoch(Model& m, Batches& data) {
     lap(p.copy);
     m.tape.clear();
     lap(p.clear);
-    m.arena.zero_grad();
-    lap(p.zero_grad);
+    // No zero_grad pass: the backward overwrites the gradient (Tape::backward_overwrite).
     m.opt->prepare(m.arena, m.k);
     lap(p.optimizer);
     autodiff::Var h = data.with16 ? autodiff::constant_bf16(m.tape, data.x.rows(0, b), data.x16)
@@ -266,10 +271,33 @@ Profile profile_epoch(Model& m, Batches& data) {
     }
     autodiff::Var loss = loss::cross_entropy(h, data.y.rows(0, b));
     lap(p.loss);
-    m.tape.backward(loss);
-    lap(p.backward);
-    m.opt->step(m.arena, m.k++);
-    lap(p.optimizer);
+    if (train::fused_update() && m.opt->steps_by_parameter()) {
+      // train::backward_and_step written out, the updates inside the sweep timed apart.
+      double inside = 0;
+      std::vector<char> stepped(m.arena.count(), 0);
+      m.opt->begin_step(m.arena, m.k);
+      m.tape.set_param_ready([&](ParamId id) {
+        const auto u0 = Clock::now();
+        stepped[static_cast<std::size_t>(id.index)] = 1;
+        m.opt->step_parameter(m.arena, id);
+        inside += seconds(u0, Clock::now());
+      });
+      m.tape.backward_overwrite(loss, m.arena.grads());
+      m.tape.set_param_ready({});
+      for (std::size_t i = 0; i < stepped.size(); ++i) {
+        if (stepped[i] == 0) m.opt->step_parameter(m.arena, ParamId{static_cast<std::int32_t>(i)});
+      }
+      m.opt->end_step();
+      ++m.k;
+      lap(p.backward);
+      p.backward -= inside;
+      p.optimizer += inside;
+    } else {
+      m.tape.backward_overwrite(loss, m.arena.grads());
+      lap(p.backward);
+      m.opt->step(m.arena, m.k++);
+      lap(p.optimizer);
+    }
   }
   p.total = seconds(e0, Clock::now());
   return p;
@@ -370,6 +398,7 @@ int main(int argc, char** argv) {
                             : o.gemm == "onednn-matmul" ? kernels::GemmBackend::onednn_matmul
                                                         : kernels::GemmBackend::automatic);
   const precision::Scope products(o.dtype == "bf16" ? precision::Products::bf16 : precision::Products::fp32, false);
+  train::set_fused_update(o.fused_update != 0);
 
   data::ByteDataset train;
   try {
@@ -433,7 +462,7 @@ int main(int argc, char** argv) {
                   "\"gemm_alone_gflops\": %.2f, \"parameters\": %.0f, \"optimizer_gbs\": %.2f, \"zero_grad_gbs\": %.2f",
                   1e3 * g.forward, 1e3 * g.backward, g.flops, g.flops / (g.forward + g.backward) / 1e9, params,
                   optimizer_traffic(o.optimizer) * 4.0 * params / (p.optimizer / steps) / 1e9,
-                  4.0 * params / (p.zero_grad / steps) / 1e9);
+                  p.zero_grad > 0 ? 4.0 * params / (p.zero_grad / steps) / 1e9 : 0.0);
     extra += buf;
   }
   if (o.peak) {

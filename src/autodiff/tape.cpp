@@ -6,6 +6,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "descent/tensor/kernels.hpp"
 
@@ -16,6 +17,9 @@ class Leaf final : public Node {
  public:
   const char* name() const override { return "leaf"; }
   Tensor tangent_seed;  // set_tangent() of a variable
+  // A parameter in backward_overwrite: its slice of the gradient sink, bound as the node's
+  // grad at the first contribution (beta 0), or zeroed when none comes.
+  Tensor grad_slot;
 };
 
 Leaf& as_leaf(Node& n, const char* what) {
@@ -76,7 +80,10 @@ Tensor Tape::grad_sink(std::int32_t id, double& beta) {
   if (n.grad.defined()) {
     beta = 1.0;
   } else {
-    n.grad = Tensor::empty(n.value.shape(), n.value.dtype());
+    // external_grad without a bound grad: a parameter in backward_overwrite (its slot), or one
+    // whose gradient is not wanted (hvp without param_grads: a scratch buffer).
+    const Tensor* slot = n.external_grad ? &static_cast<Leaf&>(n).grad_slot : nullptr;
+    n.grad = slot != nullptr && slot->defined() ? *slot : Tensor::empty(n.value.shape(), n.value.dtype());
     beta = 0.0;
   }
   return n.grad;
@@ -100,6 +107,7 @@ void Tape::reset_derivatives() {
     n->external_grad = false;
     if (auto* leaf = dynamic_cast<Leaf*>(n.get())) {
       n->tangent = leaf->tangent_seed;
+      leaf->grad_slot = Tensor();
     } else {
       n->tangent = Tensor();
     }
@@ -116,6 +124,19 @@ void Tape::bind_param_sinks(const Tensor& grads, const Tensor* tangents, const T
   }
 }
 
+namespace {
+
+// A parameter leaf of backward_overwrite that no contribution reached: its slot gets zeros.
+void settle(Node& n) {
+  if (n.grad.defined() || !n.external_grad) return;
+  const Tensor& slot = static_cast<Leaf&>(n).grad_slot;
+  if (!slot.defined()) return;
+  std::memset(slot.raw(), 0, slot.nbytes());
+  n.grad = slot;
+}
+
+}  // namespace
+
 void Tape::sweep(Var loss, bool with_tangents) {
   Node& out = node(loss);
   if (out.value.numel() != 1) {
@@ -126,7 +147,10 @@ void Tape::sweep(Var loss, bool with_tangents) {
   gradient_of_ = -1;
   for (std::int32_t i = loss.id; i >= 0; --i) {
     Node& n = node(i);
-    if (n.num_inputs == 0 && n.param.valid() && param_ready_) param_ready_(n.param);
+    if (n.num_inputs == 0 && n.param.valid()) {
+      settle(n);  // backward_overwrite: no contribution came, the gradient is 0
+      if (param_ready_) param_ready_(n.param);
+    }
     if (!n.requires_grad || !n.grad.defined() || n.num_inputs == 0) continue;
     n.backward(*this);
     if (with_tangents) n.tangent_backward(*this);
@@ -156,6 +180,31 @@ void Tape::backward(Var loss, const Tensor& param_grads) {
   reset_derivatives();
   if (arena_ != nullptr) bind_param_sinks(param_grads, nullptr, nullptr);
   sweep(loss, false);
+}
+
+void Tape::backward_overwrite(Var loss, const Tensor& param_grads) {
+  if (loss.tape != this) throw ShapeError("backward: the loss belongs to another tape");
+  if (arena_ == nullptr) {
+    backward(loss, param_grads);
+    return;
+  }
+  if (!param_grads.defined()) throw ShapeError("backward_overwrite: param_grads is an undefined Tensor");
+  reset_derivatives();
+  // The arena's parameters never recorded here get zeros now; the recorded ones get their slot.
+  std::vector<char> recorded(arena_->count(), 0);
+  for (std::int32_t id : params_) {
+    auto& leaf = static_cast<Leaf&>(node(id));
+    leaf.grad_slot = arena_->slice(param_grads, leaf.param);
+    leaf.external_grad = true;
+    recorded[static_cast<std::size_t>(leaf.param.index)] = 1;
+  }
+  for (std::size_t i = 0; i < recorded.size(); ++i) {
+    if (recorded[i] != 0) continue;
+    const Tensor slot = arena_->slice(param_grads, ParamId{static_cast<std::int32_t>(i)});
+    std::memset(slot.raw(), 0, slot.nbytes());
+  }
+  sweep(loss, false);
+  for (std::int32_t id : params_) settle(node(id));  // those recorded after the loss
 }
 
 namespace {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <sstream>
 #include <stdexcept>
 #include <utility>
@@ -39,12 +40,26 @@ DESCENT_DISPATCH void fused_chunk(T* th, const T* g, const Update& u, std::int64
   for (std::int64_t i = i0; i < i1; ++i) th[i] = th[i] + rule(g[i], th[i], i);
 }
 
-// theta_i <- theta_i + u(g_i, theta_i, i) over the buffer: parallel chunks, each vectorized.
+// theta_i <- theta_i + u(g_i, theta_i, i) for i in [begin, end) of the flat buffers (all of
+// them, or one parameter's slice): parallel chunks, each vectorized.
 template <class T, class Update>
-void fused_pass(const Tensor& theta, const Tensor& grads, Update u) {
-  T* const th = theta.data<T>();
-  const T* const g = grads.data<T>();
-  parallel_for_elements(theta.numel(), [&](std::int64_t i0, std::int64_t i1) { fused_chunk<T>(th, g, u, i0, i1); });
+void fused_pass(T* th, const T* g, const Update& u, std::int64_t begin, std::int64_t end) {
+  parallel_for_elements(end - begin,
+                        [&](std::int64_t i0, std::int64_t i1) { fused_chunk<T>(th, g, u, begin + i0, begin + i1); });
+}
+
+// fused_pass over one parameter's slice, run the moment the backward sweep has its gradient
+// (step_parameter): the product that wrote that gradient just ran, and when it ran on every
+// thread each core holds part of the gradient in its cache, so the update splits too from two
+// chunks (parallel_grain each) up, below elementwise_serial_below (an MLP's 256 x 256 weight).
+template <class T, class Update>
+void fused_slice_pass(T* th, const T* g, const Update& u, std::int64_t begin, std::int64_t end) {
+  const std::int64_t n = end - begin;
+  if (n >= 2 * parallel_grain && !last_products_serial()) {
+    parallel_for(n, parallel_grain, [&](std::int64_t i0, std::int64_t i1) { fused_chunk<T>(th, g, u, begin + i0, begin + i1); });
+  } else {
+    fused_pass(th, g, u, begin, end);
+  }
 }
 
 class ChainOptimizer final : public Optimizer {
@@ -95,7 +110,8 @@ class ChainOptimizer final : public Optimizer {
     prepared_k_ = -1;
     const Tensor& theta = arena.values();
     if (fused_.kernel != Kernel::none) {
-      fused_step(theta, arena.grads(), k);
+      const std::int64_t n = theta.numel();
+      fused_step(theta, arena.grads(), k, [n](auto* th, const auto* g, const auto& rule) { fused_pass(th, g, rule, 0, n); });
     } else {
       u_.copy_from(arena.grads());  // u <- g
       chain_->update(u_, theta, k);
@@ -110,6 +126,43 @@ class ChainOptimizer final : public Optimizer {
       });
     }
     if (o_.averaging != Averaging::none) average(theta);
+  }
+
+  bool steps_by_parameter() const override { return fused_.kernel != Kernel::none; }
+
+  void begin_step(ParameterArena& arena, std::int64_t k) override {
+    if (!steps_by_parameter()) Optimizer::begin_step(arena, k);
+    ensure_init(arena);
+    if (interim_ && prepared_k_ != k) {
+      throw ConfigError(name_ + ": step(" + std::to_string(k) +
+                        ") without prepare(): Nesterov momentum needs the gradient at the interim point theta + alpha v");
+    }
+    prepared_k_ = -1;
+    // The rule of this update (schedule read, Adam's t counted: once, as step() does), kept
+    // for the slices.
+    fused_step(arena.values(), arena.grads(), k, [this](auto* th, const auto* g, const auto& rule) {
+      slice_step_ = [th, g, rule](std::int64_t begin, std::int64_t end) { fused_slice_pass(th, g, rule, begin, end); };
+    });
+    if (o_.averaging != Averaging::none) average_weight_ = next_average_weight();
+    stepped_ = 0;
+  }
+
+  void step_parameter(ParameterArena& arena, ParamId id) override {
+    if (!slice_step_) throw std::logic_error(name_ + ": step_parameter() outside begin_step() ... end_step()");
+    const ParamEntry& e = arena.entry(id);
+    const std::int64_t begin = e.offset, end = e.offset + e.shape.numel();
+    slice_step_(begin, end);
+    if (o_.averaging != Averaging::none) average_range(arena.values(), average_weight_, begin, end);
+    stepped_ += end - begin;
+  }
+
+  void end_step() override {
+    if (!slice_step_) throw std::logic_error(name_ + ": end_step() without begin_step()");
+    slice_step_ = nullptr;
+    if (stepped_ != size_) {
+      throw std::logic_error(name_ + ": the update stepped " + std::to_string(stepped_) + " parameter values of " +
+                             std::to_string(size_) + " (every parameter once between begin_step and end_step)");
+    }
   }
 
   double learning_rate(std::int64_t k) const override { return schedules_.empty() ? 1.0 : schedules_[0]->at(k); }
@@ -228,21 +281,25 @@ class ChainOptimizer final : public Optimizer {
     return {.rho1 = fused_.rho1, .rho2 = fused_.rho2, .delta = fused_.delta, .at = fused_.at};
   }
 
-  // One fused update: the chain's rules composed per element (the chains: registry.cpp).
-  void fused_step(const Tensor& theta, const Tensor& grads, std::int64_t k) {
+  // One fused update: the chain's rules composed per element (the chains: registry.cpp),
+  // handed to pass(th, g, rule), which runs fused_pass over the whole buffers (step) or keeps
+  // the rule for the parameters' slices (begin_step).
+  template <class Pass>
+  void fused_step(const Tensor& theta, const Tensor& grads, std::int64_t k, Pass&& pass) {
     const double eps = schedules_.empty() ? 1.0 : schedules_[0]->at(k);
     dispatch_float(theta.dtype(), [&](auto zero) {
       using T = decltype(zero);
+      const auto run = [&](const auto& rule) { pass(theta.data<T>(), grads.data<T>(), rule); };
       if (fused_.l2 != 0.0) {
-        fused_kernel<T, true>(theta, grads, eps);
+        fused_kernel<T, true>(eps, run);
       } else {
-        fused_kernel<T, false>(theta, grads, eps);
+        fused_kernel<T, false>(eps, run);
       }
     });
   }
 
-  template <class T, bool L2>
-  void fused_kernel(const Tensor& theta, const Tensor& grads, double eps) {
+  template <class T, bool L2, class Run>
+  void fused_kernel(double eps, const Run& run) {
     const rules::Rate<T> lr(eps);                // u <- -eps_k u
     const rules::Decay<T> decay(fused_.l2);      // u <- u + lambda theta
     auto grad = [decay](T g, T th) {             // g, or g + lambda theta with L2 decay
@@ -258,7 +315,7 @@ class ChainOptimizer final : public Optimizer {
       case Kernel::none:
         break;
       case Kernel::sgd:  // chain: lr
-        fused_pass<T>(theta, grads, [=](T g, T th, std::int64_t) { return lr(grad(g, th)); });
+        run([=](T g, T th, std::int64_t) { return lr(grad(g, th)); });
         break;
       case Kernel::momentum:  // chain: lr, trace (Algorithm 8.2)
       case Kernel::nesterov: {  // chain: lr, trace(interim) (Algorithm 8.3; prepare() moved theta)
@@ -266,8 +323,7 @@ class ChainOptimizer final : public Optimizer {
         rules::with_nesterov(fused_.kernel == Kernel::nesterov ? Nesterov::interim : Nesterov::none, [&](auto kind) {
           const rules::Trace<T, decltype(kind)::value> trace(trace_options());
           // u = -eps g enters after alpha v, as in the link (see rules::Trace)
-          fused_pass<T>(theta, grads,
-                        [=](T g, T th, std::int64_t i) { return trace([=] { return lr(grad(g, th)); }, v[i]); });
+          run([=](T g, T th, std::int64_t i) { return trace([=] { return lr(grad(g, th)); }, v[i]); });
         });
         break;
       }
@@ -277,22 +333,21 @@ class ChainOptimizer final : public Optimizer {
         rules::with_nesterov(fused_.kernel == Kernel::nesterov_pytorch ? Nesterov::pytorch : Nesterov::none,
                              [&](auto kind) {
                                const rules::Trace<T, decltype(kind)::value> trace(trace_options());
-                               fused_pass<T>(theta, grads,
-                                             [=](T g, T th, std::int64_t i) { return lr(trace(grad(g, th), v[i])); });
+                               run([=](T g, T th, std::int64_t i) { return lr(trace(grad(g, th), v[i])); });
                              });
         break;
       }
       case Kernel::adagrad: {  // chain: adagrad, lr (Algorithm 8.4)
         T* r = state_tensor<T>("adagrad.r");
         const rules::Adagrad<T> adagrad(adagrad_options());
-        fused_pass<T>(theta, grads, [=](T g, T th, std::int64_t i) { return lr(adagrad(grad(g, th), r[i])); });
+        run([=](T g, T th, std::int64_t i) { return lr(adagrad(grad(g, th), r[i])); });
         break;
       }
       case Kernel::rms: {  // chain: rms, lr (Algorithm 8.5, or torch.optim.RMSprop)
         T* r = state_tensor<T>("rms.r");
         rules::with_delta(fused_.at, [&](auto at) {
           const rules::Rms<T, decltype(at)::value> rms(rms_options());
-          fused_pass<T>(theta, grads, [=](T g, T th, std::int64_t i) { return lr(rms(grad(g, th), r[i])); });
+          run([=](T g, T th, std::int64_t i) { return lr(rms(grad(g, th), r[i])); });
         });
         break;
       }
@@ -304,11 +359,9 @@ class ChainOptimizer final : public Optimizer {
           const rules::Adam<T, decltype(at)::value> adam(adam_options(), t);
           if (fused_.decoupled != 0.0) {
             const rules::Decay<T> decoupled(fused_.decoupled);
-            fused_pass<T>(theta, grads, [=](T g, T th, std::int64_t i) {
-              return lr(decoupled(adam(grad(g, th), s[i], r[i]), th));
-            });
+            run([=](T g, T th, std::int64_t i) { return lr(decoupled(adam(grad(g, th), s[i], r[i]), th)); });
           } else {
-            fused_pass<T>(theta, grads, [=](T g, T th, std::int64_t i) { return lr(adam(grad(g, th), s[i], r[i])); });
+            run([=](T g, T th, std::int64_t i) { return lr(adam(grad(g, th), s[i], r[i])); });
           }
         });
         break;
@@ -316,19 +369,24 @@ class ChainOptimizer final : public Optimizer {
     }
   }
 
-  void average(const Tensor& theta) {
+  void average(const Tensor& theta) { average_range(theta, next_average_weight(), 0, theta.numel()); }
+  // Counts the iterate and returns its weight w in bar += w (theta - bar).
+  double next_average_weight() {
     ++average_count_;
-    const double w = o_.averaging == Averaging::arithmetic ? 1.0 / static_cast<double>(average_count_)
-                     : average_count_ == 1                 ? 1.0
-                                                           : 1.0 - o_.averaging_rho;
+    return o_.averaging == Averaging::arithmetic ? 1.0 / static_cast<double>(average_count_)
+           : average_count_ == 1                 ? 1.0
+                                                 : 1.0 - o_.averaging_rho;
+  }
+  // bar += w (theta - bar) over [begin, end) of the flat buffers.
+  void average_range(const Tensor& theta, double w, std::int64_t begin, std::int64_t end) {
     dispatch_float(theta.dtype(), [&](auto zero) {
       using T = decltype(zero);
       const T* th = theta.data<T>();
       T* bar = average_.data<T>();
       const T wt = static_cast<T>(w);
-      parallel_for_elements(theta.numel(), [&](std::int64_t i0, std::int64_t i1) {
+      parallel_for_elements(end - begin, [&](std::int64_t i0, std::int64_t i1) {
 #pragma omp simd
-        for (std::int64_t i = i0; i < i1; ++i) bar[i] = bar[i] + wt * (th[i] - bar[i]);  // bar += w (theta - bar)
+        for (std::int64_t i = begin + i0; i < begin + i1; ++i) bar[i] = bar[i] + wt * (th[i] - bar[i]);
       });
     });
   }
@@ -346,6 +404,11 @@ class ChainOptimizer final : public Optimizer {
   Tensor u_, shift_, average_;
   std::int64_t average_count_ = 0;
   std::int64_t prepared_k_ = -1;
+  // Between begin_step and end_step: the update's rule over [begin, end), the weight of the
+  // iterate in the average, the values stepped so far.
+  std::function<void(std::int64_t, std::int64_t)> slice_step_;
+  double average_weight_ = 0.0;
+  std::int64_t stepped_ = 0;
 };
 
 // ---- the factory -------------------------------------------------------------------
@@ -427,6 +490,18 @@ ChainRecipe build(const OptimizerSpec& s, std::shared_ptr<Schedule> schedule) {
 }
 
 }  // namespace
+
+void Optimizer::begin_step(ParameterArena& arena, std::int64_t k) {
+  (void)arena;
+  (void)k;
+  throw std::logic_error(describe() + ": cannot step parameter by parameter (steps_by_parameter() is false)");
+}
+void Optimizer::step_parameter(ParameterArena& arena, ParamId id) {
+  (void)arena;
+  (void)id;
+  throw std::logic_error(describe() + ": step_parameter() without begin_step()");
+}
+void Optimizer::end_step() { throw std::logic_error(describe() + ": end_step() without begin_step()"); }
 
 std::unique_ptr<Optimizer> make_optimizer(Transform c, const OptimizerOptions& options) {
   if (!c) throw ConfigError("make_optimizer: the chain is empty");

@@ -61,7 +61,9 @@ class Node {
   Tensor tangent;        // R(value): the directional derivative along v
   Tensor grad_tangent;   // R(grad)
   bool requires_grad = false;
-  bool external_grad = false;  // grad / grad_tangent are views into sinks: always accumulate
+  // A parameter leaf whose grad / grad_tangent are views into sinks: always accumulate (in
+  // backward_overwrite the first contribution binds the sink with beta 0).
+  bool external_grad = false;
   // Leaves that are parameters: their slice of the flat vectors.
   ParamId param{};
 };
@@ -93,12 +95,24 @@ class Tape {
   // recomputed (grad(v)). May be called again on the same tape.
   void backward(Var loss);
   void backward(Var loss, const Tensor& param_grads);
+  // backward(loss, param_grads) into a gradient that OVERWRITES param_grads instead of adding
+  // to it, with no pass that zeroes it first (train::compute_gradient, train::train_step): a
+  // parameter's first contribution writes its slice (beta 0), later ones add to it, and a
+  // slice nothing writes (a parameter the loss does not reach, one recorded after the loss,
+  // one of the arena never recorded on this tape) is set to zeros, the first two when the
+  // sweep reaches their leaf, before param_ready reports them. The result is what zeroing
+  // param_grads and calling backward(loss, param_grads) gives: the same operations on the same
+  // values, except that a sum that starts from a zero (+0 + x) is x itself (an exact zero
+  // keeps its sign: -0 where the accumulating sweep has +0). param_grads: the arena's layout
+  // (ShapeError otherwise); without an arena, backward(loss, param_grads).
+  void backward_overwrite(Var loss, const Tensor& param_grads);
   // Called during every reverse sweep the moment a parameter's gradient is final: the sweep
   // has reached its leaf, so every node that reads it is done (the last layers come first).
   // For starting the all-reduce of those gradients while the sweep goes on
   // (train/distributed.cpp). Parameters the loss does not reach are reported too (zero
   // gradient); parameters never recorded on this tape are not. Empty (the default): none.
   void set_param_ready(std::function<void(ParamId)> callback) { param_ready_ = std::move(callback); }
+  const std::function<void(ParamId)>& param_ready() const { return param_ready_; }
 
   // Exact Hessian-vector product of `loss` with respect to the parameters of `arena`:
   // hv <- H v and param_grads <- g, both overwritten (not accumulated).

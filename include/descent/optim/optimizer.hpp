@@ -55,6 +55,18 @@ class Optimizer {
   virtual void discard_prepared() {}
   // One update of arena.values() from arena.grads(); k counts the updates before this one.
   virtual void step(ParameterArena& arena, std::int64_t k) = 0;
+  // step(arena, k) parameter by parameter, for an update fused into the backward sweep
+  // (train::train_step: each parameter is updated the moment its gradient is final, while it
+  // is still in cache): begin_step(arena, k), then step_parameter(arena, id) once for every
+  // parameter of the arena, in any order, each reading its own slice of arena.grads() only,
+  // then end_step(). The same arithmetic per element as step(), so the same parameters and
+  // state bit for bit. Only where steps_by_parameter(): a chain whose update needs the whole
+  // gradient first (clipping) or has no fused loop cannot (the defaults throw logic_error).
+  // end_step throws logic_error when the parameters stepped do not cover the arena once.
+  virtual bool steps_by_parameter() const { return false; }
+  virtual void begin_step(ParameterArena& arena, std::int64_t k);
+  virtual void step_parameter(ParameterArena& arena, ParamId id);
+  virtual void end_step();
   virtual double learning_rate(std::int64_t k) const = 0;
   virtual std::string describe() const = 0;
   // The state vectors (each of the arena's size; views, not copies), for checkpoints.
