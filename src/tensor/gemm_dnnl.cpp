@@ -33,6 +33,13 @@ void matmul_bias_act(bool, bool, std::int64_t, std::int64_t, std::int64_t, const
   throw Error("gemm: descent was built without oneDNN (libdnnl-dev)");
 }
 std::string matmul_implementation(bool, bool, std::int64_t, std::int64_t, std::int64_t, bool, bool) { return "none"; }
+void matmul_run(const MatmulSpec&, const void*, const void*, const float*, void*, const char* what) {
+  throw Error(std::string(what) + ": descent was built without oneDNN (libdnnl-dev)");
+}
+const std::string& matmul_impl(const MatmulSpec&) {
+  static const std::string none = "none";
+  return none;
+}
 #else
 bool available() { return true; }
 
@@ -61,12 +68,13 @@ void sgemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, flo
 namespace {
 
 using dnnl::memory;
-using dt = memory::data_type;
 
 dnnl::engine& engine() {
   static dnnl::engine e(dnnl::engine::kind::cpu, 0);
   return e;
 }
+
+memory::data_type dnnl_type(Type t) { return t == Type::bf16 ? memory::data_type::bf16 : memory::data_type::f32; }
 
 struct Plan {
   memory::desc a_md, b_md, c_md, bias_md;
@@ -74,36 +82,34 @@ struct Plan {
   std::string impl;
 };
 
-// ta, tb, m, n, k, lda, ldb, ldc, alpha, beta, bias, relu, threads
+// the spec's fields and the OpenMP thread count
 using Key = std::tuple<bool, bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
-                       float, float, bool, bool, int>;
+                       Type, Type, float, float, bool, bool, int>;
 
-const Plan& plan_for(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, std::int64_t lda,
-                     std::int64_t ldb, std::int64_t ldc, float alpha, float beta, bool bias, bool relu) {
+const Plan& plan_for(const MatmulSpec& q) {
   static std::mutex mutex;
   static std::map<Key, std::unique_ptr<Plan>> plans;
-  // oneDNN divides the work by the OpenMP thread count when the primitive is created (one
-  // thread inside kernels.cpp's SerialProducts)
-  const Key key{ta, tb, m, n, k, lda, ldb, ldc, alpha, beta, bias, relu, omp_get_max_threads()};
+  const Key key{q.ta,  q.tb,    q.m,    q.n,    q.k,    q.lda,  q.ldb, q.ldc,
+                q.in,  q.out,   q.alpha, q.beta, q.bias, q.relu, omp_get_max_threads()};
   std::lock_guard<std::mutex> lock(mutex);
   auto it = plans.find(key);
   if (it != plans.end()) return *it->second;
   auto p = std::make_unique<Plan>();
   // transposed operands as strides: op(A) is m x k, element (i, l) at i*lda + l or l*lda + i
-  p->a_md = memory::desc({m, k}, dt::f32, ta ? memory::dims{1, lda} : memory::dims{lda, 1});
-  p->b_md = memory::desc({k, n}, dt::f32, tb ? memory::dims{1, ldb} : memory::dims{ldb, 1});
-  p->c_md = memory::desc({m, n}, dt::f32, memory::dims{ldc, 1});
+  p->a_md = memory::desc({q.m, q.k}, dnnl_type(q.in), q.ta ? memory::dims{1, q.lda} : memory::dims{q.lda, 1});
+  p->b_md = memory::desc({q.k, q.n}, dnnl_type(q.in), q.tb ? memory::dims{1, q.ldb} : memory::dims{q.ldb, 1});
+  p->c_md = memory::desc({q.m, q.n}, dnnl_type(q.out), memory::dims{q.ldc, 1});
   dnnl::primitive_attr attr;
-  if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
-  if (beta != 0.0f || relu) {
+  if (q.alpha != 1.0f) attr.set_output_scales(0, {q.alpha});
+  if (q.beta != 0.0f || q.relu) {
     dnnl::post_ops po;
-    if (beta != 0.0f) po.append_sum(beta);
-    if (relu) po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    if (q.beta != 0.0f) po.append_sum(q.beta);
+    if (q.relu) po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
     attr.set_post_ops(po);
   }
   dnnl::matmul::primitive_desc pd;
-  if (bias) {
-    p->bias_md = memory::desc({1, n}, dt::f32, memory::dims{n, 1});
+  if (q.bias) {
+    p->bias_md = memory::desc({1, q.n}, memory::data_type::f32, memory::dims{q.n, 1});
     pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(p->a_md, p->b_md, p->bias_md, p->c_md), attr, engine());
   } else {
     pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(p->a_md, p->b_md, p->c_md), attr, engine());
@@ -113,16 +119,16 @@ const Plan& plan_for(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int6
   return *plans.emplace(key, std::move(p)).first->second;
 }
 
-void run(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
-         std::int64_t lda, const float* b, std::int64_t ldb, float beta, const float* bias, bool relu, float* c,
-         std::int64_t ldc) {
+}  // namespace
+
+void matmul_run(const MatmulSpec& q, const void* a, const void* b, const float* bias, void* c, const char* what) {
   try {
-    const Plan& p = plan_for(ta, tb, m, n, k, lda, ldb, ldc, alpha, beta, bias != nullptr, relu);
+    const Plan& p = plan_for(q);
     dnnl::stream s(engine());
-    memory am(p.a_md, engine(), const_cast<float*>(a));
-    memory bm(p.b_md, engine(), const_cast<float*>(b));
+    memory am(p.a_md, engine(), const_cast<void*>(a));
+    memory bm(p.b_md, engine(), const_cast<void*>(b));
     memory cm(p.c_md, engine(), c);
-    if (bias != nullptr) {
+    if (q.bias) {
       memory biasm(p.bias_md, engine(), const_cast<float*>(bias));
       p.prim.execute(s, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_BIAS, biasm}, {DNNL_ARG_DST, cm}});
     } else {
@@ -130,27 +136,38 @@ void run(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, float
     }
     s.wait();
   } catch (const dnnl::error& e) {
-    throw Error("gemm: oneDNN's f32 matmul failed on " + std::to_string(m) + "x" + std::to_string(k) + " times " +
-                std::to_string(k) + "x" + std::to_string(n) + ": " + e.what());
+    throw Error(std::string(what) + ": oneDNN failed on " + std::to_string(q.m) + "x" + std::to_string(q.k) +
+                " times " + std::to_string(q.k) + "x" + std::to_string(q.n) + ": " + e.what());
   }
 }
 
+const std::string& matmul_impl(const MatmulSpec& q) { return plan_for(q).impl; }
+
+namespace {
+MatmulSpec f32_spec(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, std::int64_t lda,
+                    std::int64_t ldb, std::int64_t ldc, float alpha, float beta, bool bias, bool relu) {
+  MatmulSpec q;
+  q.ta = ta, q.tb = tb, q.m = m, q.n = n, q.k = k, q.lda = lda, q.ldb = ldb, q.ldc = ldc;
+  q.alpha = alpha, q.beta = beta, q.bias = bias, q.relu = relu;
+  return q;
+}
 }  // namespace
 
 void matmul(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
             std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
-  run(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, nullptr, false, c, ldc);
+  matmul_run(f32_spec(ta, tb, m, n, k, lda, ldb, ldc, alpha, beta, false, false), a, b, nullptr, c, "gemm: f32 matmul");
 }
 
 void matmul_bias_act(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const float* a,
                      std::int64_t lda, const float* b, std::int64_t ldb, const float* bias, bool relu, float* c,
                      std::int64_t ldc) {
-  run(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, bias, relu, c, ldc);
+  matmul_run(f32_spec(ta, tb, m, n, k, lda, ldb, ldc, 1.0f, 0.0f, bias != nullptr, relu), a, b, bias, c,
+             "gemm: f32 matmul");
 }
 
 std::string matmul_implementation(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, bool bias,
                                   bool relu) {
-  return plan_for(ta, tb, m, n, k, ta ? m : k, tb ? k : n, n, 1.0f, 0.0f, bias, relu).impl;
+  return matmul_impl(f32_spec(ta, tb, m, n, k, ta ? m : k, tb ? k : n, n, 1.0f, 0.0f, bias, relu));
 }
 #endif
 

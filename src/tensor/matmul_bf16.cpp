@@ -11,6 +11,7 @@
 #include "descent/tensor/parallel.hpp"
 #include "descent/tensor/precision.hpp"
 #include "dispatch.hpp"
+#include "gemm_dnnl.hpp"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -18,11 +19,6 @@
 
 #ifdef DESCENT_HAVE_DNNL
 #include <dnnl.hpp>
-
-#include <map>
-#include <memory>
-#include <mutex>
-#include <tuple>
 #endif
 
 namespace descent {
@@ -239,7 +235,7 @@ void widen(const std::uint16_t* src, std::int64_t n, float* dst) {
 
 namespace {
 
-bool emulated() { return precision::emulate() || deterministic_products() || !precision::cpu_has_bf16(); }
+[[maybe_unused]] bool emulated() { return precision::emulate() || deterministic_products() || !precision::cpu_has_bf16(); }
 
 void gemm_emulated(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint16_t* a,
                    std::int64_t lda, const std::uint16_t* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
@@ -378,81 +374,24 @@ const char* implementation(bool, bool, std::int64_t, std::int64_t, std::int64_t)
 
 namespace {
 
-using dnnl::memory;
-using dt = memory::data_type;
-
-dnnl::engine& engine() {
-  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
-  return e;
+// The product through the oneDNN matmul primitive shared with the f32 products
+// (gemm_dnnl::matmul_run): bf16 operands, a float32 destination, or bf16 with ReLU as a
+// post-op (relu_bf16: the fused linear + ReLU forward).
+gemm_dnnl::MatmulSpec spec(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, std::int64_t lda,
+                           std::int64_t ldb, std::int64_t ldc, float beta, bool bias, bool relu_bf16) {
+  gemm_dnnl::MatmulSpec q;
+  q.ta = ta, q.tb = tb, q.m = m, q.n = n, q.k = k, q.lda = lda, q.ldb = ldb, q.ldc = ldc;
+  q.in = gemm_dnnl::Type::bf16;
+  q.out = relu_bf16 ? gemm_dnnl::Type::bf16 : gemm_dnnl::Type::f32;
+  q.beta = beta, q.bias = bias, q.relu = relu_bf16;
+  return q;
 }
-
-struct Plan {
-  memory::desc a_md, b_md, c_md, bias_md;
-  dnnl::matmul::primitive_desc pd;
-  dnnl::matmul prim;
-  std::string impl;
-};
-
-using Key = std::tuple<bool, bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
-                       float, int, bool, bool>;
-
-// relu_bf16: ReLU as a post-op and a bf16 destination (the fused linear + ReLU forward).
-Plan& plan_for(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, std::int64_t lda, std::int64_t ldb,
-               std::int64_t ldc, float beta, bool bias = false, bool relu_bf16 = false) {
-  static std::mutex mutex;
-  static std::map<Key, std::unique_ptr<Plan>> plans;
-  // oneDNN's kernels divide the work by the thread count at creation
-  const Key key{ta, tb, m, n, k, lda, ldb, ldc, beta, num_threads(), bias, relu_bf16};
-  std::lock_guard<std::mutex> lock(mutex);
-  auto it = plans.find(key);
-  if (it != plans.end()) return *it->second;
-  auto p = std::make_unique<Plan>();
-  // transposed operands as strides: op(A) is m x k, element (i, l) at i*lda + l or l*lda + i
-  p->a_md = memory::desc({m, k}, dt::bf16, ta ? memory::dims{1, lda} : memory::dims{lda, 1});
-  p->b_md = memory::desc({k, n}, dt::bf16, tb ? memory::dims{1, ldb} : memory::dims{ldb, 1});
-  p->c_md = memory::desc({m, n}, relu_bf16 ? dt::bf16 : dt::f32, memory::dims{ldc, 1});
-  dnnl::primitive_attr attr;
-  if (beta != 0.0f || relu_bf16) {
-    dnnl::post_ops po;
-    if (beta != 0.0f) po.append_sum(beta);
-    if (relu_bf16) po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
-    attr.set_post_ops(po);
-  }
-  if (bias) {
-    p->bias_md = memory::desc({1, n}, dt::f32, memory::dims{n, 1});
-    p->pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(p->a_md, p->b_md, p->bias_md, p->c_md), attr, engine());
-  } else {
-    p->pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(p->a_md, p->b_md, p->c_md), attr, engine());
-  }
-  p->prim = dnnl::matmul(p->pd);
-  p->impl = p->pd.impl_info_str();
-  return *plans.emplace(key, std::move(p)).first->second;
-}
-
-}  // namespace
-
-namespace {
 
 void run(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint16_t* a, std::int64_t lda,
          const std::uint16_t* b, std::int64_t ldb, float beta, const float* bias, void* c, std::int64_t ldc,
          bool relu_bf16 = false) {
-  try {
-    Plan& p = plan_for(ta, tb, m, n, k, lda, ldb, ldc, beta, bias != nullptr, relu_bf16);
-    dnnl::stream s(engine());
-    memory am(p.a_md, engine(), const_cast<std::uint16_t*>(a));
-    memory bm(p.b_md, engine(), const_cast<std::uint16_t*>(b));
-    memory cm(p.c_md, engine(), c);
-    if (bias != nullptr) {
-      memory biasm(p.bias_md, engine(), const_cast<float*>(bias));
-      p.prim.execute(s, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_BIAS, biasm}, {DNNL_ARG_DST, cm}});
-    } else {
-      p.prim.execute(s, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
-    }
-    s.wait();
-  } catch (const dnnl::error& e) {
-    throw Error("bf16 matmul: oneDNN failed on " + std::to_string(m) + "x" + std::to_string(k) + " times " +
-                std::to_string(k) + "x" + std::to_string(n) + ": " + e.what());
-  }
+  gemm_dnnl::matmul_run(spec(ta, tb, m, n, k, lda, ldb, ldc, beta, bias != nullptr, relu_bf16), a, b, bias, c,
+                        "bf16 matmul");
 }
 
 }  // namespace
@@ -492,7 +431,7 @@ void gemm_bias_relu(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64
 
 const char* implementation(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k) {
   if (emulated()) return "emulated";
-  return plan_for(ta, tb, m, n, k, ta ? m : k, tb ? k : n, n, 0.0f).impl.c_str();
+  return gemm_dnnl::matmul_impl(spec(ta, tb, m, n, k, ta ? m : k, tb ? k : n, n, 0.0f, false, false)).c_str();
 }
 
 #endif
