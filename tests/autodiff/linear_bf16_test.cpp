@@ -31,6 +31,7 @@
 #include "../../src/autodiff/linear_bf16.hpp"
 #include "../../src/tensor/matmul_bf16.hpp"
 #include "../../src/train/step_bf16.hpp"
+#include "support/distance.hpp"
 
 namespace descent {
 namespace {
@@ -59,14 +60,7 @@ Result gradient(bool bf16, bool emulate, nn::Activation act = nn::Activation::ta
   return r;
 }
 
-double relative_distance(const std::vector<float>& a, const std::vector<float>& b) {
-  double d = 0, n = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    d += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-    n += static_cast<double>(b[i]) * b[i];
-  }
-  return std::sqrt(d / n);
-}
+using testing::relative_distance;
 
 void expect_close_to_float32(bool emulate, nn::Activation act = nn::Activation::tanh) {
   const Result f32 = gradient(false, false, act);

@@ -17,6 +17,7 @@
 #include "descent/nn/module.hpp"
 #include "descent/tensor/arena.hpp"
 #include "descent/tensor/kernels.hpp"
+#include "support/distance.hpp"
 
 namespace descent {
 namespace {
@@ -62,14 +63,7 @@ Result run(GemmBackend backend, std::int64_t batch) {
   return r;
 }
 
-double relative_distance(const std::vector<float>& a, const std::vector<float>& b) {
-  double d = 0, n = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    d += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-    n += static_cast<double>(b[i]) * b[i];
-  }
-  return std::sqrt(d / n);
-}
+using testing::relative_distance;
 
 TEST(LinearReluF32, FusedNodeGivesTheUnfusedLossGradientAndHvToRounding) {
   if (!kernels::gemm_backend_has_onednn()) GTEST_SKIP() << "descent was built without oneDNN";
