@@ -856,22 +856,18 @@ Var linear(Var x, Var w, Var b) {
   check_same_dtype(xv, wv, "linear");
   auto node = std::make_unique<LinearNode>();
   node->value = Tensor::empty(Shape{xv.dim(0), wv.dim(0)}, xv.dtype());
-  double beta = 0.0;
-  const bool bf16 = LinearBf16::wanted(xv);
-  // one oneDNN primitive with the bias in it (kernels::fused_linear: float32, large enough batches)
-  const bool fused = !bf16 && kernels::fused_linear(xv.dtype(), xv.dim(0), wv.dim(0));
   if (b.valid()) {
     const Tensor& bv = b.value();
     if (bv.numel() != wv.dim(0)) {
       throw ShapeError("linear: bias " + bv.shape().str() + " does not fit weight " + wv.shape().str());
     }
     check_same_dtype(xv, bv, "linear");
-    if (!bf16 && !fused) LinearNode::broadcast_rows(bv, node->value);  // else the product adds the bias
-    beta = 1.0;
   }
-  if (bf16) node->bf16.forward(xv, wv, b.valid() ? b.value() : Tensor(), node->value, bf16_value(*x.tape, x.id));
-  else if (fused) kernels::linear(xv, wv, b.valid() ? b.value() : Tensor(), node->value);
-  else gemm(xv, false, wv, true, node->value, 1.0, beta);
+  const Tensor bias = b.valid() ? b.value() : Tensor();
+  // bf16 products, or kernels::linear: one oneDNN primitive with the bias in it where
+  // kernels::fused_linear, else the bias rows and the product added to them
+  if (LinearBf16::wanted(xv)) node->bf16.forward(xv, wv, bias, node->value, bf16_value(*x.tape, x.id));
+  else kernels::linear(xv, wv, bias, node->value);
   return make(*x.tape, std::move(node), {x, w, b});
 }
 
