@@ -102,12 +102,7 @@ class ChainOptimizer final : public Optimizer {
   void discard_prepared() override { prepared_k_ = -1; }
 
   void step(ParameterArena& arena, std::int64_t k) override {
-    ensure_init(arena);
-    if (interim_ && prepared_k_ != k) {
-      throw ConfigError(name_ + ": step(" + std::to_string(k) +
-                        ") without prepare(): Nesterov momentum needs the gradient at the interim point theta + alpha v");
-    }
-    prepared_k_ = -1;
+    start_update(arena, k);
     const Tensor& theta = arena.values();
     if (fused_.kernel != Kernel::none) {
       const std::int64_t n = theta.numel();
@@ -132,12 +127,7 @@ class ChainOptimizer final : public Optimizer {
 
   void begin_step(ParameterArena& arena, std::int64_t k) override {
     if (!steps_by_parameter()) Optimizer::begin_step(arena, k);
-    ensure_init(arena);
-    if (interim_ && prepared_k_ != k) {
-      throw ConfigError(name_ + ": step(" + std::to_string(k) +
-                        ") without prepare(): Nesterov momentum needs the gradient at the interim point theta + alpha v");
-    }
-    prepared_k_ = -1;
+    start_update(arena, k);
     // The rule of this update (schedule read, Adam's t counted: once, as step() does), kept
     // for the slices.
     fused_step(arena.values(), arena.grads(), k, [this](auto* th, const auto* g, const auto& rule) {
@@ -367,6 +357,17 @@ class ChainOptimizer final : public Optimizer {
         break;
       }
     }
+  }
+
+  // What every update (step, begin_step) does first: the state sized to the arena, and under
+  // Nesterov the check that prepare(arena, k) moved theta to the interim point.
+  void start_update(ParameterArena& arena, std::int64_t k) {
+    ensure_init(arena);
+    if (interim_ && prepared_k_ != k) {
+      throw ConfigError(name_ + ": step(" + std::to_string(k) +
+                        ") without prepare(): Nesterov momentum needs the gradient at the interim point theta + alpha v");
+    }
+    prepared_k_ = -1;
   }
 
   void average(const Tensor& theta) { average_range(theta, next_average_weight(), 0, theta.numel()); }

@@ -89,15 +89,15 @@ double train_step(nn::Module& net, ParameterArena& arena, optim::Optimizer& opti
 
 double train_step(nn::Module& net, ParameterArena& arena, optim::Optimizer& optimizer, autodiff::Tape& tape,
                   const Tensor& x, const kernels::bf16::Buffer* x16, const Tensor& y, std::int64_t k) {
+  if (!fused_update()) {
+    const Gradient g = compute_gradient(net, arena, optimizer, tape, x, x16, y, k, /*measure_norm=*/false);
+    optimizer.step(arena, k);
+    return g.loss_value;
+  }
   tape.clear();
   optimizer.prepare(arena, k);
   const Gradient g = forward(net, tape, x, x16, y);
-  if (fused_update()) {
-    backward_and_step(tape, g.loss, arena, optimizer, k);
-  } else {
-    tape.backward_overwrite(g.loss, arena.grads());
-    optimizer.step(arena, k);
-  }
+  backward_and_step(tape, g.loss, arena, optimizer, k);
   return g.loss_value;
 }
 
