@@ -10,6 +10,7 @@
 
 #include "descent/tensor/parallel.hpp"
 #include "dispatch.hpp"
+#include "gemm_avx512.hpp"
 #include "gemm_dnnl.hpp"
 
 namespace descent::kernels {
@@ -140,6 +141,7 @@ bool deterministic_products() { return g_deterministic_products.load(std::memory
 void set_gemm_backend(GemmBackend backend) { g_gemm_backend.store(backend); }
 GemmBackend gemm_backend() { return g_gemm_backend.load(); }
 bool gemm_backend_has_onednn() { return gemm_dnnl::available(); }
+bool gemm_backend_has_descent() { return gemm_avx512::available(); }
 std::string gemm_matmul_implementation(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k) {
   return gemm_dnnl::matmul_implementation(ta, tb, m, n, k, false, false);
 }
@@ -169,6 +171,11 @@ void gemm_raw<float>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int6
   GemmBackend use = g_gemm_backend.load(std::memory_order_relaxed);
   if (use == GemmBackend::automatic) use = gemm_choice(ta, tb, m, n, k);
   const bool serial = run_serial(m, n, k);
+  if (use == GemmBackend::descent && gemm_avx512::available()) {
+    gemm_avx512::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+                       serial || omp_in_parallel() ? 1 : omp_get_max_threads());
+    return;
+  }
   if (use == GemmBackend::onednn && gemm_dnnl::available() && k > 0) {
     SerialProducts one(serial, false);
     gemm_dnnl::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

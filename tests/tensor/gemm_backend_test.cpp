@@ -1,5 +1,5 @@
-// kernels::gemm's float32 backends (OpenBLAS, oneDNN's sgemm, oneDNN's matmul primitive, the
-// automatic per-shape rule) against a product computed here in double from the definition,
+// kernels::gemm's float32 backends (OpenBLAS, oneDNN's sgemm, oneDNN's matmul primitive,
+// descent's AVX-512 kernel where the CPU has it, the automatic per-shape rule) against a product computed here in double from the definition,
 // and against each other: a training run forced through each library ends with the same
 // parameters to rounding. kernels::linear (the dense layer's forward with its bias and ReLU,
 // one primitive where kernels::fused_linear) against the same sums in double.
@@ -71,6 +71,7 @@ TEST(GemmBackend, EachLibraryMatchesTheProductInDouble) {
     backends.push_back(GemmBackend::onednn);
     backends.push_back(GemmBackend::onednn_matmul);
   }
+  if (kernels::gemm_backend_has_descent()) backends.push_back(GemmBackend::descent);
   // odd sizes, and the MLP's shapes at a small batch (forward, weight and input gradients)
   const std::vector<std::array<std::int64_t, 3>> shapes = {{7, 5, 3}, {37, 53, 61}, {16, 256, 784}, {256, 784, 16},
                                                            {16, 784, 256}, {1, 10, 256}};
@@ -91,6 +92,7 @@ TEST(GemmBackend, RawFormHonoursLeadingDimensions) {
     backends.push_back(GemmBackend::onednn);
     backends.push_back(GemmBackend::onednn_matmul);
   }
+  if (kernels::gemm_backend_has_descent()) backends.push_back(GemmBackend::descent);
   for (GemmBackend backend : backends) {
     kernels::set_gemm_backend(backend);
     const std::vector<float> a = {1, 2, 9, 9, 3, 4, 9, 9, 5, 6, 9, 9};
@@ -160,6 +162,7 @@ TEST(GemmBackend, LinearWithBiasAndReluMatchesTheSumsInDouble) {
     backends.push_back(GemmBackend::onednn);
     backends.push_back(GemmBackend::onednn_matmul);
   }
+  if (kernels::gemm_backend_has_descent()) backends.push_back(GemmBackend::descent);
   // small and odd shapes, and the MLP's layers at batches on both sides of the automatic rule
   const std::vector<std::array<std::int64_t, 3>> shapes = {{1, 1, 1},    {7, 5, 3},    {37, 53, 61},
                                                            {32, 256, 784}, {64, 10, 256}, {130, 256, 256}};
@@ -256,7 +259,9 @@ TEST(GemmBackend, TrainingThroughEitherLibraryGivesTheSameParametersToRounding) 
   nn::initialize(start_arena, {.weights = init::Scheme::fan_in_uniform, .seed = 3});
   const std::vector<float> blas = train_parameters(GemmBackend::openblas);
   double moved = 0;
-  for (GemmBackend other : {GemmBackend::onednn, GemmBackend::onednn_matmul}) {
+  std::vector<GemmBackend> others = {GemmBackend::onednn, GemmBackend::onednn_matmul};
+  if (kernels::gemm_backend_has_descent()) others.push_back(GemmBackend::descent);
+  for (GemmBackend other : others) {
     const std::vector<float> dnnl = train_parameters(other);
     ASSERT_EQ(blas.size(), dnnl.size());
     for (std::size_t i = 0; i < blas.size(); ++i) {

@@ -23,10 +23,13 @@ void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, 
 //   onednn_matmul: oneDNN's matmul primitive always, cached per shape (built with oneDNN;
 //              else OpenBLAS), and the fused linear + ReLU forward below
 // They agree to rounding (they sum the k products in different orders).
-enum class GemmBackend { automatic, openblas, onednn, onednn_matmul };
+//   descent:   descent's own AVX-512 kernel (src/tensor/gemm_avx512.hpp) where the CPU has
+//              AVX-512F; else OpenBLAS
+enum class GemmBackend { automatic, openblas, onednn, onednn_matmul, descent };
 void set_gemm_backend(GemmBackend backend);  // process-wide
 GemmBackend gemm_backend();
 bool gemm_backend_has_onednn();  // descent was built with libdnnl-dev
+bool gemm_backend_has_descent();  // descent's AVX-512 kernel runs on this CPU (and build)
 // The implementation oneDNN's matmul primitive picks for a float32 product of this shape
 // ("brg:avx512_core", ...; "none" without oneDNN), for the bench and tests.
 std::string gemm_matmul_implementation(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n,
