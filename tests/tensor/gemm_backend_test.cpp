@@ -104,19 +104,37 @@ TEST(GemmBackend, RawFormHonoursLeadingDimensions) {
   }
 }
 
-TEST(GemmBackend, AutomaticChoiceIsOneDnnExactlyOnAvx512CpusWithOneDnn) {
-  // The rule of docs/performance.md, from the CPU's flags read here independently.
+TEST(GemmBackend, AutomaticChoiceIsOneDnnOrDescentExactlyOnAvx512CpusWithOneDnn) {
+  // The rule of docs/performance.md (sessions 11 and 12), from the CPU's flags read here
+  // independently: OpenBLAS without oneDNN or AVX-512; else descent's kernel on the MLP's
+  // forward at batch 32 and 64 and on the products beside its 10-wide layer, oneDNN otherwise.
   __builtin_cpu_init();
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-  const GemmBackend want = kernels::gemm_backend_has_onednn() && avx512 ? GemmBackend::onednn : GemmBackend::openblas;
-  for (std::int64_t b : {1, 32, 128, 512}) {
-    for (int r = 0; r < 3; ++r) {
-      EXPECT_EQ(kernels::gemm_choice(false, true, b, 256, 784), want);
-      EXPECT_EQ(kernels::gemm_choice(true, false, 256, 784, b), want);
+  const bool dnnl = kernels::gemm_backend_has_onednn() && avx512;
+  const GemmBackend own = dnnl ? GemmBackend::descent : GemmBackend::openblas;
+  const GemmBackend lib = dnnl ? GemmBackend::onednn : GemmBackend::openblas;
+  for (int r = 0; r < 3; ++r) {
+    for (std::int64_t b : {1, 32, 64}) {
+      EXPECT_EQ(kernels::gemm_choice(false, true, b, 256, 784), own) << b;
+      EXPECT_EQ(kernels::gemm_choice(false, true, b, 256, 256), own) << b;
     }
+    for (std::int64_t b : {128, 512}) {
+      EXPECT_EQ(kernels::gemm_choice(false, true, b, 256, 784), lib) << b;
+      EXPECT_EQ(kernels::gemm_choice(false, false, b, 256, 10), lib) << b;
+    }
+    for (std::int64_t b : {32, 128, 512}) {
+      EXPECT_EQ(kernels::gemm_choice(false, true, b, 10, 256), own) << b;
+      EXPECT_EQ(kernels::gemm_choice(true, false, 10, 256, b), own) << b;
+      EXPECT_EQ(kernels::gemm_choice(true, false, 256, 784, b), lib) << b;
+      EXPECT_EQ(kernels::gemm_choice(true, false, 256, 256, b), lib) << b;
+      EXPECT_EQ(kernels::gemm_choice(false, false, b, 256, 256), lib) << b;
+    }
+    EXPECT_EQ(kernels::gemm_choice(false, false, 32, 256, 10), own);
+    EXPECT_EQ(kernels::gemm_choice(false, true, 32, 256, 128), lib) << "k < 256";
+    EXPECT_EQ(kernels::gemm_choice(false, true, 128, 512, 28), lib) << "the LSTM's input product";
   }
-  EXPECT_EQ(kernels::gemm_choice(false, false, 2048, 2048, 2048), want);
+  EXPECT_EQ(kernels::gemm_choice(false, false, 2048, 2048, 2048), lib);
 }
 
 // y = act(x w^T + b) through kernels::linear, each element against the sum in double (bound
