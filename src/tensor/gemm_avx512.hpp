@@ -14,10 +14,10 @@
 // masked loads and stores for the last columns. No packing or blocking choice changes a
 // sum: each element of C is the same sequence of FMAs whatever the path.
 //
-// Threads: C's columns are split into contiguous ranges of 32-column panels (C's rows in
-// steps of 12 where there are fewer panels than threads) inside one OpenMP region; every
-// element of C is the same sum in the same order whatever the thread count, so the result
-// does not depend on it.
+// Threads: C is split into contiguous rows (steps of 12) or ranges of 32-column panels
+// inside one OpenMP region (run_share in the .cpp says which); products under 2^18
+// multiply-adds run on the calling thread. Every element of C is the same sum in the same
+// order whatever the thread count and the split, so the result does not depend on them.
 //
 // beta = 0 writes C without reading it (C may hold NaN); alpha = 0 scales C by beta without
 // reading A or B (BLAS's rule).
