@@ -1,14 +1,16 @@
 // The float32 matrix products of the training benchmarks' steps through each library that
 // kernels::gemm can use (OpenBLAS's cblas_sgemm, oneDNN's dnnl_sgemm, oneDNN's matmul
-// primitive), shape by shape: the figures behind kernels::gemm_choice's rule
+// primitive, descent's own AVX-512 kernel where the CPU has AVX-512F), shape by shape: the figures behind kernels::gemm_choice's rule
 // (docs/performance.md). Prints one JSON line per shape: GFLOP/s of each library (the median
-// of --reps timings of a batch of calls, the three alternated), the ratios to OpenBLAS and of
-// the primitive to dnnl_sgemm, the primitive's implementation, the library the automatic rule
-// picks, and the largest relative difference between OpenBLAS's and dnnl_sgemm's results
-// (rounding only). For the forward products (x w^T) also kernels::linear both ways, with a
-// bias and with a bias and ReLU: dnnl_sgemm after the bias rows, then the ReLU pass
-// (bias_unfused_gflops, bias_relu_unfused_gflops), against one matmul primitive with the
-// bias and ReLU in it (bias_primitive_gflops, bias_relu_primitive_gflops).
+// of --reps timings of a batch of calls, the four alternated), the ratios to OpenBLAS, of
+// the primitive and of descent's kernel to dnnl_sgemm (descent_over_onednn), the primitive's
+// implementation, the library the automatic rule picks, and the largest relative differences
+// of dnnl_sgemm's and descent's results from OpenBLAS's (rounding only). For the forward
+// products (x w^T) also kernels::linear three ways, with a bias and with a bias and ReLU:
+// dnnl_sgemm after the bias rows, then the ReLU pass (bias_unfused_gflops,
+// bias_relu_unfused_gflops), one matmul primitive with the bias and ReLU in it
+// (bias_primitive_gflops, bias_relu_primitive_gflops), and descent's kernel after the bias
+// rows, then the ReLU pass (bias_descent_gflops, bias_relu_descent_gflops).
 //
 //   gemm_backends [--threads 2] [--reps 7]
 #include <algorithm>
@@ -80,12 +82,15 @@ int main(int argc, char** argv) {
     Tensor c1 = Tensor::zeros({s.m, s.n}, DType::f32), c2 = Tensor::zeros({s.m, s.n}, DType::f32);
     const double flops = 2.0 * static_cast<double>(s.m * s.n * s.k);
     const int calls = std::max<int>(1, static_cast<int>(2e8 / flops));
-    Tensor c3 = Tensor::zeros({s.m, s.n}, DType::f32);
-    std::vector<double> t_blas, t_dnnl, t_prim;
+    Tensor c3 = Tensor::zeros({s.m, s.n}, DType::f32), c4 = Tensor::zeros({s.m, s.n}, DType::f32);
+    const bool with_descent = kernels::gemm_backend_has_descent();
+    std::vector<double> t_blas, t_dnnl, t_prim, t_desc;
     for (int r = 0; r < reps + 1; ++r) {
       for (auto [backend, into, c] : {std::tuple{kernels::GemmBackend::openblas, &t_blas, &c1},
                                       std::tuple{kernels::GemmBackend::onednn, &t_dnnl, &c2},
-                                      std::tuple{kernels::GemmBackend::onednn_matmul, &t_prim, &c3}}) {
+                                      std::tuple{kernels::GemmBackend::onednn_matmul, &t_prim, &c3},
+                                      std::tuple{kernels::GemmBackend::descent, &t_desc, &c4}}) {
+        if (backend == kernels::GemmBackend::descent && !with_descent) continue;
         kernels::set_gemm_backend(backend);
         const auto t0 = std::chrono::steady_clock::now();
         for (int i = 0; i < calls; ++i) kernels::gemm(a, s.ta, b, s.tb, *c);
@@ -95,15 +100,17 @@ int main(int argc, char** argv) {
     }
     // The forward's linear (x [m, k], w [n, k], bias), without and with ReLU: separate steps
     // (bias rows, dnnl_sgemm, ReLU pass) against one primitive, alternated
-    double unfused_gflops[2] = {0, 0}, fused_gflops[2] = {0, 0};
+    double unfused_gflops[2] = {0, 0}, fused_gflops[2] = {0, 0}, descent_unfused_gflops[2] = {0, 0};
     if (!s.ta && s.tb) {
       Tensor bias = Tensor::empty({s.n}, DType::f32);
       for (std::int64_t i = 0; i < s.n; ++i) bias.data<float>()[i] = 0.01f * static_cast<float>(i % 50) - 0.25f;
       for (int relu = 0; relu < 2; ++relu) {
-        std::vector<double> t_unfused, t_fused;
+        std::vector<double> t_unfused, t_fused, t_descent;
         for (int r = 0; r < reps + 1; ++r) {
           for (auto [backend, into] : {std::tuple{kernels::GemmBackend::onednn, &t_unfused},
-                                       std::tuple{kernels::GemmBackend::onednn_matmul, &t_fused}}) {
+                                       std::tuple{kernels::GemmBackend::onednn_matmul, &t_fused},
+                                       std::tuple{kernels::GemmBackend::descent, &t_descent}}) {
+            if (backend == kernels::GemmBackend::descent && !with_descent) continue;
             kernels::set_gemm_backend(backend);
             const auto t0 = std::chrono::steady_clock::now();
             for (int i = 0; i < calls; ++i) kernels::linear(a, b, bias, c3, relu == 1);
@@ -113,6 +120,7 @@ int main(int argc, char** argv) {
         }
         unfused_gflops[relu] = flops / median(t_unfused) / 1e9;
         fused_gflops[relu] = flops / median(t_fused) / 1e9;
+        if (with_descent) descent_unfused_gflops[relu] = flops / median(t_descent) / 1e9;
       }
     }
     kernels::set_gemm_backend(kernels::GemmBackend::automatic);
@@ -132,27 +140,34 @@ int main(int argc, char** argv) {
     kernels::set_gemm_backend(kernels::GemmBackend::openblas);
     kernels::gemm(a, s.ta, b, s.tb, c1);  // c1 is OpenBLAS's result again
     kernels::set_gemm_backend(kernels::GemmBackend::automatic);
-    double diff = 0;
+    double diff = 0, diff_descent = 0;
     for (std::int64_t i = 0; i < c1.numel(); ++i) {
-      const double x = c1.data<float>()[i], y = c2.data<float>()[i];
+      const double x = c1.data<float>()[i], y = c2.data<float>()[i], z = c4.data<float>()[i];
       diff = std::max(diff, std::abs(x - y) / std::max(1.0, std::abs(x)));
+      diff_descent = std::max(diff_descent, std::abs(x - z) / std::max(1.0, std::abs(x)));
     }
+    const double gdesc = with_descent ? flops / median(t_desc) / 1e9 : 0.0;
     const double gb = flops / median(t_blas) / 1e9, gd = flops / median(t_dnnl) / 1e9, gp = flops / median(t_prim) / 1e9;
     const std::string impl = kernels::gemm_matmul_implementation(s.ta, s.tb, s.m, s.n, s.k);
-    const bool pick = kernels::gemm_choice(s.ta, s.tb, s.m, s.n, s.k) == kernels::GemmBackend::onednn;
+    const kernels::GemmBackend choice = kernels::gemm_choice(s.ta, s.tb, s.m, s.n, s.k);
+    const char* pick = choice == kernels::GemmBackend::onednn    ? "onednn"
+                       : choice == kernels::GemmBackend::descent ? "descent"
+                                                                 : "openblas";
     std::printf("{\"shape\": \"%s\", \"ta\": %d, \"tb\": %d, \"m\": %lld, \"n\": %lld, \"k\": %lld, \"threads\": %d, "
                 "\"openblas_gflops\": %.1f, \"onednn_gflops\": %.1f, \"onednn_over_openblas\": %.2f, \"automatic\": \"%s\", "
-                "\"max_rel_diff\": %.2g, \"automatic_all_threads_gflops\": %.1f, \"automatic_one_thread_gflops\": %.1f, "
+                "\"max_rel_diff\": %.2g, \"descent_gflops\": %.1f, \"descent_over_onednn\": %.2f, \"descent_max_rel_diff\": %.2g, "
+                "\"automatic_all_threads_gflops\": %.1f, \"automatic_one_thread_gflops\": %.1f, "
                 "\"serial_by_default\": %s, \"onednn_matmul_gflops\": %.1f, \"matmul_over_sgemm\": %.2f, "
                 "\"matmul_impl\": \"%s\", \"bias_unfused_gflops\": %.1f, \"bias_primitive_gflops\": %.1f, "
                 "\"bias_fused_over_unfused\": %.2f, \"bias_relu_unfused_gflops\": %.1f, \"bias_relu_primitive_gflops\": %.1f, "
-                "\"bias_relu_fused_over_unfused\": %.2f}\n",
+                "\"bias_relu_fused_over_unfused\": %.2f, \"bias_descent_gflops\": %.1f, \"bias_relu_descent_gflops\": %.1f}\n",
                 s.what, s.ta, s.tb, static_cast<long long>(s.m), static_cast<long long>(s.n), static_cast<long long>(s.k),
-                threads, gb, gd, gd / gb, pick ? "onednn" : "openblas", diff, flops / median(t_all) / 1e9,
+                threads, gb, gd, gd / gb, pick, diff, gdesc, gdesc / gd, diff_descent, flops / median(t_all) / 1e9,
                 flops / median(t_one) / 1e9, s.m * s.n * s.k < kernels::gemm_serial_below_default ? "true" : "false", gp,
                 gp / gd, impl.c_str(), unfused_gflops[0], fused_gflops[0],
                 unfused_gflops[0] > 0 ? fused_gflops[0] / unfused_gflops[0] : 0.0, unfused_gflops[1], fused_gflops[1],
-                unfused_gflops[1] > 0 ? fused_gflops[1] / unfused_gflops[1] : 0.0);
+                unfused_gflops[1] > 0 ? fused_gflops[1] / unfused_gflops[1] : 0.0, descent_unfused_gflops[0],
+                descent_unfused_gflops[1]);
     std::fflush(stdout);
   }
   return 0;

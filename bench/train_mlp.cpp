@@ -6,7 +6,7 @@
 //
 //   train_mlp [--sizes 784,256,256,10] [--batch 128] [--optimizer momentum] [--lr R]
 //             [--threads 2] [--reps 3] [--examples N] [--data DIR] [--profile] [--peak]
-//             [--gemm automatic|openblas|onednn|onednn-matmul] [--dtype f32|bf16]
+//             [--gemm automatic|openblas|onednn|onednn-matmul|descent] [--dtype f32|bf16]
 //
 // --optimizer: sgd (plain), momentum (SGD with momentum 0.9), adam (0.9, 0.999, 1e-8);
 //   --lr defaults to 0.01, 0.001 for adam. An optimizer descent does not have prints
@@ -20,7 +20,9 @@
 // --gemm: the library of the float32 matrix products (kernels::set_gemm_backend; default
 //   automatic, the per-shape rule of kernels::gemm_choice, with the hidden layers' linear +
 //   ReLU as one oneDNN matmul primitive where kernels::fused_linear; onednn: dnnl_sgemm
-//   and no fused forward; onednn-matmul: oneDNN's matmul primitive for every product).
+//   and no fused forward; onednn-matmul: oneDNN's matmul primitive for every product;
+//   descent: descent's own AVX-512 kernel for every product (OpenBLAS on a CPU without
+//   AVX-512F) and no fused forward).
 // --dtype bf16: mixed precision (descent/tensor/precision.hpp): the dense layers' products
 //   with bf16 inputs on oneDNN's bf16 matmul, float32 accumulation and everything else
 //   float32, as `model.dtype = "bf16"` trains; the batch copy also writes the batch's bf16
@@ -102,8 +104,9 @@ bool parse(int argc, char** argv, Options& o) {
   if (!p.parse(argc, argv)) return false;
   if (!sizes.empty()) o.sizes = parse_sizes(sizes);
   if (o.lr < 0) return p.fail("--lr must be > 0");
-  if (o.gemm != "automatic" && o.gemm != "openblas" && o.gemm != "onednn" && o.gemm != "onednn-matmul") {
-    return p.fail("--gemm must be automatic, openblas, onednn or onednn-matmul, got " + o.gemm);
+  if (o.gemm != "automatic" && o.gemm != "openblas" && o.gemm != "onednn" && o.gemm != "onednn-matmul" &&
+      o.gemm != "descent") {
+    return p.fail("--gemm must be automatic, openblas, onednn, onednn-matmul or descent, got " + o.gemm);
   }
   if (o.dtype != "f32" && o.dtype != "bf16") return p.fail("--dtype must be f32 or bf16, got " + o.dtype);
   if (o.dtype == "bf16" && !precision::cpu_has_bf16()) {
@@ -396,6 +399,7 @@ int main(int argc, char** argv) {
   kernels::set_gemm_backend(o.gemm == "openblas" ? kernels::GemmBackend::openblas
                             : o.gemm == "onednn"        ? kernels::GemmBackend::onednn
                             : o.gemm == "onednn-matmul" ? kernels::GemmBackend::onednn_matmul
+                            : o.gemm == "descent"       ? kernels::GemmBackend::descent
                                                         : kernels::GemmBackend::automatic);
   const precision::Scope products(o.dtype == "bf16" ? precision::Products::bf16 : precision::Products::fp32, false);
   train::set_fused_update(o.fused_update != 0);

@@ -10,6 +10,7 @@
 
 #include "descent/tensor/parallel.hpp"
 #include "dispatch.hpp"
+#include "gemm_avx512.hpp"
 #include "gemm_dnnl.hpp"
 
 namespace descent::kernels {
@@ -140,16 +141,28 @@ bool deterministic_products() { return g_deterministic_products.load(std::memory
 void set_gemm_backend(GemmBackend backend) { g_gemm_backend.store(backend); }
 GemmBackend gemm_backend() { return g_gemm_backend.load(); }
 bool gemm_backend_has_onednn() { return gemm_dnnl::available(); }
+bool gemm_backend_has_descent() { return gemm_avx512::available(); }
 std::string gemm_matmul_implementation(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k) {
   return gemm_dnnl::matmul_implementation(ta, tb, m, n, k, false, false);
 }
 
-GemmBackend gemm_choice(bool, bool, std::int64_t, std::int64_t, std::int64_t) {
+GemmBackend gemm_choice(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k) {
   // Measured per shape by bench/gemm_backends (docs/performance.md): on AVX-512 CPUs oneDNN's
   // sgemm was faster than OpenBLAS's (which runs its Haswell AVX2 kernels there) on every
-  // shape of the MLP and LSTM steps and on a 2048^3 product, so the shape does not enter the
-  // rule yet; elsewhere OpenBLAS stays. A shape class that OpenBLAS wins goes here.
+  // shape of the MLP and LSTM steps and on a 2048^3 product; elsewhere OpenBLAS stays.
   if (!gemm_dnnl::available() || !gemm_dnnl::cpu_prefers_onednn()) return GemmBackend::openblas;
+  // descent's own kernel where it beat dnnl_sgemm on every run (2 threads, session 12, Intel
+  // Xeon): x w^T with few rows and k >= 256 (the MLP's forward at batch 32 and 64: 1.13-1.32x),
+  // products with 16 or fewer rows or output columns on the side of the 10-wide layer
+  // (x w^T into 10 columns: 1.04-1.16x; dy^T x into 10 rows: 1.27-1.49x), and dy w from
+  // k <= 16 with 32 rows or fewer (1.15-1.20x). Elsewhere they were within a few per cent of
+  // each other or oneDNN ahead (dy w at batch 512 from the 256-wide layer: 0.95x).
+  if (gemm_avx512::available()) {
+    const bool few_rows_forward = !ta && tb && 4 * m <= n && k >= 256;
+    const bool narrow = (!ta && tb && n <= 16) || (ta && !tb && m <= 16);
+    const bool short_k = !ta && !tb && k <= 16 && m <= 32;
+    if (few_rows_forward || narrow || short_k) return GemmBackend::descent;
+  }
   return GemmBackend::onednn;
 }
 
@@ -169,6 +182,11 @@ void gemm_raw<float>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int6
   GemmBackend use = g_gemm_backend.load(std::memory_order_relaxed);
   if (use == GemmBackend::automatic) use = gemm_choice(ta, tb, m, n, k);
   const bool serial = run_serial(m, n, k);
+  if (use == GemmBackend::descent && gemm_avx512::available()) {
+    gemm_avx512::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+                       serial || omp_in_parallel() ? 1 : omp_get_max_threads());
+    return;
+  }
   if (use == GemmBackend::onednn && gemm_dnnl::available() && k > 0) {
     SerialProducts one(serial, false);
     gemm_dnnl::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

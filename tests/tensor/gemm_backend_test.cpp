@@ -1,5 +1,5 @@
-// kernels::gemm's float32 backends (OpenBLAS, oneDNN's sgemm, oneDNN's matmul primitive, the
-// automatic per-shape rule) against a product computed here in double from the definition,
+// kernels::gemm's float32 backends (OpenBLAS, oneDNN's sgemm, oneDNN's matmul primitive,
+// descent's AVX-512 kernel where the CPU has it, the automatic per-shape rule) against a product computed here in double from the definition,
 // and against each other: a training run forced through each library ends with the same
 // parameters to rounding. kernels::linear (the dense layer's forward with its bias and ReLU,
 // one primitive where kernels::fused_linear) against the same sums in double.
@@ -71,6 +71,7 @@ TEST(GemmBackend, EachLibraryMatchesTheProductInDouble) {
     backends.push_back(GemmBackend::onednn);
     backends.push_back(GemmBackend::onednn_matmul);
   }
+  if (kernels::gemm_backend_has_descent()) backends.push_back(GemmBackend::descent);
   // odd sizes, and the MLP's shapes at a small batch (forward, weight and input gradients)
   const std::vector<std::array<std::int64_t, 3>> shapes = {{7, 5, 3}, {37, 53, 61}, {16, 256, 784}, {256, 784, 16},
                                                            {16, 784, 256}, {1, 10, 256}};
@@ -91,6 +92,7 @@ TEST(GemmBackend, RawFormHonoursLeadingDimensions) {
     backends.push_back(GemmBackend::onednn);
     backends.push_back(GemmBackend::onednn_matmul);
   }
+  if (kernels::gemm_backend_has_descent()) backends.push_back(GemmBackend::descent);
   for (GemmBackend backend : backends) {
     kernels::set_gemm_backend(backend);
     const std::vector<float> a = {1, 2, 9, 9, 3, 4, 9, 9, 5, 6, 9, 9};
@@ -102,19 +104,37 @@ TEST(GemmBackend, RawFormHonoursLeadingDimensions) {
   }
 }
 
-TEST(GemmBackend, AutomaticChoiceIsOneDnnExactlyOnAvx512CpusWithOneDnn) {
-  // The rule of docs/performance.md, from the CPU's flags read here independently.
+TEST(GemmBackend, AutomaticChoiceIsOneDnnOrDescentExactlyOnAvx512CpusWithOneDnn) {
+  // The rule of docs/performance.md (sessions 11 and 12), from the CPU's flags read here
+  // independently: OpenBLAS without oneDNN or AVX-512; else descent's kernel on the MLP's
+  // forward at batch 32 and 64 and on the products beside its 10-wide layer, oneDNN otherwise.
   __builtin_cpu_init();
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-  const GemmBackend want = kernels::gemm_backend_has_onednn() && avx512 ? GemmBackend::onednn : GemmBackend::openblas;
-  for (std::int64_t b : {1, 32, 128, 512}) {
-    for (int r = 0; r < 3; ++r) {
-      EXPECT_EQ(kernels::gemm_choice(false, true, b, 256, 784), want);
-      EXPECT_EQ(kernels::gemm_choice(true, false, 256, 784, b), want);
+  const bool dnnl = kernels::gemm_backend_has_onednn() && avx512;
+  const GemmBackend own = dnnl ? GemmBackend::descent : GemmBackend::openblas;
+  const GemmBackend lib = dnnl ? GemmBackend::onednn : GemmBackend::openblas;
+  for (int r = 0; r < 3; ++r) {
+    for (std::int64_t b : {1, 32, 64}) {
+      EXPECT_EQ(kernels::gemm_choice(false, true, b, 256, 784), own) << b;
+      EXPECT_EQ(kernels::gemm_choice(false, true, b, 256, 256), own) << b;
     }
+    for (std::int64_t b : {128, 512}) {
+      EXPECT_EQ(kernels::gemm_choice(false, true, b, 256, 784), lib) << b;
+      EXPECT_EQ(kernels::gemm_choice(false, false, b, 256, 10), lib) << b;
+    }
+    for (std::int64_t b : {32, 128, 512}) {
+      EXPECT_EQ(kernels::gemm_choice(false, true, b, 10, 256), own) << b;
+      EXPECT_EQ(kernels::gemm_choice(true, false, 10, 256, b), own) << b;
+      EXPECT_EQ(kernels::gemm_choice(true, false, 256, 784, b), lib) << b;
+      EXPECT_EQ(kernels::gemm_choice(true, false, 256, 256, b), lib) << b;
+      EXPECT_EQ(kernels::gemm_choice(false, false, b, 256, 256), lib) << b;
+    }
+    EXPECT_EQ(kernels::gemm_choice(false, false, 32, 256, 10), own);
+    EXPECT_EQ(kernels::gemm_choice(false, true, 32, 256, 128), lib) << "k < 256";
+    EXPECT_EQ(kernels::gemm_choice(false, true, 128, 512, 28), lib) << "the LSTM's input product";
   }
-  EXPECT_EQ(kernels::gemm_choice(false, false, 2048, 2048, 2048), want);
+  EXPECT_EQ(kernels::gemm_choice(false, false, 2048, 2048, 2048), lib);
 }
 
 // y = act(x w^T + b) through kernels::linear, each element against the sum in double (bound
@@ -160,6 +180,7 @@ TEST(GemmBackend, LinearWithBiasAndReluMatchesTheSumsInDouble) {
     backends.push_back(GemmBackend::onednn);
     backends.push_back(GemmBackend::onednn_matmul);
   }
+  if (kernels::gemm_backend_has_descent()) backends.push_back(GemmBackend::descent);
   // small and odd shapes, and the MLP's layers at batches on both sides of the automatic rule
   const std::vector<std::array<std::int64_t, 3>> shapes = {{1, 1, 1},    {7, 5, 3},    {37, 53, 61},
                                                            {32, 256, 784}, {64, 10, 256}, {130, 256, 256}};
@@ -256,7 +277,9 @@ TEST(GemmBackend, TrainingThroughEitherLibraryGivesTheSameParametersToRounding) 
   nn::initialize(start_arena, {.weights = init::Scheme::fan_in_uniform, .seed = 3});
   const std::vector<float> blas = train_parameters(GemmBackend::openblas);
   double moved = 0;
-  for (GemmBackend other : {GemmBackend::onednn, GemmBackend::onednn_matmul}) {
+  std::vector<GemmBackend> others = {GemmBackend::onednn, GemmBackend::onednn_matmul};
+  if (kernels::gemm_backend_has_descent()) others.push_back(GemmBackend::descent);
+  for (GemmBackend other : others) {
     const std::vector<float> dnnl = train_parameters(other);
     ASSERT_EQ(blas.size(), dnnl.size());
     for (std::size_t i = 0; i < blas.size(); ++i) {

@@ -23,17 +23,24 @@ void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, 
 //   onednn_matmul: oneDNN's matmul primitive always, cached per shape (built with oneDNN;
 //              else OpenBLAS), and the fused linear + ReLU forward below
 // They agree to rounding (they sum the k products in different orders).
-enum class GemmBackend { automatic, openblas, onednn, onednn_matmul };
+//   descent:   descent's own AVX-512 kernel (src/tensor/gemm_avx512.hpp) where the CPU has
+//              AVX-512F; else OpenBLAS
+enum class GemmBackend { automatic, openblas, onednn, onednn_matmul, descent };
 void set_gemm_backend(GemmBackend backend);  // process-wide
 GemmBackend gemm_backend();
 bool gemm_backend_has_onednn();  // descent was built with libdnnl-dev
+bool gemm_backend_has_descent();  // descent's AVX-512 kernel runs on this CPU (and build)
 // The implementation oneDNN's matmul primitive picks for a float32 product of this shape
 // ("brg:avx512_core", ...; "none" without oneDNN), for the bench and tests.
 std::string gemm_matmul_implementation(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n,
                                        std::int64_t k);
-// The library `automatic` uses for a float32 product of this shape (openblas or onednn): a
-// fixed rule of the shape and of the CPU's instruction sets read at run time (no timing),
-// so one shape on one CPU always gets the same library, and so the same rounding.
+// The library `automatic` uses for a float32 product of this shape (openblas, onednn or
+// descent): a fixed rule of the shape and of the CPU's instruction sets read at run time (no
+// timing), so one shape on one CPU always gets the same library, and so the same rounding.
+// Where oneDNN is built in and the CPU has AVX-512: descent's kernel for x w^T with
+// 4 m <= n and k >= 256, for x w^T into n <= 16 columns, for dy^T x into m <= 16 rows and for
+// dy w from k <= 16 with m <= 32 (where it was faster than dnnl_sgemm on every run,
+// docs/performance.md session 12), dnnl_sgemm for the rest; OpenBLAS elsewhere.
 GemmBackend gemm_choice(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k);
 
 // The forward of a dense layer, y [B, out] <- act(x [B, in] w^T [in, out] + 1 b^T) (b

@@ -1,0 +1,365 @@
+#include "gemm_avx512.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdlib>
+#include <new>
+#include <utility>
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define DESCENT_GEMM_AVX512 1
+#include <immintrin.h>
+// Functions compiled for AVX-512 inside the portable library: called only where available().
+#define DESCENT_AVX512 __attribute__((target("avx512f")))
+#endif
+
+namespace descent::kernels::gemm_avx512 {
+
+#ifndef DESCENT_GEMM_AVX512
+
+bool available() { return false; }
+void sgemm(bool, bool, std::int64_t, std::int64_t, std::int64_t, float, const float*, std::int64_t, const float*,
+           std::int64_t, float, float*, std::int64_t, int) {}
+
+#else
+
+namespace {
+
+constexpr int mr = 12;                 // rows of C per microkernel
+constexpr int nr = 32;                 // columns of C per microkernel (two zmm)
+constexpr std::int64_t kc_max = 256;   // k per block: a B panel of 32 KB stays in L1
+constexpr std::int64_t mc = 120;       // rows of A per block (10 microkernel rows)
+constexpr std::int64_t min_split = std::int64_t{1} << 18;  // fewer multiply-adds: one thread
+
+struct Product {
+  bool ta, tb;
+  std::int64_t m, n, k;
+  float alpha;
+  const float* a;
+  std::int64_t lda;
+  const float* b;
+  std::int64_t ldb;
+  float beta;
+  float* c;
+  std::int64_t ldc;
+  std::int64_t kc;  // the k block length (the last one may be shorter)
+  bool ct = false;  // this is C^T = op(B)^T op(A)^T: element (i, j) of the product at c[j ldc + i]
+};
+
+// The first count lanes (none for count <= 0, all 16 from 16).
+__mmask16 lanes(std::int64_t count) {
+  return count >= 16 ? static_cast<__mmask16>(0xffff) : count <= 0 ? 0 : static_cast<__mmask16>((1u << count) - 1u);
+}
+
+// The unmasked shuffles as their all-lanes masked forms: GCC 12's unmasked ones start from
+// _mm512_undefined_ps, which -Wmaybe-uninitialized reports (a false positive).
+constexpr __mmask16 all16 = 0xffff;
+constexpr __mmask8 all8 = 0xff;
+DESCENT_AVX512 inline __m512 unpacklo_ps(__m512 x, __m512 y) { return _mm512_maskz_unpacklo_ps(all16, x, y); }
+DESCENT_AVX512 inline __m512 unpackhi_ps(__m512 x, __m512 y) { return _mm512_maskz_unpackhi_ps(all16, x, y); }
+DESCENT_AVX512 inline __m512d unpacklo_pd(__m512d x, __m512d y) { return _mm512_maskz_unpacklo_pd(all8, x, y); }
+DESCENT_AVX512 inline __m512d unpackhi_pd(__m512d x, __m512d y) { return _mm512_maskz_unpackhi_pd(all8, x, y); }
+template <int imm>
+DESCENT_AVX512 inline __m512 shuffle_f32x4(__m512 x, __m512 y) {
+  return _mm512_maskz_shuffle_f32x4(all16, x, y, imm);
+}
+
+// Transposes the 16 x 16 block r (rows r[i]) in place: r[j] becomes column j.
+DESCENT_AVX512 inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // t[4q + 0] = lo(r4q, r4q+1), t[4q+1] = hi(r4q, r4q+1), t[4q+2] = lo(r4q+2, r4q+3), t[4q+3] = hi(...)
+  for (int q = 0; q < 4; ++q) {
+    const __m512d a0 = _mm512_castps_pd(t[4 * q]), a1 = _mm512_castps_pd(t[4 * q + 1]);
+    const __m512d a2 = _mm512_castps_pd(t[4 * q + 2]), a3 = _mm512_castps_pd(t[4 * q + 3]);
+    r[4 * q] = _mm512_castpd_ps(unpacklo_pd(a0, a2));
+    r[4 * q + 1] = _mm512_castpd_ps(unpackhi_pd(a0, a2));
+    r[4 * q + 2] = _mm512_castpd_ps(unpacklo_pd(a1, a3));
+    r[4 * q + 3] = _mm512_castpd_ps(unpackhi_pd(a1, a3));
+  }
+  // r[4q + j] holds, in each 128-bit lane l, the elements (4q .. 4q+3, 4l + j) of the block
+  for (int j = 0; j < 4; ++j) {
+    t[j] = shuffle_f32x4<0x88>(r[j], r[4 + j]);
+    t[4 + j] = shuffle_f32x4<0xdd>(r[j], r[4 + j]);
+    t[8 + j] = shuffle_f32x4<0x88>(r[8 + j], r[12 + j]);
+    t[12 + j] = shuffle_f32x4<0xdd>(r[8 + j], r[12 + j]);
+  }
+  for (int j = 0; j < 4; ++j) {
+    r[j] = shuffle_f32x4<0x88>(t[j], t[8 + j]);
+    r[4 + j] = shuffle_f32x4<0x88>(t[4 + j], t[12 + j]);
+    r[8 + j] = shuffle_f32x4<0xdd>(t[j], t[8 + j]);
+    r[12 + j] = shuffle_f32x4<0xdd>(t[4 + j], t[12 + j]);
+  }
+}
+
+// The R x (16 NV) block of C at c <- alpha sum_p A(r, p) B(p, :) + beta C (beta 0: C not
+// read), p < kc. A(r, p) is a[p lda + r] (ak: A is k-major, op(A) = A^T) or a[r lda + p];
+// B(p, :) is the 16 NV floats at b + p ldb, the second 16 under mask m1 (and the first
+// under m0): masked-off lanes are neither read nor written.
+template <int R, int NV, bool AK, bool CT>
+DESCENT_AVX512 void micro(std::int64_t kc, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
+                          __mmask16 m0, __mmask16 m1, float* c, std::int64_t ldc, float alpha, float beta) {
+  __m512 acc[R][NV];
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+  }
+  const bool full = m0 == 0xffff && (NV == 1 || m1 == 0xffff);
+#pragma GCC unroll 4
+  for (std::int64_t p = 0; p < kc; ++p) {
+    __m512 bv[NV];
+    if (full) {
+      bv[0] = _mm512_loadu_ps(b);
+      if constexpr (NV > 1) bv[1] = _mm512_loadu_ps(b + 16);
+    } else {
+      bv[0] = _mm512_maskz_loadu_ps(m0, b);
+      if constexpr (NV > 1) bv[1] = _mm512_maskz_loadu_ps(m1, b + 16);
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) {
+      const __m512 av = _mm512_set1_ps(AK ? a[r] : a[r * lda]);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+    }
+    b += ldb;
+    a += AK ? lda : 1;
+  }
+  const __m512 va = _mm512_set1_ps(alpha);
+  const __mmask16 mask[2] = {m0, m1};
+  if constexpr (CT) {
+    // C transposed: lane l of acc[r][v] is C(16 v + l, r), row 16 v + l of C at c + (16 v + l) ldc
+    const __mmask16 rm = lanes(R);
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) {
+      __m512 blk[16];
+      for (int r = 0; r < 16; ++r) blk[r] = r < R ? acc[r][v] : _mm512_setzero_ps();
+      transpose16(blk);
+      for (int e = 0; e < 16; ++e) {
+        if (((mask[v] >> e) & 1) == 0) break;
+        float* cv = c + (16 * v + e) * ldc;
+        const __m512 fresh = _mm512_mul_ps(va, blk[e]);
+        _mm512_mask_storeu_ps(cv, rm, beta == 0.0f ? fresh : _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(rm, cv), fresh));
+      }
+    }
+    return;
+  }
+  if (beta == 0.0f) {
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) _mm512_mask_storeu_ps(c + r * ldc + 16 * v, mask[v], _mm512_mul_ps(va, acc[r][v]));
+    }
+  } else {
+    const __m512 vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) {
+        float* cv = c + r * ldc + 16 * v;
+        const __m512 old = _mm512_maskz_loadu_ps(mask[v], cv);
+        _mm512_mask_storeu_ps(cv, mask[v], _mm512_fmadd_ps(vb, old, _mm512_mul_ps(va, acc[r][v])));
+      }
+    }
+  }
+}
+
+using Micro = void (*)(std::int64_t, const float*, std::int64_t, const float*, std::int64_t, __mmask16, __mmask16, float*,
+                       std::int64_t, float, float);
+
+template <int NV, bool AK, bool CT, int... R>
+constexpr auto micro_row(std::integer_sequence<int, R...>) {
+  return std::array<Micro, sizeof...(R)>{&micro<R + 1, NV, AK, CT>...};
+}
+
+// kernels[ct][nv - 1][ak][rows - 1]
+using Rows = std::array<std::array<std::array<Micro, mr>, 2>, 2>;
+template <bool CT>
+constexpr Rows kernel_table() {
+  constexpr auto seq = std::make_integer_sequence<int, mr>{};
+  return {{{{micro_row<1, false, CT>(seq), micro_row<1, true, CT>(seq)}},
+           {{micro_row<2, false, CT>(seq), micro_row<2, true, CT>(seq)}}}};
+}
+const std::array<Rows, 2> kernels = {kernel_table<false>(), kernel_table<true>()};
+
+
+// The panels of op(B)[p0, p0 + kc) x [j0, j1) into dst: panel q (columns j0 + 32 q ..) is kc
+// rows of 32 floats at dst + q kc 32, zero past j1.
+DESCENT_AVX512 void pack_b(const Product& g, std::int64_t p0, std::int64_t kc, std::int64_t j0, std::int64_t j1,
+                           float* dst) {
+  for (std::int64_t j = j0; j < j1; j += nr, dst += kc * nr) {
+    const std::int64_t w = std::min<std::int64_t>(nr, j1 - j);
+    if (!g.tb) {  // B(p, j) = b[p ldb + j]: copy rows
+      const __mmask16 m0 = lanes(w), m1 = lanes(w - 16);
+      const float* src = g.b + p0 * g.ldb + j;
+      for (std::int64_t p = 0; p < kc; ++p, src += g.ldb) {
+        _mm512_store_ps(dst + p * nr, _mm512_maskz_loadu_ps(m0, src));
+        _mm512_store_ps(dst + p * nr + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+      }
+      continue;
+    }
+    // B(p, j) = b[j ldb + p]: 16 x 16 blocks of b transposed
+    for (int h = 0; h < 2; ++h) {
+      const std::int64_t rows = std::min<std::int64_t>(16, w - 16 * h);  // columns of op(B) in this half
+      const float* src = g.b + (j + 16 * h) * g.ldb + p0;
+      for (std::int64_t p = 0; p < kc; p += 16) {
+        const __mmask16 pm = lanes(kc - p);
+        __m512 blk[16];
+        for (int i = 0; i < 16; ++i) blk[i] = i < rows ? _mm512_maskz_loadu_ps(pm, src + i * g.ldb + p) : _mm512_setzero_ps();
+        transpose16(blk);
+        const std::int64_t np = std::min<std::int64_t>(16, kc - p);
+        for (std::int64_t i = 0; i < np; ++i) _mm512_store_ps(dst + (p + i) * nr + 16 * h, blk[i]);
+      }
+    }
+  }
+}
+
+struct Buffer {
+  float* data = nullptr;
+  std::size_t size = 0;
+  ~Buffer() { std::free(data); }
+  float* get(std::size_t n) {
+    if (n > size) {
+      std::free(data);
+      data = static_cast<float*>(std::aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64));
+      size = data != nullptr ? n : 0;
+      if (data == nullptr) throw std::bad_alloc();
+    }
+    return data;
+  }
+};
+
+// Whether op(B) = B is copied into panels too (op(B) = B^T always is): where the block has
+// at least 128 rows, so the copy is read by 11 microkernel rows or more (2 threads: 512 x 256
+// from k = 256, 300 GFLOP/s read in place, 330 copied; 128 rows, 64 per thread: 293 in place,
+// 271 copied).
+bool pack_plain_b(std::int64_t rows) { return rows >= 128; }
+
+// The rows [i0, i1) of op(A) = A^T (A(i, p) = a[p lda + i]) over [p0, p0 + kc) into dst:
+// steps of 12 rows, each kc groups of 12 floats at dst + s kc 12 (zero past i1).
+DESCENT_AVX512 void pack_at(const Product& g, std::int64_t i0, std::int64_t i1, std::int64_t p0, std::int64_t kc,
+                            float* dst) {
+  constexpr __mmask16 twelve = 0xfff;
+  for (std::int64_t i = i0; i < i1; i += mr, dst += kc * mr) {
+    const __mmask16 m = lanes(std::min<std::int64_t>(mr, i1 - i));
+    const float* src = g.a + p0 * g.lda + i;
+    for (std::int64_t p = 0; p < kc; ++p, src += g.lda) {
+      _mm512_mask_storeu_ps(dst + p * mr, twelve, _mm512_maskz_loadu_ps(m, src));
+    }
+  }
+}
+
+// C[i0, i1) x [j0, j1) on the calling thread.
+DESCENT_AVX512 void run_block(const Product& g, std::int64_t i0, std::int64_t i1, std::int64_t j0, std::int64_t j1) {
+  if (i0 >= i1 || j0 >= j1) return;
+  thread_local Buffer buffer, buffer_a;
+  const bool pack = g.tb || pack_plain_b(i1 - i0);
+  const std::int64_t panels = (j1 - j0 + nr - 1) / nr;
+  // op(A) = A^T is read 12 floats from each row of A, rows lda apart: copied into contiguous
+  // steps where the block has 4 panels or more to reuse them (2 threads, 256 x 784 from
+  // k = 128: 342-346 GFLOP/s in place, 360-369 copied). op(A) = A stays in place (its 12 rows
+  // stream; transposed copies measured no faster).
+  const bool copy_a = g.ta && panels >= 4;
+  float* packed = pack ? buffer.get(static_cast<std::size_t>(panels * g.kc * nr)) : nullptr;
+  float* packed_a = copy_a ? buffer_a.get(static_cast<std::size_t>((mc + mr) * g.kc)) : nullptr;
+  for (std::int64_t p0 = 0; p0 < g.k; p0 += g.kc) {
+    const std::int64_t kc = std::min(g.kc, g.k - p0);
+    const float beta = p0 == 0 ? g.beta : 1.0f;
+    if (pack) pack_b(g, p0, kc, j0, j1, packed);
+    for (std::int64_t ic = i0; ic < i1; ic += mc) {
+      const std::int64_t ie = std::min(i1, ic + mc);
+      if (copy_a) pack_at(g, ic, ie, p0, kc, packed_a);
+      for (std::int64_t q = 0; q < panels; ++q) {
+        const std::int64_t j = j0 + q * nr, w = std::min<std::int64_t>(nr, j1 - j);
+        const float* bp = pack ? packed + q * kc * nr : g.b + p0 * g.ldb + j;
+        const std::int64_t bs = pack ? nr : g.ldb;
+        const __mmask16 m0 = lanes(w), m1 = lanes(w - 16);
+        const auto& row = kernels[g.ct ? 1 : 0][w > 16 ? 1 : 0][g.ta ? 1 : 0];
+        for (std::int64_t i = ic; i < ie; i += mr) {
+          const std::int64_t rows = std::min<std::int64_t>(mr, ie - i);
+          const float* ap = copy_a ? packed_a + (i - ic) * kc : g.ta ? g.a + p0 * g.lda + i : g.a + i * g.lda + p0;
+          row[static_cast<std::size_t>(rows - 1)](kc, ap, copy_a ? mr : g.lda, bp, bs, m0, m1, g.ct ? g.c + j * g.ldc + i : g.c + i * g.ldc + j, g.ldc,
+                                                  g.alpha, beta);
+        }
+      }
+    }
+  }
+}
+
+// Thread t of nt: its share of C, contiguous rows (in steps of 12) or contiguous ranges of
+// 32-column panels. Rows where there are at least 4 steps per thread, each thread then writing
+// whole rows of C: split by columns, both cores wrote into neighbouring cache lines of every
+// row of a C not aligned to 128 bytes (2 threads, 256 x 256 from k = 32: 125 GFLOP/s by
+// columns, 229 by rows). Except op(B) = B^T with fewer than 512 rows: split by rows, each
+// thread would transpose all of B, split by columns half of it (128 x 256 from k = 784: 281-286
+// GFLOP/s by rows, 316-318 by columns). Fewer rows (a batch of 32 in the forward and dx
+// products): by columns.
+void run_share(const Product& g, int t, int nt) {
+  const std::int64_t panels = (g.n + nr - 1) / nr, steps = (g.m + mr - 1) / mr;
+  if (panels < nt || (steps >= 4 * nt && !(g.tb && g.m < 512))) {
+    const std::int64_t s0 = steps * t / nt, s1 = steps * (t + 1) / nt;
+    run_block(g, s0 * mr, std::min(g.m, s1 * mr), 0, g.n);
+  } else {
+    const std::int64_t q0 = panels * t / nt, q1 = panels * (t + 1) / nt;
+    run_block(g, 0, g.m, q0 * nr, std::min(g.n, q1 * nr));
+  }
+}
+
+DESCENT_AVX512 void scale_c(const Product& g) {
+  for (std::int64_t i = 0; i < g.m; ++i) {
+    float* row = g.c + i * g.ldc;
+    for (std::int64_t j = 0; j < g.n; ++j) row[j] = g.beta == 0.0f ? 0.0f : g.beta * row[j];
+  }
+}
+
+}  // namespace
+
+bool available() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") != 0;
+  }();
+  return yes;
+}
+
+void sgemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
+           std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc, int threads) {
+  if (m <= 0 || n <= 0) return;
+  const std::int64_t blocks = (k + kc_max - 1) / kc_max;
+  const std::int64_t kc = blocks > 0 ? (k + blocks - 1) / blocks : 0;
+  if (k <= 0 || alpha == 0.0f) {
+    scale_c(Product{ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, kc});
+    return;
+  }
+  // x w^T with few rows and a long k (the forward at batch 32 and 64: 32 x 256 from k = 784)
+  // as its transpose w x^T, the transposed copies then of x's rows instead of w's (a quarter
+  // or less of the elements), the microkernel storing its block of C^T transposed (one
+  // thread, 32 x 256 from k = 784: 150-159 GFLOP/s, 123-127 without; 128 x 512 from k = 28,
+  // where the transposed stores outweigh the copies saved: 0.8x)
+  const bool ct = !ta && tb && 4 * m <= n && k >= 256;
+  const Product g = ct ? Product{false, true, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc, kc, true}
+                       : Product{ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, kc};
+  m = g.m;
+  n = g.n;
+  // Under 2^18 multiply-adds one thread, whatever the caller allows: split over 2 threads, the
+  // 10-wide layer's products (82k multiply-adds at batch 32) ran at 0.4-0.75x of one thread
+  // (the region's start and the join cost more than the half product saved)
+  const std::int64_t panels = (n + nr - 1) / nr, steps = (m + mr - 1) / mr;
+  if (m * n * k < min_split) threads = 1;
+  const int nt = static_cast<int>(std::min<std::int64_t>(threads, std::max(panels, steps)));
+  if (nt <= 1) {
+    run_block(g, 0, m, 0, n);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  run_share(g, omp_get_thread_num(), omp_get_num_threads());
+}
+
+#endif
+
+}  // namespace descent::kernels::gemm_avx512

@@ -1,0 +1,168 @@
+// descent's own float32 matrix product (GemmBackend::descent, src/tensor/gemm_avx512.cpp)
+// against the product summed here in double from the definition: the four transpose
+// combinations, odd sizes around its 12-row and 32-column blocks and its k blocks of 256,
+// alpha and beta (beta 0 over a C full of NaN, which must not be read), leading dimensions
+// wider than the matrices (the gaps must stay untouched), 1 and 2 threads (bit-identical: every
+// element is the same sum in the same order), and the MLP's shapes. Skipped on a CPU without
+// AVX-512F, where the backend is OpenBLAS.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "descent/tensor/kernels.hpp"
+#include "descent/tensor/parallel.hpp"
+
+namespace descent {
+namespace {
+
+using kernels::GemmBackend;
+
+// Restores the process-wide settings when a test ends, even a failed one.
+struct SettingsGuard {
+  int threads = num_threads();
+  ~SettingsGuard() {
+    kernels::set_gemm_backend(GemmBackend::automatic);
+    kernels::set_gemm_serial_below(kernels::gemm_serial_below_default);
+    set_num_threads(threads);
+  }
+};
+
+float value(std::int64_t i, float scale) { return std::sin(scale * static_cast<float>(i + 1)); }
+
+struct Case {
+  bool ta, tb;
+  std::int64_t m, n, k;
+  float alpha, beta;
+  std::int64_t pad;  // leading dimensions: the width plus pad (0: packed)
+};
+
+std::string name(const Case& c) {
+  return "ta " + std::to_string(c.ta) + " tb " + std::to_string(c.tb) + " m " + std::to_string(c.m) + " n " +
+         std::to_string(c.n) + " k " + std::to_string(c.k) + " alpha " + std::to_string(c.alpha) + " beta " +
+         std::to_string(c.beta) + " pad " + std::to_string(c.pad);
+}
+
+// The product through gemm_raw with the descent backend on 1 and on 2 threads (every product
+// split: gemm_serial_below 0), each element against the sum in double within k + 2 float
+// roundings of the terms' absolute sum; the two results bit-identical; C's gaps untouched.
+void expect_case(const Case& c) {
+  const std::int64_t ar = c.ta ? c.k : c.m, ac = c.ta ? c.m : c.k, br = c.tb ? c.n : c.k, bc = c.tb ? c.k : c.n;
+  const std::int64_t lda = ac + c.pad, ldb = bc + c.pad, ldc = c.n + c.pad;
+  std::vector<float> a(static_cast<std::size_t>(ar * lda)), b(static_cast<std::size_t>(br * ldb));
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = value(static_cast<std::int64_t>(i), 0.37f);
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = value(static_cast<std::int64_t>(i), 0.11f);
+  std::vector<float> c0(static_cast<std::size_t>(c.m * ldc));
+  for (std::size_t i = 0; i < c0.size(); ++i) {
+    c0[i] = c.beta == 0.0f ? std::numeric_limits<float>::quiet_NaN() : value(static_cast<std::int64_t>(i), 0.23f);
+  }
+  std::vector<std::vector<float>> results;
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    std::vector<float> out = c0;
+    kernels::gemm_raw<float>(c.ta, c.tb, c.m, c.n, c.k, c.alpha, a.data(), lda, b.data(), ldb, c.beta, out.data(), ldc);
+    results.push_back(out);
+  }
+  const std::vector<float>& got = results[0];
+  for (std::int64_t i = 0; i < c.m; ++i) {
+    for (std::int64_t j = 0; j < ldc; ++j) {
+      const std::size_t at = static_cast<std::size_t>(i * ldc + j);
+      if (j >= c.n) {  // the gap between rows: never written
+        ASSERT_TRUE(std::isnan(got[at]) ? std::isnan(c0[at]) : got[at] == c0[at]) << name(c) << " gap " << i << "," << j;
+        continue;
+      }
+      double s = 0, abs_sum = 0;
+      for (std::int64_t p = 0; p < c.k; ++p) {
+        const double x = c.ta ? a[static_cast<std::size_t>(p * lda + i)] : a[static_cast<std::size_t>(i * lda + p)];
+        const double y = c.tb ? b[static_cast<std::size_t>(j * ldb + p)] : b[static_cast<std::size_t>(p * ldb + j)];
+        s += x * y;
+        abs_sum += std::abs(x * y);
+      }
+      const double old = c.beta == 0.0f ? 0.0 : c0[at];
+      const double want = static_cast<double>(c.alpha) * s + static_cast<double>(c.beta) * old;
+      const double tol = 1.2e-7 * static_cast<double>(c.k + 2) *
+                         (std::abs(c.alpha) * abs_sum + std::abs(static_cast<double>(c.beta) * old) + 1e-30);
+      ASSERT_NEAR(got[at], want, tol) << name(c) << " at " << i << "," << j;
+    }
+  }
+  ASSERT_EQ(std::memcmp(results[0].data(), results[1].data(), results[0].size() * sizeof(float)), 0)
+      << name(c) << ": 1 and 2 threads differ";
+}
+
+class GemmDescent : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!kernels::gemm_backend_has_descent()) GTEST_SKIP() << "no AVX-512F: the descent backend is OpenBLAS here";
+    kernels::set_gemm_backend(GemmBackend::descent);
+    kernels::set_gemm_serial_below(0);
+  }
+  SettingsGuard guard_;
+};
+
+TEST_F(GemmDescent, OddSizesAllTransposes) {
+  const std::vector<std::int64_t> sizes = {1, 7, 13, 31, 33, 127, 129, 300};
+  const std::vector<std::int64_t> ks = {1, 7, 33, 300};
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      for (std::int64_t m : sizes) {
+        for (std::int64_t n : sizes) {
+          for (std::int64_t k : ks) expect_case({ta, tb, m, n, k, 1.0f, 0.0f, 0});
+        }
+      }
+    }
+  }
+}
+
+TEST_F(GemmDescent, AlphaBetaAndLeadingDimensions) {
+  const std::vector<std::pair<float, float>> scales = {{1.0f, 0.0f}, {0.75f, -0.5f}, {1.0f, 1.0f}, {-2.0f, 0.0f}};
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      for (const auto& [alpha, beta] : scales) {
+        for (std::int64_t pad : {0, 3, 17}) {
+          expect_case({ta, tb, 13, 33, 7, alpha, beta, pad});
+          expect_case({ta, tb, 129, 31, 300, alpha, beta, pad});
+          expect_case({ta, tb, 31, 127, 513, alpha, beta, pad});
+        }
+      }
+    }
+  }
+}
+
+TEST_F(GemmDescent, ZeroKAndZeroAlphaScaleC) {
+  // k = 0 or alpha = 0: C <- beta C without reading A or B (BLAS's rule); beta 0 writes zeros
+  // over NaN.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> a(12, nan), b(12, nan);
+  for (float alpha : {1.0f, 0.0f}) {
+    const std::int64_t k = alpha == 0.0f ? 3 : 0;
+    std::vector<float> c = {1, 2, 3, 4, 5, 6};
+    kernels::gemm_raw<float>(false, false, 2, 3, k, alpha, a.data(), 3, b.data(), 3, 0.5f, c.data(), 3);
+    EXPECT_EQ(c, (std::vector<float>{0.5f, 1, 1.5f, 2, 2.5f, 3})) << "alpha " << alpha;
+    std::vector<float> d(6, nan);
+    kernels::gemm_raw<float>(false, false, 2, 3, k, alpha, a.data(), 3, b.data(), 3, 0.0f, d.data(), 3);
+    EXPECT_EQ(d, std::vector<float>(6, 0.0f)) << "alpha " << alpha;
+  }
+}
+
+TEST_F(GemmDescent, TheMlpProducts) {
+  // MLP 784-256-256-10 at batches 32, 128 and 512: forward x w^T (beta 1 onto the bias rows),
+  // weight gradients dy^T x, input gradients dy w
+  for (std::int64_t batch : {32, 128, 512}) {
+    expect_case({false, true, batch, 256, 784, 1.0f, 1.0f, 0});
+    expect_case({false, true, batch, 256, 256, 1.0f, 1.0f, 0});
+    expect_case({false, true, batch, 10, 256, 1.0f, 1.0f, 0});
+    expect_case({true, false, 256, 784, batch, 1.0f, 0.0f, 0});
+    expect_case({true, false, 256, 256, batch, 1.0f, 0.0f, 0});
+    expect_case({true, false, 10, 256, batch, 1.0f, 0.0f, 0});
+    expect_case({false, false, batch, 256, 256, 1.0f, 0.0f, 0});
+    expect_case({false, false, batch, 256, 10, 1.0f, 0.0f, 0});
+  }
+}
+
+}  // namespace
+}  // namespace descent
