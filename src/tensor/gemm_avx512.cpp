@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdlib>
+#include <exception>
 #include <new>
 #include <utility>
 
@@ -356,8 +357,19 @@ void sgemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, flo
     run_block(g, 0, m, 0, n);
     return;
   }
+  // A pack buffer that cannot be allocated throws std::bad_alloc on its thread: caught there
+  // (an exception may not leave an OpenMP region) and thrown again here, on the caller's.
+  std::exception_ptr failure;
 #pragma omp parallel num_threads(nt)
-  run_share(g, omp_get_thread_num(), omp_get_num_threads());
+  {
+    try {
+      run_share(g, omp_get_thread_num(), omp_get_num_threads());
+    } catch (...) {
+#pragma omp critical(descent_gemm_avx512_failure)
+      if (!failure) failure = std::current_exception();
+    }
+  }
+  if (failure) std::rethrow_exception(failure);
 }
 
 #endif
