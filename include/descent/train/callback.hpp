@@ -81,6 +81,10 @@ struct StepContext {
   double epoch_loss = 0.0, epoch_accuracy = 0.0;
   // A callback that stops the run may say why here (printed and kept in the stop context).
   std::string& stop_message;
+  // on_step only: ||theta_{k+1} - theta_k||^2 when the update's pass measured it
+  // (optim::Optimizer::step_measured, in kernels::squares_in_lanes' order), else -1 (the
+  // trajectory then measures it from its copy of theta_k).
+  double step_squares = -1.0;
 };
 
 struct EvalContext {
