@@ -76,6 +76,9 @@ struct StepContext {
   const Tensor& y;               // its labels i32 [b]
   autodiff::Tape& tape;          // the step's graph, recorded at the parameters before the update
   const Gradient& gradient;      // logits, loss, its value, ||g||; arena.grads() holds g
+                                 // (||g|| is -1 in before_update when the trainer takes it in
+                                 // the update's pass: only when no callback of the caller's,
+                                 // no monitor and no second-order method runs, trainer.cpp)
   double lr;                     // the learning rate of this update
   // on_step only: running means over the epoch's minibatches so far (this one included).
   double epoch_loss = 0.0, epoch_accuracy = 0.0;
