@@ -14,6 +14,7 @@
 #include <sstream>
 #include <vector>
 
+#include "descent/error.hpp"
 #include "descent/init/rng.hpp"
 #include "descent/io/json_lines.hpp"
 #include "descent/report/report.hpp"
@@ -176,6 +177,64 @@ TEST_F(MetricsRecords, TheNormTakenInTheUpdateIsTheSameBitsAsItsOwnPassBeforeIt)
   }
   EXPECT_GT(length(in_update.run_dir), 0.0);
   EXPECT_EQ(length(in_update.run_dir), length(own_pass.run_dir));
+}
+
+// A finite loss and a gradient whose norm is not finite: float64, two hidden layers whose
+// weights are initialized 1e80 times too large, so the logits (about 1e240), the loss and
+// every gradient element are finite but the last weight's gradient (about 1e160) overflows
+// when squared.
+// The run stops at update 0 whether the norm is taken in the update's pass (the message says
+// the update was applied) or before it (a caller's callback: "not updated"), with the same
+// stopped record; under rollback the update's pass rolls back and, diverging again at every
+// retry, stops after divergence.max_events.
+TEST_F(MetricsRecords, ANonFiniteNormTakenInTheUpdateStopsOrRollsBackAsBefore) {
+  auto huge = [&](const std::string& name, const std::string& extra) {
+    train::TrainConfig c = config(name, extra);
+    c.init.gain = 1e80;
+    c.model.hidden = {8, 8};
+    c.model.activation = "relu";
+    c.model.dtype = "f64";
+    return c;
+  };
+  struct Nothing final : train::Callback {};
+  Nothing nothing;
+  std::string in_update, before;
+  try {
+    (void)train::run(huge("huge_in_update", ""), nullptr);
+  } catch (const NumericError& e) {
+    in_update = e.what();
+  }
+  try {
+    (void)train::run(huge("huge_before", ""), nullptr, {&nothing});
+  } catch (const NumericError& e) {
+    before = e.what();
+  }
+  EXPECT_NE(in_update.find("training diverged at step 0"), std::string::npos) << in_update;
+  EXPECT_NE(in_update.find("the update was applied"), std::string::npos) << in_update;
+  EXPECT_NE(before.find("training diverged at step 0"), std::string::npos) << before;
+  EXPECT_NE(before.find("the parameters were not updated"), std::string::npos) << before;
+  for (const char* name : {"huge_in_update", "huge_before"}) {
+    const auto records = io::read_json_lines(dir_ / name / "metrics.jsonl");
+    EXPECT_TRUE(of_kind(records, "step").empty()) << name;
+    const std::vector<json> stopped = of_kind(records, "stopped");
+    ASSERT_EQ(stopped.size(), 1u) << name;
+    EXPECT_EQ(stopped[0].at("reason"), "diverged");
+    EXPECT_EQ(stopped[0].at("step"), 0);
+  }
+  std::string rolled;
+  try {
+    (void)train::run(huge("huge_rollback", "[divergence]\npolicy = \"rollback\"\nmax_events = 2"), nullptr);
+  } catch (const NumericError& e) {
+    rolled = e.what();
+  }
+  EXPECT_NE(rolled.find("more than divergence.max_events = 2"), std::string::npos) << rolled;
+  const auto records = io::read_json_lines(dir_ / "huge_rollback" / "metrics.jsonl");
+  const std::vector<json> rollbacks = of_kind(records, "divergence");
+  ASSERT_EQ(rollbacks.size(), 2u);
+  for (const json& r : rollbacks) {
+    EXPECT_EQ(r.at("policy"), "rollback");
+    EXPECT_EQ(r.at("step"), 0);
+  }
 }
 
 // The epoch-0 record is the initial parameters' evaluation, recomputed here from a model built
