@@ -9,9 +9,11 @@
 #include <sstream>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 #include "descent/error.hpp"
 #include "descent/optim/registry.hpp"
+#include "descent/tensor/fused_sums.hpp"
 #include "descent/tensor/parallel.hpp"
 #include "../tensor/dispatch.hpp"  // DESCENT_DISPATCH
 #include "recipe.hpp"
@@ -61,6 +63,55 @@ void fused_slice_pass(T* th, const T* g, const Update& u, std::int64_t begin, st
     fused_pass(th, g, u, begin, end);
   }
 }
+
+// fused_chunk over [i0, i1), whose ends are block ends of kernels::lane_sum_block (or n),
+// with the sums of squares of step_measured: for each block b, gsq[b] = sum g_i^2 and
+// dsq[b] = sum (theta_new_i - theta_old_i)^2, each difference and square in double, in the
+// order of kernels::squares_in_lanes (8 lanes, added 0..7, then the tail). The update of each
+// element is fused_chunk's expression (the same bits).
+template <class T, class Update>
+DESCENT_DISPATCH void fused_chunk_sums(T* th, const T* g, const Update& u, std::int64_t i0, std::int64_t i1, double* gsq,
+                                       double* dsq) {
+  const Update rule = u;
+  constexpr int lanes = kernels::lane_sum_lanes;
+  for (std::int64_t b0 = i0; b0 < i1; b0 += kernels::lane_sum_block) {
+    const std::int64_t b1 = std::min(i1, b0 + kernels::lane_sum_block);
+    double ga[lanes] = {}, da[lanes] = {};
+    std::int64_t i = b0;
+    for (; i + lanes <= b1; i += lanes) {
+#pragma omp simd
+      for (int l = 0; l < lanes; ++l) {
+        const T gi = g[i + l];
+        const T old = th[i + l];
+        const T next = old + rule(gi, old, i + l);
+        th[i + l] = next;
+        const double gd = static_cast<double>(gi);
+        ga[l] += gd * gd;
+        const double d = static_cast<double>(next) - static_cast<double>(old);
+        da[l] += d * d;
+      }
+    }
+    double gs = 0.0, ds = 0.0;
+    for (int l = 0; l < lanes; ++l) {
+      gs += ga[l];
+      ds += da[l];
+    }
+    for (; i < b1; ++i) {
+      const T gi = g[i];
+      const T old = th[i];
+      const T next = old + rule(gi, old, i);
+      th[i] = next;
+      const double gd = static_cast<double>(gi);
+      gs += gd * gd;
+      const double d = static_cast<double>(next) - static_cast<double>(old);
+      ds += d * d;
+    }
+    const auto b = static_cast<std::size_t>(b0 / kernels::lane_sum_block);
+    gsq[b] = gs;
+    dsq[b] = ds;
+  }
+}
+static_assert(parallel_grain % kernels::lane_sum_block == 0, "a parallel chunk must hold whole blocks of the sums");
 
 class ChainOptimizer final : public Optimizer {
  public:
@@ -122,6 +173,35 @@ class ChainOptimizer final : public Optimizer {
     }
     if (o_.averaging != Averaging::none) average(theta);
   }
+
+  void step_measured(ParameterArena& arena, std::int64_t k, StepSums& sums) override {
+    if (fused_.kernel == Kernel::none || (!sums.gradient && !sums.step)) {
+      Optimizer::step_measured(arena, k, sums);
+      return;
+    }
+    start_update(arena, k);
+    const Tensor& theta = arena.values();
+    const std::int64_t n = theta.numel();
+    const auto blocks = static_cast<std::size_t>((n + kernels::lane_sum_block - 1) / kernels::lane_sum_block);
+    gsq_.assign(blocks, 0.0);
+    dsq_.assign(blocks, 0.0);
+    fused_step(theta, arena.grads(), k, [&](auto* th, const auto* g, const auto& rule) {
+      // parallel_for_elements' chunks start at multiples of parallel_grain: whole blocks
+      parallel_for_elements(n, [&](std::int64_t i0, std::int64_t i1) {
+        fused_chunk_sums(th, g, rule, i0, i1, gsq_.data(), dsq_.data());
+      });
+    });
+    if (o_.averaging != Averaging::none) average(theta);
+    double gs = 0.0, ds = 0.0;
+    for (std::size_t b = 0; b < blocks; ++b) {
+      gs += gsq_[b];
+      ds += dsq_[b];
+    }
+    sums.gradient_squares = sums.gradient ? gs : -1.0;
+    sums.step_squares = sums.step && !interim_ ? ds : -1.0;
+  }
+
+  bool measures_in_update() const override { return fused_.kernel != Kernel::none && !interim_; }
 
   bool steps_by_parameter() const override { return fused_.kernel != Kernel::none; }
 
@@ -410,6 +490,7 @@ class ChainOptimizer final : public Optimizer {
   std::function<void(std::int64_t, std::int64_t)> slice_step_;
   double average_weight_ = 0.0;
   std::int64_t stepped_ = 0;
+  std::vector<double> gsq_, dsq_;  // step_measured's sums per block
 };
 
 // ---- the factory -------------------------------------------------------------------
@@ -503,6 +584,12 @@ void Optimizer::step_parameter(ParameterArena& arena, ParamId id) {
   throw std::logic_error(describe() + ": step_parameter() without begin_step()");
 }
 void Optimizer::end_step() { throw std::logic_error(describe() + ": end_step() without begin_step()"); }
+
+void Optimizer::step_measured(ParameterArena& arena, std::int64_t k, StepSums& sums) {
+  sums.gradient_squares = sums.gradient ? kernels::squares_in_lanes(arena.grads()) : -1.0;  // before the update
+  sums.step_squares = -1.0;
+  step(arena, k);
+}
 
 std::unique_ptr<Optimizer> make_optimizer(Transform c, const OptimizerOptions& options) {
   if (!c) throw ConfigError("make_optimizer: the chain is empty");

@@ -8,9 +8,12 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <iomanip>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
+#include <string>
 
 #include "descent/error.hpp"
 #include "descent/io/atomic_file.hpp"
@@ -415,6 +418,7 @@ json read_run(const fs::path& dir, std::size_t max_points) {
   std::vector<const Record*> curvature, layers, recurrent;
   std::vector<json> cliffs;
   json header = nullptr;
+  std::string thread_rule_chosen;  // from the thread_rule record, shown beside the header's thread_rule
   for (const Record& r : records) {
     const auto kind = r.value.find("kind");
     if (kind == r.value.end() || !kind->is_string()) {
@@ -464,6 +468,20 @@ json read_run(const fs::path& dir, std::size_t max_points) {
     } else if (k == "header" && header.is_null()) {
       header = r.value;
       header.erase("kind");
+    } else if (k == "thread_rule") {  // the rule thread_rule = "auto" chose on the first steps
+      const auto rule = r.value.find("rule");
+      if (rule != r.value.end() && rule->is_string()) {
+        thread_rule_chosen = rule->get<std::string>();
+        const auto medians = r.value.find("median_ms");
+        if (medians != r.value.end() && medians->is_object() && !medians->empty()) {
+          std::ostringstream text;
+          text << " (median ms per step:";
+          for (const auto& [rule_name, ms] : medians->items()) {
+            if (ms.is_number()) text << " " << rule_name << " " << std::fixed << std::setprecision(3) << ms.get<double>();
+          }
+          thread_rule_chosen += text.str() + ")";
+        }
+      }
     }
     // Other kinds (written by later versions) are left out of the page.
   }
@@ -515,6 +533,7 @@ json read_run(const fs::path& dir, std::size_t max_points) {
     }
     run["recurrent"] = {{"count", recurrent.size()}, {"stride", stride}, {"records", std::move(kept)}};
   }
+  if (header.is_object() && !thread_rule_chosen.empty()) header["thread_rule_chosen"] = thread_rule_chosen;
   run["header"] = std::move(header);
   run["steps"] = aggregate_steps(steps, max_points);
   run["epochs"] = std::move(epochs);

@@ -18,6 +18,7 @@
 #include "descent/loss/loss.hpp"
 #include "descent/data/shards.hpp"
 #include "descent/nn/module.hpp"
+#include "descent/tensor/fused_sums.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/train/config.hpp"
 #include "descent/train/monitors.hpp"
@@ -408,7 +409,7 @@ Gradient plain_gradient(nn::Module& net, ParameterArena& arena, optim::Optimizer
   agree_on_stop(figures);
   g.loss_value = figures[0];
   g.errors = static_cast<std::int64_t>(figures[1]);
-  g.grad_norm = std::sqrt(kernels::sum_squares(arena.grads()));
+  g.grad_norm = std::sqrt(kernels::squares_in_lanes(arena.grads()));  // the trainer's order (tensor/fused_sums.hpp)
   return g;
 }
 
@@ -516,7 +517,7 @@ Gradient deterministic_gradient(nn::Module& net, ParameterArena& arena, optim::O
   }
   g.loss_value = loss_sum / static_cast<double>(b);
   g.errors = errors;
-  g.grad_norm = std::sqrt(kernels::sum_squares(arena.grads()));
+  g.grad_norm = std::sqrt(kernels::squares_in_lanes(arena.grads()));  // the trainer's order (tensor/fused_sums.hpp)
   return g;
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "descent/loss/loss.hpp"
+#include "descent/tensor/fused_sums.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/precision.hpp"
 #include "../autodiff/linear_bf16.hpp"
@@ -78,7 +79,7 @@ Gradient compute_gradient(nn::Module& net, ParameterArena& arena, optim::Optimiz
   optimizer.prepare(arena, k);
   Gradient g = forward(net, tape, x, x16, y);
   tape.backward_overwrite(g.loss, arena.grads());  // the gradient with no zeroing pass first
-  if (measure_norm) g.grad_norm = std::sqrt(kernels::sum_squares(arena.grads()));
+  if (measure_norm) g.grad_norm = std::sqrt(kernels::squares_in_lanes(arena.grads()));  // the order of step_measured's
   return g;
 }
 

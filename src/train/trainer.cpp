@@ -270,6 +270,13 @@ class Session final : public Run {
       callbacks_.push_back(tensorboard_.get());
     }
     callbacks_.push_back(&periodic_checkpoint_);
+    // The gradient norm is taken by the update's own pass (no pass and parallel region of its
+    // own) when nothing reads it before the update: no callback of the caller's, no monitors,
+    // no second-order callback, and not under the skip policy (which must see a non-finite
+    // gradient before the parameters move). Deterministic and distributed runs measure it in
+    // batch_gradient.
+    norm_in_update_ = extra.empty() && !monitors_ && !second_order_ && divergence_ != DivergencePolicy::skip &&
+                      !batch_gradient_;
     ParameterArena& arena = *model_.arena;
     best_ = arena.values().clone();
     best_buffers_ = arena.buffer_size() > 0 ? arena.buffers().clone() : Tensor();
@@ -542,6 +549,7 @@ class Session final : public Run {
                      {"log_every_steps", config_.log_every_steps},
                      {"threads", num_threads()},
                      {"thread_rule", config_.thread_rule},
+                     {"flush_denormals", config_.flush_denormals},
                      {"wall_s", wall_seconds()}});
   }
 
@@ -582,9 +590,11 @@ class Session final : public Run {
       const bool keep_iterate = divergence_ == DivergencePolicy::skip && optimizer_->has_interim();
       if (keep_iterate) before_prepare_ = arena.values().clone();
       // deterministic, or several MPI ranks (train/distributed.hpp): the batch in pieces, reduced.
-      const Gradient g = batch_gradient_ ? batch_gradient(*model_.net, arena, *optimizer_, tape_, bx_, by_, state_.k, config_,
-                                                          sampler_->pieces())
-                                         : compute_gradient(*model_.net, arena, *optimizer_, tape_, bx_, x16, by_, state_.k);
+      // The gradient norm: taken by the update's pass (norm_in_update_), or here before it.
+      Gradient g = batch_gradient_ ? batch_gradient(*model_.net, arena, *optimizer_, tape_, bx_, by_, state_.k, config_,
+                                                    sampler_->pieces())
+                                   : compute_gradient(*model_.net, arena, *optimizer_, tape_, bx_, x16, by_, state_.k,
+                                                      /*measure_norm=*/!norm_in_update_);
       if (!g.finite()) {
         if (!diverged(g.loss_value, keep_iterate)) return EpochEnd::rolled_back;
         continue;  // skipped
@@ -602,7 +612,18 @@ class Session final : public Run {
                       .lr = optimizer_->learning_rate(state_.k),
                       .stop_message = stop_message};
       for (Callback* c : callbacks_) c->before_update(ctx);
-      optimizer_->step(arena, state_.k);
+      // The update, with the sums of squares its pass can take (optim::Optimizer::step_measured):
+      // the gradient's when the norm was not taken above, the step's for the trajectory.
+      optim::Optimizer::StepSums sums{.gradient = norm_in_update_, .step = optimizer_->measures_in_update()};
+      optimizer_->step_measured(arena, state_.k, sums);
+      if (sums.gradient) {
+        g.grad_norm = std::sqrt(sums.gradient_squares);
+        if (!std::isfinite(g.grad_norm)) {  // a finite loss, a non-finite gradient: caught after the update
+          if (!diverged(g.loss_value, keep_iterate, /*updated=*/true)) return EpochEnd::rolled_back;
+          continue;  // not reached: norm_in_update_ is off under the skip policy
+        }
+      }
+      ctx.step_squares = sums.step_squares;
       if (rule_tuner_) end_tuned_step();
       ++state_.k;
       ++state_.epoch_steps;
@@ -678,7 +699,9 @@ class Session final : public Run {
   // A non-finite loss or gradient at update k, caught before the parameters changed. Returns
   // true when the batch is skipped, false after a rollback; throws for "stop" and past
   // divergence.max_events.
-  bool diverged(double loss_value, bool keep_iterate) {
+  // `updated`: the gradient's norm was taken in the update's pass (norm_in_update_), which has
+  // already moved the parameters (never under the skip policy; a rollback puts them back).
+  bool diverged(double loss_value, bool keep_iterate, bool updated = false) {
     ParameterArena& arena = *model_.arena;
     const DivergenceConfig& d = config_.divergence;
     const std::string what = "training diverged at step " + std::to_string(state_.k) + " (epoch " +
@@ -691,7 +714,9 @@ class Session final : public Run {
           what + (stop ? "" : "; this is divergence " + std::to_string(state_.divergences) +
                                   ", more than divergence.max_events = " + std::to_string(d.max_events) + " (policy " +
                                   d.policy + ")") +
-          "; the parameters were not updated";
+          (updated ? "; the update was applied (the gradient's norm is taken in the update's pass); the checkpoints "
+                     "hold the parameters before it"
+                   : "; the parameters were not updated");
       write_stopped_record(*metrics_, {.reason = "diverged", .step = state_.k, .epoch = state_.epoch, .message = message,
                                        .wall_s = wall_seconds(),
                                        .details = {{"policy", d.policy}, {"loss", loss_value},
@@ -930,6 +955,7 @@ class Session final : public Run {
   std::unique_ptr<precision::Scope> precision_;  // bf16 products for this run, restored after
   std::optional<FlushDenormalsScope> flush_;     // config flush_denormals, restored after
   bool batch_gradient_ = false;  // deterministic or under mpirun (train/distributed.hpp)
+  bool norm_in_update_ = false;  // the gradient norm taken in the update's pass (constructor)
   std::vector<std::int64_t> idx_;
   Tensor bx_, by_;
   kernels::bf16::Buffer bx16_;  // bf16 bits of bx_ in a bf16 run (batch_bf16)

@@ -43,6 +43,7 @@ void Trajectory::begin(bool fresh, std::int64_t step) {
   if (fresh) {
     theta0_ = arena_.values().clone();
     previous_ = arena_.values().clone();
+    previous_stale_ = false;
     length_ = 0.0;
     steps_ = step;
     complete_ = true;
@@ -56,6 +57,7 @@ void Trajectory::begin(bool fresh, std::int64_t step) {
     length_ = 0.0;
     steps_ = step;
     complete_ = step == 0;
+    previous_stale_ = false;
   }
   if (!theta0_.defined() && std::filesystem::exists(init)) {
     // Read through the arena (names and shapes checked), then put the run's state back.
@@ -70,8 +72,16 @@ void Trajectory::begin(bool fresh, std::int64_t step) {
 
 bool Trajectory::on_step(const StepContext& ctx) {
   if (!previous_.defined()) throw Error("trajectory: begin() was not called");
-  // ||theta_{k+1} - theta_k||, and previous <- theta_{k+1}, in one pass.
-  length_ += distance_and_copy(arena_.values(), previous_, true);
+  if (ctx.step_squares >= 0) {
+    // Measured by the update's pass (the same order as squared_distance: the same bits);
+    // previous_ is not kept up to date from here on.
+    length_ += std::sqrt(ctx.step_squares);
+    previous_stale_ = true;
+  } else {
+    if (previous_stale_) throw Error("trajectory: a step without its length after steps measured by the update");
+    // ||theta_{k+1} - theta_k||, and previous <- theta_{k+1}, in one pass.
+    length_ += distance_and_copy(arena_.values(), previous_, true);
+  }
   steps_ = ctx.step + 1;
   if (every_steps_ > 0 && steps_ % every_steps_ == 0) {
     std::map<std::string, std::string> m = metadata_;
@@ -121,6 +131,7 @@ void Trajectory::load_state(const nlohmann::json& state) {
   complete_ = state.at("complete").get<bool>();
   // The checkpoint's parameters are in the arena: the next update starts from them.
   previous_ = arena_.values().clone();
+  previous_stale_ = false;
 }
 
 }  // namespace descent::train

@@ -128,7 +128,11 @@ void write_full_run(const fs::path& dir, double shift = 0.0) {
   m << json{{"kind", "header"}, {"version", "0.9.0-test"}, {"config_digest", "c0ffee42"},
             {"examples", {{"train", 960}, {"validation", 240}, {"test", 300}}}, {"batch_size", 24},
             {"steps_per_epoch", 40}, {"threads", 2}, {"machine", {{"cpu", "Test CPU 9000"}, {"cores", 2}}},
-            {"step", 0}, {"epoch", 0}, {"wall_s", 0.0}}.dump() << "\n";
+            {"thread_rule", "auto"}, {"step", 0}, {"epoch", 0}, {"wall_s", 0.0}}.dump() << "\n";
+  // The rule thread_rule = "auto" chose (docs/metrics.md): the page shows it beside the header's.
+  m << json{{"kind", "thread_rule"}, {"step", 77}, {"epoch", 1}, {"rule", "tiny_serial"}, {"timed_steps", 77},
+            {"median_ms", {{"small_serial", 0.4561}, {"tiny_serial", 0.3634}, {"parallel", 0.3669}}}, {"wall_s", 0.5}}.dump()
+    << "\n";
   const int n = 160;
   for (int i = 0; i < n; ++i) {
     const double loss = 2.0 * std::exp(-i / 60.0) + 0.2 + shift;
@@ -374,6 +378,8 @@ TEST_F(Report, MonitorRecordsReachThePage) {
   EXPECT_EQ(r["header"]["config_digest"], "c0ffee42");
   EXPECT_EQ(r["header"]["examples"]["validation"], 240);
   EXPECT_FALSE(r["header"].contains("kind"));
+  EXPECT_EQ(r["header"]["thread_rule"], "auto");
+  EXPECT_EQ(r["header"]["thread_rule_chosen"], "tiny_serial (median ms per step: parallel 0.367 small_serial 0.456 tiny_serial 0.363)");
   EXPECT_EQ(r["diagnostics"].size(), 8u);
   EXPECT_EQ(r["diagnostics"]["critical"]["lambda_min"], -0.75);
   EXPECT_FALSE(r["diagnostics"]["noise"].contains("squared_errors"));  // per-draw data, not drawn
@@ -744,6 +750,7 @@ TEST_F(Browser, EveryPanel) {
                            "3 cliffs (||g|| above 5 times the running median",             // cliffs
                            "2 clipped",
                            "c0ffee42", "Test CPU 9000", "feedc0de",                        // header, run.json
+                           "thread_rule_chosen", "tiny_serial (median ms per step: parallel 0.367",  // the rule chosen
                            "42.5", "-0.75",                                                 // spectrum
                            "Per-layer norms", "Recurrent gradients", "Curvature along the path",
                            "Linear interpolation from", "The loss on a plane"}) {

@@ -4,6 +4,7 @@
 // epoch means stay exact; a stream's horizon planned on the steps that run.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -11,11 +12,14 @@
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <vector>
 
+#include "descent/error.hpp"
 #include "descent/init/rng.hpp"
 #include "descent/io/json_lines.hpp"
 #include "descent/report/report.hpp"
 #include "descent/tensor/parallel.hpp"
+#include "descent/train/callback.hpp"
 #include "descent/train/trainer.hpp"
 #include "descent/version.hpp"
 
@@ -105,6 +109,132 @@ TEST_F(MetricsRecords, TheHeaderComesFirstWithTheRunsSizes) {
   const json h0 = io::read_json_lines(z.run_dir / "metrics.jsonl").front();
   EXPECT_EQ(h0.at("threads").get<int>(), num_threads());
   EXPECT_GE(h0.at("threads").get<int>(), 1);
+}
+
+// flush_denormals, on by default, is in the header as the config has it.
+TEST_F(MetricsRecords, TheHeaderRecordsFlushDenormals) {
+  for (const bool on : {true, false}) {
+    const train::RunResult r = train::run(config(on ? "fd_on" : "fd_off", on ? "" : "flush_denormals = false"), nullptr);
+    const json h = io::read_json_lines(r.run_dir / "metrics.jsonl").front();
+    ASSERT_EQ(h.at("kind"), "header");
+    ASSERT_TRUE(h.contains("flush_denormals"));
+    EXPECT_EQ(h.at("flush_denormals"), on);
+  }
+}
+
+// The gradient norm of the step records: taken in the update's pass (a fused momentum loop,
+// nothing reading the norm before the update) or before the update in a pass of its own (a
+// callback of the caller's makes the trainer do that), the same bits, and the norms in double
+// of the gradients that callback reads before each update. The trajectory's length, measured
+// by the update's pass in both, the same bits too (tests/optim/step_measured_test.cpp checks
+// the step's sum against the trajectory's own pass). 784 inputs, 64 hidden units, 3 classes:
+// 50,435 parameters, 13 blocks of the sums.
+TEST_F(MetricsRecords, TheNormTakenInTheUpdateIsTheSameBitsAsItsOwnPassBeforeIt) {
+  fs::create_directories(dir_ / "wide");
+  testing::write_three_class_csvs(dir_ / "wide", {.seed = 5, .train = 300, .test = 60, .features = 784});
+  struct CopyNorms final : train::Callback {
+    std::vector<double> norms;
+    void before_update(const train::StepContext& c) override {
+      const Tensor& g = c.run.arena().grads();
+      double s = 0.0;
+      for (std::int64_t i = 0; i < g.numel(); ++i) {
+        const auto v = static_cast<double>(g.data<float>()[i]);
+        s += v * v;
+      }
+      norms.push_back(std::sqrt(s));
+    }
+  };
+  auto wide = [&](const std::string& name) {
+    train::TrainConfig c = config(name);
+    c.data.train_features = (dir_ / "wide" / "train.csv").string();
+    c.data.test_features = (dir_ / "wide" / "test.csv").string();
+    c.model.hidden = {64};
+    c.model.dtype = "f32";
+    c.epochs = 2;
+    return c;
+  };
+  const train::RunResult in_update = train::run(wide("in_update"), nullptr);
+  CopyNorms copy;
+  const train::RunResult own_pass = train::run(wide("own_pass"), nullptr, {&copy});
+  auto norms = [](const fs::path& run) {
+    std::vector<double> out;
+    for (const json& r : io::read_json_lines(run / "metrics.jsonl")) {
+      if (r.at("kind") == "step") out.push_back(r.at("grad_norm").get<double>());
+    }
+    return out;
+  };
+  auto length = [](const fs::path& run) {
+    std::ifstream in(run / "trajectory.json");
+    return json::parse(in).at("length").get<double>();
+  };
+  const std::vector<double> a = norms(in_update.run_dir), b = norms(own_pass.run_dir);
+  ASSERT_EQ(a.size(), 14u);
+  ASSERT_EQ(b.size(), a.size());
+  ASSERT_EQ(copy.norms.size(), a.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i], b[i]) << i;  // bit for bit
+    EXPECT_NEAR(a[i], copy.norms[i], 1e-13 * copy.norms[i]) << i;
+  }
+  EXPECT_GT(length(in_update.run_dir), 0.0);
+  EXPECT_EQ(length(in_update.run_dir), length(own_pass.run_dir));
+}
+
+// A finite loss and a gradient whose norm is not finite: float64, two hidden layers whose
+// weights are initialized 1e80 times too large, so the logits (about 1e240), the loss and
+// every gradient element are finite but the last weight's gradient (about 1e160) overflows
+// when squared.
+// The run stops at update 0 whether the norm is taken in the update's pass (the message says
+// the update was applied) or before it (a caller's callback: "not updated"), with the same
+// stopped record; under rollback the update's pass rolls back and, diverging again at every
+// retry, stops after divergence.max_events.
+TEST_F(MetricsRecords, ANonFiniteNormTakenInTheUpdateStopsOrRollsBackAsBefore) {
+  auto huge = [&](const std::string& name, const std::string& extra) {
+    train::TrainConfig c = config(name, extra);
+    c.init.gain = 1e80;
+    c.model.hidden = {8, 8};
+    c.model.activation = "relu";
+    c.model.dtype = "f64";
+    return c;
+  };
+  struct Nothing final : train::Callback {};
+  Nothing nothing;
+  std::string in_update, before;
+  try {
+    (void)train::run(huge("huge_in_update", ""), nullptr);
+  } catch (const NumericError& e) {
+    in_update = e.what();
+  }
+  try {
+    (void)train::run(huge("huge_before", ""), nullptr, {&nothing});
+  } catch (const NumericError& e) {
+    before = e.what();
+  }
+  EXPECT_NE(in_update.find("training diverged at step 0"), std::string::npos) << in_update;
+  EXPECT_NE(in_update.find("the update was applied"), std::string::npos) << in_update;
+  EXPECT_NE(before.find("training diverged at step 0"), std::string::npos) << before;
+  EXPECT_NE(before.find("the parameters were not updated"), std::string::npos) << before;
+  for (const char* name : {"huge_in_update", "huge_before"}) {
+    const auto records = io::read_json_lines(dir_ / name / "metrics.jsonl");
+    EXPECT_TRUE(of_kind(records, "step").empty()) << name;
+    const std::vector<json> stopped = of_kind(records, "stopped");
+    ASSERT_EQ(stopped.size(), 1u) << name;
+    EXPECT_EQ(stopped[0].at("reason"), "diverged");
+    EXPECT_EQ(stopped[0].at("step"), 0);
+  }
+  std::string rolled;
+  try {
+    (void)train::run(huge("huge_rollback", "[divergence]\npolicy = \"rollback\"\nmax_events = 2"), nullptr);
+  } catch (const NumericError& e) {
+    rolled = e.what();
+  }
+  EXPECT_NE(rolled.find("more than divergence.max_events = 2"), std::string::npos) << rolled;
+  const auto records = io::read_json_lines(dir_ / "huge_rollback" / "metrics.jsonl");
+  const std::vector<json> rollbacks = of_kind(records, "divergence");
+  ASSERT_EQ(rollbacks.size(), 2u);
+  for (const json& r : rollbacks) {
+    EXPECT_EQ(r.at("policy"), "rollback");
+    EXPECT_EQ(r.at("step"), 0);
+  }
 }
 
 // The epoch-0 record is the initial parameters' evaluation, recomputed here from a model built

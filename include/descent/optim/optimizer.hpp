@@ -67,6 +67,25 @@ class Optimizer {
   virtual void begin_step(ParameterArena& arena, std::int64_t k);
   virtual void step_parameter(ParameterArena& arena, ParamId id);
   virtual void end_step();
+  // step(arena, k) and, as asked by `sums`, the sums of squares the trainer records every
+  // update (its gradient norm and its path length: train/trainer.hpp, train/trajectory.hpp),
+  // taken in the order of kernels::squares_in_lanes (tensor/fused_sums.hpp). Where
+  // measures_in_update(), the update's own pass takes them (it reads g and theta and writes the
+  // new theta: no pass and no parallel region of their own); otherwise (the default) the
+  // gradient's squares in a pass of their own before step(), and step_squares stays -1 (the
+  // caller measures the step). The same parameters and state bit for bit as step(arena, k); the
+  // sums are the same bits either way (the order depends on the arena's size alone).
+  struct StepSums {
+    bool gradient = false;          // ask for sum_i g_i^2 (arena.grads(), before the update)
+    bool step = false;              // ask for sum_i (theta_new_i - theta_old_i)^2
+    double gradient_squares = -1.0; // set when asked
+    double step_squares = -1.0;     // set when asked and measures_in_update(); else -1
+  };
+  virtual void step_measured(ParameterArena& arena, std::int64_t k, StepSums& sums);
+  // Whether step_measured takes the sums in the update's pass: a fused loop (not a chain run
+  // link by link), and no interim point (under Nesterov's theta moved to theta + alpha v before
+  // the gradient, so theta_new - theta_interim is not the step from the last iterate).
+  virtual bool measures_in_update() const { return false; }
   virtual double learning_rate(std::int64_t k) const = 0;
   virtual std::string describe() const = 0;
   // The state vectors (each of the arena's size; views, not copies), for checkpoints.

@@ -76,11 +76,18 @@ struct StepContext {
   const Tensor& y;               // its labels i32 [b]
   autodiff::Tape& tape;          // the step's graph, recorded at the parameters before the update
   const Gradient& gradient;      // logits, loss, its value, ||g||; arena.grads() holds g
+                                 // (||g|| is -1 in before_update when the trainer takes it in
+                                 // the update's pass: only when no callback of the caller's,
+                                 // no monitor and no second-order method runs, trainer.cpp)
   double lr;                     // the learning rate of this update
   // on_step only: running means over the epoch's minibatches so far (this one included).
   double epoch_loss = 0.0, epoch_accuracy = 0.0;
   // A callback that stops the run may say why here (printed and kept in the stop context).
   std::string& stop_message;
+  // on_step only: ||theta_{k+1} - theta_k||^2 when the update's pass measured it
+  // (optim::Optimizer::step_measured, in kernels::squares_in_lanes' order), else -1 (the
+  // trajectory then measures it from its copy of theta_k).
+  double step_squares = -1.0;
 };
 
 struct EvalContext {

@@ -38,7 +38,8 @@ struct Gradient {
 // (optimizer.prepare(arena, k): Nesterov's theta + alpha v, a no-op for the others), records
 // the forward pass of `net` on x [b, d], the mean cross-entropy against y i32 [b], and
 // backpropagates it into arena.grads(), which it overwrites (Tape::backward_overwrite: no
-// pass zeroing it first). With measure_norm, also ||g||_2 (one pass over the gradient).
+// pass zeroing it first). With measure_norm, also ||g||_2 (one pass over the gradient, in the
+// order of kernels::squares_in_lanes, tensor/fused_sums.hpp).
 // Throws the errors of the forward pass and the loss.
 Gradient compute_gradient(nn::Module& net, ParameterArena& arena, optim::Optimizer& optimizer, autodiff::Tape& tape,
                           const Tensor& x, const Tensor& y, std::int64_t k, bool measure_norm = true);

@@ -14,8 +14,12 @@
 //                               the straight distance ||theta_k - theta_0|| of the last
 //                               iterate; rewritten at every epoch end and when the loop ends
 //
-// Cost: one pass over the parameters per update (the difference from the previous iterate,
-// then the copy), plus one parameter-sized copy of theta_0 and one of the previous iterate.
+// Cost: where the optimizer's update pass measures the step (StepContext::step_squares:
+// optim::Optimizer::step_measured, a fused loop without an interim point), nothing per update;
+// otherwise one pass over the parameters per update (the difference from the previous
+// iterate, then the copy). Either way the same bits: the squares are summed in
+// kernels::squared_distance's order. Plus one parameter-sized copy of theta_0 and one of the
+// previous iterate (the start of the run, a checkpoint's).
 // The length and its counters are saved in checkpoints (state_key "trajectory"), so a resumed
 // run measures the same length as one never interrupted; a rollback returns to the
 // checkpoint's length. A skipped batch does not move the parameters and adds nothing.
@@ -68,6 +72,7 @@ class Trajectory final : public Callback {
   double length_ = 0.0;
   std::int64_t steps_ = 0;  // updates measured
   bool complete_ = true;    // measured from step 0
+  bool previous_stale_ = false;  // a step measured by the update (StepContext::step_squares) came after previous_
 };
 
 // ||a - b|| of two flat tensors of the same dtype and size, differences and sum in double.
