@@ -5,7 +5,7 @@
 # (the initial weights and the order of the examples): over seeds 1-20 it ranged 8-15 for
 # descent and 6-15 for PyTorch, the same distribution on both sides (docs/performance.md,
 # "tta helper, session 12"), so each side trains from several seeds (default 1-7: the ratio's
-# 90% range over seeds is about +-0.07 with 7, +-0.11 with 3), one process per seed,
+# sd over seed sets is about 0.05 with 7, 0.075 with 3), one process per seed,
 # alternating (d1 t1 t2 d2 d3 t3 ...); a run's time is from spawning its process to the end
 # of the first epoch whose test accuracy reaches the target (test evaluation off the clock).
 # A side's figure is the median over its seeds; the ratio is descent's median against
