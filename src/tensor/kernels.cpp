@@ -158,7 +158,9 @@ GemmBackend gemm_choice(bool ta, bool tb, std::int64_t m, std::int64_t n, std::i
   // k <= 16 with 32 rows or fewer (1.15-1.20x). Elsewhere they were within a few per cent of
   // each other or oneDNN ahead (dy w at batch 512 from the 256-wide layer: 0.95x).
   if (gemm_avx512::available()) {
-    const bool few_rows_forward = !ta && tb && 4 * m <= n && k >= 256;
+    // (bounded to the sizes measured: batches up to 64 into up to 1024 columns; an LSTM's
+    // gates or a convolution's weight gradient of other sizes keep oneDNN)
+    const bool few_rows_forward = !ta && tb && 4 * m <= n && k >= 256 && m <= 64 && n <= 1024;
     const bool narrow = (!ta && tb && n <= 16) || (ta && !tb && m <= 16);
     const bool short_k = !ta && !tb && k <= 16 && m <= 32;
     if (few_rows_forward || narrow || short_k) return GemmBackend::descent;

@@ -270,13 +270,6 @@ class Session final : public Run {
       callbacks_.push_back(tensorboard_.get());
     }
     callbacks_.push_back(&periodic_checkpoint_);
-    // The gradient norm is taken by the update's own pass (no pass and parallel region of its
-    // own) when nothing reads it before the update: no callback of the caller's, no monitors,
-    // no second-order callback, and not under the skip policy (which must see a non-finite
-    // gradient before the parameters move). Deterministic and distributed runs measure it in
-    // batch_gradient.
-    norm_in_update_ = extra.empty() && !monitors_ && !second_order_ && divergence_ != DivergencePolicy::skip &&
-                      !batch_gradient_;
     ParameterArena& arena = *model_.arena;
     best_ = arena.values().clone();
     best_buffers_ = arena.buffer_size() > 0 ? arena.buffers().clone() : Tensor();
@@ -294,6 +287,15 @@ class Session final : public Run {
       restore(*from, metrics_path);
       if (tensorboard_ && !tensorboard_->started()) tensorboard_->start();  // a checkpoint from before tb/
     }
+    // The gradient norm is taken by the update's own pass (no pass and parallel region of its
+    // own) when nothing reads it before the update: no callback of the caller's, no monitors,
+    // no second-order callback, and not under the skip policy (which must see a non-finite
+    // gradient before the parameters move), and only where the optimizer has a fused loop to
+    // take it in (steps_by_parameter: without one, step_measured would take it in a pass of its
+    // own anyway, and a non-finite gradient should then be caught before the update, as
+    // always). Deterministic and distributed runs measure it in batch_gradient.
+    norm_in_update_ = extra.empty() && !monitors_ && !second_order_ && divergence_ != DivergencePolicy::skip &&
+                      !batch_gradient_ && optimizer_->steps_by_parameter();
     progress_.line(std::string(from != nullptr ? "descent: resuming " + result_.run_dir.string() + " at step " +
                                                      std::to_string(state_.k) + " (epoch " +
                                                      std::to_string(state_.epoch) + ")\n"

@@ -72,7 +72,7 @@ void Trajectory::begin(bool fresh, std::int64_t step) {
 
 bool Trajectory::on_step(const StepContext& ctx) {
   if (!previous_.defined()) throw Error("trajectory: begin() was not called");
-  if (ctx.step_squares >= 0) {
+  if (!(ctx.step_squares < 0)) {  // measured (-1: not), NaN included: a NaN step is a NaN length, as before
     // Measured by the update's pass (the same order as squared_distance: the same bits);
     // previous_ is not kept up to date from here on.
     length_ += std::sqrt(ctx.step_squares);

@@ -133,6 +133,8 @@ TEST(GemmBackend, AutomaticChoiceIsOneDnnOrDescentExactlyOnAvx512CpusWithOneDnn)
     EXPECT_EQ(kernels::gemm_choice(false, false, 32, 256, 10), own);
     EXPECT_EQ(kernels::gemm_choice(false, true, 32, 256, 128), lib) << "k < 256";
     EXPECT_EQ(kernels::gemm_choice(false, true, 128, 512, 28), lib) << "the LSTM's input product";
+    EXPECT_EQ(kernels::gemm_choice(false, true, 128, 2048, 512), lib) << "an LSTM(512)'s gates: not measured";
+    EXPECT_EQ(kernels::gemm_choice(false, true, 64, 4096, 512), lib) << "wider than measured";
   }
   EXPECT_EQ(kernels::gemm_choice(false, false, 2048, 2048, 2048), lib);
 }

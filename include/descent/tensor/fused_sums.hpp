@@ -8,8 +8,9 @@
 // block's tail (fewer than 8 elements: only the last block has one), and the block sums added
 // in block order. Every square is taken in double (exact for float inputs). The order depends
 // on n alone, never on the thread count or on how the blocks are shared out, so a sum is
-// bit-identical with 1 and N threads (deterministic mode). squares_in_lanes(x, n) equals
-// squared_distance(x, 0, n) bit for bit.
+// bit-identical with 1 and N threads (deterministic mode). For float32 squares_in_lanes(x, n)
+// equals squared_distance(x, 0, n) bit for bit (tested); for float64 only to rounding (the
+// compiler contracts the two loops' multiply-adds into FMAs differently).
 //
 // The trainer's gradient norm ||g|| and its path length's steps ||theta_{k+1} - theta_k||
 // (train/trajectory.hpp) are taken in this order (docs/performance.md, "cli helper, session

@@ -117,7 +117,9 @@ struct SnapshotsConfig {
   std::int64_t every_steps = 0;  // >= 0; 0: no snapshots (init.safetensors is written anyway)
   bool operator==(const SnapshotsConfig&) const = default;
 };
-// What to do when the loss or a gradient is NaN or infinite (caught before the update).
+// What to do when the loss or a gradient is NaN or infinite (a loss caught before the update; a
+// gradient before it too, or right after it where its norm is summed in the update's pass:
+// train/trainer.hpp).
 struct DivergenceConfig {
   // stop: end the run with an error naming the step and the first non-finite gradient;
   // skip: drop the batch and go on; rollback: return to the last checkpoint and multiply the

@@ -106,7 +106,9 @@ int stop_requested() noexcept;  // the signal of a pending request, 0 when none
 // fails before its first checkpoint leaves no folder). `log` receives the progress display and
 // the summary (nullptr: silent). `callbacks` (not owned; they must outlive the call) are
 // attached to the loop after the trainer's own and before checkpoints (train/callback.hpp).
-// Divergence (a NaN or infinite loss or gradient, caught before the update) follows
+// Divergence (a NaN or infinite loss, caught before the update, or gradient, caught before it
+// or, where nothing reads the norm before the update and the optimizer's fused loop sums it,
+// right after it: docs/reliability.md) follows
 // config.divergence.policy: stop (NumericError naming the step and the first non-finite
 // gradient), skip the batch, or roll back to the newest checkpoint with the learning rate
 // scaled by divergence.lr_scale. Throws Interrupted after request_stop.

@@ -17,8 +17,8 @@
 // Cost: where the optimizer's update pass measures the step (StepContext::step_squares:
 // optim::Optimizer::step_measured, a fused loop without an interim point), nothing per update;
 // otherwise one pass over the parameters per update (the difference from the previous
-// iterate, then the copy). Either way the same bits: the squares are summed in
-// kernels::squared_distance's order. Plus one parameter-sized copy of theta_0 and one of the
+// iterate, then the copy). Both sum the squares in kernels::squared_distance's order: the same
+// bits for float32 parameters, the same to rounding for float64 (fused_sums.hpp). Plus one parameter-sized copy of theta_0 and one of the
 // previous iterate (the start of the run, a checkpoint's).
 // The length and its counters are saved in checkpoints (state_key "trajectory"), so a resumed
 // run measures the same length as one never interrupted; a rollback returns to the
