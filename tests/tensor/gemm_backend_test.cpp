@@ -64,14 +64,21 @@ void expect_product(GemmBackend backend, bool ta, bool tb, std::int64_t m, std::
   }
 }
 
-TEST(GemmBackend, EachLibraryMatchesTheProductInDouble) {
-  BackendGuard guard;
+// Every backend this build has: OpenBLAS and automatic always, oneDNN's two with libdnnl-dev,
+// descent's own kernel on an AVX-512 CPU.
+std::vector<GemmBackend> built_backends() {
   std::vector<GemmBackend> backends = {GemmBackend::openblas, GemmBackend::automatic};
   if (kernels::gemm_backend_has_onednn()) {
     backends.push_back(GemmBackend::onednn);
     backends.push_back(GemmBackend::onednn_matmul);
   }
   if (kernels::gemm_backend_has_descent()) backends.push_back(GemmBackend::descent);
+  return backends;
+}
+
+TEST(GemmBackend, EachLibraryMatchesTheProductInDouble) {
+  BackendGuard guard;
+  const std::vector<GemmBackend> backends = built_backends();
   // odd sizes, and the MLP's shapes at a small batch (forward, weight and input gradients)
   const std::vector<std::array<std::int64_t, 3>> shapes = {{7, 5, 3}, {37, 53, 61}, {16, 256, 784}, {256, 784, 16},
                                                            {16, 784, 256}, {1, 10, 256}};
@@ -177,12 +184,7 @@ void expect_linear(GemmBackend backend, std::int64_t m, std::int64_t n, std::int
 
 TEST(GemmBackend, LinearWithBiasAndReluMatchesTheSumsInDouble) {
   BackendGuard guard;
-  std::vector<GemmBackend> backends = {GemmBackend::openblas, GemmBackend::automatic};
-  if (kernels::gemm_backend_has_onednn()) {
-    backends.push_back(GemmBackend::onednn);
-    backends.push_back(GemmBackend::onednn_matmul);
-  }
-  if (kernels::gemm_backend_has_descent()) backends.push_back(GemmBackend::descent);
+  const std::vector<GemmBackend> backends = built_backends();
   // small and odd shapes, and the MLP's layers at batches on both sides of the automatic rule
   const std::vector<std::array<std::int64_t, 3>> shapes = {{1, 1, 1},    {7, 5, 3},    {37, 53, 61},
                                                            {32, 256, 784}, {64, 10, 256}, {130, 256, 256}};
