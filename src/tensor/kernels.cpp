@@ -8,6 +8,7 @@
 #include <cmath>
 #include <vector>
 
+#include "descent/tensor/fused_sums.hpp"
 #include "descent/tensor/parallel.hpp"
 #include "dispatch.hpp"
 #include "gemm_avx512.hpp"
@@ -16,7 +17,7 @@
 namespace descent::kernels {
 namespace {
 
-constexpr std::int64_t reduce_block = 4096;
+constexpr std::int64_t reduce_block = lane_sum_block;  // one block size for every blocked sum
 
 std::atomic<GemmBackend> g_gemm_backend{GemmBackend::automatic};
 
@@ -295,21 +296,29 @@ void gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor& c, d
 
 namespace {
 
-// sum over [i0, i1) of (a_i - b_i)^2 in 8 double lanes (lane l: i = i0 + l mod 8), lanes
-// added in order, then the tail; copy_to[i] = a[i] when given.
-template <class T>
+// sum over [i0, i1) of (a_i - b_i)^2 (minus_b false: of a_i^2, b unread) in lane_sum_lanes
+// double lanes (lane l: i = i0 + l mod 8), lanes added in order, then the tail; copy_to[i] =
+// a[i] when given. squared_distance's blocks and squares_in_lanes' (fused_sums.hpp).
+template <class T, bool minus_b = true>
 DESCENT_DISPATCH double squared_distance_block(const T* a, const T* b, std::int64_t i0, std::int64_t i1, T* copy_to) {
-  constexpr int lanes = 8;
+  constexpr int lanes = lane_sum_lanes;
+  const auto diff = [](T ai, [[maybe_unused]] T bi) {
+    if constexpr (minus_b) {
+      return static_cast<double>(ai) - static_cast<double>(bi);
+    } else {
+      return static_cast<double>(ai);
+    }
+  };
   double acc[lanes] = {};
   std::int64_t i = i0;
   for (; i + lanes <= i1; i += lanes) {
-    T av[lanes], bv[lanes];
+    T av[lanes], bv[lanes] = {};
     for (int l = 0; l < lanes; ++l) {
       av[l] = a[i + l];
-      bv[l] = b[i + l];
+      if constexpr (minus_b) bv[l] = b[i + l];
     }
     for (int l = 0; l < lanes; ++l) {
-      const double d = static_cast<double>(av[l]) - static_cast<double>(bv[l]);
+      const double d = diff(av[l], bv[l]);
       acc[l] += d * d;
     }
     if (copy_to != nullptr) {
@@ -320,10 +329,28 @@ DESCENT_DISPATCH double squared_distance_block(const T* a, const T* b, std::int6
   for (int l = 0; l < lanes; ++l) s += acc[l];
   for (; i < i1; ++i) {
     const T ai = a[i];
-    const double d = static_cast<double>(ai) - static_cast<double>(b[i]);
+    const double d = diff(ai, minus_b ? b[i] : T{});
     s += d * d;
     if (copy_to != nullptr) copy_to[i] = ai;
   }
+  return s;
+}
+
+// sum_i x_i^2 in squared_distance's blocks, the blocks shared out over the threads (partials
+// per block, added in block order) when there are more than 8 of them.
+template <class T>
+double squares_in_lanes_impl(const T* x, std::int64_t n) {
+  if (n <= 0) return 0.0;
+  const std::int64_t blocks = (n + lane_sum_block - 1) / lane_sum_block;
+  std::vector<double> partial(static_cast<std::size_t>(blocks), 0.0);
+  parallel_for(blocks, 8, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t b = b0; b < b1; ++b) {
+      partial[static_cast<std::size_t>(b)] = squared_distance_block<T, false>(
+          x, nullptr, b * lane_sum_block, std::min(n, (b + 1) * lane_sum_block), nullptr);
+    }
+  });
+  double s = 0.0;
+  for (const double p : partial) s += p;
   return s;
 }
 
@@ -347,6 +374,15 @@ double squared_distance(const float* a, const float* b, std::int64_t n, float* c
 
 double squared_distance(const double* a, const double* b, std::int64_t n, double* copy_to) {
   return squared_distance_impl(a, b, n, copy_to);
+}
+
+double squares_in_lanes(const float* x, std::int64_t n) { return squares_in_lanes_impl(x, n); }
+double squares_in_lanes(const double* x, std::int64_t n) { return squares_in_lanes_impl(x, n); }
+
+double squares_in_lanes(const Tensor& x) {
+  if (x.dtype() == DType::f32) return squares_in_lanes(x.data<float>(), x.numel());
+  if (x.dtype() == DType::f64) return squares_in_lanes(x.data<double>(), x.numel());
+  throw ShapeError("squares_in_lanes: expected a float32 or float64 tensor");
 }
 
 double squared_distance(const Tensor& a, const Tensor& b) {

@@ -1,6 +1,7 @@
 #pragma once
 // Sums of squares in one fixed order, shared by a pass of their own and by the optimizer's
-// update pass (optim::Optimizer::step_measured), so that both give the same bits.
+// update pass (optim::Optimizer::step_measured), so that both give the same bits. Defined in
+// src/tensor/kernels.cpp from squared_distance's own block loop.
 //
 // The order is kernels::squared_distance's (kernels.hpp): blocks of lane_sum_block = 4096
 // elements counted from index 0, each block summed in lane_sum_lanes = 8 double lanes (lane l
