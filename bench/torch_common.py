@@ -1,9 +1,10 @@
 """What the PyTorch peers in bench/ share: reading Fashion-MNIST (Debian's
-dataset-fashion-mnist, IDX files plain or gzipped), the threads and backend switches, and the
+dataset-fashion-mnist, IDX files plain or gzipped; gzipped ones through a decompressed copy
+kept in descent's cache folder, as descent's own reader keeps one), the threads and backend switches, and the
 minibatch buffer that in-order batches are copied into. Imported by torch_cnn.py,
 torch_lstm.py, torch_mlp.py, torch_ddp_mlp.py and torch_time_to_accuracy.py (run from any
 folder: Python puts the script's own folder, bench/, first on its path)."""
-import gzip, os, struct
+import gzip, os, struct, zlib
 
 import torch
 
@@ -26,8 +27,53 @@ def read_idx(path, expect_magic, who):
     return torch.frombuffer(bytearray(raw[4 + 4 * ndim:]), dtype=torch.uint8).reshape(dims)
 
 
+def cache_dir():
+    """descent's IDX cache folder (data/idx_cache.cpp: DESCENT_CACHE_DIR, XDG_CACHE_HOME/descent,
+    HOME/.cache/descent) with torch-peer/ below it, or None when caching is off."""
+    d = os.environ.get("DESCENT_CACHE_DIR")
+    if d is not None:
+        return None if d in ("", "none") else os.path.join(d, "torch-peer")
+    for var, sub in (("XDG_CACHE_HOME", "descent"), ("HOME", os.path.join(".cache", "descent"))):
+        root = os.environ.get(var, "")
+        if root.startswith("/"):
+            return os.path.join(root, sub, "torch-peer")
+    return None
+
+
+def decompressed(data):
+    """A folder holding the four IDX files of `data` decompressed (written once, atomically,
+    keyed by each .gz file's size and time), or `data` itself when caching is off or fails."""
+    cache = cache_dir()
+    if cache is None:
+        return data
+    stamp = []
+    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    for name in names:
+        path = os.path.join(data, name + ".gz")
+        if not os.path.exists(path):
+            return data  # plain files already
+        st = os.stat(path)
+        stamp.append(f"{st.st_size}.{st.st_mtime_ns}")
+    folder = os.path.join(cache, f"{zlib.crc32('|'.join([os.path.abspath(data), *stamp]).encode()):08x}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        for name in names:
+            out = os.path.join(folder, name)
+            if not os.path.exists(out):
+                with gzip.open(os.path.join(data, name + ".gz"), "rb") as f:
+                    raw = f.read()
+                with open(out + f".tmp{os.getpid()}", "wb") as f:
+                    f.write(raw)
+                os.replace(out + f".tmp{os.getpid()}", out)
+    except OSError:
+        return data
+    return folder
+
+
 def read_split(data, split, who):
-    """(images [n, 28, 28], labels [n]) as uint8 of split 'train' or 't10k' in the folder `data`."""
+    """(images [n, 28, 28], labels [n]) as uint8 of split 'train' or 't10k' in the folder `data`,
+    read from its decompressed copy (decompressed) as descent reads its own cached copy."""
+    data = decompressed(data)
     return (read_idx(os.path.join(data, f"{split}-images-idx3-ubyte"), IMAGES, who),
             read_idx(os.path.join(data, f"{split}-labels-idx1-ubyte"), LABELS, who))
 

@@ -8,59 +8,16 @@ the learning rate decaying linearly from 0.05 to 0.0005 over 30 epochs (LambdaLR
 epoch the test accuracy is measured off the clock. Prints one JSON line with the fields of
 time_to_accuracy.cpp. Run with /usr/bin/python3 (Debian's python3-torch).
 
-The IDX files are read decompressed, from a copy made by the first run (in the cache folder
-descent's own reader uses, under torch-peer/; DESCENT_CACHE_DIR=none turns both off): descent
-keeps such a copy too (data/idx_cache.cpp), and a torchvision user reads the extracted files,
-so neither side pays gunzip on each run (reading the four files took 1.6 s gzipped against
+The IDX files are read decompressed, from a copy made by the first run (torch_common.read_split,
+in the cache folder descent's own reader uses, under torch-peer/; DESCENT_CACHE_DIR=none turns
+both off): descent keeps such a copy too (data/idx_cache.cpp), and a torchvision user reads the
+extracted files, so neither side pays gunzip on each run (reading the four files took 1.6 s gzipped against
 0.4 s decompressed, alternating, at load average 6)."""
-import argparse, gzip, json, os, time, zlib
+import argparse, json, time
 
 import torch
 
 from torch_common import DATA, read_split, set_threads
-
-
-def cache_dir():
-    """descent's IDX cache folder (data/idx_cache.cpp: DESCENT_CACHE_DIR, XDG_CACHE_HOME/descent,
-    HOME/.cache/descent) with torch-peer/ below it, or None when caching is off."""
-    d = os.environ.get("DESCENT_CACHE_DIR")
-    if d is not None:
-        return None if d in ("", "none") else os.path.join(d, "torch-peer")
-    for var, sub in (("XDG_CACHE_HOME", "descent"), ("HOME", os.path.join(".cache", "descent"))):
-        root = os.environ.get(var, "")
-        if root.startswith("/"):
-            return os.path.join(root, sub, "torch-peer")
-    return None
-
-
-def decompressed(data):
-    """A folder holding the four IDX files of `data` decompressed (written once, atomically,
-    keyed by each .gz file's size and time), or `data` itself when caching is off or fails."""
-    cache = cache_dir()
-    if cache is None:
-        return data
-    stamp = []
-    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-    for name in names:
-        path = os.path.join(data, name + ".gz")
-        if not os.path.exists(path):
-            return data  # plain files already
-        st = os.stat(path)
-        stamp.append(f"{st.st_size}.{st.st_mtime_ns}")
-    folder = os.path.join(cache, f"{zlib.crc32('|'.join([os.path.abspath(data), *stamp]).encode()):08x}")
-    try:
-        os.makedirs(folder, exist_ok=True)
-        for name in names:
-            out = os.path.join(folder, name)
-            if not os.path.exists(out):
-                with gzip.open(os.path.join(data, name + ".gz"), "rb") as f:
-                    raw = f.read()
-                with open(out + f".tmp{os.getpid()}", "wb") as f:
-                    f.write(raw)
-                os.replace(out + f".tmp{os.getpid()}", out)
-    except OSError:
-        return data
-    return folder
 
 
 def main():
@@ -72,9 +29,8 @@ def main():
     a = p.parse_args()
     set_threads(a.threads, flush_denormal=True)
     torch.manual_seed(a.seed)
-    data = decompressed(DATA)
-    x, y = read_split(data, "train", "torch_time_to_accuracy")
-    xt, yt = read_split(data, "t10k", "torch_time_to_accuracy")
+    x, y = read_split(DATA, "train", "torch_time_to_accuracy")
+    xt, yt = read_split(DATA, "t10k", "torch_time_to_accuracy")
     x, y = x.reshape(60000, 784), y.long()
     xt, yt = xt.reshape(10000, 784), yt.long()
     train = x[:50000].float() / 255.0
