@@ -8,7 +8,9 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,7 @@
 #include "descent/io/model_file.hpp"
 #include "descent/train/callback.hpp"
 #include "descent/train/trainer.hpp"
+#include "descent/train/trajectory.hpp"
 
 namespace descent {
 namespace {
@@ -172,6 +175,53 @@ TEST_F(TrajectoryTest, SnapshotsEveryStepsIsAConfigKeyThatRefusesNegatives) {
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("snapshots.every_steps"), std::string::npos) << e.what();
   }
+}
+
+// A Run for calling a callback directly: the trajectory reads nothing of it.
+class NoRun final : public train::Run {
+ public:
+  [[noreturn]] static void none() { throw std::logic_error("NoRun: not a run"); }
+  const train::TrainConfig& config() const override { none(); }
+  nn::Module& net() override { none(); }
+  ParameterArena& arena() override { none(); }
+  optim::Optimizer& optimizer() override { none(); }
+  const data::Data& data() const override { none(); }
+  const fs::path& run_dir() const override { none(); }
+  io::JsonLinesWriter& metrics() override { none(); }
+  train::Progress& progress() override { none(); }
+  double wall_seconds() const override { none(); }
+  train::Evaluation evaluate(const data::Split&) override { none(); }
+};
+
+// Steps measured by the update's pass (StepContext::step_squares): the length adds their
+// square roots; a NaN step (a NaN parameter) is a NaN length, not "a step without its
+// length"; an unmeasured step after measured ones is refused (previous_ is stale).
+TEST_F(TrajectoryTest, StepsMeasuredByTheUpdateAddTheirRootsAndANaNStepIsANaNLength) {
+  ParameterArena arena(DType::f32);
+  arena.add("w", Shape{4});
+  arena.values().fill(1.0);
+  train::Trajectory t(arena, dir_, 0, {});
+  t.begin(true, 0);
+  NoRun run;
+  const Tensor x, y;
+  autodiff::Tape tape;
+  const train::Gradient g;
+  std::string message;
+  auto step = [&](std::int64_t k, double squares) {
+    train::StepContext c{.run = run, .step = k, .epoch = 1, .position = k + 1, .steps_per_epoch = 10, .x = x, .y = y,
+                         .tape = tape, .gradient = g, .lr = 0.1, .stop_message = message};
+    c.step_squares = squares;
+    return t.on_step(c);
+  };
+  // unmeasured: from the copy of theta_0 (all ones) to (1, 1, 1, 4): length 3
+  arena.values().data<float>()[3] = 4.0f;
+  step(0, -1.0);
+  EXPECT_DOUBLE_EQ(t.length(), 3.0);
+  step(1, 0.25);
+  EXPECT_DOUBLE_EQ(t.length(), 3.5);
+  EXPECT_NO_THROW(step(2, std::numeric_limits<double>::quiet_NaN()));
+  EXPECT_TRUE(std::isnan(t.length()));
+  EXPECT_THROW(step(3, -1.0), Error);
 }
 
 }  // namespace
