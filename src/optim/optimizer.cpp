@@ -156,8 +156,14 @@ class ChainOptimizer final : public Optimizer {
     start_update(arena, k);
     const Tensor& theta = arena.values();
     if (fused_.kernel != Kernel::none) {
-      const std::int64_t n = theta.numel();
-      fused_step(theta, arena.grads(), k, [n](auto* th, const auto* g, const auto& rule) { fused_pass(th, g, rule, 0, n); });
+      ranges_.clear();
+      for (std::size_t p = 0; p < arena.count(); ++p) {
+        const ParamEntry& e = arena.entry(ParamId{static_cast<std::int32_t>(p)});
+        ranges_.push_back({e.offset, e.offset + e.shape.numel()});
+      }
+      fused_step(theta, arena.grads(), k, [this](auto* th, const auto* g, const auto& rule) {
+        parallel_for_ranges(ranges_, [&](std::int64_t i0, std::int64_t i1) { fused_chunk(th, g, rule, i0, i1); });
+      });
     } else {
       u_.copy_from(arena.grads());  // u <- g
       chain_->update(u_, theta, k);
@@ -480,6 +486,7 @@ class ChainOptimizer final : public Optimizer {
   bool interim_ = false;
   bool initialized_ = false;
   std::int64_t size_ = 0;
+  std::vector<Range> ranges_;  // step(): the parameters' slices of the flat buffers
   DType dtype_ = DType::f32;
   StateRefs refs_;
   Tensor u_, shift_, average_;
