@@ -98,14 +98,18 @@ bool decode_by_permutes() {
 }
 #endif
 
-// Rows per chunk of a batch copy: 16 KiB of bytes in parallel, or the whole batch on the
-// calling thread when it is small by the element-wise passes' rule (parallel_for_elements):
-// waking the team for a batch-32 copy cost more than it saved (6% of a 2-thread b32 step).
+// Rows per chunk of a batch copy: one chunk per thread from copy_parallel_below elements up
+// (a batch of 64 rows of 784 bytes), else the whole batch on the calling thread. The copy is
+// not a pass at memory speed but a table lookup per byte (and, from a shuffled sampler, a
+// jump to each row): 2 threads copied a batch of 128 shuffled rows in 35 us against 60 us
+// (bench/time_to_accuracy), and train_mlp ran 1.03x at batch 64 and 1.025x at 128
+// (docs/performance.md, loop helper, session 13); waking the team for a batch-32 copy cost
+// more than it saved (6% of a 2-thread b32 step).
+constexpr std::int64_t copy_parallel_below = std::int64_t{1} << 15;
 std::int64_t copy_grain(std::int64_t n, std::int64_t d) {
-  const std::int64_t elements = n * d;
-  if (elements < elementwise_serial_below() || (elements < elementwise_follow_below() && last_products_serial()))
-    return std::max<std::int64_t>(1, n);
-  return std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(1, d));
+  const std::int64_t threads = num_threads();
+  if (threads <= 1 || n < 2 || n * d < copy_parallel_below) return std::max<std::int64_t>(1, n);
+  return (n + threads - 1) / threads;
 }
 
 // One row and its bf16 bits: dst[j] = values[src[j]], dst16[j] = bf16(dst[j]) (round to
