@@ -52,13 +52,19 @@ void fused_pass(T* th, const T* g, const Update& u, std::int64_t begin, std::int
 
 // fused_pass over one parameter's slice, run the moment the backward sweep has its gradient
 // (step_parameter): the product that wrote that gradient just ran, and when it ran on every
-// thread each core holds part of the gradient in its cache, so the update splits too from two
-// chunks (parallel_grain each) up, below elementwise_serial_below (an MLP's 256 x 256 weight).
+// thread each core holds part of the gradient in its cache (thread t the t-th block of rows),
+// so the update splits too, into one part per thread as parallel_for_ranges splits step()'s,
+// from 2 range_split_min up, below elementwise_serial_below (an MLP's 256 x 256 weight).
 template <class T, class Update>
 void fused_slice_pass(T* th, const T* g, const Update& u, std::int64_t begin, std::int64_t end) {
   const std::int64_t n = end - begin;
-  if (n >= 2 * parallel_grain && !last_products_serial()) {
-    parallel_for(n, parallel_grain, [&](std::int64_t i0, std::int64_t i1) { fused_chunk<T>(th, g, u, begin + i0, begin + i1); });
+  if (n >= 2 * range_split_min && !last_products_serial()) {
+    const int parts = num_threads();
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < parts; ++t) {
+      const Range p = part_of({begin, end}, t, parts);
+      if (p.begin < p.end) fused_chunk<T>(th, g, u, p.begin, p.end);
+    }
   } else {
     fused_pass(th, g, u, begin, end);
   }

@@ -101,12 +101,21 @@ struct Range {
 // Ranges of fewer elements than this go whole to one thread in parallel_for_ranges.
 inline constexpr std::int64_t range_split_min = 4096;
 
+// Part t of `parts` contiguous parts of r: the cuts at begin + (end - begin) t / parts rounded
+// down to a multiple of 16 elements (64 bytes of float), never before begin; part parts - 1
+// ends at end.
+inline Range part_of(Range r, int t, int parts) {
+  const auto cut = [&](int q) {
+    return q >= parts ? r.end : std::max(r.begin, (r.begin + (r.end - r.begin) * q / parts) & ~std::int64_t{15});
+  };
+  return {cut(t), cut(t + 1)};
+}
+
 // An elementwise pass over `ranges`, consecutive parts of one flat buffer (each begins where
 // the one before ends; a model's parameters end to end): f(begin, end) over all of them in one
 // call on the calling thread under parallel_for_elements' rule for their total; else, with T
 // threads, every range of range_split_min elements or more cut into T contiguous parts (part
-// t to thread t; the cuts on multiples of 16 elements, 64 bytes of float), and each smaller
-// range whole to one thread, in turn. Each weight's gradient was just written by a matrix
+// t to thread t: part_of), and each smaller range whole to one thread, in turn. Each weight's gradient was just written by a matrix
 // product that split its rows over the threads in the same order (kernels' gemm: thread t the
 // t-th block of rows), so each core updates mostly what is in its own cache; the
 // parallel_grain chunks of parallel_for_elements gave one thread 5 of an MLP's 9 chunks, most
@@ -129,11 +138,8 @@ void parallel_for_ranges(std::span<const Range> ranges, F&& f) {
         if (small++ % parts == t && m > 0) f(r.begin, r.end);
         continue;
       }
-      const auto cut = [&](int q) {
-        return q == parts ? r.end : std::max(r.begin, (r.begin + m * q / parts) & ~std::int64_t{15});
-      };
-      const std::int64_t b = cut(t), e = cut(t + 1);
-      if (b < e) f(b, e);
+      const Range p = part_of(r, t, parts);
+      if (p.begin < p.end) f(p.begin, p.end);
     }
   }
 }
