@@ -115,11 +115,13 @@ inline Range part_of(Range r, int t, int parts) {
 // the one before ends; a model's parameters end to end): f(begin, end) over all of them in one
 // call on the calling thread under parallel_for_elements' rule for their total; else, with T
 // threads, every range of range_split_min elements or more cut into T contiguous parts (part
-// t to thread t: part_of), and each smaller range whole to one thread, in turn. Each weight's gradient was just written by a matrix
-// product that split its rows over the threads in the same order (kernels' gemm: thread t the
-// t-th block of rows), so each core updates mostly what is in its own cache; the
-// parallel_grain chunks of parallel_for_elements gave one thread 5 of an MLP's 9 chunks, most
-// of them written by the other core (docs/performance.md, loop helper, session 13).
+// t to thread t: part_of), and each smaller range whole to one thread, in turn. Each weight's
+// gradient was just written by a matrix product that split its rows over the threads in the
+// same order (descent's own kernel gives thread t the t-th block of rows; oneDNN's sgemm
+// behaves so: cutting every row in halves instead made the update 1.7x slower), so each core
+// updates mostly what is in its own cache; the parallel_grain chunks of parallel_for_elements
+// gave one thread 5 of an MLP's 9 chunks, much of them written by the other core
+// (docs/performance.md, loop helper, session 13).
 template <class F>
 void parallel_for_ranges(std::span<const Range> ranges, F&& f) {
   if (ranges.empty()) return;
