@@ -98,14 +98,18 @@ bool decode_by_permutes() {
 }
 #endif
 
-// Rows per chunk of a batch copy: 16 KiB of bytes in parallel, or the whole batch on the
-// calling thread when it is small by the element-wise passes' rule (parallel_for_elements):
-// waking the team for a batch-32 copy cost more than it saved (6% of a 2-thread b32 step).
+// Rows per chunk of a batch copy: one chunk per thread from copy_parallel_below elements up
+// (a batch of 64 rows of 784 bytes), else the whole batch on the calling thread. The copy is
+// not a pass at memory speed but a table lookup per byte (and, from a shuffled sampler, a
+// jump to each row): 2 threads copied a batch of 128 shuffled rows in 35 us against 60 us
+// (bench/time_to_accuracy), and train_mlp ran 1.03x at batch 64 and 1.025x at 128
+// (docs/performance.md, loop helper, session 13); waking the team for a batch-32 copy cost
+// more than it saved (6% of a 2-thread b32 step).
+constexpr std::int64_t copy_parallel_below = std::int64_t{1} << 15;
 std::int64_t copy_grain(std::int64_t n, std::int64_t d) {
-  const std::int64_t elements = n * d;
-  if (elements < elementwise_serial_below() || (elements < elementwise_follow_below() && last_products_serial()))
-    return std::max<std::int64_t>(1, n);
-  return std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(1, d));
+  const std::int64_t threads = num_threads();
+  if (threads <= 1 || n < 2 || n * d < copy_parallel_below) return std::max<std::int64_t>(1, n);
+  return (n + threads - 1) / threads;
 }
 
 // One row and its bf16 bits: dst[j] = values[src[j]], dst16[j] = bf16(dst[j]) (round to
@@ -123,6 +127,16 @@ DESCENT_DISPATCH void decode_row_bf16(const std::uint8_t* src, const float* valu
   }
 }
 
+// Rows of a batch are scattered over the data set (a shuffled sampler): the hardware
+// prefetchers follow a row once it has started, not the jump to the next one, so each row's
+// first lines were misses waited for one after another. The bytes of the row kPrefetchRows
+// ahead are asked for while this one is decoded.
+constexpr std::int64_t kPrefetchRows = 2;
+inline void prefetch_row(const std::uint8_t* src, std::int64_t d) {
+  for (std::int64_t j = 0; j < d; j += 64) __builtin_prefetch(src + j, 0, 3);
+  if (d > 0) __builtin_prefetch(src + d - 1, 0, 3);  // the last line when the row does not start on one
+}
+
 // Decodes rows of byte features into `out` ([rows, d] of T): out[i, j] = values[b] or, per
 // feature, values[b * d + j], for the byte b of row first + rows[i] of `bytes`; with `out16`
 // (float32 only) the bf16 bits of out in the same pass.
@@ -135,7 +149,9 @@ void decode_rows(const std::uint8_t* bytes, std::int64_t first, const float* val
   [[maybe_unused]] const bool permute = decode_by_permutes();
 #endif
   parallel_for(n, copy_grain(n, d), [&](std::int64_t i0, std::int64_t i1) {
+    for (std::int64_t i = i0; i < std::min(i1, i0 + kPrefetchRows); ++i) prefetch_row(bytes + (first + rows[static_cast<std::size_t>(i)]) * d, d);
     for (std::int64_t i = i0; i < i1; ++i) {
+      if (i + kPrefetchRows < i1) prefetch_row(bytes + (first + rows[static_cast<std::size_t>(i + kPrefetchRows)]) * d, d);
       const std::uint8_t* src = bytes + (first + rows[static_cast<std::size_t>(i)]) * d;
       T* dst = out + i * d;
       std::uint16_t* dst16 = out16 != nullptr ? out16 + i * d : nullptr;

@@ -52,13 +52,19 @@ void fused_pass(T* th, const T* g, const Update& u, std::int64_t begin, std::int
 
 // fused_pass over one parameter's slice, run the moment the backward sweep has its gradient
 // (step_parameter): the product that wrote that gradient just ran, and when it ran on every
-// thread each core holds part of the gradient in its cache, so the update splits too from two
-// chunks (parallel_grain each) up, below elementwise_serial_below (an MLP's 256 x 256 weight).
+// thread each core holds part of the gradient in its cache (thread t the t-th block of rows),
+// so the update splits too, into one part per thread as parallel_for_ranges splits step()'s,
+// from 2 range_split_min up, below elementwise_serial_below (an MLP's 256 x 256 weight).
 template <class T, class Update>
 void fused_slice_pass(T* th, const T* g, const Update& u, std::int64_t begin, std::int64_t end) {
   const std::int64_t n = end - begin;
-  if (n >= 2 * parallel_grain && !last_products_serial()) {
-    parallel_for(n, parallel_grain, [&](std::int64_t i0, std::int64_t i1) { fused_chunk<T>(th, g, u, begin + i0, begin + i1); });
+  if (n >= 2 * range_split_min && !last_products_serial()) {
+    const int parts = num_threads();
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < parts; ++t) {
+      const Range p = part_of({begin, end}, t, parts);
+      if (p.begin < p.end) fused_chunk<T>(th, g, u, p.begin, p.end);
+    }
   } else {
     fused_pass(th, g, u, begin, end);
   }
@@ -156,8 +162,14 @@ class ChainOptimizer final : public Optimizer {
     start_update(arena, k);
     const Tensor& theta = arena.values();
     if (fused_.kernel != Kernel::none) {
-      const std::int64_t n = theta.numel();
-      fused_step(theta, arena.grads(), k, [n](auto* th, const auto* g, const auto& rule) { fused_pass(th, g, rule, 0, n); });
+      ranges_.clear();
+      for (std::size_t p = 0; p < arena.count(); ++p) {
+        const ParamEntry& e = arena.entry(ParamId{static_cast<std::int32_t>(p)});
+        ranges_.push_back({e.offset, e.offset + e.shape.numel()});
+      }
+      fused_step(theta, arena.grads(), k, [this](auto* th, const auto* g, const auto& rule) {
+        parallel_for_ranges(ranges_, [&](std::int64_t i0, std::int64_t i1) { fused_chunk(th, g, rule, i0, i1); });
+      });
     } else {
       u_.copy_from(arena.grads());  // u <- g
       chain_->update(u_, theta, k);
@@ -480,6 +492,7 @@ class ChainOptimizer final : public Optimizer {
   bool interim_ = false;
   bool initialized_ = false;
   std::int64_t size_ = 0;
+  std::vector<Range> ranges_;  // step(): the parameters' slices of the flat buffers
   DType dtype_ = DType::f32;
   StateRefs refs_;
   Tensor u_, shift_, average_;

@@ -409,12 +409,14 @@ TEST(ByteFeatures, StandardizerAndValuesMatchTheFloatPath) {
 // Byte features copied into a batch (Split::copy_features, the trainer's batch copy): every
 // element is the value of its byte, rows picked out of order and repeated, for a row length
 // that is not a multiple of the vector width, the global table and the per-feature one,
-// with 1 and 2 threads. Expected values from the byte by hand: b / 255 (+ j for per feature).
+// with 1 and 2 threads (a batch large enough to split). Expected values from the byte by hand: b / 255 (+ j for per feature).
 TEST(ByteFeatures, CopiedRowsAreTheValuesOfTheirBytes) {
   const std::int64_t n = 42, d = 787;  // rows first + idx up to 2 + 39 = 41 exist
   auto bytes = std::make_shared<std::vector<std::uint8_t>>(static_cast<std::size_t>(n * d));
   for (std::int64_t i = 0; i < n * d; ++i) (*bytes)[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>((i * 2654435761u) >> 24);
-  const std::vector<std::int64_t> idx{7, 0, 39, 7, 12, 3, 38, 21, 1, 30, 5, 5, 16, 9, 33, 2, 27, 11, 19, 24, 35};
+  std::vector<std::int64_t> idx{7, 0, 39, 7, 12, 3, 38, 21, 1, 30, 5, 5, 16, 9, 33, 2, 27, 11, 19, 24, 35};
+  // 63 rows in all, 49,581 bytes: enough for the copy to split over the threads
+  for (std::int64_t i = 0; i < 42; ++i) idx.push_back((i * 17 + 4) % 40);
   const int threads_before = num_threads();
   for (const bool per_feature : {false, true}) {
     std::vector<float> table(per_feature ? static_cast<std::size_t>(256 * d) : 256u);
@@ -475,7 +477,8 @@ TEST(ByteFeatures, Bf16BitsAreTheNearestBf16OfTheCopiedValues) {
   const std::int64_t n = 42, d = 787;
   auto bytes = std::make_shared<std::vector<std::uint8_t>>(static_cast<std::size_t>(n * d));
   for (std::int64_t i = 0; i < n * d; ++i) (*bytes)[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>((i * 2654435761u) >> 24);
-  const std::vector<std::int64_t> idx{7, 0, 39, 7, 12, 3, 38, 21, 1, 30, 5, 5, 16, 9, 33, 2, 27, 11, 19, 24, 35};
+  std::vector<std::int64_t> idx{7, 0, 39, 7, 12, 3, 38, 21, 1, 30, 5, 5, 16, 9, 33, 2, 27, 11, 19, 24, 35};
+  for (std::int64_t i = 0; i < 42; ++i) idx.push_back((i * 17 + 4) % 40);  // 63 rows: the copy splits
   const auto b = static_cast<std::int64_t>(idx.size());
   const int threads_before = num_threads();
   const auto check = [&](const Split& s, const char* what) {

@@ -141,6 +141,75 @@ TEST(Threads, ElementwisePassesFollowTheLatestProduct) {
   EXPECT_EQ(run(n).ranges.size(), 4u);
 }
 
+// Which OpenMP thread ran each call of parallel_for_ranges, with its range.
+struct RangeCall {
+  std::int64_t begin, end;
+  int thread;
+  bool operator<(const RangeCall& o) const { return begin < o.begin; }
+};
+
+std::vector<RangeCall> run_ranges(const std::vector<Range>& ranges) {
+  std::vector<RangeCall> calls;
+  std::mutex mu;
+  parallel_for_ranges(std::span<const Range>(ranges), [&](std::int64_t i0, std::int64_t i1) {
+    const std::lock_guard<std::mutex> lock(mu);
+    calls.push_back({i0, i1, omp_get_thread_num()});
+  });
+  std::sort(calls.begin(), calls.end());
+  return calls;
+}
+
+// parallel_for_ranges over an MLP's parameters (784-256-256-10: two weights above
+// range_split_min, four small ranges) and a range that starts off a 64-byte boundary: each
+// large range in one contiguous part per thread, thread t the t-th, the cuts where computed
+// here by hand; each small range whole on threads 0, 1, 0, ... in turn; every element once.
+// Below the threshold, or after a product on one thread: one call over everything on the
+// calling thread.
+TEST(Threads, RangesSplitEachLargeRangeInOnePartPerThread) {
+  SettingsGuard guard;
+  set_num_threads(2);
+  // w0 [0, 200704), b0 [.., 200960), w1 [.., 266496), b1 [.., 266752), w2 [.., 269312), b2 [.., 269322)
+  const std::vector<Range> mlp = {{0, 200704},      {200704, 200960}, {200960, 266496},
+                                  {266496, 266752}, {266752, 269312}, {269312, 269322}};
+  ASSERT_GE(269322, elementwise_serial_below());
+  const std::vector<RangeCall> calls = run_ranges(mlp);
+  // w0: 200704 / 2 = 100352 (a multiple of 16); w1: 200960 + 32768 = 233728; w2 (2560) is small
+  const std::vector<RangeCall> want = {{0, 100352, 0},      {100352, 200704, 1}, {200704, 200960, 0},
+                                       {200960, 233728, 0}, {233728, 266496, 1}, {266496, 266752, 1},
+                                       {266752, 269312, 0}, {269312, 269322, 1}};
+  ASSERT_EQ(calls.size(), want.size());
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(calls[i].begin, want[i].begin) << i;
+    EXPECT_EQ(calls[i].end, want[i].end) << i;
+    EXPECT_EQ(calls[i].thread, want[i].thread) << i;
+  }
+  // a range off the 16-element grid, 3 threads: cuts 5 + 200000 / 3 = 66671 -> 66656 and
+  // 5 + 400000 / 3 = 133338 -> 133328 (rounded down to multiples of 16)
+  set_num_threads(3);
+  const std::vector<RangeCall> odd = run_ranges({{5, 200005}});
+  ASSERT_EQ(odd.size(), 3u);
+  EXPECT_EQ(odd[0].begin, 5);
+  EXPECT_EQ(odd[0].end, 66656);
+  EXPECT_EQ(odd[1].end, 133328);
+  EXPECT_EQ(odd[2].end, 200005);
+  for (int t = 0; t < 3; ++t) EXPECT_EQ(odd[static_cast<std::size_t>(t)].thread, t);
+  for (std::size_t i = 1; i < odd.size(); ++i) EXPECT_EQ(odd[i].begin, odd[i - 1].end);
+  // serial: below the threshold, and between it and the follow rule's after a one-thread product
+  set_num_threads(2);
+  set_elementwise_serial_below(269323);
+  std::vector<RangeCall> one = run_ranges(mlp);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].begin, 0);
+  EXPECT_EQ(one[0].end, 269322);
+  EXPECT_EQ(one[0].thread, 0);
+  set_elementwise_serial_below(elementwise_serial_below_default);
+  note_products_serial(true);
+  one = run_ranges(mlp);
+  EXPECT_EQ(one.size(), 1u);
+  note_products_serial(false);
+  EXPECT_TRUE(run_ranges({}).empty());
+}
+
 TEST(Threads, SumRowsIsTheSameWithAndWithoutTheSplit) {
   SettingsGuard guard;
   set_num_threads(2);

@@ -7,6 +7,7 @@
 // order, so results are bit-identical with 1 and with N threads.
 #include <algorithm>
 #include <cstdint>
+#include <span>
 #include <utility>
 
 namespace descent {
@@ -90,6 +91,59 @@ void parallel_for_elements(std::int64_t n, F&& f) {
     return;
   }
   parallel_for(n, parallel_grain, std::forward<F>(f));
+}
+
+// A part of a flat buffer: elements [begin, end).
+struct Range {
+  std::int64_t begin = 0, end = 0;
+};
+
+// Ranges of fewer elements than this go whole to one thread in parallel_for_ranges.
+inline constexpr std::int64_t range_split_min = 4096;
+
+// Part t of `parts` contiguous parts of r: the cuts at begin + (end - begin) t / parts rounded
+// down to a multiple of 16 elements (64 bytes of float), never before begin; part parts - 1
+// ends at end.
+inline Range part_of(Range r, int t, int parts) {
+  const auto cut = [&](int q) {
+    return q >= parts ? r.end : std::max(r.begin, (r.begin + (r.end - r.begin) * q / parts) & ~std::int64_t{15});
+  };
+  return {cut(t), cut(t + 1)};
+}
+
+// An elementwise pass over `ranges`, consecutive parts of one flat buffer (each begins where
+// the one before ends; a model's parameters end to end): f(begin, end) over all of them in one
+// call on the calling thread under parallel_for_elements' rule for their total; else, with T
+// threads, every range of range_split_min elements or more cut into T contiguous parts (part
+// t to thread t: part_of), and each smaller range whole to one thread, in turn. Each weight's
+// gradient was just written by a matrix product that split its rows over the threads in the
+// same order (descent's own kernel gives thread t the t-th block of rows; oneDNN's sgemm
+// behaves so: cutting every row in halves instead made the update 1.7x slower), so each core
+// updates mostly what is in its own cache; the parallel_grain chunks of parallel_for_elements
+// gave one thread 5 of an MLP's 9 chunks, much of them written by the other core
+// (docs/performance.md, loop helper, session 13).
+template <class F>
+void parallel_for_ranges(std::span<const Range> ranges, F&& f) {
+  if (ranges.empty()) return;
+  const std::int64_t first = ranges.front().begin, last = ranges.back().end, n = last - first;
+  const int parts = num_threads();
+  if (parts <= 1 || n < elementwise_serial_below() || (n < elementwise_follow_below() && last_products_serial())) {
+    if (n > 0) f(first, last);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < parts; ++t) {
+    std::int64_t small = 0;  // the smaller ranges so far: small % parts is the thread of the next
+    for (const Range& r : ranges) {
+      const std::int64_t m = r.end - r.begin;
+      if (m < range_split_min) {
+        if (small++ % parts == t && m > 0) f(r.begin, r.end);
+        continue;
+      }
+      const Range p = part_of(r, t, parts);
+      if (p.begin < p.end) f(p.begin, p.end);
+    }
+  }
 }
 
 }  // namespace descent
