@@ -98,6 +98,50 @@ DESCENT_AVX512 inline void transpose16(__m512 r[16]) {
   }
 }
 
+// The rank-1 updates acc += A(r, p) B(p, :), p < kc (micro's loop), all lanes of B loaded
+// (full) or under the masks m0, m1. Rows of A in place (!AK, rows lda apart) are read
+// through four pointers (rows 0, 3, 6, 9) plus the row stride in bytes scaled 1 or 2 by the
+// addressing: five registers for twelve rows (GCC, given a[r lda], kept row offsets on the
+// stack and reloaded them in the loop).
+template <int R, int NV, bool AK, bool full>
+DESCENT_AVX512 inline __attribute__((always_inline)) void updates(std::int64_t kc, const float* a, std::int64_t lda,
+                                                                const float* b, std::int64_t ldb, __mmask16 m0,
+                                                                __mmask16 m1, __m512 (&acc)[R][NV]) {
+  const float* ap = a;
+  const char* base[4] = {};
+  const std::int64_t stride = lda * static_cast<std::int64_t>(sizeof(float));
+  if constexpr (!AK) {
+    for (int q = 0; 3 * q < R; ++q) base[q] = reinterpret_cast<const char*>(a + 3 * q * lda);
+  }
+#pragma GCC unroll 4
+  for (std::int64_t p = 0; p < kc; ++p) {
+    __m512 bv[NV];
+    if constexpr (full) {
+      bv[0] = _mm512_loadu_ps(b);
+      if constexpr (NV > 1) bv[1] = _mm512_loadu_ps(b + 16);
+    } else {
+      bv[0] = _mm512_maskz_loadu_ps(m0, b);
+      if constexpr (NV > 1) bv[1] = _mm512_maskz_loadu_ps(m1, b + 16);
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) {
+      float x;
+      if constexpr (AK) x = ap[r];
+      else x = *reinterpret_cast<const float*>(base[r / 3] + (r % 3) * stride);
+      const __m512 av = _mm512_set1_ps(x);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+    }
+    b += ldb;
+    if constexpr (AK) {
+      ap += lda;
+    } else {
+#pragma GCC unroll 4
+      for (int q = 0; 3 * q < R; ++q) base[q] += sizeof(float);
+    }
+  }
+}
+
 // The R x (16 NV) block of C at c <- alpha sum_p A(r, p) B(p, :) + beta C (beta 0: C not
 // read), p < kc. A(r, p) is a[p lda + r] (ak: A is k-major, op(A) = A^T) or a[r lda + p];
 // B(p, :) is the 16 NV floats at b + p ldb, the second 16 under mask m1 (and the first
@@ -111,26 +155,8 @@ DESCENT_AVX512 void micro(std::int64_t kc, const float* a, std::int64_t lda, con
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
   }
-  const bool full = m0 == 0xffff && (NV == 1 || m1 == 0xffff);
-#pragma GCC unroll 4
-  for (std::int64_t p = 0; p < kc; ++p) {
-    __m512 bv[NV];
-    if (full) {
-      bv[0] = _mm512_loadu_ps(b);
-      if constexpr (NV > 1) bv[1] = _mm512_loadu_ps(b + 16);
-    } else {
-      bv[0] = _mm512_maskz_loadu_ps(m0, b);
-      if constexpr (NV > 1) bv[1] = _mm512_maskz_loadu_ps(m1, b + 16);
-    }
-#pragma GCC unroll 12
-    for (int r = 0; r < R; ++r) {
-      const __m512 av = _mm512_set1_ps(AK ? a[r] : a[r * lda]);
-#pragma GCC unroll 2
-      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
-    }
-    b += ldb;
-    a += AK ? lda : 1;
-  }
+  if (m0 == 0xffff && (NV == 1 || m1 == 0xffff)) updates<R, NV, AK, true>(kc, a, lda, b, ldb, m0, m1, acc);
+  else updates<R, NV, AK, false>(kc, a, lda, b, ldb, m0, m1, acc);
   const __m512 va = _mm512_set1_ps(alpha);
   const __mmask16 mask[2] = {m0, m1};
   if constexpr (CT) {
@@ -255,54 +281,74 @@ DESCENT_AVX512 void pack_at(const Product& g, std::int64_t i0, std::int64_t i1, 
   }
 }
 
-// C[i0, i1) x [j0, j1) on the calling thread.
-DESCENT_AVX512 void run_block(const Product& g, std::int64_t i0, std::int64_t i1, std::int64_t j0, std::int64_t j1) {
-  if (i0 >= i1 || j0 >= j1) return;
-  thread_local Buffer buffer, buffer_a;
-  const bool pack = g.tb || pack_plain_b(i1 - i0);
+// The k block [p0, p0 + kc) of C[i0, i1) x [j0, j1) on the calling thread: op(B)'s panels at
+// packed (panel q at packed + q kc 32; nullptr: read in place), packed_a the room for op(A) =
+// A^T's copied steps (nullptr: read in place).
+DESCENT_AVX512 void run_k_block(const Product& g, std::int64_t p0, std::int64_t kc, std::int64_t i0, std::int64_t i1,
+                                std::int64_t j0, std::int64_t j1, const float* packed, float* packed_a) {
   const std::int64_t panels = (j1 - j0 + nr - 1) / nr;
-  // op(A) = A^T is read 12 floats from each row of A, rows lda apart: copied into contiguous
-  // steps where the block has 4 panels or more to reuse them (2 threads, 256 x 784 from
-  // k = 128: 342-346 GFLOP/s in place, 360-369 copied). op(A) = A stays in place (its 12 rows
-  // stream; transposed copies measured no faster).
-  const bool copy_a = g.ta && panels >= 4;
-  float* packed = pack ? buffer.get(static_cast<std::size_t>(panels * g.kc * nr)) : nullptr;
-  float* packed_a = copy_a ? buffer_a.get(static_cast<std::size_t>((mc + mr) * g.kc)) : nullptr;
-  for (std::int64_t p0 = 0; p0 < g.k; p0 += g.kc) {
-    const std::int64_t kc = std::min(g.kc, g.k - p0);
-    const float beta = p0 == 0 ? g.beta : 1.0f;
-    if (pack) pack_b(g, p0, kc, j0, j1, packed);
-    for (std::int64_t ic = i0; ic < i1; ic += mc) {
-      const std::int64_t ie = std::min(i1, ic + mc);
-      if (copy_a) pack_at(g, ic, ie, p0, kc, packed_a);
-      for (std::int64_t q = 0; q < panels; ++q) {
-        const std::int64_t j = j0 + q * nr, w = std::min<std::int64_t>(nr, j1 - j);
-        const float* bp = pack ? packed + q * kc * nr : g.b + p0 * g.ldb + j;
-        const std::int64_t bs = pack ? nr : g.ldb;
-        const __mmask16 m0 = lanes(w), m1 = lanes(w - 16);
-        const auto& row = kernels[g.ct ? 1 : 0][w > 16 ? 1 : 0][g.ta ? 1 : 0];
-        for (std::int64_t i = ic; i < ie; i += mr) {
-          const std::int64_t rows = std::min<std::int64_t>(mr, ie - i);
-          const float* ap = copy_a ? packed_a + (i - ic) * kc : g.ta ? g.a + p0 * g.lda + i : g.a + i * g.lda + p0;
-          row[static_cast<std::size_t>(rows - 1)](kc, ap, copy_a ? mr : g.lda, bp, bs, m0, m1, g.ct ? g.c + j * g.ldc + i : g.c + i * g.ldc + j, g.ldc,
-                                                  g.alpha, beta);
-        }
+  const float beta = p0 == 0 ? g.beta : 1.0f;
+  for (std::int64_t ic = i0; ic < i1; ic += mc) {
+    const std::int64_t ie = std::min(i1, ic + mc);
+    if (packed_a != nullptr) pack_at(g, ic, ie, p0, kc, packed_a);
+    for (std::int64_t q = 0; q < panels; ++q) {
+      const std::int64_t j = j0 + q * nr, w = std::min<std::int64_t>(nr, j1 - j);
+      const float* bp = packed != nullptr ? packed + q * kc * nr : g.b + p0 * g.ldb + j;
+      const std::int64_t bs = packed != nullptr ? nr : g.ldb;
+      const __mmask16 m0 = lanes(w), m1 = lanes(w - 16);
+      const auto& row = kernels[g.ct ? 1 : 0][w > 16 ? 1 : 0][g.ta ? 1 : 0];
+      for (std::int64_t i = ic; i < ie; i += mr) {
+        const std::int64_t rows = std::min<std::int64_t>(mr, ie - i);
+        const float* ap = packed_a != nullptr ? packed_a + (i - ic) * kc
+                          : g.ta               ? g.a + p0 * g.lda + i
+                                               : g.a + i * g.lda + p0;
+        row[static_cast<std::size_t>(rows - 1)](kc, ap, packed_a != nullptr ? mr : g.lda, bp, bs, m0, m1,
+                                                g.ct ? g.c + j * g.ldc + i : g.c + i * g.ldc + j, g.ldc, g.alpha, beta);
       }
     }
   }
 }
 
-// Thread t of nt: its share of C, contiguous rows (in steps of 12) or contiguous ranges of
-// 32-column panels. Rows where there are at least 4 steps per thread, each thread then writing
+// op(A) = A^T is read 12 floats from each row of A, rows lda apart: copied into contiguous
+// steps where the block has 4 panels or more to reuse them (2 threads, 256 x 784 from
+// k = 128: 342-346 GFLOP/s in place, 360-369 copied). op(A) = A stays in place (its 12 rows
+// stream; transposed copies measured no faster).
+bool copy_at(const Product& g, std::int64_t j0, std::int64_t j1) { return g.ta && (j1 - j0 + nr - 1) / nr >= 4; }
+std::size_t packed_a_size(const Product& g) { return static_cast<std::size_t>((mc + mr) * g.kc); }
+
+// C[i0, i1) x [j0, j1) on the calling thread, op(B) copied (where it is) into this thread's
+// own panels.
+DESCENT_AVX512 void run_block(const Product& g, std::int64_t i0, std::int64_t i1, std::int64_t j0, std::int64_t j1) {
+  if (i0 >= i1 || j0 >= j1) return;
+  thread_local Buffer buffer, buffer_a;
+  const bool pack = g.tb || pack_plain_b(i1 - i0);
+  const std::int64_t panels = (j1 - j0 + nr - 1) / nr;
+  float* packed = pack ? buffer.get(static_cast<std::size_t>(panels * g.kc * nr)) : nullptr;
+  float* packed_a = copy_at(g, j0, j1) ? buffer_a.get(packed_a_size(g)) : nullptr;
+  for (std::int64_t p0 = 0; p0 < g.k; p0 += g.kc) {
+    const std::int64_t kc = std::min(g.kc, g.k - p0);
+    if (pack) pack_b(g, p0, kc, j0, j1, packed);
+    run_k_block(g, p0, kc, i0, i1, j0, j1, packed, packed_a);
+  }
+}
+
+// The split: by rows where there are at least 4 steps per thread, each thread then writing
 // whole rows of C: split by columns, both cores wrote into neighbouring cache lines of every
 // row of a C not aligned to 128 bytes (2 threads, 256 x 256 from k = 32: 125 GFLOP/s by
 // columns, 229 by rows). Except op(B) = B^T with fewer than 512 rows: split by rows, each
 // thread would transpose all of B, split by columns half of it (128 x 256 from k = 784: 281-286
 // GFLOP/s by rows, 316-318 by columns). Fewer rows (a batch of 32 in the forward and dx
 // products): by columns.
+bool split_rows(const Product& g, int nt) {
+  const std::int64_t panels = (g.n + nr - 1) / nr, steps = (g.m + mr - 1) / mr;
+  return panels < nt || (steps >= 4 * nt && !(g.tb && g.m < 512));
+}
+
+// Thread t of nt: its share of C, contiguous rows (in steps of 12) or contiguous ranges of
+// 32-column panels.
 void run_share(const Product& g, int t, int nt) {
   const std::int64_t panels = (g.n + nr - 1) / nr, steps = (g.m + mr - 1) / mr;
-  if (panels < nt || (steps >= 4 * nt && !(g.tb && g.m < 512))) {
+  if (split_rows(g, nt)) {
     const std::int64_t s0 = steps * t / nt, s1 = steps * (t + 1) / nt;
     run_block(g, s0 * mr, std::min(g.m, s1 * mr), 0, g.n);
   } else {
