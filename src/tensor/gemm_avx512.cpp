@@ -32,7 +32,6 @@ constexpr int mr = 12;                 // rows of C per microkernel
 constexpr int nr = 32;                 // columns of C per microkernel (two zmm)
 constexpr std::int64_t kc_max = 256;   // k per block: a B panel of 32 KB stays in L1
 constexpr std::int64_t mc = 120;       // rows of A per block (10 microkernel rows)
-constexpr std::int64_t min_split = std::int64_t{1} << 18;  // fewer multiply-adds: one thread
 
 struct Product {
   bool ta, tb;
@@ -337,10 +336,15 @@ DESCENT_AVX512 void run_block(const Product& g, std::int64_t i0, std::int64_t i1
 // row of a C not aligned to 128 bytes (2 threads, 256 x 256 from k = 32: 125 GFLOP/s by
 // columns, 229 by rows). Except op(B) = B^T with fewer than 512 rows: split by rows, each
 // thread would transpose all of B, split by columns half of it (128 x 256 from k = 784: 281-286
-// GFLOP/s by rows, 316-318 by columns). Fewer rows (a batch of 32 in the forward and dx
-// products): by columns.
+// GFLOP/s by rows, 316-318 by columns). And op(A) = A^T with at least twice as many columns
+// as rows: split by rows, each thread copies all of op(B) (k x n), split by columns each
+// copies op(A)'s steps (k x m), the smaller (session 13, Intel Xeon, 2 threads, 256 x 784
+// from k = 512: 285-289 GFLOP/s by rows, 320 by columns; from k = 128: 314-320 by rows,
+// 334-339 by columns; 256 x 256 stays by rows: 304-332 against 297-304). Fewer rows (a batch
+// of 32 in the forward and dx products): by columns.
 bool split_rows(const Product& g, int nt) {
   const std::int64_t panels = (g.n + nr - 1) / nr, steps = (g.m + mr - 1) / mr;
+  if (g.ta && g.n >= 2 * g.m && panels >= 4 * nt) return false;
   return panels < nt || (steps >= 4 * nt && !(g.tb && g.m < 512));
 }
 
@@ -397,7 +401,7 @@ void sgemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, flo
   // 10-wide layer's products (82k multiply-adds at batch 32) ran at 0.4-0.75x of one thread
   // (the region's start and the join cost more than the half product saved)
   const std::int64_t panels = (n + nr - 1) / nr, steps = (m + mr - 1) / mr;
-  if (m * n * k < min_split) threads = 1;
+  if (m * n * k < serial_below) threads = 1;
   const int nt = static_cast<int>(std::min<std::int64_t>(threads, std::max(panels, steps)));
   if (nt <= 1) {
     run_block(g, 0, m, 0, n);

@@ -28,6 +28,9 @@ namespace descent::kernels::gemm_avx512 {
 // Whether this build has the kernel (GCC or Clang on x86-64) and the CPU runs AVX-512F.
 bool available();
 
+// Products of fewer multiply-adds (m n k) run on the calling thread whatever threads says.
+inline constexpr std::int64_t serial_below = std::int64_t{1} << 18;
+
 // threads: the most threads to use (1: the calling thread alone, no OpenMP region).
 void sgemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
            std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc, int threads);

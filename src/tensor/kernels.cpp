@@ -186,6 +186,10 @@ void gemm_raw<float>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int6
   if (use == GemmBackend::automatic) use = gemm_choice(ta, tb, m, n, k);
   const bool serial = run_serial(m, n, k);
   if (use == GemmBackend::descent && gemm_avx512::available()) {
+    // the kernel runs its smallest products on this thread whatever it is allowed: say so too
+    if (!serial && m * n * k < gemm_avx512::serial_below && !omp_in_parallel() && omp_get_max_threads() > 1) {
+      note_products_serial(true);
+    }
     gemm_avx512::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
                        serial || omp_in_parallel() ? 1 : omp_get_max_threads());
     return;

@@ -133,6 +133,44 @@ TEST_F(GemmDescent, AlphaBetaAndLeadingDimensions) {
   }
 }
 
+TEST_F(GemmDescent, EveryRowCountOfTheMicrokernel) {
+  // m = 1 .. 12 and 12 + 1 .. 12 + 12: every microkernel (1 to 12 rows, each reading its rows
+  // of A through its own set of row pointers), with A's rows wider than the matrix (pad) or
+  // not, beside one full step; k 300 (two k blocks); 2 threads split by columns where the
+  // product has 2^18 multiply-adds or more.
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      for (std::int64_t m = 1; m <= 2 * 12; ++m) {
+        for (std::int64_t pad : {0, 5}) expect_case({ta, tb, m, 97, 300, 1.0f, 0.0f, pad});
+      }
+    }
+  }
+}
+
+TEST_F(GemmDescent, BothSplitsOfTransposedA) {
+  // op(A) = A^T split over 2 threads by columns (n >= 2 m) and by rows (n < 2 m), around the
+  // boundary n = 2 m and around the panel and step edges, with beta 1 over the k blocks
+  for (std::int64_t m : {95, 96, 97, 121}) {
+    for (std::int64_t n : {2 * m - 1, 2 * m, 2 * m + 1, 3 * m + 7}) {
+      expect_case({true, false, m, n, 129, 1.0f, 0.0f, 0});
+      expect_case({true, true, m, n, 300, 0.5f, 1.0f, 3});
+    }
+  }
+}
+
+// A product the kernel runs on one thread (under 2^18 multiply-adds) says so to
+// last_products_serial even where gemm_serial_below allowed both threads; a larger one, on
+// both, does not.
+TEST_F(GemmDescent, TheSmallestProductsSayTheyRanSerially) {
+  set_num_threads(2);
+  for (const auto& [m, serial] : {std::pair<std::int64_t, bool>{2, true}, {128, false}, {2, true}}) {
+    std::vector<float> a(static_cast<std::size_t>(m * 256), 0.5f), b(256 * 256, 0.25f), c(static_cast<std::size_t>(m * 256));
+    kernels::gemm_raw<float>(false, false, m, 256, 256, 1.0f, a.data(), 256, b.data(), 256, 0.0f, c.data(), 256);
+    EXPECT_EQ(last_products_serial(), serial) << m << " rows";
+    EXPECT_EQ(c[0], 32.0f);
+  }
+}
+
 TEST_F(GemmDescent, ZeroKAndZeroAlphaScaleC) {
   // k = 0 or alpha = 0: C <- beta C without reading A or B (BLAS's rule); beta 0 writes zeros
   // over NaN.
