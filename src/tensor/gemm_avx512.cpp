@@ -31,7 +31,9 @@ namespace {
 constexpr int mr = 12;                 // rows of C per microkernel
 constexpr int nr = 32;                 // columns of C per microkernel (two zmm)
 constexpr std::int64_t kc_max = 256;   // k per block: a B panel of 32 KB stays in L1
-constexpr std::int64_t mc = 120;       // rows of A per block (10 microkernel rows)
+const std::int64_t mc = std::getenv("DG_MC") ? std::atoi(std::getenv("DG_MC")) : 120;
+const int k_perm = std::getenv("DG_PERM") ? std::atoi(std::getenv("DG_PERM")) : 1;
+const int k_even = std::getenv("DG_EVEN") ? std::atoi(std::getenv("DG_EVEN")) : 0;
 
 struct Product {
   bool ta, tb;
@@ -274,7 +276,22 @@ DESCENT_AVX512 void pack_at(const Product& g, std::int64_t i0, std::int64_t i1, 
   for (std::int64_t i = i0; i < i1; i += mr, dst += kc * mr) {
     const __mmask16 m = lanes(std::min<std::int64_t>(mr, i1 - i));
     const float* src = g.a + p0 * g.lda + i;
-    for (std::int64_t p = 0; p < kc; ++p, src += g.lda) {
+    std::int64_t p = 0;
+    if (k_perm) {
+    // four rows' 48 floats as three whole vectors (each 12-float store alone straddled a
+    // cache line every other row)
+    const __m512i join0 = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 18, 19);
+    const __m512i join1 = _mm512_setr_epi32(4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23);
+    const __m512i join2 = _mm512_setr_epi32(8, 9, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27);
+    for (; p + 4 <= kc; p += 4, src += 4 * g.lda) {
+      const __m512 x0 = _mm512_maskz_loadu_ps(m, src), x1 = _mm512_maskz_loadu_ps(m, src + g.lda);
+      const __m512 x2 = _mm512_maskz_loadu_ps(m, src + 2 * g.lda), x3 = _mm512_maskz_loadu_ps(m, src + 3 * g.lda);
+      _mm512_storeu_ps(dst + p * mr, _mm512_permutex2var_ps(x0, join0, x1));
+      _mm512_storeu_ps(dst + p * mr + 16, _mm512_permutex2var_ps(x1, join1, x2));
+      _mm512_storeu_ps(dst + p * mr + 32, _mm512_permutex2var_ps(x2, join2, x3));
+    }
+    }
+    for (; p < kc; ++p, src += g.lda) {
       _mm512_mask_storeu_ps(dst + p * mr, twelve, _mm512_maskz_loadu_ps(m, src));
     }
   }
@@ -353,6 +370,10 @@ bool split_rows(const Product& g, int nt) {
 void run_share(const Product& g, int t, int nt) {
   const std::int64_t panels = (g.n + nr - 1) / nr, steps = (g.m + mr - 1) / mr;
   if (split_rows(g, nt)) {
+    if (k_even) {
+      run_block(g, g.m * t / nt, g.m * (t + 1) / nt, 0, g.n);
+      return;
+    }
     const std::int64_t s0 = steps * t / nt, s1 = steps * (t + 1) / nt;
     run_block(g, s0 * mr, std::min(g.m, s1 * mr), 0, g.n);
   } else {
