@@ -23,6 +23,7 @@ namespace descent::kernels::gemm_avx512 {
 bool available() { return false; }
 void sgemm(bool, bool, std::int64_t, std::int64_t, std::int64_t, float, const float*, std::int64_t, const float*,
            std::int64_t, float, float*, std::int64_t, int) {}
+void linear(std::int64_t, std::int64_t, std::int64_t, const float*, const float*, const float*, bool, float*, int) {}
 
 #else
 
@@ -31,9 +32,7 @@ namespace {
 constexpr int mr = 12;                 // rows of C per microkernel
 constexpr int nr = 32;                 // columns of C per microkernel (two zmm)
 constexpr std::int64_t kc_max = 256;   // k per block: a B panel of 32 KB stays in L1
-const std::int64_t mc = std::getenv("DG_MC") ? std::atoi(std::getenv("DG_MC")) : 120;
-const int k_perm = std::getenv("DG_PERM") ? std::atoi(std::getenv("DG_PERM")) : 1;
-const int k_even = std::getenv("DG_EVEN") ? std::atoi(std::getenv("DG_EVEN")) : 0;
+constexpr std::int64_t mc = 120;       // rows of A per block (10 microkernel rows)
 
 struct Product {
   bool ta, tb;
@@ -48,6 +47,10 @@ struct Product {
   std::int64_t ldc;
   std::int64_t kc;  // the k block length (the last one may be shorter)
   bool ct = false;  // this is C^T = op(B)^T op(A)^T: element (i, j) of the product at c[j ldc + i]
+  // The epilogue of kernels::linear (beta 0): bias[j] added to column j of C by the first k
+  // block's stores (nullptr: none), max(0, .) taken by the last block's stores
+  const float* bias = nullptr;
+  bool relu = false;
 };
 
 // The first count lanes (none for count <= 0, all 16 from 16).
@@ -63,6 +66,8 @@ DESCENT_AVX512 inline __m512 unpacklo_ps(__m512 x, __m512 y) { return _mm512_mas
 DESCENT_AVX512 inline __m512 unpackhi_ps(__m512 x, __m512 y) { return _mm512_maskz_unpackhi_ps(all16, x, y); }
 DESCENT_AVX512 inline __m512d unpacklo_pd(__m512d x, __m512d y) { return _mm512_maskz_unpacklo_pd(all8, x, y); }
 DESCENT_AVX512 inline __m512d unpackhi_pd(__m512d x, __m512d y) { return _mm512_maskz_unpackhi_pd(all8, x, y); }
+// max(x, y) lane by lane: x > y ? x : y (y where either is NaN)
+DESCENT_AVX512 inline __m512 max_ps(__m512 x, __m512 y) { return _mm512_maskz_max_ps(all16, x, y); }
 template <int imm>
 DESCENT_AVX512 inline __m512 shuffle_f32x4(__m512 x, __m512 y) {
   return _mm512_maskz_shuffle_f32x4(all16, x, y, imm);
@@ -144,12 +149,15 @@ DESCENT_AVX512 inline __attribute__((always_inline)) void updates(std::int64_t k
 }
 
 // The R x (16 NV) block of C at c <- alpha sum_p A(r, p) B(p, :) + beta C (beta 0: C not
-// read), p < kc. A(r, p) is a[p lda + r] (ak: A is k-major, op(A) = A^T) or a[r lda + p];
+// read), p < kc; with beta 0 and a bias (the block's first column's, or under CT its first
+// row's), bias[j] added to column j (round(alpha sum + bias[j]), as beta 1 over C's rows
+// holding the bias); where relu, max(0, .) of the result (NaN to 0, as x > 0 ? x : 0). A(r, p) is a[p lda + r] (ak: A is k-major, op(A) = A^T) or a[r lda + p];
 // B(p, :) is the 16 NV floats at b + p ldb, the second 16 under mask m1 (and the first
 // under m0): masked-off lanes are neither read nor written.
 template <int R, int NV, bool AK, bool CT>
 DESCENT_AVX512 void micro(std::int64_t kc, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
-                          __mmask16 m0, __mmask16 m1, float* c, std::int64_t ldc, float alpha, float beta) {
+                          __mmask16 m0, __mmask16 m1, float* c, std::int64_t ldc, float alpha, float beta,
+                          const float* bias, bool relu) {
   __m512 acc[R][NV];
 #pragma GCC unroll 12
   for (int r = 0; r < R; ++r) {
@@ -159,10 +167,12 @@ DESCENT_AVX512 void micro(std::int64_t kc, const float* a, std::int64_t lda, con
   if (m0 == 0xffff && (NV == 1 || m1 == 0xffff)) updates<R, NV, AK, true>(kc, a, lda, b, ldb, m0, m1, acc);
   else updates<R, NV, AK, false>(kc, a, lda, b, ldb, m0, m1, acc);
   const __m512 va = _mm512_set1_ps(alpha);
+  const __m512 zero = _mm512_setzero_ps();
   const __mmask16 mask[2] = {m0, m1};
   if constexpr (CT) {
     // C transposed: lane l of acc[r][v] is C(16 v + l, r), row 16 v + l of C at c + (16 v + l) ldc
     const __mmask16 rm = lanes(R);
+    const __m512 bias_v = bias != nullptr ? _mm512_maskz_loadu_ps(rm, bias) : zero;
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) {
       __m512 blk[16];
@@ -172,12 +182,29 @@ DESCENT_AVX512 void micro(std::int64_t kc, const float* a, std::int64_t lda, con
         if (((mask[v] >> e) & 1) == 0) break;
         float* cv = c + (16 * v + e) * ldc;
         const __m512 fresh = _mm512_mul_ps(va, blk[e]);
-        _mm512_mask_storeu_ps(cv, rm, beta == 0.0f ? fresh : _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(rm, cv), fresh));
+        __m512 x = beta == 0.0f ? (bias != nullptr ? _mm512_add_ps(fresh, bias_v) : fresh)
+                                : _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(rm, cv), fresh);
+        if (relu) x = max_ps(x, zero);
+        _mm512_mask_storeu_ps(cv, rm, x);
       }
     }
     return;
   }
-  if (beta == 0.0f) {
+  if (beta == 0.0f && (bias != nullptr || relu)) {
+    __m512 bias_v[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) bias_v[v] = bias != nullptr ? _mm512_maskz_loadu_ps(mask[v], bias + 16 * v) : zero;
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) {
+        __m512 x = _mm512_mul_ps(va, acc[r][v]);
+        if (bias != nullptr) x = _mm512_add_ps(x, bias_v[v]);
+        if (relu) x = max_ps(x, zero);
+        _mm512_mask_storeu_ps(c + r * ldc + 16 * v, mask[v], x);
+      }
+    }
+  } else if (beta == 0.0f) {
 #pragma GCC unroll 12
     for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 2
@@ -191,14 +218,15 @@ DESCENT_AVX512 void micro(std::int64_t kc, const float* a, std::int64_t lda, con
       for (int v = 0; v < NV; ++v) {
         float* cv = c + r * ldc + 16 * v;
         const __m512 old = _mm512_maskz_loadu_ps(mask[v], cv);
-        _mm512_mask_storeu_ps(cv, mask[v], _mm512_fmadd_ps(vb, old, _mm512_mul_ps(va, acc[r][v])));
+        const __m512 x = _mm512_fmadd_ps(vb, old, _mm512_mul_ps(va, acc[r][v]));
+        _mm512_mask_storeu_ps(cv, mask[v], relu ? max_ps(x, zero) : x);
       }
     }
   }
 }
 
 using Micro = void (*)(std::int64_t, const float*, std::int64_t, const float*, std::int64_t, __mmask16, __mmask16, float*,
-                       std::int64_t, float, float);
+                       std::int64_t, float, float, const float*, bool);
 
 template <int NV, bool AK, bool CT, int... R>
 constexpr auto micro_row(std::integer_sequence<int, R...>) {
@@ -277,7 +305,6 @@ DESCENT_AVX512 void pack_at(const Product& g, std::int64_t i0, std::int64_t i1, 
     const __mmask16 m = lanes(std::min<std::int64_t>(mr, i1 - i));
     const float* src = g.a + p0 * g.lda + i;
     std::int64_t p = 0;
-    if (k_perm) {
     // four rows' 48 floats as three whole vectors (each 12-float store alone straddled a
     // cache line every other row)
     const __m512i join0 = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 18, 19);
@@ -289,7 +316,6 @@ DESCENT_AVX512 void pack_at(const Product& g, std::int64_t i0, std::int64_t i1, 
       _mm512_storeu_ps(dst + p * mr, _mm512_permutex2var_ps(x0, join0, x1));
       _mm512_storeu_ps(dst + p * mr + 16, _mm512_permutex2var_ps(x1, join1, x2));
       _mm512_storeu_ps(dst + p * mr + 32, _mm512_permutex2var_ps(x2, join2, x3));
-    }
     }
     for (; p < kc; ++p, src += g.lda) {
       _mm512_mask_storeu_ps(dst + p * mr, twelve, _mm512_maskz_loadu_ps(m, src));
@@ -304,6 +330,8 @@ DESCENT_AVX512 void run_k_block(const Product& g, std::int64_t p0, std::int64_t 
                                 std::int64_t j0, std::int64_t j1, const float* packed, float* packed_a) {
   const std::int64_t panels = (j1 - j0 + nr - 1) / nr;
   const float beta = p0 == 0 ? g.beta : 1.0f;
+  const float* bias = p0 == 0 ? g.bias : nullptr;
+  const bool relu = g.relu && p0 + kc >= g.k;
   for (std::int64_t ic = i0; ic < i1; ic += mc) {
     const std::int64_t ie = std::min(i1, ic + mc);
     if (packed_a != nullptr) pack_at(g, ic, ie, p0, kc, packed_a);
@@ -319,7 +347,8 @@ DESCENT_AVX512 void run_k_block(const Product& g, std::int64_t p0, std::int64_t 
                           : g.ta               ? g.a + p0 * g.lda + i
                                                : g.a + i * g.lda + p0;
         row[static_cast<std::size_t>(rows - 1)](kc, ap, packed_a != nullptr ? mr : g.lda, bp, bs, m0, m1,
-                                                g.ct ? g.c + j * g.ldc + i : g.c + i * g.ldc + j, g.ldc, g.alpha, beta);
+                                                g.ct ? g.c + j * g.ldc + i : g.c + i * g.ldc + j, g.ldc, g.alpha, beta,
+                                                bias == nullptr ? nullptr : g.ct ? bias + i : bias + j, relu);
       }
     }
   }
@@ -365,17 +394,13 @@ bool split_rows(const Product& g, int nt) {
   return panels < nt || (steps >= 4 * nt && !(g.tb && g.m < 512));
 }
 
-// Thread t of nt: its share of C, contiguous rows (in steps of 12) or contiguous ranges of
-// 32-column panels.
+// Thread t of nt: its share of C, contiguous ranges of rows (equal counts, each thread then
+// ending on a shorter microkernel: 2 threads, 128 x 256 from k = 256, 383-395 GFLOP/s against
+// 369-383 with rows in whole steps of 12, 60 and 68) or of 32-column panels.
 void run_share(const Product& g, int t, int nt) {
-  const std::int64_t panels = (g.n + nr - 1) / nr, steps = (g.m + mr - 1) / mr;
+  const std::int64_t panels = (g.n + nr - 1) / nr;
   if (split_rows(g, nt)) {
-    if (k_even) {
-      run_block(g, g.m * t / nt, g.m * (t + 1) / nt, 0, g.n);
-      return;
-    }
-    const std::int64_t s0 = steps * t / nt, s1 = steps * (t + 1) / nt;
-    run_block(g, s0 * mr, std::min(g.m, s1 * mr), 0, g.n);
+    run_block(g, g.m * t / nt, g.m * (t + 1) / nt, 0, g.n);
   } else {
     const std::int64_t q0 = panels * t / nt, q1 = panels * (t + 1) / nt;
     run_block(g, 0, g.m, q0 * nr, std::min(g.n, q1 * nr));
@@ -399,8 +424,11 @@ bool available() {
   return yes;
 }
 
-void sgemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
-           std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc, int threads) {
+namespace {
+
+void product(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
+             std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc, int threads,
+             const float* bias, bool relu) {
   if (m <= 0 || n <= 0) return;
   const std::int64_t blocks = (k + kc_max - 1) / kc_max;
   const std::int64_t kc = blocks > 0 ? (k + blocks - 1) / blocks : 0;
@@ -414,8 +442,8 @@ void sgemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, flo
   // thread, 32 x 256 from k = 784: 150-159 GFLOP/s, 123-127 without; 128 x 512 from k = 28,
   // where the transposed stores outweigh the copies saved: 0.8x)
   const bool ct = !ta && tb && 4 * m <= n && k >= 256;
-  const Product g = ct ? Product{false, true, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc, kc, true}
-                       : Product{ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, kc};
+  const Product g = ct ? Product{false, true, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc, kc, true, bias, relu}
+                       : Product{ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, kc, false, bias, relu};
   m = g.m;
   n = g.n;
   // Under 2^18 multiply-adds one thread, whatever the caller allows: split over 2 threads, the
@@ -441,6 +469,27 @@ void sgemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, flo
     }
   }
   if (failure) std::rethrow_exception(failure);
+}
+
+}  // namespace
+
+void sgemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
+           std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc, int threads) {
+  product(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads, nullptr, false);
+}
+
+void linear(std::int64_t m, std::int64_t n, std::int64_t k, const float* x, const float* w, const float* bias, bool relu,
+            float* y, int threads) {
+  if (k <= 0) {  // no sum: the bias (or 0), then the ReLU
+    for (std::int64_t i = 0; i < m; ++i) {
+      for (std::int64_t j = 0; j < n; ++j) {
+        const float v = bias != nullptr ? bias[j] : 0.0f;
+        y[i * n + j] = relu ? (v > 0.0f ? v : 0.0f) : v;
+      }
+    }
+    return;
+  }
+  product(false, true, m, n, k, 1.0f, x, k, w, k, 0.0f, y, n, threads, bias, relu);
 }
 
 #endif
