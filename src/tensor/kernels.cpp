@@ -149,14 +149,12 @@ std::string gemm_matmul_implementation(bool ta, bool tb, std::int64_t m, std::in
 
 namespace {
 
-// The threads descent's kernel may use for an m n k product that run_serial said (serial) to
-// run on one thread or not. The kernel runs its smallest products on the calling thread
-// whatever it is allowed: last_products_serial says so too.
-int descent_threads(bool serial, std::int64_t m, std::int64_t n, std::int64_t k) {
-  if (serial || omp_in_parallel()) return 1;
-  if (m * n * k < gemm_avx512::serial_below && omp_get_max_threads() > 1) note_products_serial(true);
-  return omp_get_max_threads();
-}
+// The threads descent's kernel may use for a product that run_serial said (serial) to run on
+// one thread or not. (The kernel runs products under gemm_avx512::serial_below on the calling
+// thread whatever it is allowed, and last_products_serial is not told: telling it, the
+// optimizer's and the elementwise passes' thread rules, tuned without it, changed in the MLP's
+// step at batch 64, docs/performance.md session 13.)
+int descent_threads(bool serial) { return serial || omp_in_parallel() ? 1 : omp_get_max_threads(); }
 
 }  // namespace
 
@@ -199,7 +197,7 @@ void gemm_raw<float>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int6
   if (use == GemmBackend::automatic) use = gemm_choice(ta, tb, m, n, k);
   const bool serial = run_serial(m, n, k);
   if (use == GemmBackend::descent && gemm_avx512::available()) {
-    gemm_avx512::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, descent_threads(serial, m, n, k));
+    gemm_avx512::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, descent_threads(serial));
     return;
   }
   if (use == GemmBackend::onednn && gemm_dnnl::available() && k > 0) {
@@ -257,16 +255,16 @@ bool descent_linear(std::int64_t m, std::int64_t n, std::int64_t k) {
   if (use != GemmBackend::automatic) return false;
   // Where linear would be oneDNN's primitive (fused_linear), descent's kernel with the bias
   // and ReLU in its stores where it beat the primitive on every run (session 13, Intel Xeon,
-  // 2 threads, bench/gemm_backends' bias_relu columns, GFLOP/s descent against primitive, 3
-  // runs alternated): 128 x 256 from k = 784 (the MLP's first layer at batch 128) 343-355
-  // against 335-342 (1.02-1.04x); from k = 256 at 128, 256 and 512 rows 366-379 against
-  // 326-343 (1.10-1.13x), 372-386 against 351-362 (1.06-1.07x), 358-392 against 338-382
-  // (1.01-1.09x); 128 x 128 from k = 256 186-189 against 170-171 (1.10-1.11x); 128 x 10 from
-  // k = 256 90-91 against 79-80 (1.12-1.15x). Not where the primitive kept up: 512 x 256 from
-  // k = 784 (0.96-1.04x), 128 x 512 from k = 784 (0.93-0.95x), 512 x 10 from k = 256
-  // (0.995-1.05x), 128 x 256 from k = 1024 (0.99-1.01x). Bounded to the sizes measured.
+  // 2 threads, bench/gemm_backends' bias_relu columns, descent over the primitive, 3 runs
+  // alternated, and a bench of ours of the same products): into 256 columns from k = 784 at
+  // 64 rows 1.12-1.19x, at 128 rows 1.01-1.04x (the MLP's first layer); from k = 256 at 64,
+  // 128, 256 and 512 rows 1.23-1.28x, 1.06-1.13x, 1.06-1.07x, 1.01-1.05x; 128 x 128 from
+  // k = 256 1.10-1.11x; 128 x 10 from k = 256 1.12-1.29x. Not where the primitive kept up:
+  // 512 x 256 from k = 784 (0.96-1.04x), 128 x 512 from k = 784 (0.93-0.95x), 512 x 10 from
+  // k = 256 (0.995-1.05x), 128 x 256 from k = 1024 (0.99-1.01x). Bounded to the sizes
+  // measured.
   if (fused_linear(DType::f32, m, n)) {
-    const bool layer = m >= 128 && n >= 128 && n <= 256 && k >= 256 && k <= 784 && m * k <= (std::int64_t{1} << 17);
+    const bool layer = m >= 64 && n >= 128 && n <= 256 && k >= 256 && k <= 784 && m * k <= (std::int64_t{1} << 17);
     const bool narrow = m <= 128 && n <= 16 && k >= 256 && k <= 784;
     return layer || narrow;
   }
@@ -291,7 +289,7 @@ void linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, 
   if (m == 0 || n == 0) return;
   if (x.dtype() == DType::f32 && descent_linear(m, n, k)) {
     gemm_avx512::linear(m, n, k, x.data<float>(), w.data<float>(), b.defined() ? b.data<float>() : nullptr, relu,
-                        y.data<float>(), descent_threads(run_serial(m, n, k), m, n, k));
+                        y.data<float>(), descent_threads(run_serial(m, n, k)));
     return;
   }
   if (fused_linear(x.dtype(), m, n) && k > 0) {
