@@ -256,15 +256,20 @@ bool descent_linear(std::int64_t m, std::int64_t n, std::int64_t k) {
   // Where linear would be oneDNN's primitive (fused_linear), descent's kernel with the bias
   // and ReLU in its stores where it beat the primitive on every run (session 13, Intel Xeon,
   // 2 threads, bench/gemm_backends' bias_relu columns, descent over the primitive, 3 runs
-  // alternated, and a bench of ours of the same products): into 256 columns from k = 784 at
-  // 64 rows 1.12-1.19x, at 128 rows 1.01-1.04x (the MLP's first layer); from k = 256 at 64,
-  // 128, 256 and 512 rows 1.23-1.28x, 1.06-1.13x, 1.06-1.07x, 1.01-1.05x; 128 x 128 from
-  // k = 256 1.10-1.11x; 128 x 10 from k = 256 1.12-1.29x. Not where the primitive kept up:
-  // 512 x 256 from k = 784 (0.96-1.04x), 128 x 512 from k = 784 (0.93-0.95x), 512 x 10 from
-  // k = 256 (0.995-1.05x), 128 x 256 from k = 1024 (0.99-1.01x). Bounded to the sizes
-  // measured.
+  // alternated, and a bench of ours of the same products): at 128 rows into 256 columns from
+  // k = 784 (the MLP's first layer) 1.01-1.04x, from k = 256 1.06-1.13x, into 128 columns
+  // from k = 256 1.10-1.11x, into 10 from k = 256 1.12-1.29x; 256 x 256 from k = 256
+  // 1.06-1.07x. Not where the primitive kept up: 512 x 256 from k = 784 (0.96-1.04x),
+  // 128 x 512 from k = 784 (0.93-0.95x), 512 x 10 from k = 256 (0.995-1.05x), 128 x 256 from
+  // k = 1024 (0.99-1.01x). Nor where the product won but the step did not (train_mlp, 2
+  // threads, A/B): 64 rows (1.12-1.28x alone; the step 0.8x: the kernel split 64 rows by
+  // rows of x, each core reading all of w, whose update by the optimizer, split over both
+  // cores, then took twice as long) and 512 x 256 from k = 256 (1.01-1.05x alone, split by
+  // rows, each core reading all of w: the step unchanged within its noise). Bounded to the
+  // sizes measured.
   if (fused_linear(DType::f32, m, n)) {
-    const bool layer = m >= 64 && n >= 128 && n <= 256 && k >= 256 && k <= 784 && m * k <= (std::int64_t{1} << 17);
+    const bool layer = m >= 128 && m < 512 && n >= 128 && n <= 256 && k >= 256 && k <= 784 &&
+                       m * k <= (std::int64_t{1} << 17);
     const bool narrow = m <= 128 && n <= 16 && k >= 256 && k <= 784;
     return layer || narrow;
   }

@@ -65,9 +65,9 @@ bool fused_linear(DType dtype, std::int64_t batch, std::int64_t out);
 // backend descent (any shape); with the automatic backend where linear would otherwise be
 // the separate steps on descent's kernel (gemm_choice; the same result bit for bit), and,
 // where fused_linear, for the shapes where it beat oneDNN's primitive on every run
-// (kernels.cpp gives the figures): from 64 rows into 128 to 256 columns from k = 256 to
-// 784 with m k <= 2^17 (the MLP's hidden layers at batches 64 and 128, the second one up to
-// 512), and 128 rows or fewer into 16 columns or fewer from k = 256 to 784.
+// and the training step (kernels.cpp gives the figures): 128 to 511 rows into 128 to 256
+// columns from k = 256 to 784 with m k <= 2^17 (the MLP's hidden layers at batch 128), and
+// 128 rows or fewer into 16 columns or fewer from k = 256 to 784 (its output layer at 128).
 bool descent_linear(std::int64_t m, std::int64_t n, std::int64_t k);
 
 // Products of fewer multiply-adds (m n k) run on the calling thread: in a training step a small
