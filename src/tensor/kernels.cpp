@@ -149,12 +149,16 @@ std::string gemm_matmul_implementation(bool ta, bool tb, std::int64_t m, std::in
 
 namespace {
 
-// The threads descent's kernel may use for a product that run_serial said (serial) to run on
-// one thread or not. (The kernel runs products under gemm_avx512::serial_below on the calling
-// thread whatever it is allowed, and last_products_serial is not told: telling it, the
-// optimizer's and the elementwise passes' thread rules, tuned without it, changed in the MLP's
-// step at batch 64, docs/performance.md session 13.)
-int descent_threads(bool serial) { return serial || omp_in_parallel() ? 1 : omp_get_max_threads(); }
+// The threads descent's kernel may use for an m n k product that run_serial said (serial) to
+// run on one thread or not. The kernel runs its products under gemm_avx512::serial_below on
+// the calling thread whatever it is allowed: last_products_serial says so too (reached only
+// with gemm_serial_below lowered under them, as the parallel thread rule does; train_mlp at
+// batches 64 and 128 under that rule unchanged within noise, docs/performance.md session 13).
+int descent_threads(bool serial, std::int64_t m, std::int64_t n, std::int64_t k) {
+  if (serial || omp_in_parallel()) return 1;
+  if (m * n * k < gemm_avx512::serial_below && omp_get_max_threads() > 1) note_products_serial(true);
+  return omp_get_max_threads();
+}
 
 }  // namespace
 
@@ -197,7 +201,7 @@ void gemm_raw<float>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int6
   if (use == GemmBackend::automatic) use = gemm_choice(ta, tb, m, n, k);
   const bool serial = run_serial(m, n, k);
   if (use == GemmBackend::descent && gemm_avx512::available()) {
-    gemm_avx512::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, descent_threads(serial));
+    gemm_avx512::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, descent_threads(serial, m, n, k));
     return;
   }
   if (use == GemmBackend::onednn && gemm_dnnl::available() && k > 0) {
@@ -294,7 +298,7 @@ void linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, 
   if (m == 0 || n == 0) return;
   if (x.dtype() == DType::f32 && descent_linear(m, n, k)) {
     gemm_avx512::linear(m, n, k, x.data<float>(), w.data<float>(), b.defined() ? b.data<float>() : nullptr, relu,
-                        y.data<float>(), descent_threads(run_serial(m, n, k)));
+                        y.data<float>(), descent_threads(run_serial(m, n, k), m, n, k));
     return;
   }
   if (fused_linear(x.dtype(), m, n) && k > 0) {

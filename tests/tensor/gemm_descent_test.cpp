@@ -159,6 +159,19 @@ TEST_F(GemmDescent, BothSplitsOfTransposedA) {
   }
 }
 
+// A product the kernel runs on one thread (under 2^18 multiply-adds) says so to
+// last_products_serial even where gemm_serial_below allowed both threads; a larger one, on
+// both, does not.
+TEST_F(GemmDescent, TheSmallestProductsSayTheyRanSerially) {
+  set_num_threads(2);
+  for (const auto& [m, serial] : {std::pair<std::int64_t, bool>{2, true}, {128, false}, {2, true}}) {
+    std::vector<float> a(static_cast<std::size_t>(m * 256), 0.5f), b(256 * 256, 0.25f), c(static_cast<std::size_t>(m * 256));
+    kernels::gemm_raw<float>(false, false, m, 256, 256, 1.0f, a.data(), 256, b.data(), 256, 0.0f, c.data(), 256);
+    EXPECT_EQ(last_products_serial(), serial) << m << " rows";
+    EXPECT_EQ(c[0], 32.0f);
+  }
+}
+
 // kernels::linear on descent's kernel, the bias and ReLU in its stores: bit for bit the
 // separate steps on the same kernel (the bias rows, the product added with beta 1, then
 // y > 0 ? y : 0), within rounding of relu(sum + bias) summed in double, and the same on 1 and
