@@ -9,8 +9,10 @@
 // products (x w^T) also kernels::linear three ways, with a bias and with a bias and ReLU:
 // dnnl_sgemm after the bias rows, then the ReLU pass (bias_unfused_gflops,
 // bias_relu_unfused_gflops), one matmul primitive with the bias and ReLU in it
-// (bias_primitive_gflops, bias_relu_primitive_gflops), and descent's kernel after the bias
-// rows, then the ReLU pass (bias_descent_gflops, bias_relu_descent_gflops).
+// (bias_primitive_gflops, bias_relu_primitive_gflops), and descent's kernel with the bias
+// and ReLU in its stores (bias_descent_gflops, bias_relu_descent_gflops; the same result bit
+// for bit as that kernel after the bias rows, then the ReLU pass), and whether the automatic
+// linear runs on descent's kernel (linear_on_descent: kernels::descent_linear).
 //
 //   gemm_backends [--threads 2] [--reps 7]
 #include <algorithm>
@@ -160,14 +162,16 @@ int main(int argc, char** argv) {
                 "\"serial_by_default\": %s, \"onednn_matmul_gflops\": %.1f, \"matmul_over_sgemm\": %.2f, "
                 "\"matmul_impl\": \"%s\", \"bias_unfused_gflops\": %.1f, \"bias_primitive_gflops\": %.1f, "
                 "\"bias_fused_over_unfused\": %.2f, \"bias_relu_unfused_gflops\": %.1f, \"bias_relu_primitive_gflops\": %.1f, "
-                "\"bias_relu_fused_over_unfused\": %.2f, \"bias_descent_gflops\": %.1f, \"bias_relu_descent_gflops\": %.1f}\n",
+                "\"bias_relu_fused_over_unfused\": %.2f, \"bias_descent_gflops\": %.1f, \"bias_relu_descent_gflops\": %.1f, "
+                "\"linear_on_descent\": %s}\n",
                 s.what, s.ta, s.tb, static_cast<long long>(s.m), static_cast<long long>(s.n), static_cast<long long>(s.k),
                 threads, gb, gd, gd / gb, pick, diff, gdesc, gdesc / gd, diff_descent, flops / median(t_all) / 1e9,
                 flops / median(t_one) / 1e9, s.m * s.n * s.k < kernels::gemm_serial_below_default ? "true" : "false", gp,
                 gp / gd, impl.c_str(), unfused_gflops[0], fused_gflops[0],
                 unfused_gflops[0] > 0 ? fused_gflops[0] / unfused_gflops[0] : 0.0, unfused_gflops[1], fused_gflops[1],
                 unfused_gflops[1] > 0 ? fused_gflops[1] / unfused_gflops[1] : 0.0, descent_unfused_gflops[0],
-                descent_unfused_gflops[1]);
+                descent_unfused_gflops[1],
+                !s.ta && s.tb && kernels::descent_linear(s.m, s.n, s.k) ? "true" : "false");
     std::fflush(stdout);
   }
   return 0;

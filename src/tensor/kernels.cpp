@@ -147,6 +147,21 @@ std::string gemm_matmul_implementation(bool ta, bool tb, std::int64_t m, std::in
   return gemm_dnnl::matmul_implementation(ta, tb, m, n, k, false, false);
 }
 
+namespace {
+
+// The threads descent's kernel may use for an m n k product that run_serial said (serial) to
+// run on one thread or not. The kernel runs its products under gemm_avx512::serial_below on
+// the calling thread whatever it is allowed: last_products_serial says so too (reached only
+// with gemm_serial_below lowered under them, as the parallel thread rule does; train_mlp at
+// batches 64 and 128 under that rule unchanged within noise, docs/performance.md session 13).
+int descent_threads(bool serial, std::int64_t m, std::int64_t n, std::int64_t k) {
+  if (serial || omp_in_parallel()) return 1;
+  if (m * n * k < gemm_avx512::serial_below && omp_get_max_threads() > 1) note_products_serial(true);
+  return omp_get_max_threads();
+}
+
+}  // namespace
+
 GemmBackend gemm_choice(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k) {
   // Measured per shape by bench/gemm_backends (docs/performance.md): on AVX-512 CPUs oneDNN's
   // sgemm was faster than OpenBLAS's (which runs its Haswell AVX2 kernels there) on every
@@ -186,8 +201,7 @@ void gemm_raw<float>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int6
   if (use == GemmBackend::automatic) use = gemm_choice(ta, tb, m, n, k);
   const bool serial = run_serial(m, n, k);
   if (use == GemmBackend::descent && gemm_avx512::available()) {
-    gemm_avx512::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
-                       serial || omp_in_parallel() ? 1 : omp_get_max_threads());
+    gemm_avx512::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, descent_threads(serial, m, n, k));
     return;
   }
   if (use == GemmBackend::onednn && gemm_dnnl::available() && k > 0) {
@@ -238,6 +252,37 @@ bool fused_linear(DType dtype, std::int64_t batch, std::int64_t out) {
          (batch >= 128 || (batch >= 64 && out >= 128));
 }
 
+bool descent_linear(std::int64_t m, std::int64_t n, std::int64_t k) {
+  if (deterministic_products() || !gemm_avx512::available()) return false;
+  const GemmBackend use = g_gemm_backend.load(std::memory_order_relaxed);
+  if (use == GemmBackend::descent) return true;
+  if (use != GemmBackend::automatic) return false;
+  // Where linear would be oneDNN's primitive (fused_linear), descent's kernel with the bias
+  // and ReLU in its stores where it beat the primitive on every run (session 13, Intel Xeon,
+  // 2 threads, bench/gemm_backends' bias_relu columns, descent over the primitive, 3 runs
+  // alternated, and a bench of ours of the same products): at 128 rows into 256 columns from
+  // k = 784 (the MLP's first layer) 1.01-1.04x, from k = 256 1.06-1.13x, into 128 columns
+  // from k = 256 1.10-1.11x, into 10 from k = 256 1.12-1.29x; 256 x 256 from k = 256
+  // 1.06-1.07x. Not where the primitive kept up: 512 x 256 from k = 784 (0.96-1.04x),
+  // 128 x 512 from k = 784 (0.93-0.95x), 512 x 10 from k = 256 (0.995-1.05x), 128 x 256 from
+  // k = 1024 (0.99-1.01x). Nor where the product won but the step did not (train_mlp, 2
+  // threads, A/B): 64 rows (1.12-1.28x alone; the step 0.8x: the kernel split 64 rows by
+  // rows of x, each core reading all of w, whose update by the optimizer, split over both
+  // cores, then took twice as long) and 512 x 256 from k = 256 (1.01-1.05x alone, split by
+  // rows, each core reading all of w: the step unchanged within its noise). Bounded to the
+  // sizes measured.
+  if (fused_linear(DType::f32, m, n)) {
+    const bool layer = m >= 128 && m < 512 && n >= 128 && n <= 256 && k >= 256 && k <= 784 &&
+                       m * k <= (std::int64_t{1} << 17);
+    const bool narrow = m <= 128 && n <= 16 && k >= 256 && k <= 784;
+    return layer || narrow;
+  }
+  // Where the separate steps would run descent's kernel (gemm_choice): its bias and ReLU in
+  // the stores instead of the bias rows before and the ReLU pass after, bit for bit the same
+  // result.
+  return gemm_choice(false, true, m, n, k) == GemmBackend::descent;
+}
+
 void linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, bool relu) {
   check_matrix(x, "x");
   check_matrix(w, "w");
@@ -251,6 +296,11 @@ void linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, 
   }
   if (b.defined()) check_same_dtype(x, b, "linear");
   if (m == 0 || n == 0) return;
+  if (x.dtype() == DType::f32 && descent_linear(m, n, k)) {
+    gemm_avx512::linear(m, n, k, x.data<float>(), w.data<float>(), b.defined() ? b.data<float>() : nullptr, relu,
+                        y.data<float>(), descent_threads(run_serial(m, n, k), m, n, k));
+    return;
+  }
   if (fused_linear(x.dtype(), m, n) && k > 0) {
     SerialProducts one(run_serial(m, n, k), false);
     gemm_dnnl::matmul_bias_act(false, true, m, n, k, x.data<float>(), k, w.data<float>(), k,

@@ -7,6 +7,7 @@
 // AVX-512F, where the backend is OpenBLAS.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -131,6 +132,138 @@ TEST_F(GemmDescent, AlphaBetaAndLeadingDimensions) {
       }
     }
   }
+}
+
+TEST_F(GemmDescent, EveryRowCountOfTheMicrokernel) {
+  // m = 1 .. 12 and 12 + 1 .. 12 + 12: every microkernel (1 to 12 rows, each reading its rows
+  // of A through its own set of row pointers), with A's rows wider than the matrix (pad) or
+  // not, beside one full step; k 300 (two k blocks); 2 threads split by columns where the
+  // product has 2^18 multiply-adds or more.
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      for (std::int64_t m = 1; m <= 2 * 12; ++m) {
+        for (std::int64_t pad : {0, 5}) expect_case({ta, tb, m, 97, 300, 1.0f, 0.0f, pad});
+      }
+    }
+  }
+}
+
+TEST_F(GemmDescent, BothSplitsOfTransposedA) {
+  // op(A) = A^T split over 2 threads by columns (n >= 2 m) and by rows (n < 2 m), around the
+  // boundary n = 2 m and around the panel and step edges, with beta 1 over the k blocks
+  for (std::int64_t m : {95, 96, 97, 121}) {
+    for (std::int64_t n : {2 * m - 1, 2 * m, 2 * m + 1, 3 * m + 7}) {
+      expect_case({true, false, m, n, 129, 1.0f, 0.0f, 0});
+      expect_case({true, true, m, n, 300, 0.5f, 1.0f, 3});
+    }
+  }
+}
+
+// A product the kernel runs on one thread (under 2^18 multiply-adds) says so to
+// last_products_serial even where gemm_serial_below allowed both threads; a larger one, on
+// both, does not.
+TEST_F(GemmDescent, TheSmallestProductsSayTheyRanSerially) {
+  set_num_threads(2);
+  for (const auto& [m, serial] : {std::pair<std::int64_t, bool>{2, true}, {128, false}, {2, true}}) {
+    std::vector<float> a(static_cast<std::size_t>(m * 256), 0.5f), b(256 * 256, 0.25f), c(static_cast<std::size_t>(m * 256));
+    kernels::gemm_raw<float>(false, false, m, 256, 256, 1.0f, a.data(), 256, b.data(), 256, 0.0f, c.data(), 256);
+    EXPECT_EQ(last_products_serial(), serial) << m << " rows";
+    EXPECT_EQ(c[0], 32.0f);
+  }
+}
+
+// kernels::linear on descent's kernel, the bias and ReLU in its stores: bit for bit the
+// separate steps on the same kernel (the bias rows, the product added with beta 1, then
+// y > 0 ? y : 0), within rounding of relu(sum + bias) summed in double, and the same on 1 and
+// 2 threads; shapes around the blocks, the transposed store (4 m <= n, k >= 256), several k
+// blocks (the bias in the first one's stores, the ReLU in the last one's only).
+void expect_linear(std::int64_t m, std::int64_t n, std::int64_t k, bool with_bias, bool relu) {
+  const std::string what = "m " + std::to_string(m) + " n " + std::to_string(n) + " k " + std::to_string(k) + " bias " +
+                           std::to_string(with_bias) + " relu " + std::to_string(relu);
+  Tensor x = Tensor::empty({m, k}, DType::f32), w = Tensor::empty({n, k}, DType::f32), b = Tensor::empty({n}, DType::f32);
+  for (std::int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = value(i, 0.37f);
+  for (std::int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = value(i, 0.11f);
+  for (std::int64_t j = 0; j < n; ++j) b.data<float>()[j] = 2.0f * value(j, 0.7f);
+  const Tensor bias = with_bias ? b : Tensor();
+  std::vector<std::vector<float>> results;
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    ASSERT_TRUE(kernels::descent_linear(m, n, k));
+    Tensor want = Tensor::empty({m, n}, DType::f32), got = Tensor::empty({m, n}, DType::f32);
+    float* wp = want.data<float>();
+    for (std::int64_t i = 0; i < m * n; ++i) wp[i] = with_bias ? b.data<float>()[i % n] : 0.0f;
+    kernels::gemm_raw<float>(false, true, m, n, k, 1.0f, x.data<float>(), k, w.data<float>(), k, with_bias ? 1.0f : 0.0f,
+                             wp, n);
+    if (relu) {
+      for (std::int64_t i = 0; i < m * n; ++i) wp[i] = wp[i] > 0.0f ? wp[i] : 0.0f;
+    }
+    for (std::int64_t i = 0; i < m * n; ++i) got.data<float>()[i] = std::numeric_limits<float>::quiet_NaN();
+    kernels::linear(x, w, bias, got, relu);
+    ASSERT_EQ(std::memcmp(got.data<float>(), wp, static_cast<std::size_t>(m * n) * sizeof(float)), 0)
+        << what << ", " << threads << " threads: not the separate steps bit for bit";
+    results.emplace_back(got.data<float>(), got.data<float>() + m * n);
+  }
+  ASSERT_EQ(results[0], results[1]) << what << ": 1 and 2 threads differ";
+  std::int64_t positive = 0;
+  for (std::int64_t i = 0; i < m; ++i) {
+    for (std::int64_t j = 0; j < n; ++j) {
+      double s = with_bias ? b.data<float>()[j] : 0.0, abs_sum = std::abs(s);
+      for (std::int64_t p = 0; p < k; ++p) {
+        const double t = static_cast<double>(x.data<float>()[i * k + p]) * w.data<float>()[j * k + p];
+        s += t;
+        abs_sum += std::abs(t);
+      }
+      const double want = relu ? std::max(s, 0.0) : s;
+      positive += want > 0.0 ? 1 : 0;
+      ASSERT_NEAR(results[0][static_cast<std::size_t>(i * n + j)], want, 1.2e-7 * static_cast<double>(k + 2) * abs_sum + 1e-30)
+          << what << " at " << i << "," << j;
+    }
+  }
+  // the ReLU both cut and kept: the test can see it applied too early or not at all
+  if (relu && m * n >= 16 && k >= 7) {
+    EXPECT_GT(positive, 0) << what;
+    EXPECT_LT(positive, m * n) << what;
+  }
+}
+
+TEST_F(GemmDescent, LinearBiasAndReluInTheStores) {
+  for (std::int64_t m : {1, 13, 130, 300}) {
+    for (std::int64_t n : {1, 10, 33, 256}) {
+      for (std::int64_t k : {1, 7, 300, 784}) {
+        for (bool with_bias : {false, true}) {
+          for (bool relu : {false, true}) expect_linear(m, n, k, with_bias, relu);
+        }
+      }
+    }
+  }
+}
+
+TEST_F(GemmDescent, LinearOnDescentsKernelWhereItBeatThePrimitive) {
+  // the rule of kernels.cpp (session 13): with the automatic backend, where linear would be
+  // oneDNN's primitive (fused_linear), descent's kernel for the measured shapes it won
+  kernels::set_gemm_backend(GemmBackend::automatic);
+  if (!kernels::fused_linear(DType::f32, 128, 256)) GTEST_SKIP() << "oneDNN is not the automatic library here";
+  EXPECT_TRUE(kernels::descent_linear(128, 256, 784));
+  EXPECT_TRUE(kernels::descent_linear(128, 256, 256));
+  EXPECT_TRUE(kernels::descent_linear(256, 256, 256));
+  EXPECT_FALSE(kernels::descent_linear(64, 256, 784)) << "won alone, lost in the step";
+  EXPECT_FALSE(kernels::descent_linear(512, 256, 256)) << "won alone, not in the step";
+  EXPECT_TRUE(kernels::descent_linear(128, 10, 256));
+  EXPECT_FALSE(kernels::descent_linear(512, 256, 784));
+  EXPECT_FALSE(kernels::descent_linear(128, 512, 784));
+  EXPECT_FALSE(kernels::descent_linear(512, 10, 256));
+  EXPECT_FALSE(kernels::descent_linear(128, 256, 1024));
+  EXPECT_FALSE(kernels::descent_linear(128, 512, 28)) << "the LSTM's gates keep the primitive";
+  // below fused_linear: descent's kernel where gemm_choice picks it for x w^T
+  EXPECT_EQ(kernels::descent_linear(32, 256, 784), kernels::gemm_choice(false, true, 32, 256, 784) == GemmBackend::descent);
+  EXPECT_TRUE(kernels::descent_linear(32, 256, 784));
+  EXPECT_FALSE(kernels::descent_linear(32, 64, 48));
+  kernels::set_gemm_backend(GemmBackend::onednn);
+  EXPECT_FALSE(kernels::descent_linear(128, 256, 784));
+  kernels::set_gemm_backend(GemmBackend::automatic);
+  kernels::set_deterministic_products(true);
+  EXPECT_FALSE(kernels::descent_linear(128, 256, 784)) << "deterministic products keep their tiles";
+  kernels::set_deterministic_products(false);
 }
 
 TEST_F(GemmDescent, ZeroKAndZeroAlphaScaleC) {

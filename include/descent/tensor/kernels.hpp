@@ -44,10 +44,12 @@ std::string gemm_matmul_implementation(bool transpose_a, bool transpose_b, std::
 GemmBackend gemm_choice(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k);
 
 // The forward of a dense layer, y [B, out] <- act(x [B, in] w^T [in, out] + 1 b^T) (b
-// undefined: no bias; act = ReLU when relu, else the identity). Where fused_linear(dtype, B, out)
-// it is one oneDNN matmul primitive with the bias as its bias argument and the ReLU as a
-// post-op; otherwise the bias rows, then gemm (beta 1) adding the product to them, then a
-// ReLU pass (y > 0 ? y : 0): what the linear and relu nodes did before, bit for bit.
+// undefined: no bias; act = ReLU when relu, else the identity). Where descent_linear (float32)
+// it is descent's own kernel with the bias and ReLU in its stores, bit for bit the separate
+// steps below on that kernel; else where fused_linear(dtype, B, out) it is one oneDNN matmul
+// primitive with the bias as its bias argument and the ReLU as a post-op; otherwise the bias
+// rows, then gemm (beta 1) adding the product to them, then a ReLU pass (y > 0 ? y : 0): what
+// the linear and relu nodes did before, bit for bit.
 void linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, bool relu = false);
 // Whether linear runs as one primitive for a batch of B rows into `out` columns: float32,
 // descent built with oneDNN, no deterministic products, and the backend onednn_matmul (any
@@ -58,6 +60,15 @@ void linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, 
 // 0.86x at B = 64 with 10 outputs and 0.72-0.95x at B = 32 (oneDNN's matmul is slower than
 // its sgemm on 32 rows).
 bool fused_linear(DType dtype, std::int64_t batch, std::int64_t out);
+// Whether linear (float32, x [m, k], w [n, k]) runs on descent's own kernel with the bias and
+// the ReLU in its stores (on a CPU with AVX-512F, no deterministic products): with the
+// backend descent (any shape); with the automatic backend where linear would otherwise be
+// the separate steps on descent's kernel (gemm_choice; the same result bit for bit), and,
+// where fused_linear, for the shapes where it beat oneDNN's primitive on every run
+// and the training step (kernels.cpp gives the figures): 128 to 511 rows into 128 to 256
+// columns from k = 256 to 784 with m k <= 2^17 (the MLP's hidden layers at batch 128), and
+// 128 rows or fewer into 16 columns or fewer from k = 256 to 784 (its output layer at 128).
+bool descent_linear(std::int64_t m, std::int64_t n, std::int64_t k);
 
 // Products of fewer multiply-adds (m n k) run on the calling thread: in a training step a small
 // split product (its start, the next operation pulling its output from the other core) costs
