@@ -56,30 +56,30 @@ summary = {}
 # A seed that did not reach the target within the config's epochs took longer than every run
 # that did: it counts as +inf seconds in its side's median (a censored time, not dropped, so a
 # side that often misses cannot gain by it); the rates below (start, seconds per epoch, the
-# pooled epochs) are taken over the seeds that reached it.
+# pooled epochs) are taken over the seeds that reached it (None where none did).
 inf = float("inf")
 for w, rs in runs.items():
     reached = [r for r in rs if "seconds_to_target" in r]
     if len(reached) < len(rs):
         print(f"  {w}: {len(rs) - len(reached)} of {len(rs)} seeds did not reach the target in their epochs "
               f"(counted as +inf seconds in the median)")
-    if not reached:
-        continue
-    med = lambda key: statistics.median(r[key] for r in reached)
+    med = lambda key: statistics.median(r[key] for r in reached) if reached else None
     summary[w] = {"seconds_to_target": statistics.median(r.get("seconds_to_target", inf) for r in rs),
                   "spawn_to_ready_s": med("spawn_to_ready_s"),
                   "train_s_per_epoch": med("train_s_per_epoch"), "epochs": [r["epoch"] for r in reached],
                   "seconds": [r.get("seconds_to_target", inf) for r in rs], "seeds": [r["seed"] for r in rs],
                   "not_reached": len(rs) - len(reached)}
-d, t = summary.get("descent"), summary.get("pytorch")
-def quotient(a, b):  # of two medians, either may be +inf; None for inf / inf
+d, t = summary["descent"], summary["pytorch"]
+def quotient(a, b):  # of two medians, either may be +inf (0 for finite / inf); None for inf / inf
     return None if a == inf and b == inf else (inf if a == inf else a / b)
-ratio = quotient(d["seconds_to_target"], t["seconds_to_target"]) if d and t else None
+ratio = quotient(d["seconds_to_target"], t["seconds_to_target"])
+status = ("ok" if ratio is not None and ratio != inf else
+          "both sides' medians missed the target" if ratio is None else "descent's median missed the target")
 # The spread of the ratio over the seeds: the seeds of each side resampled with replacement,
 # the ratio of medians of each resample; the 5th and 95th percentiles of 4000 (fixed stream;
 # resamples whose medians are both +inf left out).
 interval = None
-if d and t and ratio is not None:
+if ratio is not None:
     rng, boot = random.Random(20), []
     for _ in range(4000):
         q = quotient(statistics.median(rng.choice(d["seconds"]) for _ in d["seconds"]),
@@ -90,20 +90,25 @@ if d and t and ratio is not None:
     interval = [round(boot[len(boot) // 20], 3), round(boot[len(boot) - 1 - len(boot) // 20], 3)] if boot else None
 # Both sides need the same epochs beyond noise (docs/performance.md), so the lottery of which
 # epoch crosses can also be taken out: each side's start and seconds per epoch at the median
-# epoch count of all runs of both sides together.
-pooled_epochs = statistics.median(d["epochs"] + t["epochs"]) if d and t else None
+# epoch count of all runs of both sides together (where both sides reached the target at all).
+rates = d["epochs"] and t["epochs"]
+pooled_epochs = statistics.median(d["epochs"] + t["epochs"]) if rates else None
 ratio_pooled = ((d["spawn_to_ready_s"] + pooled_epochs * d["train_s_per_epoch"]) /
-                (t["spawn_to_ready_s"] + pooled_epochs * t["train_s_per_epoch"])) if d and t else None
+                (t["spawn_to_ready_s"] + pooled_epochs * t["train_s_per_epoch"])) if rates else None
+ratio_per_epoch = d["train_s_per_epoch"] / t["train_s_per_epoch"] if rates else None
 print(f"time to {float(target):.1%} test accuracy, default example, {threads} threads, median of seeds {' '.join(seeds)}:")
 for w, r in summary.items():
-    print(f"  {w:8s} {r['seconds_to_target']:7.2f} s  (start {r['spawn_to_ready_s']:.2f} s, training "
-          f"{r['train_s_per_epoch']:.3f} s per epoch; epochs to the target {r['epochs']}, seconds {r['seconds']})")
-if d and t and ratio is not None and interval is not None:
-    print(f"  descent / pytorch: {ratio:.2f} (90% bootstrap interval over the seeds {interval[0]:.2f}-{interval[1]:.2f}; "
-          f"per epoch of training: {d['train_s_per_epoch'] / t['train_s_per_epoch']:.2f})")
-    print(f"  at both sides' pooled median of {pooled_epochs:g} epochs (start + epochs x seconds per epoch): {ratio_pooled:.2f}")
-else:
-    print("  ratio: n/a")
+    rate = (f"start {r['spawn_to_ready_s']:.2f} s, training {r['train_s_per_epoch']:.3f} s per epoch"
+            if r["epochs"] else "no seed reached the target")
+    print(f"  {w:8s} {r['seconds_to_target']:7.2f} s  ({rate}; epochs to the target {r['epochs']}, seconds {r['seconds']})")
+lo, hi = interval if interval else (None, None)
+print(f"  descent / pytorch: {ratio if ratio is not None else 'n/a'}" if status != "ok" else
+      f"  descent / pytorch: {ratio:.2f} (90% bootstrap interval over the seeds {lo:.2f}-{hi:.2f})")
+if status != "ok":
+    print(f"  ({status})")
+if rates:
+    print(f"  per epoch of training: {ratio_per_epoch:.2f}; at both sides' pooled median of {pooled_epochs:g} epochs "
+          f"(start + epochs x seconds per epoch): {ratio_pooled:.2f}")
 os.makedirs("bench/results", exist_ok=True)
 def finite(x):  # +inf (a seed that missed the target) as null: JSON has no infinity
     if isinstance(x, float) and x == inf:
@@ -113,10 +118,9 @@ def finite(x):  # +inf (a seed that missed the target) as null: JSON has no infi
     if isinstance(x, list):
         return [finite(v) for v in x]
     return x
-summary, ratio, interval = finite(summary), finite(ratio), finite(interval)
 with open("bench/results/time_to_accuracy.json", "w") as f:
     json.dump({"threads": int(threads), "target": float(target), "seeds": [int(s) for s in seeds], "runs": runs,
-               "summary": summary, "ratio": ratio, "ratio_interval_90": interval,
-               "pooled_epochs": pooled_epochs, "ratio_at_pooled_epochs": ratio_pooled,
-               "ratio_per_epoch": d["train_s_per_epoch"] / t["train_s_per_epoch"] if d and t else None}, f, indent=1)
+               "summary": finite(summary), "ratio": finite(ratio), "ratio_status": status,
+               "ratio_interval_90": finite(interval), "pooled_epochs": pooled_epochs,
+               "ratio_at_pooled_epochs": ratio_pooled, "ratio_per_epoch": ratio_per_epoch}, f, indent=1)
 PY
