@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
     }
     // The forward's linear (x [m, k], w [n, k], bias), without and with ReLU: separate steps
     // (bias rows, dnnl_sgemm, ReLU pass) against one primitive, alternated
-    double unfused_gflops[2] = {0, 0}, fused_gflops[2] = {0, 0}, descent_unfused_gflops[2] = {0, 0};
+    double unfused_gflops[2] = {0, 0}, fused_gflops[2] = {0, 0}, descent_linear_gflops[2] = {0, 0};
     if (!s.ta && s.tb) {
       Tensor bias = Tensor::empty({s.n}, DType::f32);
       for (std::int64_t i = 0; i < s.n; ++i) bias.data<float>()[i] = 0.01f * static_cast<float>(i % 50) - 0.25f;
@@ -122,7 +122,7 @@ int main(int argc, char** argv) {
         }
         unfused_gflops[relu] = flops / median(t_unfused) / 1e9;
         fused_gflops[relu] = flops / median(t_fused) / 1e9;
-        if (with_descent) descent_unfused_gflops[relu] = flops / median(t_descent) / 1e9;
+        if (with_descent) descent_linear_gflops[relu] = flops / median(t_descent) / 1e9;
       }
     }
     kernels::set_gemm_backend(kernels::GemmBackend::automatic);
@@ -169,8 +169,8 @@ int main(int argc, char** argv) {
                 flops / median(t_one) / 1e9, s.m * s.n * s.k < kernels::gemm_serial_below_default ? "true" : "false", gp,
                 gp / gd, impl.c_str(), unfused_gflops[0], fused_gflops[0],
                 unfused_gflops[0] > 0 ? fused_gflops[0] / unfused_gflops[0] : 0.0, unfused_gflops[1], fused_gflops[1],
-                unfused_gflops[1] > 0 ? fused_gflops[1] / unfused_gflops[1] : 0.0, descent_unfused_gflops[0],
-                descent_unfused_gflops[1],
+                unfused_gflops[1] > 0 ? fused_gflops[1] / unfused_gflops[1] : 0.0, descent_linear_gflops[0],
+                descent_linear_gflops[1],
                 !s.ta && s.tb && kernels::descent_linear(s.m, s.n, s.k) ? "true" : "false");
     std::fflush(stdout);
   }

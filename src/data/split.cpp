@@ -99,16 +99,21 @@ bool decode_by_permutes() {
 #endif
 
 // Rows per chunk of a batch copy: one chunk per thread from copy_parallel_below elements up
-// (a batch of 64 rows of 784 bytes), else the whole batch on the calling thread. The copy is
-// not a pass at memory speed but a table lookup per byte (and, from a shuffled sampler, a
-// jump to each row): 2 threads copied a batch of 128 shuffled rows in 35 us against 60 us
-// (bench/time_to_accuracy), and train_mlp ran 1.03x at batch 64 and 1.025x at 128
-// (docs/performance.md, loop helper, session 13); waking the team for a batch-32 copy cost
-// more than it saved (6% of a 2-thread b32 step).
+// (batches of 42 rows of 784 bytes and more: measured at 64 and 128), else the whole batch on
+// the calling thread. The copy is not a pass at memory speed but a table lookup per byte (and,
+// from a shuffled sampler, a jump to each row): 2 threads copied a batch of 128 shuffled rows
+// in 35 us against 60 us (bench/time_to_accuracy), and train_mlp ran 1.03x at batch 64 and
+// 1.025x at 128 (docs/performance.md, loop helper, session 13); waking the team for a
+// batch-32 copy (25,088 bytes) cost more than it saved (6% of a 2-thread b32 step). As the
+// element-wise passes, a copy under elementwise_follow_below stays on the calling thread
+// after products that ran there (a small model's batch is then read by one core).
 constexpr std::int64_t copy_parallel_below = std::int64_t{1} << 15;
 std::int64_t copy_grain(std::int64_t n, std::int64_t d) {
-  const std::int64_t threads = num_threads();
-  if (threads <= 1 || n < 2 || n * d < copy_parallel_below) return std::max<std::int64_t>(1, n);
+  const std::int64_t threads = num_threads(), elements = n * d;
+  if (threads <= 1 || n < 2 || elements < copy_parallel_below ||
+      (elements < elementwise_follow_below() && last_products_serial())) {
+    return std::max<std::int64_t>(1, n);
+  }
   return (n + threads - 1) / threads;
 }
 
@@ -149,10 +154,11 @@ void decode_rows(const std::uint8_t* bytes, std::int64_t first, const float* val
   [[maybe_unused]] const bool permute = decode_by_permutes();
 #endif
   parallel_for(n, copy_grain(n, d), [&](std::int64_t i0, std::int64_t i1) {
-    for (std::int64_t i = i0; i < std::min(i1, i0 + kPrefetchRows); ++i) prefetch_row(bytes + (first + rows[static_cast<std::size_t>(i)]) * d, d);
+    const auto row = [&](std::int64_t i) { return bytes + (first + rows[static_cast<std::size_t>(i)]) * d; };
+    for (std::int64_t i = i0; i < std::min(i1, i0 + kPrefetchRows); ++i) prefetch_row(row(i), d);
     for (std::int64_t i = i0; i < i1; ++i) {
-      if (i + kPrefetchRows < i1) prefetch_row(bytes + (first + rows[static_cast<std::size_t>(i + kPrefetchRows)]) * d, d);
-      const std::uint8_t* src = bytes + (first + rows[static_cast<std::size_t>(i)]) * d;
+      if (i + kPrefetchRows < i1) prefetch_row(row(i + kPrefetchRows), d);
+      const std::uint8_t* src = row(i);
       T* dst = out + i * d;
       std::uint16_t* dst16 = out16 != nullptr ? out16 + i * d : nullptr;
       if (per_feature) {

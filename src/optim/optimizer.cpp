@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <span>
 #include <sstream>
 #include <stdexcept>
 #include <utility>
@@ -58,8 +59,8 @@ void fused_pass(T* th, const T* g, const Update& u, std::int64_t begin, std::int
 template <class T, class Update>
 void fused_slice_pass(T* th, const T* g, const Update& u, std::int64_t begin, std::int64_t end) {
   const std::int64_t n = end - begin;
-  if (n >= 2 * range_split_min && !last_products_serial()) {
-    const int parts = num_threads();
+  const int parts = num_threads();
+  if (parts > 1 && n >= 2 * range_split_min && !last_products_serial()) {
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < parts; ++t) {
       const Range p = part_of({begin, end}, t, parts);
@@ -119,6 +120,32 @@ DESCENT_DISPATCH void fused_chunk_sums(T* th, const T* g, const Update& u, std::
 }
 static_assert(parallel_grain % kernels::lane_sum_block == 0, "a parallel chunk must hold whole blocks of the sums");
 
+// The thread of each kernels::lane_sum_block block of the flat buffers (n elements) for
+// step_measured: the thread that updates the block's first element under parallel_for_ranges'
+// split of `ranges` (consecutive from 0) into `parts`. A block is updated and summed whole by
+// one thread, so its sums are those of one thread, and the update follows step()'s split but
+// for the blocks that straddle a cut.
+std::vector<int> block_owners(std::span<const Range> ranges, std::int64_t n, int parts) {
+  const std::int64_t block = kernels::lane_sum_block;
+  std::vector<int> owner(static_cast<std::size_t>((n + block - 1) / block), 0);
+  std::int64_t small = 0;
+  std::size_t b = 0;
+  for (const Range& r : ranges) {
+    const bool whole = r.end - r.begin < range_split_min;
+    const int mine = whole ? static_cast<int>(small++ % parts) : 0;
+    for (; b < owner.size() && static_cast<std::int64_t>(b) * block < r.end; ++b) {
+      const std::int64_t i = static_cast<std::int64_t>(b) * block;
+      int t = mine;
+      if (!whole) {
+        t = 0;
+        while (t + 1 < parts && part_of(r, t + 1, parts).begin <= i) ++t;
+      }
+      owner[b] = t;
+    }
+  }
+  return owner;
+}
+
 class ChainOptimizer final : public Optimizer {
  public:
   ChainOptimizer(Transform chain, const OptimizerOptions& o, const Fused& fused, std::string name)
@@ -162,11 +189,7 @@ class ChainOptimizer final : public Optimizer {
     start_update(arena, k);
     const Tensor& theta = arena.values();
     if (fused_.kernel != Kernel::none) {
-      ranges_.clear();
-      for (std::size_t p = 0; p < arena.count(); ++p) {
-        const ParamEntry& e = arena.entry(ParamId{static_cast<std::int32_t>(p)});
-        ranges_.push_back({e.offset, e.offset + e.shape.numel()});
-      }
+      set_ranges(arena);
       fused_step(theta, arena.grads(), k, [this](auto* th, const auto* g, const auto& rule) {
         parallel_for_ranges(ranges_, [&](std::int64_t i0, std::int64_t i1) { fused_chunk(th, g, rule, i0, i1); });
       });
@@ -197,11 +220,33 @@ class ChainOptimizer final : public Optimizer {
     const auto blocks = static_cast<std::size_t>((n + kernels::lane_sum_block - 1) / kernels::lane_sum_block);
     gsq_.assign(blocks, 0.0);
     dsq_.assign(blocks, 0.0);
+    // step()'s split (parallel_for_ranges: each core updates mostly the rows its product
+    // wrote), in whole blocks of the sums (block_owners), under its rule for running serially
+    set_ranges(arena);
+    const int parts = num_threads();
+    const bool serial =
+        parts <= 1 || n < elementwise_serial_below() || (n < elementwise_follow_below() && last_products_serial());
+    if (!serial) owners_ = block_owners(ranges_, n, parts);
     fused_step(theta, arena.grads(), k, [&](auto* th, const auto* g, const auto& rule) {
-      // parallel_for_elements' chunks start at multiples of parallel_grain: whole blocks
-      parallel_for_elements(n, [&](std::int64_t i0, std::int64_t i1) {
-        fused_chunk_sums(th, g, rule, i0, i1, gsq_.data(), dsq_.data());
-      });
+      if (serial) {
+        fused_chunk_sums(th, g, rule, 0, n, gsq_.data(), dsq_.data());
+        return;
+      }
+      const std::int64_t block = kernels::lane_sum_block;
+#pragma omp parallel for schedule(static)
+      for (int t = 0; t < parts; ++t) {
+        for (std::size_t b = 0; b < blocks;) {  // each run of consecutive blocks of thread t
+          if (owners_[b] != t) {
+            ++b;
+            continue;
+          }
+          std::size_t e = b + 1;
+          while (e < blocks && owners_[e] == t) ++e;
+          fused_chunk_sums(th, g, rule, static_cast<std::int64_t>(b) * block,
+                           std::min(n, static_cast<std::int64_t>(e) * block), gsq_.data(), dsq_.data());
+          b = e;
+        }
+      }
     });
     if (o_.averaging != Averaging::none) average(theta);
     double gs = 0.0, ds = 0.0;
@@ -492,7 +537,17 @@ class ChainOptimizer final : public Optimizer {
   bool interim_ = false;
   bool initialized_ = false;
   std::int64_t size_ = 0;
-  std::vector<Range> ranges_;  // step(): the parameters' slices of the flat buffers
+  // The parameters' slices of the flat buffers, end to end (step() and step_measured split them).
+  void set_ranges(const ParameterArena& arena) {
+    ranges_.clear();
+    for (std::size_t p = 0; p < arena.count(); ++p) {
+      const ParamEntry& e = arena.entry(ParamId{static_cast<std::int32_t>(p)});
+      ranges_.push_back({e.offset, e.offset + e.shape.numel()});
+    }
+  }
+
+  std::vector<Range> ranges_;  // step(), step_measured: the parameters' slices of the flat buffers
+  std::vector<int> owners_;    // step_measured: the thread of each block of the sums (block_owners)
   DType dtype_ = DType::f32;
   StateRefs refs_;
   Tensor u_, shift_, average_;

@@ -151,7 +151,8 @@ DESCENT_AVX512 inline __attribute__((always_inline)) void updates(std::int64_t k
 // The R x (16 NV) block of C at c <- alpha sum_p A(r, p) B(p, :) + beta C (beta 0: C not
 // read), p < kc; with beta 0 and a bias (the block's first column's, or under CT its first
 // row's), bias[j] added to column j (round(alpha sum + bias[j]), as beta 1 over C's rows
-// holding the bias); where relu, max(0, .) of the result (NaN to 0, as x > 0 ? x : 0). A(r, p) is a[p lda + r] (ak: A is k-major, op(A) = A^T) or a[r lda + p];
+// holding the bias); where relu, max(0, .) of the result (NaN to 0, as x > 0 ? x : 0). A(r, p)
+// is a[p lda + r] (ak: A is k-major, op(A) = A^T) or a[r lda + p];
 // B(p, :) is the 16 NV floats at b + p ldb, the second 16 under mask m1 (and the first
 // under m0): masked-off lanes are neither read nor written.
 template <int R, int NV, bool AK, bool CT>

@@ -9,16 +9,17 @@
 // panels per thread, or, where op(B) = B and the thread's block has fewer than 128 rows,
 // straight from the matrix. A is broadcast in place where op(A) = A (12 rows streaming);
 // where op(A) = A^T its 12 floats per k are copied into contiguous steps of 120 rows when 4
-// or more panels reuse them (four rows' 48 floats permuted into three whole vectors). k is cut into blocks of at most 256 (equal lengths, a rule of k
-// alone); the blocks are added into C in order. Edges: a microkernel for 1 to 12 rows,
+// or more panels reuse them (four rows' 48 floats permuted into three whole vectors). k is
+// cut into blocks of at most 256 (equal lengths, a rule of k alone); the blocks are added
+// into C in order. Edges: a microkernel for 1 to 12 rows,
 // masked loads and stores for the last columns. No packing or blocking choice changes a
 // sum: each element of C is the same sequence of FMAs whatever the path.
 //
 // Threads: C is split into contiguous rows (equal counts) or ranges of 32-column panels
 // inside one OpenMP region (split_rows in the .cpp says which; each thread copies the part
 // of op(B) it reads: a packed op(B) shared by the threads, each copying a part, measured
-// 0.71-0.95x of this on the MLP's products, the other core's copy read out of its cache); products under 2^18
-// multiply-adds run on the calling thread. Every element of C is the same sum in the same
+// 0.71-0.95x of this on the MLP's products, the other core's copy read out of its cache);
+// products under 2^18 multiply-adds run on the calling thread. Every element of C is the same sum in the same
 // order whatever the thread count and the split, so the result does not depend on them.
 //
 // beta = 0 writes C without reading it (C may hold NaN); alpha = 0 scales C by beta without

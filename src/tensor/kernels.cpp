@@ -154,6 +154,8 @@ namespace {
 // the calling thread whatever it is allowed: last_products_serial says so too (reached only
 // with gemm_serial_below lowered under them, as the parallel thread rule does; train_mlp at
 // batches 64 and 128 under that rule unchanged within noise, docs/performance.md session 13).
+// A product of one 12-row step and one 32-column panel, which the kernel keeps on one thread
+// too, is not noted (it is under serial_below unless k exceeds 682).
 int descent_threads(bool serial, std::int64_t m, std::int64_t n, std::int64_t k) {
   if (serial || omp_in_parallel()) return 1;
   if (m * n * k < gemm_avx512::serial_below && omp_get_max_threads() > 1) note_products_serial(true);

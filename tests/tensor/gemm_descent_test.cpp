@@ -146,6 +146,11 @@ TEST_F(GemmDescent, EveryRowCountOfTheMicrokernel) {
       }
     }
   }
+  // x w^T with 4 m <= n from k = 256 runs as w x^T, whose rows are n: n = 96 + r gives the
+  // transposed-store microkernels their last step of r rows (one thread at m = 5, two at 24)
+  for (std::int64_t r = 1; r <= 12; ++r) {
+    for (std::int64_t m : {5, 24}) expect_case({false, true, m, 96 + r, 300, 1.0f, r % 2 == 0 ? 0.0f : 0.5f, 0});
+  }
 }
 
 TEST_F(GemmDescent, BothSplitsOfTransposedA) {
@@ -229,11 +234,18 @@ void expect_linear(std::int64_t m, std::int64_t n, std::int64_t k, bool with_bia
 TEST_F(GemmDescent, LinearBiasAndReluInTheStores) {
   for (std::int64_t m : {1, 13, 130, 300}) {
     for (std::int64_t n : {1, 10, 33, 256}) {
-      for (std::int64_t k : {1, 7, 300, 784}) {
+      for (std::int64_t k : {0, 1, 7, 300, 784}) {
         for (bool with_bias : {false, true}) {
           for (bool relu : {false, true}) expect_linear(m, n, k, with_bias, relu);
         }
       }
+    }
+  }
+  // the transposed stores (5 rows into 96 + r columns from k = 300: w x^T, its last step of
+  // r rows), each adding the bias of its rows
+  for (std::int64_t r = 1; r <= 12; ++r) {
+    for (bool with_bias : {false, true}) {
+      for (bool relu : {false, true}) expect_linear(5, 96 + r, 300, with_bias, relu);
     }
   }
 }

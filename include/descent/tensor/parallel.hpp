@@ -4,7 +4,9 @@
 //
 // Work is split into fixed chunks whose boundaries depend only on n and the grain, never
 // on the thread count: every reduction built on them sums the same partials in the same
-// order, so results are bit-identical with 1 and with N threads.
+// order, so results are bit-identical with 1 and with N threads. Except parallel_for_ranges
+// (and part_of), whose cuts depend on the thread count: for element-wise work only, never
+// for a sum.
 #include <algorithm>
 #include <cstdint>
 #include <span>
@@ -117,7 +119,8 @@ inline Range part_of(Range r, int t, int parts) {
 // threads, every range of range_split_min elements or more cut into T contiguous parts (part
 // t to thread t: part_of), and each smaller range whole to one thread, in turn. Each weight's
 // gradient was just written by a matrix product that split its rows over the threads in the
-// same order (descent's own kernel gives thread t the t-th block of rows; oneDNN's sgemm
+// same order (descent's own kernel gives thread t the t-th block of rows where it splits by
+// rows, not for A^T with n >= 2m or few rows, which it splits by columns; oneDNN's sgemm
 // behaves so: cutting every row in halves instead made the update 1.7x slower), so each core
 // updates mostly what is in its own cache; the parallel_grain chunks of parallel_for_elements
 // gave one thread 5 of an MLP's 9 chunks, much of them written by the other core
