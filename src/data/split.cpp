@@ -110,8 +110,7 @@ bool decode_by_permutes() {
 constexpr std::int64_t copy_parallel_below = std::int64_t{1} << 15;
 std::int64_t copy_grain(std::int64_t n, std::int64_t d) {
   const std::int64_t threads = num_threads(), elements = n * d;
-  if (threads <= 1 || n < 2 || elements < copy_parallel_below ||
-      (elements < elementwise_follow_below() && last_products_serial())) {
+  if (threads <= 1 || n < 2 || elements < copy_parallel_below || follows_serial_products(elements)) {
     return std::max<std::int64_t>(1, n);
   }
   return (n + threads - 1) / threads;

@@ -224,8 +224,7 @@ class ChainOptimizer final : public Optimizer {
     // wrote), in whole blocks of the sums (block_owners), under its rule for running serially
     set_ranges(arena);
     const int parts = num_threads();
-    const bool serial =
-        parts <= 1 || n < elementwise_serial_below() || (n < elementwise_follow_below() && last_products_serial());
+    const bool serial = parts <= 1 || elementwise_on_one_thread(n);
     if (!serial) owners_ = block_owners(ranges_, n, parts);
     fused_step(theta, arena.grads(), k, [&](auto* th, const auto* g, const auto& rule) {
       if (serial) {

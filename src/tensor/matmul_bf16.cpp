@@ -309,8 +309,7 @@ void relu_backward(const float* g, const std::uint16_t* h, std::int64_t m, std::
   std::vector<float> partial(gb != nullptr ? static_cast<std::size_t>(blocks * n) : static_cast<std::size_t>(n));
   // threads as an elementwise pass of m n elements (parallel.hpp: small passes stay on one core)
   const std::int64_t elements = m * n;
-  const bool serial = elements < elementwise_serial_below() ||
-                      (elements < elementwise_follow_below() && last_products_serial());
+  const bool serial = elementwise_on_one_thread(elements);
   const std::int64_t grain =
       serial ? blocks : std::max<std::int64_t>(1, parallel_grain / std::max<std::int64_t>(1, rows * n));
   [[maybe_unused]] const bool instr = conversion_instructions();  // read only where the instructions are compiled

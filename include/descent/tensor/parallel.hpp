@@ -43,6 +43,13 @@ std::int64_t elementwise_follow_below();
 // Called by the matrix products: whether the latest one ran on one thread.
 void note_products_serial(bool serial);
 bool last_products_serial();
+// Whether a pass over n elements follows a product that ran on one thread and stays there.
+inline bool follows_serial_products(std::int64_t n) { return n < elementwise_follow_below() && last_products_serial(); }
+// The element-wise passes' rule (parallel_for_elements, parallel_for_ranges): n elements on
+// the calling thread.
+inline bool elementwise_on_one_thread(std::int64_t n) {
+  return n < elementwise_serial_below() || follows_serial_products(n);
+}
 
 // Denormal floats (nonzero, magnitude below 2^-126 in float32, 2^-1022 in float64) read as
 // zero and results that would be denormal written as zero: the x86 MXCSR bits DAZ and FTZ,
@@ -88,7 +95,7 @@ void parallel_for(std::int64_t n, std::int64_t grain, F&& f) {
 // elementwise_serial_below(), else in chunks of parallel_grain across the threads.
 template <class F>
 void parallel_for_elements(std::int64_t n, F&& f) {
-  if (n < elementwise_serial_below() || (n < elementwise_follow_below() && last_products_serial())) {
+  if (elementwise_on_one_thread(n)) {
     if (n > 0) f(std::int64_t{0}, n);
     return;
   }
@@ -130,7 +137,7 @@ void parallel_for_ranges(std::span<const Range> ranges, F&& f) {
   if (ranges.empty()) return;
   const std::int64_t first = ranges.front().begin, last = ranges.back().end, n = last - first;
   const int parts = num_threads();
-  if (parts <= 1 || n < elementwise_serial_below() || (n < elementwise_follow_below() && last_products_serial())) {
+  if (parts <= 1 || elementwise_on_one_thread(n)) {
     if (n > 0) f(first, last);
     return;
   }
