@@ -19,6 +19,7 @@
 #include "descent/tensor/arena.hpp"
 #include "descent/tensor/kernels.hpp"
 #include "descent/train/step.hpp"
+#include "support/linear_reference.hpp"
 
 namespace descent {
 namespace {
@@ -30,7 +31,7 @@ struct BackendGuard {
   ~BackendGuard() { kernels::set_gemm_backend(GemmBackend::automatic); }
 };
 
-float value(std::int64_t i, float scale) { return std::sin(scale * static_cast<float>(i + 1)); }
+using testing::wave;
 
 // C = alpha op(A) op(B) + beta C0 through the library, checked element by element against
 // the sum in double; the bound is k float roundings of the terms' absolute sum.
@@ -38,9 +39,9 @@ void expect_product(GemmBackend backend, bool ta, bool tb, std::int64_t m, std::
   Tensor a = ta ? Tensor::empty({k, m}, DType::f32) : Tensor::empty({m, k}, DType::f32);
   Tensor b = tb ? Tensor::empty({n, k}, DType::f32) : Tensor::empty({k, n}, DType::f32);
   Tensor c = Tensor::empty({m, n}, DType::f32);
-  for (std::int64_t i = 0; i < a.numel(); ++i) a.data<float>()[i] = value(i, 0.37f);
-  for (std::int64_t i = 0; i < b.numel(); ++i) b.data<float>()[i] = value(i, 0.11f);
-  for (std::int64_t i = 0; i < c.numel(); ++i) c.data<float>()[i] = value(i, 0.23f);
+  for (std::int64_t i = 0; i < a.numel(); ++i) a.data<float>()[i] = wave(i, 0.37f);
+  for (std::int64_t i = 0; i < b.numel(); ++i) b.data<float>()[i] = wave(i, 0.11f);
+  for (std::int64_t i = 0; i < c.numel(); ++i) c.data<float>()[i] = wave(i, 0.23f);
   std::vector<float> c0(c.data<float>(), c.data<float>() + c.numel());
   const double alpha = 0.75, beta = -0.5;
   kernels::set_gemm_backend(backend);
@@ -150,25 +151,14 @@ TEST(GemmBackend, AutomaticChoiceIsOneDnnOrDescentExactlyOnAvx512CpusWithOneDnn)
 // as expect_product's); with ReLU a negative sum further than the bound from 0 must give
 // exactly 0.
 void expect_linear(GemmBackend backend, std::int64_t m, std::int64_t n, std::int64_t k, bool bias, bool relu) {
-  Tensor x = Tensor::empty({m, k}, DType::f32), w = Tensor::empty({n, k}, DType::f32);
-  Tensor b = bias ? Tensor::empty({n}, DType::f32) : Tensor();
+  const testing::LinearInputs in = testing::linear_inputs(m, n, k, bias);
   Tensor y = Tensor::full({m, n}, DType::f32, 7.0);  // overwritten, never read
-  for (std::int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = value(i, 0.37f);
-  for (std::int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = value(i, 0.11f);
-  if (bias) {
-    for (std::int64_t i = 0; i < n; ++i) b.data<float>()[i] = 2.0f * value(i, 0.7f);
-  }
   kernels::set_gemm_backend(backend);
-  kernels::linear(x, w, b, y, relu);
+  kernels::linear(in.x, in.w, in.b, y, relu);
   for (std::int64_t i = 0; i < m; ++i) {
     for (std::int64_t j = 0; j < n; ++j) {
-      double s = bias ? b.data<float>()[j] : 0.0, abs_sum = std::abs(s);
-      for (std::int64_t p = 0; p < k; ++p) {
-        const double t = static_cast<double>(x.data<float>()[i * k + p]) * w.data<float>()[j * k + p];
-        s += t;
-        abs_sum += std::abs(t);
-      }
-      const double tol = 2e-7 * static_cast<double>(k + 2) * (abs_sum + 1.0);
+      const testing::DoubleSum ref = testing::linear_in_double(in, i, j);
+      const double s = ref.sum, tol = 2e-7 * static_cast<double>(k + 2) * (ref.abs_sum + 1.0);
       const float got = y.data<float>()[i * n + j];
       const std::string where = "backend " + std::to_string(static_cast<int>(backend)) + " " + std::to_string(m) + "x" +
                                 std::to_string(n) + "x" + std::to_string(k) + " bias " + std::to_string(bias) +
@@ -206,9 +196,9 @@ TEST(GemmBackend, LinearUnfusedIsTheBiasRowsThenGemmThenReluBitForBit) {
   BackendGuard guard;
   const std::int64_t m = 130, n = 40, k = 70;
   Tensor x = Tensor::empty({m, k}, DType::f32), w = Tensor::empty({n, k}, DType::f32), b = Tensor::empty({n}, DType::f32);
-  for (std::int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = value(i, 0.37f);
-  for (std::int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = value(i, 0.11f);
-  for (std::int64_t i = 0; i < n; ++i) b.data<float>()[i] = value(i, 0.7f);
+  for (std::int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = wave(i, 0.37f);
+  for (std::int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = wave(i, 0.11f);
+  for (std::int64_t i = 0; i < n; ++i) b.data<float>()[i] = wave(i, 0.7f);
   std::vector<GemmBackend> backends = {GemmBackend::openblas};
   if (kernels::gemm_backend_has_onednn()) backends.push_back(GemmBackend::onednn);
   for (GemmBackend backend : backends) {
@@ -265,7 +255,7 @@ std::vector<float> train_parameters(GemmBackend backend) {
   std::unique_ptr<optim::Optimizer> opt = optim::make_optimizer({.name = "momentum", .lr = 0.05, .momentum = 0.9}, nullptr);
   autodiff::Tape tape;
   Tensor x = Tensor::empty({24, 20}, DType::f32), y = Tensor::empty({24}, DType::i32);
-  for (std::int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = value(i, 0.7f);
+  for (std::int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = wave(i, 0.7f);
   for (std::int64_t i = 0; i < 24; ++i) y.data<std::int32_t>()[i] = static_cast<std::int32_t>(i % 4);
   for (std::int64_t k = 0; k < 8; ++k) train::train_step(net, arena, *opt, tape, x, y, k);
   const Tensor& p = arena.values();

@@ -18,6 +18,7 @@
 
 #include "descent/tensor/kernels.hpp"
 #include "descent/tensor/parallel.hpp"
+#include "support/linear_reference.hpp"
 
 namespace descent {
 namespace {
@@ -34,7 +35,7 @@ struct SettingsGuard {
   }
 };
 
-float value(std::int64_t i, float scale) { return std::sin(scale * static_cast<float>(i + 1)); }
+using testing::wave;
 
 struct Case {
   bool ta, tb;
@@ -56,11 +57,11 @@ void expect_case(const Case& c) {
   const std::int64_t ar = c.ta ? c.k : c.m, ac = c.ta ? c.m : c.k, br = c.tb ? c.n : c.k, bc = c.tb ? c.k : c.n;
   const std::int64_t lda = ac + c.pad, ldb = bc + c.pad, ldc = c.n + c.pad;
   std::vector<float> a(static_cast<std::size_t>(ar * lda)), b(static_cast<std::size_t>(br * ldb));
-  for (std::size_t i = 0; i < a.size(); ++i) a[i] = value(static_cast<std::int64_t>(i), 0.37f);
-  for (std::size_t i = 0; i < b.size(); ++i) b[i] = value(static_cast<std::int64_t>(i), 0.11f);
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = wave(static_cast<std::int64_t>(i), 0.37f);
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = wave(static_cast<std::int64_t>(i), 0.11f);
   std::vector<float> c0(static_cast<std::size_t>(c.m * ldc));
   for (std::size_t i = 0; i < c0.size(); ++i) {
-    c0[i] = c.beta == 0.0f ? std::numeric_limits<float>::quiet_NaN() : value(static_cast<std::int64_t>(i), 0.23f);
+    c0[i] = c.beta == 0.0f ? std::numeric_limits<float>::quiet_NaN() : wave(static_cast<std::int64_t>(i), 0.23f);
   }
   std::vector<std::vector<float>> results;
   for (int threads : {1, 2}) {
@@ -185,18 +186,15 @@ TEST_F(GemmDescent, TheSmallestProductsSayTheyRanSerially) {
 void expect_linear(std::int64_t m, std::int64_t n, std::int64_t k, bool with_bias, bool relu) {
   const std::string what = "m " + std::to_string(m) + " n " + std::to_string(n) + " k " + std::to_string(k) + " bias " +
                            std::to_string(with_bias) + " relu " + std::to_string(relu);
-  Tensor x = Tensor::empty({m, k}, DType::f32), w = Tensor::empty({n, k}, DType::f32), b = Tensor::empty({n}, DType::f32);
-  for (std::int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = value(i, 0.37f);
-  for (std::int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = value(i, 0.11f);
-  for (std::int64_t j = 0; j < n; ++j) b.data<float>()[j] = 2.0f * value(j, 0.7f);
-  const Tensor bias = with_bias ? b : Tensor();
+  const testing::LinearInputs in = testing::linear_inputs(m, n, k, with_bias);
+  const Tensor &x = in.x, &w = in.w, &bias = in.b;
   std::vector<std::vector<float>> results;
   for (int threads : {1, 2}) {
     set_num_threads(threads);
     ASSERT_TRUE(kernels::descent_linear(m, n, k));
     Tensor want = Tensor::empty({m, n}, DType::f32), got = Tensor::empty({m, n}, DType::f32);
     float* wp = want.data<float>();
-    for (std::int64_t i = 0; i < m * n; ++i) wp[i] = with_bias ? b.data<float>()[i % n] : 0.0f;
+    for (std::int64_t i = 0; i < m * n; ++i) wp[i] = with_bias ? bias.data<float>()[i % n] : 0.0f;
     kernels::gemm_raw<float>(false, true, m, n, k, 1.0f, x.data<float>(), k, w.data<float>(), k, with_bias ? 1.0f : 0.0f,
                              wp, n);
     if (relu) {
@@ -212,15 +210,10 @@ void expect_linear(std::int64_t m, std::int64_t n, std::int64_t k, bool with_bia
   std::int64_t positive = 0;
   for (std::int64_t i = 0; i < m; ++i) {
     for (std::int64_t j = 0; j < n; ++j) {
-      double s = with_bias ? b.data<float>()[j] : 0.0, abs_sum = std::abs(s);
-      for (std::int64_t p = 0; p < k; ++p) {
-        const double t = static_cast<double>(x.data<float>()[i * k + p]) * w.data<float>()[j * k + p];
-        s += t;
-        abs_sum += std::abs(t);
-      }
-      const double want = relu ? std::max(s, 0.0) : s;
+      const testing::DoubleSum s = testing::linear_in_double(in, i, j);
+      const double want = relu ? std::max(s.sum, 0.0) : s.sum;
       positive += want > 0.0 ? 1 : 0;
-      ASSERT_NEAR(results[0][static_cast<std::size_t>(i * n + j)], want, 1.2e-7 * static_cast<double>(k + 2) * abs_sum + 1e-30)
+      ASSERT_NEAR(results[0][static_cast<std::size_t>(i * n + j)], want, 1.2e-7 * static_cast<double>(k + 2) * s.abs_sum + 1e-30)
           << what << " at " << i << "," << j;
     }
   }

@@ -198,17 +198,17 @@ TEST_F(MetricsRecords, ANonFiniteNormTakenInTheUpdateStopsOrRollsBackAsBefore) {
   };
   struct Nothing final : train::Callback {};
   Nothing nothing;
-  std::string in_update, before;
-  try {
-    (void)train::run(huge("huge_in_update", ""), nullptr);
-  } catch (const NumericError& e) {
-    in_update = e.what();
-  }
-  try {
-    (void)train::run(huge("huge_before", ""), nullptr, {&nothing});
-  } catch (const NumericError& e) {
-    before = e.what();
-  }
+  // the message of the NumericError the run ends with ("" when it ends without one)
+  auto diverged = [](const train::TrainConfig& c, std::vector<train::Callback*> callbacks = {}) {
+    try {
+      (void)train::run(c, nullptr, callbacks);
+    } catch (const NumericError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  const std::string in_update = diverged(huge("huge_in_update", ""));
+  const std::string before = diverged(huge("huge_before", ""), {&nothing});
   EXPECT_NE(in_update.find("training diverged at step 0"), std::string::npos) << in_update;
   EXPECT_NE(in_update.find("the update was applied"), std::string::npos) << in_update;
   EXPECT_NE(before.find("training diverged at step 0"), std::string::npos) << before;
@@ -216,12 +216,7 @@ TEST_F(MetricsRecords, ANonFiniteNormTakenInTheUpdateStopsOrRollsBackAsBefore) {
   // With clipping the optimizer has no fused loop to take the norm in (steps_by_parameter() is
   // false): the norm is taken before the update, as with a caller's callback, and the
   // non-finite gradient never reaches the parameters.
-  std::string clipped;
-  try {
-    (void)train::run(huge("huge_clipped", "[clip]\nvalue = 1e300"), nullptr);
-  } catch (const NumericError& e) {
-    clipped = e.what();
-  }
+  const std::string clipped = diverged(huge("huge_clipped", "[clip]\nvalue = 1e300"));
   EXPECT_NE(clipped.find("training diverged at step 0"), std::string::npos) << clipped;
   EXPECT_NE(clipped.find("the parameters were not updated"), std::string::npos) << clipped;
   for (const char* name : {"huge_in_update", "huge_before", "huge_clipped"}) {
@@ -232,12 +227,7 @@ TEST_F(MetricsRecords, ANonFiniteNormTakenInTheUpdateStopsOrRollsBackAsBefore) {
     EXPECT_EQ(stopped[0].at("reason"), "diverged");
     EXPECT_EQ(stopped[0].at("step"), 0);
   }
-  std::string rolled;
-  try {
-    (void)train::run(huge("huge_rollback", "[divergence]\npolicy = \"rollback\"\nmax_events = 2"), nullptr);
-  } catch (const NumericError& e) {
-    rolled = e.what();
-  }
+  const std::string rolled = diverged(huge("huge_rollback", "[divergence]\npolicy = \"rollback\"\nmax_events = 2"));
   EXPECT_NE(rolled.find("more than divergence.max_events = 2"), std::string::npos) << rolled;
   const auto records = io::read_json_lines(dir_ / "huge_rollback" / "metrics.jsonl");
   const std::vector<json> rollbacks = of_kind(records, "divergence");
