@@ -21,8 +21,8 @@
 //   automatic, the per-shape rule of kernels::gemm_choice, with the hidden layers' linear +
 //   ReLU as one oneDNN matmul primitive where kernels::fused_linear; onednn: dnnl_sgemm
 //   and no fused forward; onednn-matmul: oneDNN's matmul primitive for every product;
-//   descent: descent's own AVX-512 kernel for every product (OpenBLAS on a CPU without
-//   AVX-512F) and no fused forward).
+//   descent: descent's own AVX-512 kernel for every product, the dense layers' bias and ReLU
+//   in its stores (OpenBLAS on a CPU without AVX-512F)).
 // --dtype bf16: mixed precision (descent/tensor/precision.hpp): the dense layers' products
 //   with bf16 inputs on oneDNN's bf16 matmul, float32 accumulation and everything else
 //   float32, as `model.dtype = "bf16"` trains; the batch copy also writes the batch's bf16
@@ -40,6 +40,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -91,6 +92,12 @@ std::vector<std::int64_t> parse_sizes(const std::string& text) {
   return sizes;
 }
 
+// --gemm's names.
+const std::map<std::string, kernels::GemmBackend> gemm_backends = {
+    {"automatic", kernels::GemmBackend::automatic}, {"openblas", kernels::GemmBackend::openblas},
+    {"onednn", kernels::GemmBackend::onednn},       {"onednn-matmul", kernels::GemmBackend::onednn_matmul},
+    {"descent", kernels::GemmBackend::descent}};
+
 bool parse(int argc, char** argv, Options& o) {
   bench::Options p("train_mlp");
   p.common(o);
@@ -104,8 +111,7 @@ bool parse(int argc, char** argv, Options& o) {
   if (!p.parse(argc, argv)) return false;
   if (!sizes.empty()) o.sizes = parse_sizes(sizes);
   if (o.lr < 0) return p.fail("--lr must be > 0");
-  if (o.gemm != "automatic" && o.gemm != "openblas" && o.gemm != "onednn" && o.gemm != "onednn-matmul" &&
-      o.gemm != "descent") {
+  if (!gemm_backends.contains(o.gemm)) {
     return p.fail("--gemm must be automatic, openblas, onednn, onednn-matmul or descent, got " + o.gemm);
   }
   if (o.dtype != "f32" && o.dtype != "bf16") return p.fail("--dtype must be f32 or bf16, got " + o.dtype);
@@ -396,11 +402,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   bench::apply_threads(o);
-  kernels::set_gemm_backend(o.gemm == "openblas" ? kernels::GemmBackend::openblas
-                            : o.gemm == "onednn"        ? kernels::GemmBackend::onednn
-                            : o.gemm == "onednn-matmul" ? kernels::GemmBackend::onednn_matmul
-                            : o.gemm == "descent"       ? kernels::GemmBackend::descent
-                                                        : kernels::GemmBackend::automatic);
+  kernels::set_gemm_backend(gemm_backends.at(o.gemm));
   const precision::Scope products(o.dtype == "bf16" ? precision::Products::bf16 : precision::Products::fp32, false);
   train::set_fused_update(o.fused_update != 0);
 
