@@ -146,7 +146,7 @@ int main(int argc, char** argv) {
     for (std::int64_t i = 0; i < c1.numel(); ++i) {
       const double x = c1.data<float>()[i], y = c2.data<float>()[i], z = c4.data<float>()[i];
       diff = std::max(diff, std::abs(x - y) / std::max(1.0, std::abs(x)));
-      diff_descent = std::max(diff_descent, std::abs(x - z) / std::max(1.0, std::abs(x)));
+      if (with_descent) diff_descent = std::max(diff_descent, std::abs(x - z) / std::max(1.0, std::abs(x)));
     }
     const double gdesc = with_descent ? flops / median(t_desc) / 1e9 : 0.0;
     const double gb = flops / median(t_blas) / 1e9, gd = flops / median(t_dnnl) / 1e9, gp = flops / median(t_prim) / 1e9;
